@@ -1,0 +1,55 @@
+# The README's two commands are `make demo` and `make test`; everything they need is installed here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-slow demo setup sysdeps lint typecheck unit proofs spec bench clean
+
+test: setup lint typecheck unit proofs spec
+
+setup: sysdeps $(STAMP)
+
+# System packages the tests need: Java 17 runs TLC. Installed only when missing, and only as root.
+sysdeps:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	  else echo "java (17+) is missing: install openjdk-17-jre-headless" >&2; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy --strict
+
+unit: setup
+	$(BIN)/pytest -n auto -q
+
+test-slow: setup
+	$(BIN)/pytest -n auto -q -m slow
+
+proofs: setup
+	$(BIN)/python proofs/run.py
+
+spec: setup
+	$(BIN)/dynamo-ref spec check --ci
+
+bench: setup
+	$(BIN)/python benchmarks/core_bench.py
+
+demo: setup
+	$(BIN)/python benchmarks/core_bench.py --quick
+	$(BIN)/dynamo-ref ring --nodes 8 --partitions 64 --n 3 --key user:42 --key cart:7
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

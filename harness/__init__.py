@@ -1,0 +1,1 @@
+"""Jepsen-style fault harness: targets, nemeses, workloads, histories and checkers."""

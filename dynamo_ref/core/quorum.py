@@ -1,0 +1,509 @@
+"""N/R/W quorum settings and the collectors that decide a request's outcome.
+
+A coordinator sends a request to its targets: the first N healthy nodes of the key's preference
+list. Under a sloppy quorum some of them are fallbacks standing in for an unreachable owner.
+Every answer goes into a collector, which decides SUCCEEDED as soon as enough answers are in,
+FAILED as soon as success has become impossible or when the caller's timer fires, and never
+changes its mind. It keeps recording answers after the decision, because late read responses
+still need read repair.
+
+PR and PW (as in Riak) count only answers from primaries, the nodes of the top N that are
+themselves owners: a request can demand that some of its quorum is not made of fallbacks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Generic, TypeAlias, TypeVar
+
+import icontract
+
+from dynamo_ref.core.contracts import ENABLED
+
+NodeId: TypeAlias = str
+
+T = TypeVar("T")
+
+
+class QuorumError(ValueError):
+    """Invalid quorum settings; the message lists every problem found."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems: tuple[str, ...] = problems
+
+
+def _int_problem(name: str, value: object) -> str | None:
+    # bool is an int subclass, but R=True is a mistake, not a setting.
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{name} must be an integer, got {value!r}"
+    return None
+
+
+def quorum_problems(n: int, r: int, w: int, pr: int = 0, pw: int = 0) -> list[str]:
+    """Every reason why these settings are invalid, as readable sentences (empty if valid)."""
+    problems = [
+        p
+        for p in (
+            _int_problem(name, value)
+            for name, value in (("N", n), ("R", r), ("W", w), ("PR", pr), ("PW", pw))
+        )
+        if p is not None
+    ]
+    if problems:
+        return problems  # comparisons below would be meaningless
+    if n < 1:
+        problems.append(f"N must be at least 1, got {n}")
+    for name, value in (("R", r), ("W", w)):
+        if value < 1:
+            problems.append(f"{name} must be at least 1, got {value}")
+        elif n >= 1 and value > n:
+            problems.append(f"{name}={value} exceeds N={n}")
+    for name, value, base_name, base in (("PR", pr, "R", r), ("PW", pw, "W", w)):
+        if value < 0:
+            problems.append(f"{name} must not be negative, got {value}")
+        elif value > base >= 1:
+            problems.append(f"{name}={value} exceeds {base_name}={base}")
+    return problems
+
+
+@icontract.invariant(lambda self: 1 <= self.r <= self.n, enabled=ENABLED)
+@icontract.invariant(lambda self: 1 <= self.w <= self.n, enabled=ENABLED)
+@icontract.invariant(lambda self: 0 <= self.pr <= self.r, enabled=ENABLED)
+@icontract.invariant(lambda self: 0 <= self.pw <= self.w, enabled=ENABLED)
+@dataclass(frozen=True)
+class QuorumConfig:
+    """Replication factor N, read quorum R, write quorum W, and the primary quorums PR, PW.
+
+    :raises QuorumError: if the settings are inconsistent (see ``quorum_problems``).
+    """
+
+    n: int
+    r: int
+    w: int
+    sloppy: bool
+    pr: int = 0
+    pw: int = 0
+
+    def __post_init__(self) -> None:
+        problems = quorum_problems(self.n, self.r, self.w, self.pr, self.pw)
+        sloppy: object = self.sloppy  # typed bool, but config files and CLIs send anything
+        if not isinstance(sloppy, bool):
+            problems.append(f"sloppy must be true or false, got {sloppy!r}")
+        if problems:
+            raise QuorumError(*problems)
+
+    @property
+    def is_strict_intersecting(self) -> bool:
+        """R + W > N: every read quorum meets every write quorum (among the same N nodes)."""
+        return self.r + self.w > self.n
+
+    def validate_for_cluster(self, size: int) -> None:
+        """Check that a cluster of ``size`` nodes can hold N distinct replicas.
+
+        :raises QuorumError: if N exceeds the cluster size.
+        """
+        if size < self.n:
+            raise QuorumError(f"N={self.n} exceeds cluster size {size}")
+
+    def for_request(
+        self,
+        *,
+        r: int | None = None,
+        w: int | None = None,
+        pr: int | None = None,
+        pw: int | None = None,
+    ) -> QuorumConfig:
+        """These settings with a client's per-request overrides applied (N and sloppiness stay).
+
+        :raises QuorumError: if the overrides make the settings inconsistent.
+        """
+        return replace(
+            self,
+            r=self.r if r is None else r,
+            w=self.w if w is None else w,
+            pr=self.pr if pr is None else pr,
+            pw=self.pw if pw is None else pw,
+        )
+
+
+@icontract.invariant(lambda self: self.hint_for != self.node, enabled=ENABLED)
+@dataclass(frozen=True)
+class Target:
+    """A node a request goes to: a primary, or a fallback keeping a hint for owner ``hint_for``."""
+
+    node: NodeId
+    hint_for: NodeId | None = None
+
+    @property
+    def is_primary(self) -> bool:
+        return self.hint_for is None
+
+
+class RequestStatus(enum.Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+_DONE = frozenset({RequestStatus.SUCCEEDED, RequestStatus.FAILED})
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+class _Tally:
+    """Counting shared by both collectors: who answered well, who refused, and the decision."""
+
+    def __init__(
+        self, targets: Sequence[Target], need: int, need_primary: int, names: tuple[str, str, str]
+    ) -> None:
+        self.targets = tuple(targets)
+        self.by_node = {t.node: t for t in self.targets}
+        self.need = need
+        self.need_primary = need_primary
+        self.quorum_name, self.primary_name, self.answer_word = names
+        self.ok: dict[NodeId, None] = {}  # insertion-ordered set
+        self.refused: dict[NodeId, str] = {}
+        self.status = RequestStatus.PENDING
+        self.reason: str | None = None
+        self.primary_targets = sum(1 for t in self.targets if t.is_primary)
+        self.primary_ok = 0
+        self.primary_refused = 0
+        self._decide()
+
+    def answered(self, node: NodeId) -> bool:
+        return node in self.ok or node in self.refused
+
+    def record_ok(self, node: NodeId) -> bool:
+        """Count a good answer once; False if it is a duplicate or from a stranger."""
+        target = self.by_node.get(node)
+        if target is None or self.answered(node):
+            return False
+        self.ok[node] = None
+        self.primary_ok += target.is_primary
+        self._decide()
+        return True
+
+    def record_refusal(self, node: NodeId, reason: str) -> None:
+        target = self.by_node.get(node)
+        if target is None or self.answered(node):
+            return
+        self.refused[node] = reason
+        self.primary_refused += target.is_primary
+        self._decide()
+
+    def timeout(self) -> RequestStatus:
+        if self.status is RequestStatus.PENDING:
+            silent = [t.node for t in self.targets if not self.answered(t.node)]
+            self._fail(
+                f"timed out with {len(self.ok)} of {self.quorum_name}={self.need} "
+                f"{self.answer_word}s, {self.primary_ok} of {self.primary_name}={self.need_primary}"
+                f" from primaries; no answer from {', '.join(silent) or 'nobody'}"
+                + self._refusals()
+            )
+        return self.status
+
+    def _refusals(self) -> str:
+        if not self.refused:
+            return ""
+        return "; refused by " + ", ".join(f"{n} ({why})" for n, why in self.refused.items())
+
+    def _fail(self, reason: str) -> None:
+        self.status = RequestStatus.FAILED
+        self.reason = reason
+
+    def _decide(self) -> None:
+        if self.status is not RequestStatus.PENDING:
+            return
+        if len(self.ok) >= self.need and self.primary_ok >= self.need_primary:
+            self.status = RequestStatus.SUCCEEDED
+            return
+        reachable = len(self.targets) - len(self.refused)
+        if reachable < self.need:
+            self._fail(
+                f"cannot reach {self.quorum_name}={self.need}: "
+                f"{_plural(len(self.targets), 'target')}, {len(self.refused)} refused"
+                + self._refusals()
+            )
+            return
+        primary_reachable = self.primary_targets - self.primary_refused
+        if primary_reachable < self.need_primary:
+            self._fail(
+                f"cannot reach {self.primary_name}={self.need_primary}: "
+                f"{_plural(self.primary_targets, 'primary target')}, "
+                f"{self.primary_refused} refused" + self._refusals()
+            )
+
+
+_TARGETS_DISTINCT = "each node is targeted at most once"
+_TARGETS_AT_MOST_N = "a request has at most N targets"
+_FALLBACKS_NEED_SLOPPY = "fallbacks only under a sloppy quorum"
+
+
+@icontract.invariant(
+    lambda self: self.ack_count + len(self.refused) <= len(self.targets), enabled=ENABLED
+)
+@icontract.invariant(
+    lambda self: (
+        self.status is not RequestStatus.SUCCEEDED
+        or (self.ack_count >= self.config.w and self.primary_ack_count >= self.config.pw)
+    ),
+    "success implies W acks, PW of them from primaries",
+    enabled=ENABLED,
+)
+@icontract.invariant(
+    lambda self: (self.status is RequestStatus.FAILED) == (self.reason is not None),
+    enabled=ENABLED,
+)
+class WriteCollector:
+    """Decides a put: SUCCEEDED after W acks (PW of them from primaries), FAILED when that is
+    impossible or on ``timeout()``. Acks after the decision are still recorded.
+    """
+
+    @icontract.require(
+        lambda targets: len({t.node for t in targets}) == len(targets),
+        _TARGETS_DISTINCT,
+        enabled=ENABLED,
+    )
+    @icontract.require(
+        lambda config, targets: len(targets) <= config.n, _TARGETS_AT_MOST_N, enabled=ENABLED
+    )
+    @icontract.require(
+        lambda config, targets: config.sloppy or all(t.is_primary for t in targets),
+        _FALLBACKS_NEED_SLOPPY,
+        enabled=ENABLED,
+    )
+    def __init__(self, config: QuorumConfig, targets: Sequence[Target]) -> None:
+        self._config = config
+        self._tally = _Tally(targets, config.w, config.pw, ("W", "PW", "ack"))
+
+    @property
+    def config(self) -> QuorumConfig:
+        return self._config
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return self._tally.targets
+
+    @property
+    def status(self) -> RequestStatus:
+        return self._tally.status
+
+    @property
+    def reason(self) -> str | None:
+        """Why the write failed; None unless FAILED."""
+        return self._tally.reason
+
+    @property
+    def acked(self) -> frozenset[NodeId]:
+        return frozenset(self._tally.ok)
+
+    @property
+    def ack_count(self) -> int:
+        return len(self._tally.ok)
+
+    @property
+    def primary_ack_count(self) -> int:
+        return self._tally.primary_ok
+
+    @property
+    def refused(self) -> Mapping[NodeId, str]:
+        return dict(self._tally.refused)
+
+    @property
+    def pending(self) -> frozenset[NodeId]:
+        """Targets that have not answered yet."""
+        return frozenset(t.node for t in self.targets if not self._tally.answered(t.node))
+
+    def is_target(self, node: NodeId) -> bool:
+        return node in self._tally.by_node
+
+    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.ack_count, name="acks", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.pending, name="pending", enabled=ENABLED)
+    @icontract.ensure(
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        "a decided status never changes",
+        enabled=ENABLED,
+    )
+    @icontract.ensure(
+        lambda self, node, OLD: self.ack_count == OLD.acks + (node in OLD.pending),
+        "an ack counts once, and only from a node that had not answered",
+        enabled=ENABLED,
+    )
+    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    def ack(self, node: NodeId) -> RequestStatus:
+        """Record that ``node`` stored the write; returns the status after it."""
+        self._tally.record_ok(node)
+        return self.status
+
+    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.ack_count, name="acks", enabled=ENABLED)
+    @icontract.ensure(
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        "a decided status never changes",
+        enabled=ENABLED,
+    )
+    @icontract.ensure(lambda self, OLD: self.ack_count == OLD.acks, enabled=ENABLED)
+    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    def nack(self, node: NodeId, reason: str) -> RequestStatus:
+        """Record that ``node`` refused or failed the write; its first answer is the one kept."""
+        self._tally.record_refusal(node, reason)
+        return self.status
+
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.ensure(lambda result: result in _DONE, enabled=ENABLED)
+    @icontract.ensure(
+        lambda OLD, result: OLD.status is RequestStatus.PENDING or result is OLD.status,
+        enabled=ENABLED,
+    )
+    def timeout(self) -> RequestStatus:
+        """The caller's timer fired: a write not yet decided fails. Returns the final status."""
+        return self._tally.timeout()
+
+
+@icontract.invariant(
+    lambda self: self.response_count + len(self.refused) <= len(self.targets), enabled=ENABLED
+)
+@icontract.invariant(
+    lambda self: (
+        self.status is not RequestStatus.SUCCEEDED
+        or (self.response_count >= self.config.r and self.primary_response_count >= self.config.pr)
+    ),
+    "success implies R responses, PR of them from primaries",
+    enabled=ENABLED,
+)
+@icontract.invariant(
+    lambda self: (self.status is RequestStatus.FAILED) == (self.reason is not None),
+    enabled=ENABLED,
+)
+class ReadCollector(Generic[T]):
+    """Decides a get: SUCCEEDED after R responses (PR of them from primaries), FAILED when that
+    is impossible or on ``timeout()``. Payloads are canonical values compared by equality;
+    responses after the decision are kept so that late responders are repaired too.
+    """
+
+    @icontract.require(
+        lambda targets: len({t.node for t in targets}) == len(targets),
+        _TARGETS_DISTINCT,
+        enabled=ENABLED,
+    )
+    @icontract.require(
+        lambda config, targets: len(targets) <= config.n, _TARGETS_AT_MOST_N, enabled=ENABLED
+    )
+    @icontract.require(
+        lambda config, targets: config.sloppy or all(t.is_primary for t in targets),
+        _FALLBACKS_NEED_SLOPPY,
+        enabled=ENABLED,
+    )
+    def __init__(self, config: QuorumConfig, targets: Sequence[Target]) -> None:
+        self._config = config
+        self._tally = _Tally(targets, config.r, config.pr, ("R", "PR", "response"))
+        self._responses: dict[NodeId, T] = {}
+
+    @property
+    def config(self) -> QuorumConfig:
+        return self._config
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return self._tally.targets
+
+    @property
+    def status(self) -> RequestStatus:
+        return self._tally.status
+
+    @property
+    def reason(self) -> str | None:
+        """Why the read failed; None unless FAILED."""
+        return self._tally.reason
+
+    @property
+    def responses(self) -> Mapping[NodeId, T]:
+        """Every response so far, late ones included, in arrival order."""
+        return dict(self._responses)
+
+    @property
+    def response_count(self) -> int:
+        return len(self._responses)
+
+    @property
+    def primary_response_count(self) -> int:
+        return self._tally.primary_ok
+
+    @property
+    def refused(self) -> Mapping[NodeId, str]:
+        return dict(self._tally.refused)
+
+    @property
+    def pending(self) -> frozenset[NodeId]:
+        """Targets that have not answered yet."""
+        return frozenset(t.node for t in self.targets if not self._tally.answered(t.node))
+
+    def is_target(self, node: NodeId) -> bool:
+        return node in self._tally.by_node
+
+    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.response_count, name="count", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.pending, name="pending", enabled=ENABLED)
+    @icontract.ensure(
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        "a decided status never changes",
+        enabled=ENABLED,
+    )
+    @icontract.ensure(
+        lambda self, node, OLD: self.response_count == OLD.count + (node in OLD.pending),
+        "a response counts once, and only from a node that had not answered",
+        enabled=ENABLED,
+    )
+    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    def respond(self, node: NodeId, payload: T) -> RequestStatus:
+        """Record ``node``'s answer; returns the status after it. A repeat answer is ignored."""
+        if self._tally.record_ok(node):
+            self._responses[node] = payload
+        return self.status
+
+    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.response_count, name="count", enabled=ENABLED)
+    @icontract.ensure(
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        "a decided status never changes",
+        enabled=ENABLED,
+    )
+    @icontract.ensure(lambda self, OLD: self.response_count == OLD.count, enabled=ENABLED)
+    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    def nack(self, node: NodeId, reason: str) -> RequestStatus:
+        """Record that ``node`` could not answer; its first answer is the one kept."""
+        self._tally.record_refusal(node, reason)
+        return self.status
+
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.ensure(lambda result: result in _DONE, enabled=ENABLED)
+    @icontract.ensure(
+        lambda OLD, result: OLD.status is RequestStatus.PENDING or result is OLD.status,
+        enabled=ENABLED,
+    )
+    def timeout(self) -> RequestStatus:
+        """The caller's timer fired: a read not yet decided fails. Returns the final status."""
+        return self._tally.timeout()
+
+    @icontract.ensure(lambda self, result: result <= set(self.responses), enabled=ENABLED)
+    @icontract.ensure(
+        lambda self, merged, result: all(
+            (node in result) == (payload != merged) for node, payload in self.responses.items()
+        ),
+        enabled=ENABLED,
+    )
+    def stale_replicas(self, merged: T) -> frozenset[NodeId]:
+        """Responders whose payload differs from ``merged``, the reconciliation of all responses:
+        they get read repair. Nodes that never answered are not included; nobody knows their state.
+        """
+        return frozenset(node for node, payload in self._responses.items() if payload != merged)

@@ -1,0 +1,1 @@
+"""Running TLC over spec/ and reading its verdicts."""

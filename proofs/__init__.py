@@ -1,0 +1,1 @@
+"""CrossHair runs over the core contracts; see README.md."""

@@ -1,0 +1,556 @@
+------------------------------- MODULE Dynamo -------------------------------
+(***************************************************************************)
+(* Amazon's Dynamo (DeCandia et al., SOSP 2007): a replicated key-value    *)
+(* store with N/R/W quorums, vector clocks and sibling versions, read      *)
+(* repair, sloppy quorum with hinted handoff, and anti-entropy.            *)
+(*                                                                         *)
+(* Each action is named after the handler of dynamo_ref.core.node.Node     *)
+(* that implements it; a message kind has exactly one handler, chosen by   *)
+(* Receive(m).  Variables are plain functions and records over nodes,      *)
+(* keys, values and naturals so that a trace-validation spec can read the  *)
+(* simulator's traces.                                                     *)
+(***************************************************************************)
+EXTENDS Naturals, FiniteSets, Sequences, Bags, TLC
+
+\* The nodes, the keys and the values clients write.
+CONSTANTS Nodes, Keys, Values
+
+\* Replication factor, read quorum and write quorum.
+CONSTANTS N, R, W
+
+\* Pref[k]: every node, in ring order from k's position (the extended
+\* preference list).  The first N are k's replicas, the rest its fallbacks.
+CONSTANT Pref
+
+\* Sloppy: unreachable replicas are replaced by fallbacks carrying a hint.
+\* LWW: siblings are resolved by last-writer-wins instead of vector clocks.
+CONSTANTS Sloppy, LWW
+
+\* A value that is not a node: the hint of a version stored for its owner.
+CONSTANT NoNode
+
+\* Bounds that keep the state space finite: client puts (they also bound
+\* timestamps and vector-clock counters), client gets, messages in flight,
+\* and each kind of fault.
+CONSTANTS MaxClock, MaxGets, MaxMsgs,
+          MaxCrashes, MaxPartitions, MaxLosses, MaxDups
+
+ASSUME /\ N \in 1..Cardinality(Nodes)
+       /\ R \in 1..N
+       /\ W \in 1..N
+       /\ Sloppy \in BOOLEAN
+       /\ LWW \in BOOLEAN
+       /\ NoNode \notin Nodes
+       /\ \A k \in Keys : /\ Len(Pref[k]) = Cardinality(Nodes)
+                          /\ {Pref[k][i] : i \in 1..Len(Pref[k])} = Nodes
+       /\ \A b \in {MaxClock, MaxGets, MaxMsgs, MaxCrashes, MaxPartitions,
+                    MaxLosses, MaxDups} : b \in Nat
+
+----------------------------------------------------------------------------
+\* Durable per-node state: kept across a crash.
+
+\* store[n][k]: the sibling set node n holds for key k, each a version
+\* [val, vc, ts] with a vector clock and a timestamp.
+VARIABLE store
+
+\* hints[n]: versions n holds for a replica it stood in for, as records
+\* [key, owner, ver].  Kept apart from store until handed off.
+VARIABLE hints
+
+\* Volatile per-node state: lost in a crash.
+
+\* putOps[n]: the puts n coordinates that are not yet answered, each
+\* [id, key, ver, acks, hinted, extra]: the nodes that acked, the replicas
+\* replaced by a fallback, and the fallbacks used.
+VARIABLE putOps
+
+\* getOps[n]: the gets n coordinates, each [id, key, resps, after, done]:
+\* resps maps each responder to its versions, after counts the writes acked
+\* before the get began, done says whether the client has its answer.
+VARIABLE getOps
+
+\* The environment.
+
+\* up[n]: whether node n is running.
+VARIABLE up
+
+\* msgs: the messages in flight, a bag (message -> copies).
+VARIABLE msgs
+
+\* cut: the links a partition has cut, each a set of two nodes.
+VARIABLE cut
+
+\* clock: the last timestamp handed out.  Every put takes the next one, so it
+\* also names the put and orders writes in LWW mode.
+VARIABLE clock
+
+\* gets: how many client gets have begun; the next get's id is gets + 1.
+VARIABLE gets
+
+\* faults: how many faults of each kind have happened so far.
+VARIABLE faults
+
+\* History, for the properties only.
+
+\* acked: the writes acknowledged to clients, [key, ver, seq, epoch]: seq
+\* orders the acks, epoch is the number of crashes and partitions before.
+VARIABLE acked
+
+\* answered: the reads answered to clients, [key, vers, after, epoch].
+VARIABLE answered
+
+nodeVars == <<store, hints, putOps, getOps>>
+envVars == <<up, msgs, cut, clock, gets, faults>>
+historyVars == <<acked, answered>>
+vars == <<nodeVars, envVars, historyVars>>
+
+----------------------------------------------------------------------------
+\* Helpers.
+
+Max(S) == CHOOSE x \in S : \A y \in S : y <= x
+Min(S) == CHOOSE x \in S : \A y \in S : x <= y
+
+Replicas(k) == {Pref[k][i] : i \in 1..N}
+
+ZeroClock == [n \in Nodes |-> 0]
+
+\* Vector clocks: a happened before or equals b.
+Leq(a, b) == \A n \in Nodes : a[n] <= b[n]
+
+\* The least clock above every clock of a set of versions.
+JoinAll(S) == [n \in Nodes |-> Max({v.vc[n] : v \in S} \cup {0})]
+
+\* Version u causally follows version v.
+Descends(u, v) == Leq(v.vc, u.vc) /\ u.vc # v.vc
+
+\* Version u makes v obsolete on a replica: by causality, or by a later
+\* timestamp in LWW mode (the timestamps are unique, so no tie break is
+\* needed here; the node breaks ties by node id).
+Supersedes(u, v) == IF LWW THEN u.ts > v.ts ELSE Descends(u, v)
+
+\* What a replica keeps of a set of versions.
+Reconcile(S) == {v \in S : ~\E u \in S : Supersedes(u, v)}
+
+\* The clock of what a client read: a put with it overwrites that read.
+Contexts(k) == {ZeroClock} \cup
+               {JoinAll(rd.vers) : rd \in {x \in answered : x.key = k}}
+
+Linked(i, j) == {i, j} \notin cut
+
+\* What the coordinator sees of j; the spec's failure detector is exact.
+Reachable(i, j) == up[j] /\ Linked(i, j)
+
+\* Crashes and partitions so far.
+Epoch == faults.crash + faults.partition
+
+InFlight == BagCardinality(msgs)
+
+\* Every message has the same fields: mop is the id of the put or get it
+\* serves (0 for none), mhint the owner of a hinted version (NoNode if none).
+Msg(type, src, dst, k, vs, op, hint) ==
+    [mtype |-> type, msrc |-> src, mdest |-> dst, mkey |-> k,
+     mvers |-> vs, mop |-> op, mhint |-> hint]
+
+Send(m) == msgs' = msgs (+) SetToBag({m})
+
+SendAll(S) == msgs' = msgs (+) SetToBag(S)
+
+Discard(m) == msgs' = msgs (-) SetToBag({m})
+
+Reply(resp, req) == msgs' = (msgs (-) SetToBag({req})) (+) SetToBag({resp})
+
+\* Record get op new at c in place of the set old, and answer the client
+\* once R replicas have responded.
+UpdateGet(c, old, new) ==
+    IF ~new.done /\ Cardinality(DOMAIN new.resps) >= R
+    THEN /\ getOps' = [getOps EXCEPT ![c] = (@ \ old) \cup
+                                           {[new EXCEPT !.done = TRUE]}]
+         /\ answered' = answered \cup
+              {[key |-> new.key,
+                vers |-> Reconcile(UNION {new.resps[n] : n \in DOMAIN new.resps}),
+                after |-> new.after,
+                epoch |-> Epoch]}
+    ELSE /\ getOps' = [getOps EXCEPT ![c] = (@ \ old) \cup {new}]
+         /\ UNCHANGED answered
+
+----------------------------------------------------------------------------
+\* Client requests and their coordination.
+
+\* A client puts value v for key k at replica c with the context ctx of an
+\* earlier read.  c increments its own entry past both the context and every
+\* clock it holds for k, so the counter names this write alone; it stores the
+\* version, which counts as the first ack, and sends it to the other replicas.
+ClientPut(c, k, v, ctx) ==
+    /\ up[c]
+    /\ c \in Replicas(k)
+    /\ clock < MaxClock
+    /\ InFlight + N - 1 <= MaxMsgs
+    /\ LET counter == Max({ctx[c]} \cup {u.vc[c] : u \in store[c][k]}) + 1
+           ver == [val |-> v, vc |-> [ctx EXCEPT ![c] = counter],
+                   ts |-> clock + 1]
+       IN /\ clock' = clock + 1
+          /\ store' = [store EXCEPT ![c][k] = Reconcile(@ \cup {ver})]
+          /\ putOps' = [putOps EXCEPT ![c] = @ \cup
+                          {[id |-> clock + 1, key |-> k, ver |-> ver,
+                            acks |-> {c}, hinted |-> {}, extra |-> {}]}]
+          /\ SendAll({Msg("store", c, j, k, {ver}, clock + 1, NoNode) :
+                        j \in Replicas(k) \ {c}})
+    /\ UNCHANGED <<hints, getOps, up, cut, gets, faults, historyVars>>
+
+\* Replica i stores the versions of a store message (or keeps them as hints
+\* when it stands in for m.mhint) and acks.  One handler serves the puts,
+\* read repair and hinted handoff.
+ReplicaStore(i, m) ==
+    /\ IF m.mhint = NoNode
+       THEN /\ store' = [store EXCEPT ![i][m.mkey] = Reconcile(@ \cup m.mvers)]
+            /\ UNCHANGED hints
+       ELSE /\ hints' = [hints EXCEPT ![i] = @ \cup
+                           {[key |-> m.mkey, owner |-> m.mhint, ver |-> v] :
+                              v \in m.mvers}]
+            /\ UNCHANGED store
+    /\ Reply(Msg("storeAck", i, m.msrc, m.mkey, m.mvers, m.mop, m.mhint), m)
+    /\ UNCHANGED <<putOps, getOps, up, cut, clock, gets, faults, historyVars>>
+
+\* Node i learns that m.msrc stored m.mvers: an ack for its put m.mop, and
+\* the end of any hint i holds for m.msrc of those versions.
+StoreAck(i, m) ==
+    /\ putOps' = [putOps EXCEPT ![i] =
+                    {IF op.id = m.mop THEN [op EXCEPT !.acks = @ \cup {m.msrc}]
+                                      ELSE op : op \in @}]
+    /\ hints' = IF m.mhint = NoNode
+                THEN [hints EXCEPT ![i] =
+                        {h \in @ : ~(/\ h.owner = m.msrc
+                                     /\ h.key = m.mkey
+                                     /\ h.ver \in m.mvers)}]
+                ELSE hints
+    /\ Discard(m)
+    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, historyVars>>
+
+\* Coordinator c answers the client of put op once W nodes hold the write.
+PutAck(c, op) ==
+    /\ up[c]
+    /\ op \in putOps[c]
+    /\ Cardinality(op.acks) >= W
+    /\ putOps' = [putOps EXCEPT ![c] = @ \ {op}]
+    /\ acked' = acked \cup {[key |-> op.key, ver |-> op.ver,
+                             seq |-> Cardinality(acked) + 1, epoch |-> Epoch]}
+    /\ UNCHANGED <<store, hints, getOps, envVars, answered>>
+
+\* Coordinator c gives up on put op before W acks: the client is told the put
+\* failed, though the replicas that stored it keep it.
+PutTimeout(c, op) ==
+    /\ up[c]
+    /\ op \in putOps[c]
+    /\ Cardinality(op.acks) < W
+    /\ putOps' = [putOps EXCEPT ![c] = @ \ {op}]
+    /\ UNCHANGED <<store, hints, getOps, envVars, historyVars>>
+
+\* Sloppy quorum: replica h of put op cannot be reached, so c sends the
+\* version to the first reachable fallback not yet used, with h as its hint.
+SloppyFallback(c, op, h) ==
+    /\ Sloppy
+    /\ up[c]
+    /\ op \in putOps[c]
+    /\ h \in Replicas(op.key) \ (op.acks \cup op.hinted)
+    /\ ~Reachable(c, h)
+    /\ InFlight < MaxMsgs
+    /\ LET k == op.key
+           free == {i \in (N + 1)..Len(Pref[k]) :
+                      Pref[k][i] \notin op.extra /\ Reachable(c, Pref[k][i])}
+       IN /\ free # {}
+          /\ LET f == Pref[k][Min(free)]
+             IN /\ putOps' = [putOps EXCEPT ![c] = (@ \ {op}) \cup
+                                {[op EXCEPT !.hinted = @ \cup {h},
+                                            !.extra = @ \cup {f}]}]
+                /\ Send(Msg("store", c, f, k, {op.ver}, op.id, h))
+    /\ UNCHANGED <<store, hints, getOps, up, cut, clock, gets, faults,
+                   historyVars>>
+
+\* A client gets key k at replica c, which reads its own store and asks the
+\* other replicas.
+ClientGet(c, k) ==
+    /\ up[c]
+    /\ c \in Replicas(k)
+    /\ gets < MaxGets
+    /\ InFlight + N - 1 <= MaxMsgs
+    /\ gets' = gets + 1
+    /\ UpdateGet(c, {}, [id |-> gets + 1, key |-> k,
+                         resps |-> (c :> store[c][k]),
+                         after |-> Cardinality(acked), done |-> FALSE])
+    /\ SendAll({Msg("read", c, j, k, {}, gets + 1, NoNode) :
+                  j \in Replicas(k) \ {c}})
+    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, faults, acked>>
+
+\* Replica i answers a read with its versions of the key.
+ReplicaRead(i, m) ==
+    /\ Reply(Msg("readResp", i, m.msrc, m.mkey, store[i][m.mkey], m.mop,
+                 NoNode), m)
+    /\ UNCHANGED <<nodeVars, up, cut, clock, gets, faults, historyVars>>
+
+\* Coordinator i records a replica's read response; with R of them it
+\* reconciles them to the maximal versions and answers the client.  Later
+\* responses are kept for read repair.
+ReadResponse(i, m) ==
+    /\ LET ops == {op \in getOps[i] : op.id = m.mop}
+       IN IF ops = {}
+          THEN UNCHANGED <<getOps, answered>>
+          ELSE LET op == CHOOSE x \in ops : TRUE
+               IN IF m.msrc \in DOMAIN op.resps
+                  THEN UNCHANGED <<getOps, answered>>
+                  ELSE UpdateGet(i, {op},
+                         [op EXCEPT !.resps = @ @@ (m.msrc :> m.mvers)])
+    /\ Discard(m)
+    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked>>
+
+\* After answering get op, coordinator c sends the reconciled versions to
+\* every responder that returned something else, and forgets the get.
+ReadRepair(c, op) ==
+    /\ up[c]
+    /\ op \in getOps[c]
+    /\ op.done
+    /\ LET k == op.key
+           latest == Reconcile(UNION {op.resps[n] : n \in DOMAIN op.resps})
+           stale == {n \in DOMAIN op.resps : op.resps[n] # latest}
+       IN /\ InFlight + Cardinality(stale \ {c}) <= MaxMsgs
+          /\ store' = IF c \in stale
+                      THEN [store EXCEPT ![c][k] = Reconcile(@ \cup latest)]
+                      ELSE store
+          /\ SendAll({Msg("store", c, j, k, latest, 0, NoNode) :
+                        j \in stale \ {c}})
+    /\ getOps' = [getOps EXCEPT ![c] = @ \ {op}]
+    /\ UNCHANGED <<hints, putOps, up, cut, clock, gets, faults, historyVars>>
+
+----------------------------------------------------------------------------
+\* Background repair.
+
+\* Node f hands the versions it holds for replica h of key k back to h once
+\* h is reachable; the hints go when h acks.  A copy already in flight is not
+\* sent again: a retry of a message in flight is a DuplicateMessage.
+HandoffHint(f, h, k) ==
+    /\ up[f]
+    /\ Reachable(f, h)
+    /\ LET vs == {x.ver : x \in {x \in hints[f] : x.owner = h /\ x.key = k}}
+           m == Msg("store", f, h, k, vs, 0, NoNode)
+       IN /\ vs # {}
+          /\ m \notin DOMAIN msgs
+          /\ InFlight < MaxMsgs
+          /\ Send(m)
+    /\ UNCHANGED <<nodeVars, up, cut, clock, gets, faults, historyVars>>
+
+\* Replicas i and j of key k compare their versions (by Merkle trees in the
+\* node) and both keep the reconciliation of the two sets.
+AntiEntropy(i, j, k) ==
+    /\ {i, j} \subseteq Replicas(k)
+    /\ i # j
+    /\ up[i] /\ up[j]
+    /\ Linked(i, j)
+    /\ store[i][k] # store[j][k]
+    /\ LET merged == Reconcile(store[i][k] \cup store[j][k])
+       IN store' = [store EXCEPT ![i][k] = merged, ![j][k] = merged]
+    /\ UNCHANGED <<hints, putOps, getOps, envVars, historyVars>>
+
+----------------------------------------------------------------------------
+\* Faults.
+
+\* Node n stops: what it coordinates is lost, its stores and hints stay.
+Crash(n) ==
+    /\ up[n]
+    /\ faults.crash < MaxCrashes
+    /\ up' = [up EXCEPT ![n] = FALSE]
+    /\ putOps' = [putOps EXCEPT ![n] = {}]
+    /\ getOps' = [getOps EXCEPT ![n] = {}]
+    /\ faults' = [faults EXCEPT !.crash = @ + 1]
+    /\ UNCHANGED <<store, hints, msgs, cut, clock, gets, historyVars>>
+
+Recover(n) ==
+    /\ ~up[n]
+    /\ up' = [up EXCEPT ![n] = TRUE]
+    /\ UNCHANGED <<nodeVars, msgs, cut, clock, gets, faults, historyVars>>
+
+\* The link between i and j is cut: messages wait on it until it heals.
+Partition(i, j) ==
+    /\ i # j
+    /\ Linked(i, j)
+    /\ faults.partition < MaxPartitions
+    /\ cut' = cut \cup {{i, j}}
+    /\ faults' = [faults EXCEPT !.partition = @ + 1]
+    /\ UNCHANGED <<nodeVars, up, msgs, clock, gets, historyVars>>
+
+Heal(i, j) ==
+    /\ {i, j} \in cut
+    /\ cut' = cut \ {{i, j}}
+    /\ UNCHANGED <<nodeVars, up, msgs, clock, gets, faults, historyVars>>
+
+LoseMessage(m) ==
+    /\ faults.loss < MaxLosses
+    /\ Discard(m)
+    /\ faults' = [faults EXCEPT !.loss = @ + 1]
+    /\ UNCHANGED <<nodeVars, up, cut, clock, gets, historyVars>>
+
+DuplicateMessage(m) ==
+    /\ faults.dup < MaxDups
+    /\ InFlight < MaxMsgs
+    /\ Send(m)
+    /\ faults' = [faults EXCEPT !.dup = @ + 1]
+    /\ UNCHANGED <<nodeVars, up, cut, clock, gets, historyVars>>
+
+----------------------------------------------------------------------------
+\* A message is delivered to a running node over a link that is not cut, and
+\* handled by the one action for its kind.
+Receive(m) ==
+    LET i == m.mdest
+    IN /\ up[i]
+       /\ Linked(m.msrc, i)
+       /\ \/ m.mtype = "store"    /\ ReplicaStore(i, m)
+          \/ m.mtype = "storeAck" /\ StoreAck(i, m)
+          \/ m.mtype = "read"     /\ ReplicaRead(i, m)
+          \/ m.mtype = "readResp" /\ ReadResponse(i, m)
+
+Init ==
+    /\ store = [n \in Nodes |-> [k \in Keys |-> {}]]
+    /\ hints = [n \in Nodes |-> {}]
+    /\ putOps = [n \in Nodes |-> {}]
+    /\ getOps = [n \in Nodes |-> {}]
+    /\ up = [n \in Nodes |-> TRUE]
+    /\ msgs = EmptyBag
+    /\ cut = {}
+    /\ clock = 0
+    /\ gets = 0
+    /\ faults = [crash |-> 0, partition |-> 0, loss |-> 0, dup |-> 0]
+    /\ acked = {}
+    /\ answered = {}
+
+Next ==
+    \/ \E c \in Nodes, k \in Keys, v \in Values :
+          \E ctx \in Contexts(k) : ClientPut(c, k, v, ctx)
+    \/ \E c \in Nodes : \E op \in putOps[c] :
+          \/ PutAck(c, op)
+          \/ PutTimeout(c, op)
+          \/ \E h \in Nodes : SloppyFallback(c, op, h)
+    \/ \E c \in Nodes, k \in Keys : ClientGet(c, k)
+    \/ \E c \in Nodes : \E op \in getOps[c] : ReadRepair(c, op)
+    \/ \E f, h \in Nodes, k \in Keys : HandoffHint(f, h, k)
+    \/ \E i, j \in Nodes, k \in Keys : AntiEntropy(i, j, k)
+    \/ \E n \in Nodes : Crash(n) \/ Recover(n)
+    \/ \E i, j \in Nodes : Partition(i, j) \/ Heal(i, j)
+    \/ \E m \in DOMAIN msgs : Receive(m) \/ LoseMessage(m) \/ DuplicateMessage(m)
+
+Spec == Init /\ [][Next]_vars
+
+\* Once the bounded faults are spent, crashed nodes recover, cut links heal,
+\* messages are delivered, and handoff and anti-entropy run.
+Fairness ==
+    /\ \A n \in Nodes : WF_vars(Recover(n))
+    /\ \A i, j \in Nodes : WF_vars(Heal(i, j))
+    /\ WF_vars(\E m \in DOMAIN msgs : Receive(m))
+    /\ \A f, h \in Nodes, k \in Keys : WF_vars(HandoffHint(f, h, k))
+
+FairSpec ==
+    /\ Spec
+    /\ Fairness
+    /\ \A i, j \in Nodes, k \in Keys : WF_vars(AntiEntropy(i, j, k))
+
+\* The same without anti-entropy: a replica that misses a write may stay
+\* behind forever.
+FairSpecNoAntiEntropy == Spec /\ Fairness
+
+----------------------------------------------------------------------------
+\* Properties.
+
+Clock == [Nodes -> 0..MaxClock]
+Version == [val : Values, vc : Clock, ts : 1..MaxClock]
+MsgType == {"store", "storeAck", "read", "readResp"}
+
+TypeOK ==
+    /\ store \in [Nodes -> [Keys -> SUBSET Version]]
+    /\ hints \in [Nodes -> SUBSET [key : Keys, owner : Nodes, ver : Version]]
+    /\ \A n \in Nodes : \A op \in putOps[n] :
+          /\ op.id \in 1..MaxClock
+          /\ op.key \in Keys
+          /\ op.ver \in Version
+          /\ op.acks \cup op.hinted \cup op.extra \subseteq Nodes
+    /\ \A n \in Nodes : \A op \in getOps[n] :
+          /\ op.id \in 1..MaxGets
+          /\ op.key \in Keys
+          /\ DOMAIN op.resps \subseteq Nodes
+          /\ \A x \in DOMAIN op.resps : op.resps[x] \subseteq Version
+          /\ op.after \in Nat
+          /\ op.done \in BOOLEAN
+    /\ up \in [Nodes -> BOOLEAN]
+    /\ IsABag(msgs)
+    /\ \A m \in DOMAIN msgs :
+          /\ m.mtype \in MsgType
+          /\ {m.msrc, m.mdest} \subseteq Nodes
+          /\ m.mkey \in Keys
+          /\ m.mvers \subseteq Version
+          /\ m.mop \in Nat
+          /\ m.mhint \in Nodes \cup {NoNode}
+    /\ cut \subseteq {{i, j} : i, j \in Nodes}
+    /\ clock \in 0..MaxClock
+    /\ gets \in 0..MaxGets
+    /\ faults \in [{"crash", "partition", "loss", "dup"} -> Nat]
+    /\ acked \subseteq [key : Keys, ver : Version, seq : Nat, epoch : Nat]
+    /\ answered \subseteq [key : Keys, vers : SUBSET Version, after : Nat,
+                           epoch : Nat]
+
+\* No replica keeps a version that another of its versions makes obsolete.
+SiblingsAntichain ==
+    \A n \in Nodes, k \in Keys :
+        \A u, v \in store[n][k] : ~Supersedes(u, v)
+
+\* Every version of k anywhere: on replicas (running or not) and in hints.
+Present(k) ==
+    UNION {store[n][k] : n \in Nodes} \cup
+    {h.ver : h \in {h \in UNION {hints[n] : n \in Nodes} : h.key = k}}
+
+\* An acknowledged write is never lost: it, or a version that causally
+\* follows it, is stored somewhere.  Causality is judged by the vector
+\* clocks, which LWW mode carries along without using them.
+AckedWritesSurvive ==
+    \A a \in acked :
+        \E u \in Present(a.key) : u = a.ver \/ Descends(u, a.ver)
+
+\* A read that began after a write was acked, with no crash or partition
+\* between that ack and the answer, returns the write or a descendant.
+\* Holds for R + W > N with a strict quorum.
+StrictQuorumRead ==
+    \A rd \in answered, a \in acked :
+        (/\ a.key = rd.key
+         /\ a.seq <= rd.after
+         /\ a.epoch = rd.epoch)
+        => \E u \in rd.vers : u = a.ver \/ Descends(u, a.ver)
+
+\* A replica's clock for a key, the join of its versions' clocks, never
+\* goes back.
+ClockMonotone ==
+    [][\A n \in Nodes, k \in Keys :
+          Leq(JoinAll(store[n][k]), JoinAll(store'[n][k]))]_vars
+
+Converged ==
+    \A k \in Keys : \A i, j \in Replicas(k) : store[i][k] = store[j][k]
+
+\* Once faults stop, the replicas of every key end with equal version sets.
+Convergence == <>[]Converged
+
+\* And every hint is eventually handed off.
+HintsDrained == <>[](\A n \in Nodes : hints[n] = {})
+
+----------------------------------------------------------------------------
+\* Reachability witnesses: invariants that must FAIL, showing that the
+\* positive models reach the states their properties speak of.
+
+\* Some write is acknowledged.
+NoAckedWrite == acked = {}
+
+\* Some read begins after a write's ack, with no fault between, and answers.
+NoReadAfterAck ==
+    ~\E rd \in answered, a \in acked :
+        a.key = rd.key /\ a.seq <= rd.after /\ a.epoch = rd.epoch
+
+\* Some replica holds two siblings.
+NoSiblings == \A n \in Nodes, k \in Keys : Cardinality(store[n][k]) <= 1
+
+\* Some node holds a hint.
+NoHints == \A n \in Nodes : hints[n] = {}
+
+=============================================================================

@@ -1,0 +1,22 @@
+------------------------------ MODULE MCDynamo ------------------------------
+(***************************************************************************)
+(* Concrete rings for the TLC models in models/*.cfg, which cannot write   *)
+(* tuples or functions themselves.                                         *)
+(***************************************************************************)
+EXTENDS Dynamo
+
+\* Model values for the nodes and keys, assigned in each cfg.
+CONSTANTS n1, n2, n3, n4, k1, k2
+
+\* One key on a ring of three nodes.
+Ring3 == [k \in Keys |-> <<n1, n2, n3>>]
+
+\* Two keys on a ring of four nodes, each starting at a different node.
+Ring4 == [k \in Keys |-> IF k = k1 THEN <<n1, n2, n3, n4>>
+                                   ELSE <<n3, n4, n1, n2>>]
+
+\* Values are only compared for equality, so any permutation of them maps a
+\* behaviour to another one with the same verdicts.
+ValueSymmetry == Permutations(Values)
+
+=============================================================================

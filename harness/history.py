@@ -43,6 +43,7 @@ __all__ = [
     "read_history",
     "read_jsonl",
     "read_porcupine_etcd_log",
+    "read_porcupine_kv",
     "write_jsonl",
 ]
 
@@ -174,9 +175,10 @@ _EDN_TOKEN = re.compile(
   | (?P<open>\#\{|[\[({])
   | (?P<close>[\])}])
   | (?P<discard>\#_)
+  | (?P<tag>\#[A-Za-z][\w.\-/]*)
   | (?P<kw>:[^\s,;()\[\]{}"]+)
   | (?P<num>[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[NM]?(?=[\s,;()\[\]{}"]|$))
-  | (?P<sym>[^\s,;()\[\]{}"\#\d:][^\s,;()\[\]{}"]*)
+  | (?P<sym>[A-Za-z*+!\-_?<>=./&$%][\w*+!\-?<>=./:#'&$%]*)
   | (?P<bad>.)
     """,
     re.VERBOSE | re.DOTALL,
@@ -237,6 +239,8 @@ class _EdnReader:
             if kind == "discard":
                 self.read()
                 continue
+            if kind == "tag":
+                continue  # #inst "...", #jepsen.history.Op{...}: read as the bare form
             if kind == "open":
                 return self.read_collection(tok, start)
             if kind == "kw":
@@ -404,9 +408,9 @@ def _op_from_map(form: EdnValue, position: int, line: int, source: str | None) -
 def read_edn_history(path_or_text: str | Path, *, source: str | None = None) -> list[Op]:
     """A Jepsen/Knossos EDN history (one vector or list of op maps) or Porcupine kv file.
 
-    Keywords become plain strings (`:nemesis` -> "nemesis"). A missing `:index` is the op's
-    position (counting every entry), a missing `:time` is `NO_TIME`; keys other than the op
-    fields go to `extra`.
+    A `Path` is read from disk; a `str` is the text itself. Keywords become plain strings
+    (`:nemesis` -> "nemesis"). A missing `:index` is the op's position (counting every entry),
+    a missing `:time` is `NO_TIME`; keys other than the op fields go to `extra`.
     """
     if isinstance(path_or_text, Path):
         source = source or str(path_or_text)
@@ -419,6 +423,19 @@ def read_edn_history(path_or_text: str | Path, *, source: str | None = None) -> 
     ]
 
 
+def read_porcupine_kv(path_or_text: str | Path, *, source: str | None = None) -> list[Op]:
+    """Porcupine's `kv/cNN-*.txt`: one EDN op map per line, each with a string `:key`."""
+    if source is None and isinstance(path_or_text, Path):
+        source = str(path_or_text)
+    ops = read_edn_history(path_or_text, source=source)
+    for op in ops:
+        if not isinstance(op.key, str):
+            raise HistoryError(
+                f"expected a string key, got {op.key!r}", source=source, index=op.index, field="key"
+            )
+    return ops
+
+
 # ---------------------------------------------------------------------------------------------
 # Porcupine's etcd logs
 
@@ -428,8 +445,9 @@ _ETCD_LINE = re.compile(r"^INFO\s+jepsen\.util\s+-\s+(\S+)\s+(\S+)\s+(\S+)(?:\s+
 def read_porcupine_etcd_log(path_or_text: str | Path, *, source: str | None = None) -> list[Op]:
     """Porcupine's `jepsen/etcd_NNN.log`: `INFO  jepsen.util - P  :TYPE  :F  VALUE` lines.
 
-    Values are `nil`, an integer or `[from to]`. A keyword value on a completion (Jepsen's old
-    `:timed-out`) becomes `error`, with value None. The ops carry no time.
+    A `Path` is read from disk; a `str` is the text itself. Values are `nil`, an integer or
+    `[from to]`. A keyword value on a completion (Jepsen's old `:timed-out`) becomes `error`,
+    with value None. The ops carry no time.
     """
     if isinstance(path_or_text, Path):
         source = source or str(path_or_text)

@@ -173,6 +173,17 @@ UpdateGet(c, old, new) ==
     ELSE /\ getOps' = [getOps EXCEPT ![c] = (@ \ old) \cup {new}]
          /\ UNCHANGED answered
 
+\* Record put op new at c in place of the set old; once W nodes hold the
+\* write, the client gets its ack and c forgets the put.
+UpdatePut(c, old, new) ==
+    IF Cardinality(new.acks) >= W
+    THEN /\ putOps' = [putOps EXCEPT ![c] = @ \ old]
+         /\ acked' = acked \cup {[key |-> new.key, ver |-> new.ver,
+                                  seq |-> Cardinality(acked) + 1,
+                                  epoch |-> Epoch]}
+    ELSE /\ putOps' = [putOps EXCEPT ![c] = (@ \ old) \cup {new}]
+         /\ UNCHANGED acked
+
 ----------------------------------------------------------------------------
 \* Client requests and their coordination.
 
@@ -190,51 +201,46 @@ ClientPut(c, k, v, ctx) ==
                    ts |-> clock + 1]
        IN /\ clock' = clock + 1
           /\ store' = [store EXCEPT ![c][k] = Reconcile(@ \cup {ver})]
-          /\ putOps' = [putOps EXCEPT ![c] = @ \cup
-                          {[id |-> clock + 1, key |-> k, ver |-> ver,
-                            acks |-> {c}, hinted |-> {}, extra |-> {}]}]
+          /\ UpdatePut(c, {}, [id |-> clock + 1, key |-> k, ver |-> ver,
+                               acks |-> {c}, hinted |-> {}, extra |-> {}])
           /\ SendAll({Msg("store", c, j, k, {ver}, clock + 1, NoNode) :
                         j \in Replicas(k) \ {c}})
-    /\ UNCHANGED <<hints, getOps, up, cut, gets, faults, historyVars>>
+    /\ UNCHANGED <<hints, getOps, up, cut, gets, faults, answered>>
 
-\* Replica i stores the versions of a store message (or keeps them as hints
-\* when it stands in for m.mhint) and acks.  One handler serves the puts,
-\* read repair and hinted handoff.
+\* Replica i stores the versions of a store message, or keeps them as hints
+\* when it stands in for replica m.mhint.  One handler serves puts (acked to
+\* put m.mop), read repair (mop = 0, not acked) and hinted handoff (mhint is
+\* i itself, acked so that the sender can drop its hints).
 ReplicaStore(i, m) ==
-    /\ IF m.mhint = NoNode
+    /\ IF m.mhint \in {NoNode, i}
        THEN /\ store' = [store EXCEPT ![i][m.mkey] = Reconcile(@ \cup m.mvers)]
             /\ UNCHANGED hints
        ELSE /\ hints' = [hints EXCEPT ![i] = @ \cup
                            {[key |-> m.mkey, owner |-> m.mhint, ver |-> v] :
                               v \in m.mvers}]
             /\ UNCHANGED store
-    /\ Reply(Msg("storeAck", i, m.msrc, m.mkey, m.mvers, m.mop, m.mhint), m)
+    /\ IF m.mop # 0 \/ m.mhint = i
+       THEN Reply(Msg("storeAck", i, m.msrc, m.mkey, m.mvers, m.mop, m.mhint), m)
+       ELSE Discard(m)
     /\ UNCHANGED <<putOps, getOps, up, cut, clock, gets, faults, historyVars>>
 
-\* Node i learns that m.msrc stored m.mvers: an ack for its put m.mop, and
-\* the end of any hint i holds for m.msrc of those versions.
+\* Node i learns that m.msrc stored m.mvers: an ack for its put m.mop, which
+\* it answers once W nodes hold the write, and the end of any hint i holds
+\* for m.msrc of those versions.
 StoreAck(i, m) ==
-    /\ putOps' = [putOps EXCEPT ![i] =
-                    {IF op.id = m.mop THEN [op EXCEPT !.acks = @ \cup {m.msrc}]
-                                      ELSE op : op \in @}]
-    /\ hints' = IF m.mhint = NoNode
+    /\ LET ops == {op \in putOps[i] : op.id = m.mop}
+       IN IF ops = {}
+          THEN UNCHANGED <<putOps, acked>>
+          ELSE LET op == CHOOSE x \in ops : TRUE
+               IN UpdatePut(i, {op}, [op EXCEPT !.acks = @ \cup {m.msrc}])
+    /\ hints' = IF m.mhint \in {NoNode, m.msrc}
                 THEN [hints EXCEPT ![i] =
                         {h \in @ : ~(/\ h.owner = m.msrc
                                      /\ h.key = m.mkey
                                      /\ h.ver \in m.mvers)}]
                 ELSE hints
     /\ Discard(m)
-    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, historyVars>>
-
-\* Coordinator c answers the client of put op once W nodes hold the write.
-PutAck(c, op) ==
-    /\ up[c]
-    /\ op \in putOps[c]
-    /\ Cardinality(op.acks) >= W
-    /\ putOps' = [putOps EXCEPT ![c] = @ \ {op}]
-    /\ acked' = acked \cup {[key |-> op.key, ver |-> op.ver,
-                             seq |-> Cardinality(acked) + 1, epoch |-> Epoch]}
-    /\ UNCHANGED <<store, hints, getOps, envVars, answered>>
+    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, answered>>
 
 \* Coordinator c gives up on put op before W acks: the client is told the put
 \* failed, though the replicas that stored it keep it.
@@ -330,7 +336,7 @@ HandoffHint(f, h, k) ==
     /\ up[f]
     /\ Reachable(f, h)
     /\ LET vs == {x.ver : x \in {x \in hints[f] : x.owner = h /\ x.key = k}}
-           m == Msg("store", f, h, k, vs, 0, NoNode)
+           m == Msg("store", f, h, k, vs, 0, h)
        IN /\ vs # {}
           /\ m \notin DOMAIN msgs
           /\ InFlight < MaxMsgs
@@ -424,7 +430,6 @@ Next ==
     \/ \E c \in Nodes, k \in Keys, v \in Values :
           \E ctx \in Contexts(k) : ClientPut(c, k, v, ctx)
     \/ \E c \in Nodes : \E op \in putOps[c] :
-          \/ PutAck(c, op)
           \/ PutTimeout(c, op)
           \/ \E h \in Nodes : SloppyFallback(c, op, h)
     \/ \E c \in Nodes, k \in Keys : ClientGet(c, k)

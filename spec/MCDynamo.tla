@@ -8,6 +8,9 @@ EXTENDS Dynamo
 \* Model values for the nodes and keys, assigned in each cfg.
 CONSTANTS n1, n2, n3, n4, k1, k2
 
+\* One key on a ring of two nodes.
+Ring2 == [k \in Keys |-> <<n1, n2>>]
+
 \* One key on a ring of three nodes.
 Ring3 == [k \in Keys |-> <<n1, n2, n3>>]
 

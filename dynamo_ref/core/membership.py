@@ -166,7 +166,7 @@ class Membership(Mapping[NodeId, MemberState]):
         "a change needs a higher incarnation than the current entry",
         enabled=ENABLED,
     )
-    @icontract.ensure(lambda node, state, result: result[node] == state, enabled=ENABLED)
+    @icontract.ensure(lambda node, state, result: result.get(node) is state, enabled=ENABLED)
     def update(self, node: NodeId, state: MemberState) -> Membership:
         """This view with ``node``'s entry replaced by a newer ``state``."""
         return Membership({**self._entries, node: state})

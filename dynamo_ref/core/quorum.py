@@ -100,6 +100,7 @@ class QuorumConfig:
         """R + W > N: every read quorum meets every write quorum (among the same N nodes)."""
         return self.r + self.w > self.n
 
+    @icontract.require(lambda size: size >= 0, enabled=ENABLED)
     def validate_for_cluster(self, size: int) -> None:
         """Check that a cluster of ``size`` nodes can hold N distinct replicas.
 
@@ -108,6 +109,9 @@ class QuorumConfig:
         if size < self.n:
             raise QuorumError(f"N={self.n} exceeds cluster size {size}")
 
+    @icontract.ensure(
+        lambda self, result: (result.n, result.sloppy) == (self.n, self.sloppy), enabled=ENABLED
+    )
     def for_request(
         self,
         *,

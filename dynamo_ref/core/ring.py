@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
+import importlib
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, Self, runtime_checkable
 
 import icontract
@@ -36,10 +39,34 @@ Owners = tuple[NodeId, ...]
 Table = tuple[tuple[NodeId, ...], ...]
 
 
+class _Digest(Protocol):
+    def digest(self) -> bytes: ...
+
+
+def _md5_constructor() -> Callable[[bytes], _Digest]:
+    """CPython's own MD5 when present: for short keys it is about twice as fast as OpenSSL's."""
+    try:
+        md5: Callable[[bytes], _Digest] = importlib.import_module("_md5").md5
+    except (ImportError, AttributeError):
+        return partial(hashlib.md5, usedforsecurity=False)
+    return md5
+
+
+_md5 = _md5_constructor()
+
+
 @icontract.ensure(lambda result: 0 <= result < RING_SIZE, enabled=ENABLED)
 def hash_key(key: bytes) -> int:
-    """Position of ``key`` on the ring: its MD5 digest read as a big-endian 128-bit integer."""
-    return int.from_bytes(hashlib.md5(key, usedforsecurity=False).digest(), "big")
+    """Position of ``key`` on the ring: its MD5 digest read as a big-endian 128-bit integer.
+
+    :raises TypeError: ``key`` is not bytes-like.
+    """
+    try:
+        digest = _md5(key).digest()
+    except TypeError:
+        # ``_md5`` wants the buffer protocol; hashlib also takes proxies that can be realized.
+        digest = hashlib.md5(key, usedforsecurity=False).digest()
+    return int.from_bytes(digest, "big")
 
 
 def token_position(node: NodeId, index: int) -> int:
@@ -152,15 +179,13 @@ def _gap(positions: Sequence[int], p: int, q: int) -> int:
     return min((after - p) % q, (p - after) % q, (p - before) % q, (before - p) % q)
 
 
-def _repeats_near(owned: Sequence[NodeId], width: int, changed: Iterable[int]) -> int:
-    """Repeated-owner windows of ``width`` among those containing a ``changed`` position."""
+def _has_repeats(owned: Sequence[NodeId], width: int) -> bool:
     q = len(owned)
-    starts = sorted({(p - i) % q for p in changed for i in range(width)})
-    return sum(1 for w in starts if len({owned[(w + i) % q] for i in range(width)}) < width)
+    return any(len({owned[(w + i) % q] for i in range(width)}) < width for w in range(q))
 
 
-def _bad_positions(owned: Sequence[NodeId], width: int) -> list[int]:
-    """Positions inside some window of ``width`` with a repeated owner, in ring order."""
+def _hot_positions(owned: Sequence[NodeId], width: int) -> list[int]:
+    """Positions inside some window of ``width`` that repeats an owner, in ring order."""
     q = len(owned)
     hot: set[int] = set()
     for w in range(q):
@@ -170,48 +195,85 @@ def _bad_positions(owned: Sequence[NodeId], width: int) -> list[int]:
     return sorted(hot)
 
 
-def _try(owned: list[NodeId], width: int, change: dict[int, NodeId]) -> int:
-    """Change in repeated windows if ``change`` were applied; ``owned`` is left as it was."""
-    before = _repeats_near(owned, width, change)
-    saved = {p: owned[p] for p in change}
+def _cyclic_distance(a: int, b: int, q: int) -> int:
+    return min((a - b) % q, (b - a) % q)
+
+
+def _delta_one(owned: Sequence[NodeId], width: int, p: int, v: NodeId) -> int:
+    """Change in the number of repeated windows if partition ``p`` went to ``v``."""
+    q = len(owned)
+    change = 0
+    for w in range(p - width + 1, p + 1):
+        window = [owned[(w + i) % q] for i in range(width)]
+        before = len(set(window)) < width
+        window[p - w] = v
+        change += (len(set(window)) < width) - before
+    return change
+
+
+def _delta(owned: list[NodeId], width: int, change: dict[int, NodeId]) -> int:
+    """Change in repeated windows if ``change`` were applied together; ``owned`` is restored."""
+    total = 0
+    saved: dict[int, NodeId] = {}
     for p, v in change.items():
+        total += _delta_one(owned, width, p, v)
+        saved[p] = owned[p]
         owned[p] = v
-    after = _repeats_near(owned, width, change)
     for p, v in saved.items():
         owned[p] = v
-    return after - before
+    return total
 
 
 def _repair_join(
     owned: list[NodeId], owners: Owners, counts: dict[NodeId, int], node: NodeId, width: int
 ) -> None:
-    """Move ``node``'s claims while that removes repeated windows, keeping counts balanced.
+    """Move ``node``'s claims while that removes repeated windows, keeping balance.
 
-    A move hands one claimed partition back to its donor and takes another; it keeps balance
-    when both partitions have the same donor, or the taker is at ``share + 1`` and the giver
-    back at ``share``. Every accepted move strictly lowers the repeat count, so this ends.
+    A move hands one claimed partition back to its donor and takes another: balanced when both
+    have the same donor, or the new donor is at ``share + 1`` and the old one at ``share``.
+    Moves far apart act on disjoint windows, so their gains add; near pairs are tried whole.
+    Each accepted move strictly lowers the repeat count, so this ends.
     """
     q = len(owned)
     share = q - sum(counts.values())
-    while True:
-        hot = _bad_positions(owned, width)
-        if not hot:
-            return
-        mine = [p for p in range(q) if owned[p] == node]
-        hot_mine = [p for p in hot if owned[p] == node]
-        pairs = [(p_out, p_in) for p_in in hot if owned[p_in] != node for p_out in mine]
-        pairs += [(p_out, p_in) for p_out in hot_mine for p_in in range(q) if owned[p_in] != node]
-        best, best_pair = 0, (-1, -1)
-        for p_out, p_in in pairs:
-            giver, taker = owners[p_out], owned[p_in]
-            if giver != taker and not (counts[giver] == share and counts[taker] == share + 1):
+    while _has_repeats(owned, width):
+        backs = {p: _delta_one(owned, width, p, owners[p]) for p in range(q) if owned[p] == node}
+        by_giver: dict[NodeId, list[tuple[int, int]]] = {}
+        for p, r in backs.items():
+            by_giver.setdefault(owners[p], []).append((r, p))
+        pool = sorted((r, p) for p, r in backs.items() if counts[owners[p]] == share)
+        for pairs in by_giver.values():
+            pairs.sort()
+        best, best_move = 0, (-1, -1)
+        for p_in in range(q):
+            taker = owned[p_in]
+            if taker == node:
                 continue
-            delta = _try(owned, width, {p_out: giver, p_in: node})
-            if delta < best:
-                best, best_pair = delta, (p_out, p_in)
+            gain = _delta_one(owned, width, p_in, node)
+            pools = [by_giver.get(taker, [])]
+            if counts[taker] == share + 1:
+                pools.append(pool)
+            for candidates in pools:
+                for r, p_out in candidates:
+                    if gain + r >= best:
+                        break
+                    if _cyclic_distance(p_out, p_in, q) >= width:
+                        best, best_move = gain + r, (p_out, p_in)
+                        break
+        for p_out in backs:
+            for off in range(1 - width, width):
+                p_in = (p_out + off) % q
+                taker, giver = owned[p_in], owners[p_out]
+                if taker == node or (
+                    taker != giver and not (counts[giver] == share and counts[taker] == share + 1)
+                ):
+                    continue
+                d = _delta(owned, width, {p_out: giver, p_in: node})
+                if d < best:
+                    best, best_move = d, (p_out, p_in)
         if best == 0:
             return
-        p_out, p_in = best_pair
+        p_out, p_in = best_move
         giver, taker = owners[p_out], owned[p_in]
         owned[p_out], owned[p_in] = giver, node
         counts[giver] += 1
@@ -224,23 +286,33 @@ def _repair_leave(
     """Re-deal the leaver's old partitions while that removes repeated windows.
 
     Two of them may swap receivers, or one may pass from a receiver at ``share + 1`` to one at
-    ``share``; both keep balance. Every accepted move strictly lowers the repeat count.
+    ``share``; both keep balance. Each accepted move strictly lowers the repeat count.
     """
     q = len(owned)
     share = q // len(counts)
-    movable = set(moved_ps)
-    while True:
-        hot = [p for p in _bad_positions(owned, width) if p in movable]
-        best, best_change = 0, {}
-        for p1 in hot:
+    while _has_repeats(owned, width):
+        to = {p: {v: _delta_one(owned, width, p, v) for v in counts} for p in moved_ps}
+        best, best_change = 0, dict[int, NodeId]()
+        # Only a move touching a repeated window can remove one.
+        hot = set(_hot_positions(owned, width))
+        for p1 in moved_ps:
+            if p1 not in hot:
+                continue
             v1 = owned[p1]
-            changes = [{p1: owned[p2], p2: v1} for p2 in moved_ps if owned[p2] != v1]
             if counts[v1] == share + 1:
-                changes += [{p1: v2} for v2 in counts if counts[v2] == share]
-            for change in changes:
-                delta = _try(owned, width, change)
-                if delta < best:
-                    best, best_change = delta, change
+                for v2, d in to[p1].items():
+                    if counts[v2] == share and d < best:
+                        best, best_change = d, {p1: v2}
+            for p2 in moved_ps:
+                v2 = owned[p2]
+                if v2 == v1:
+                    continue
+                if _cyclic_distance(p1, p2, q) >= width:
+                    d = to[p1][v2] + to[p2][v1]
+                else:
+                    d = _delta(owned, width, {p1: v2, p2: v1})
+                if d < best:
+                    best, best_change = d, {p1: v2, p2: v1}
         if best == 0:
             return
         for p, v in best_change.items():
@@ -249,8 +321,11 @@ def _repair_leave(
             owned[p] = v
 
 
+@icontract.require(lambda owners: len(owners) > 0, enabled=ENABLED)
+@icontract.require(lambda nodes: len(set(nodes)) == len(nodes), enabled=ENABLED)
 @icontract.require(is_balanced, enabled=ENABLED)
 @icontract.require(lambda nodes, node: node not in nodes, enabled=ENABLED)
+@icontract.require(lambda target_n: target_n >= 1, enabled=ENABLED)
 @icontract.ensure(lambda owners, node, result: moves_only_to(owners, result, node), enabled=ENABLED)
 @icontract.ensure(lambda nodes, node, result: is_balanced(result, (*nodes, node)), enabled=ENABLED)
 @icontract.ensure(
@@ -263,7 +338,8 @@ def _claim_join(owners: Owners, nodes: Owners, node: NodeId, target_n: int) -> O
     Donors are nodes above their final share; among their partitions, prefer (in order) one
     that puts ``node`` no nearer than ``target_n`` to its other partitions, one whose donor
     owns a partition nearby (taking it repairs a repeated window), and the one farthest from
-    ``node``'s partitions, then the lowest index.
+    ``node``'s partitions, then the lowest index. A local search then trades claims while that
+    removes repeated windows.
     """
     q = len(owners)
     share, extra = divmod(q, len(nodes) + 1)
@@ -271,31 +347,39 @@ def _claim_join(owners: Owners, nodes: Owners, node: NodeId, target_n: int) -> O
     counts = ownership_counts(owners, nodes)
     # Nodes above ``share`` once done: exactly ``extra`` of them keep ``share + 1``.
     above = sum(1 for c in counts.values() if c > share)
-    dist = [q] * q  # distance to the nearest partition of ``node``
     nearby = _nearby_offsets(q, target_n)
+    repeats = [sum(1 for off in nearby if owned[(p + off) % q] == owned[p]) for p in range(q)]
+    dist = [q] * q  # distance to the nearest partition of ``node``
+
+    def key(p: int) -> tuple[bool, int, int, int]:
+        return (dist[p] < target_n, -repeats[p], -dist[p], p)
+
+    # Keys only get worse as claims proceed, so a popped key that is still current is the best.
+    heap = [key(p) for p in range(q)]
+    heapq.heapify(heap)
     for _ in range(share):
-        best: tuple[bool, int, int] | None = None
-        best_p = -1
-        for p in range(q):
+        while True:
+            entry = heapq.heappop(heap)
+            p = entry[-1]
             donor = owned[p]
-            if donor == node:
-                continue
-            c = counts[donor]
-            if c <= share or (c == share + 1 and above <= extra):
-                continue
-            repeats = sum(1 for off in nearby if owned[(p + off) % q] == donor)
-            key = (dist[p] < target_n, -repeats, -dist[p])
-            if best is None or key < best:
-                best, best_p = key, p
-        donor = owned[best_p]
+            c = counts.get(donor, 0)
+            if donor == node or c <= share or (c == share + 1 and above <= extra):
+                continue  # taken, or a donor that can never give again
+            current = key(p)
+            if current == entry:
+                break
+            heapq.heappush(heap, current)
         counts[donor] -= 1
         if counts[donor] == share:
             above -= 1
-        owned[best_p] = node
-        dist[best_p] = 0
+        owned[p] = node
+        for off in nearby:
+            if owned[(p + off) % q] == donor:
+                repeats[(p + off) % q] -= 1
+        dist[p] = 0
         for delta in range(1, q // 2 + 1):
             improved = False
-            for j in ((best_p + delta) % q, (best_p - delta) % q):
+            for j in ((p + delta) % q, (p - delta) % q):
                 if dist[j] > delta:
                     dist[j] = delta
                     improved = True
@@ -305,8 +389,11 @@ def _claim_join(owners: Owners, nodes: Owners, node: NodeId, target_n: int) -> O
     return tuple(owned)
 
 
+@icontract.require(lambda owners: len(owners) > 0, enabled=ENABLED)
+@icontract.require(lambda nodes: len(set(nodes)) == len(nodes), enabled=ENABLED)
 @icontract.require(is_balanced, enabled=ENABLED)
 @icontract.require(lambda nodes, node: node in nodes and len(nodes) > 1, enabled=ENABLED)
+@icontract.require(lambda target_n: target_n >= 1, enabled=ENABLED)
 @icontract.ensure(
     lambda owners, node, result: moves_only_from(owners, result, node), enabled=ENABLED
 )
@@ -320,6 +407,9 @@ def _claim_leave(owners: Owners, nodes: Owners, node: NodeId, target_n: int) -> 
     Receivers are nodes below their final share. Each step picks the (partition, receiver)
     pair that keeps the receiver at least ``target_n`` from its other partitions, then the
     receiver with fewest partitions, then the pair farthest apart, then node order and index.
+    A local search then re-deals them while that removes repeated windows. Some repeats cannot
+    be avoided: on a round-robin ring of ``k < 2 * target_n`` nodes, the ``2 * (target_n - 1)``
+    neighbours of a freed partition already hold every remaining node.
     """
     q = len(owners)
     rest = tuple(v for v in nodes if v != node)
@@ -336,25 +426,32 @@ def _claim_leave(owners: Owners, nodes: Owners, node: NodeId, target_n: int) -> 
             positions[owner].append(p)
     # Nodes at ``share + 1``: no more than ``extra`` of them once done.
     above = sum(1 for c in counts.values() if c > share)
-    while todo:
-        best: tuple[bool, int, int] | None = None
-        best_v, best_i = rest[0], -1
-        for v in rest:
-            c = counts[v]
-            if c > share or (c == share and above >= extra):
-                continue
-            mine = positions[v]
-            for i, p in enumerate(todo):
-                d = _gap(mine, p, q)
-                key = (d < target_n, c, -d)
-                if best is None or key < best:
-                    best, best_v, best_i = key, v, i
-        p = todo.pop(best_i)
-        owned[p] = best_v
-        counts[best_v] += 1
-        if counts[best_v] == share + 1:
+    rank = {v: i for i, v in enumerate(rest)}
+
+    def key(p: int, v: NodeId) -> tuple[bool, int, int, int, int]:
+        d = _gap(positions[v], p, q)
+        return (d < target_n, counts[v], -d, rank[v], p)
+
+    # As in the join, keys only get worse, so a popped key that is still current is the best.
+    heap = [key(p, v) for p in todo for v in rest]
+    heapq.heapify(heap)
+    left = len(todo)
+    while left:
+        entry = heapq.heappop(heap)
+        p, v = entry[-1], rest[entry[-2]]
+        c = counts[v]
+        if owned[p] != node or c > share or (c == share and above >= extra):
+            continue  # dealt already, or a receiver that can never take again
+        current = key(p, v)
+        if current != entry:
+            heapq.heappush(heap, current)
+            continue
+        owned[p] = v
+        left -= 1
+        counts[v] += 1
+        if counts[v] == share + 1:
             above += 1
-        bisect.insort(positions[best_v], p)
+        bisect.insort(positions[v], p)
     _repair_leave(owned, [p for p in range(q) if owners[p] == node], counts, min(target_n, q))
     return tuple(owned)
 
@@ -598,6 +695,9 @@ class Ring:
         (interleaved by zone when zones are given). Any ``target_n`` consecutive partitions have
         distinct owners when ``k >= target_n`` and ``k`` divides ``q``, or when
         ``target_n < k <= q / target_n``.
+
+        :raises ValueError: no nodes, duplicates, bad zones or a bad ``q``.
+        :raises TypeError: ``nodes`` is one string.
         """
         _check_nodes_arg(nodes)
         members = tuple(nodes)
@@ -615,12 +715,18 @@ class Ring:
 
     @icontract.ensure(lambda self, result: 0 <= result < self.q, enabled=ENABLED)
     def partition_of(self, key: bytes) -> int:
-        """The partition holding ``key``: the top ``log2(q)`` bits of its hash."""
+        """The partition holding ``key``: the top ``log2(q)`` bits of its hash.
+
+        :raises TypeError: ``key`` is not bytes-like.
+        """
         return hash_key(key) >> self._shift
 
     @icontract.ensure(lambda self, p, result: result[0] < result[1], enabled=ENABLED)
     def partition_bounds(self, p: int) -> tuple[int, int]:
-        """Ring positions ``[start, end)`` of partition ``p``."""
+        """Ring positions ``[start, end)`` of partition ``p``.
+
+        :raises ValueError: ``p`` is not a partition.
+        """
         self._check_partition(p)
         width = RING_SIZE // self.q
         return p * width, (p + 1) * width
@@ -629,17 +735,29 @@ class Ring:
         lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
     )
     def preference_list(self, key: bytes, n: int) -> tuple[NodeId, ...]:
-        """The first ``n`` distinct nodes clockwise from ``key`` (distinct zones first)."""
+        """The first ``n`` distinct nodes clockwise from ``key`` (distinct zones first).
+
+        :raises ValueError: ``n < 1``.
+        :raises TypeError: ``key`` is not bytes-like.
+        """
         table = self._tables.get(n)
         if table is None:
             table = self._table(n)
-        return table[hash_key(key) >> self._shift]
+        # hash_key inlined: this is the hot path of every request.
+        try:
+            digest = _md5(key).digest()
+        except TypeError:
+            return table[hash_key(key) >> self._shift]
+        return table[int.from_bytes(digest, "big") >> self._shift]
 
     @icontract.ensure(
         lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
     )
     def preference_list_for_partition(self, p: int, n: int) -> tuple[NodeId, ...]:
-        """The preference list shared by every key of partition ``p``."""
+        """The preference list shared by every key of partition ``p``.
+
+        :raises ValueError: ``p`` is not a partition or ``n < 1``.
+        """
         self._check_partition(p)
         table = self._tables.get(n)
         if table is None:
@@ -654,11 +772,18 @@ class Ring:
     )
     @icontract.ensure(lambda self, result: sorted(result) == list(self.nodes), enabled=ENABLED)
     def extended_preference_list(self, key: bytes, n: int) -> tuple[NodeId, ...]:
-        """Sloppy-quorum order: the preference list, then every other node clockwise."""
+        """Sloppy-quorum order: the preference list, then every other node clockwise.
+
+        :raises ValueError: ``n < 1``.
+        :raises TypeError: ``key`` is not bytes-like.
+        """
         return self.extended_preference_list_for_partition(self.partition_of(key), n)
 
     def extended_preference_list_for_partition(self, p: int, n: int) -> tuple[NodeId, ...]:
-        """:meth:`extended_preference_list` for every key of partition ``p``."""
+        """:meth:`extended_preference_list` for every key of partition ``p``.
+
+        :raises ValueError: ``p`` is not a partition or ``n < 1``.
+        """
         cached = self._extended.get((n, p))
         if cached is None:
             head = self.preference_list_for_partition(p, n)
@@ -669,7 +794,10 @@ class Ring:
         return cached
 
     def partitions_replicated_by(self, node: NodeId, n: int) -> tuple[int, ...]:
-        """Partitions whose preference list of length ``n`` includes ``node``."""
+        """Partitions whose preference list of length ``n`` includes ``node``.
+
+        :raises ValueError: ``node`` is not in the ring or ``n < 1``.
+        """
         self._check_member(node)
         table = self._tables.get(n)
         if table is None:
@@ -687,17 +815,26 @@ class Ring:
         return {v: c / self.q for v, c in self.ownership().items()}
 
     def partitions_of(self, node: NodeId) -> tuple[int, ...]:
-        """The partitions ``node`` claimed, in ring order."""
+        """The partitions ``node`` claimed, in ring order.
+
+        :raises ValueError: ``node`` is not in the ring.
+        """
         self._check_member(node)
         return tuple(p for p, owner in enumerate(self.owners) if owner == node)
 
     def zone(self, node: NodeId) -> str | None:
-        """The zone of ``node``, or None on a ring without zones."""
+        """The zone of ``node``, or None on a ring without zones.
+
+        :raises ValueError: ``node`` is not in the ring.
+        """
         self._check_member(node)
         return self._zone_of.get(node)
 
     def repeat_windows(self, n: int | None = None) -> int:
-        """Windows of ``n`` (default ``target_n``) consecutive partitions with a repeated owner."""
+        """Windows of ``n`` (default ``target_n``) consecutive partitions with a repeated owner.
+
+        :raises ValueError: ``n < 1``.
+        """
         width = self.target_n if n is None else n
         _check_n(width)
         return repeat_windows(self.owners, width)
@@ -713,7 +850,10 @@ class Ring:
         lambda self, node, result: set(result.nodes) == {*self.nodes, node}, enabled=ENABLED
     )
     def join(self, node: NodeId, zone: str | None = None) -> Ring:
-        """``node`` joins and takes ``q // (k + 1)`` partitions, only from other nodes."""
+        """``node`` joins and takes ``q // (k + 1)`` partitions, only from other nodes.
+
+        :raises ValueError: ``node`` is already in the ring, or its zone is missing or unwanted.
+        """
         _check_node_id(node)
         if node in self.nodes:
             raise ValueError(f"node {node!r} is already in the ring")
@@ -732,7 +872,10 @@ class Ring:
         enabled=ENABLED,
     )
     def leave(self, node: NodeId) -> Ring:
-        """``node`` leaves; its partitions, and only those, go to the others."""
+        """``node`` leaves; its partitions, and only those, go to the others.
+
+        :raises ValueError: ``node`` is not in the ring or is the last node.
+        """
         self._check_member(node)
         if len(self.nodes) == 1:
             raise ValueError(f"{node!r} is the last node: a ring cannot be empty")
@@ -807,7 +950,11 @@ class TokenRing:
         tokens_per_node: int,
         zones: Mapping[NodeId, str] | None = None,
     ) -> TokenRing:
-        """A strategy-1 ring of ``nodes`` with ``tokens_per_node`` tokens each."""
+        """A strategy-1 ring of ``nodes`` with ``tokens_per_node`` tokens each.
+
+        :raises ValueError: no nodes, duplicates, bad zones or a bad ``tokens_per_node``.
+        :raises TypeError: ``nodes`` is one string.
+        """
         _check_nodes_arg(nodes)
         members = tuple(nodes)
         return TokenRing(tokens_per_node, members, _zone_pairs(members, zones))
@@ -823,7 +970,10 @@ class TokenRing:
 
     @icontract.ensure(lambda self, result: 0 <= result < self.partition_count, enabled=ENABLED)
     def partition_of(self, key: bytes) -> int:
-        """Index of the first token at or after the key's position (wrapping)."""
+        """Index of the first token at or after the key's position (wrapping).
+
+        :raises TypeError: ``key`` is not bytes-like.
+        """
         return bisect.bisect_left(self._positions, hash_key(key)) % len(self._positions)
 
     def owner_at(self, position: int) -> NodeId:
@@ -834,7 +984,11 @@ class TokenRing:
         lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
     )
     def preference_list(self, key: bytes, n: int) -> tuple[NodeId, ...]:
-        """The first ``n`` distinct nodes clockwise from ``key`` (distinct zones first)."""
+        """The first ``n`` distinct nodes clockwise from ``key`` (distinct zones first).
+
+        :raises ValueError: ``n < 1``.
+        :raises TypeError: ``key`` is not bytes-like.
+        """
         table = self._tables.get(n)
         if table is None:
             table = self._table(n)
@@ -844,7 +998,10 @@ class TokenRing:
         lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
     )
     def preference_list_for_partition(self, p: int, n: int) -> tuple[NodeId, ...]:
-        """The preference list of the range ending at token ``p``."""
+        """The preference list of the range ending at token ``p``.
+
+        :raises ValueError: ``p`` is not a token range or ``n < 1``.
+        """
         if not 0 <= p < self.partition_count:
             raise ValueError(f"token range {p} is outside 0..{self.partition_count - 1}")
         table = self._tables.get(n)
@@ -860,7 +1017,11 @@ class TokenRing:
     )
     @icontract.ensure(lambda self, result: sorted(result) == list(self.nodes), enabled=ENABLED)
     def extended_preference_list(self, key: bytes, n: int) -> tuple[NodeId, ...]:
-        """Sloppy-quorum order: the preference list, then every other node clockwise."""
+        """Sloppy-quorum order: the preference list, then every other node clockwise.
+
+        :raises ValueError: ``n < 1``.
+        :raises TypeError: ``key`` is not bytes-like.
+        """
         p = self.partition_of(key)
         cached = self._extended.get((n, p))
         if cached is None:
@@ -887,7 +1048,10 @@ class TokenRing:
         enabled=ENABLED,
     )
     def join(self, node: NodeId, zone: str | None = None) -> TokenRing:
-        """``node`` joins with its tokens; only ranges it now heads change hands."""
+        """``node`` joins with its tokens; only ranges it now heads change hands.
+
+        :raises ValueError: ``node`` is already in the ring, or its zone is missing or unwanted.
+        """
         _check_node_id(node)
         if node in self.nodes:
             raise ValueError(f"node {node!r} is already in the ring")
@@ -903,7 +1067,10 @@ class TokenRing:
         enabled=ENABLED,
     )
     def leave(self, node: NodeId) -> TokenRing:
-        """``node`` leaves with its tokens; only the ranges it headed change hands."""
+        """``node`` leaves with its tokens; only the ranges it headed change hands.
+
+        :raises ValueError: ``node`` is not in the ring or is the last node.
+        """
         if node not in self.nodes:
             raise ValueError(f"node {node!r} is not in the ring")
         if len(self.nodes) == 1:

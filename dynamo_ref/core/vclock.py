@@ -22,16 +22,19 @@ never looks newer than the original did. It may look *less* new:
 - a descendant of ``y`` may become concurrent with ``y`` (a false sibling: harmless, a client
   reconciles it);
 - a clock concurrent with ``y`` may become *older* than ``y``, and then reconcile drops it: a lost
-  write. That needs ``y`` to hold a newer counter for the dropped node, i.e. a concurrent write
-  coordinated by that node after the dropped update. The ``young`` threshold exists so that only
-  entries idle long enough for any such concurrent version to have been reconciled are pruned.
+  write. It happens when the dropped entry was the clock's only event ``y`` had not seen, i.e.
+  ``y`` is a concurrent write that saw everything else. The ``young`` threshold exists so that
+  only entries idle long enough for any such concurrent version to have been reconciled (read
+  repair, anti-entropy) are pruned.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 from operator import ge as _ge
 from operator import le as _le
 from types import MappingProxyType
@@ -69,7 +72,19 @@ _EQUAL: Final = Order.EQUAL
 _CONCURRENT: Final = Order.CONCURRENT
 _FLIP: Final = {_BEFORE: _AFTER, _AFTER: _BEFORE, _EQUAL: _EQUAL, _CONCURRENT: _CONCURRENT}
 
+# Infinite, so one shared instance serves every ``map(d.get, keys, _ZEROS)``.
+_ZEROS: Final = repeat(0)
 _NO_ENTRIES: Final[Mapping[NodeId, tuple[int, float]]] = MappingProxyType({})
+
+
+def _finite_float(x: object) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    try:
+        f = float(x)
+    except OverflowError:  # an int beyond float range
+        return None
+    return f if math.isfinite(f) else None
 
 
 def spec_descends(a: VClock, b: VClock) -> bool:
@@ -93,11 +108,14 @@ def spec_order(a: VClock, b: VClock) -> Order:
 class VClock(Mapping[NodeId, tuple[int, float]]):
     """An immutable vector clock: node -> (counter >= 1, last-update timestamp)."""
 
-    # Counters and timestamps in two dicts with the same (sorted) key order: compare reads only
-    # the counters, and aligned ``values()`` let equal-keyed clocks compare at C speed.
-    __slots__ = ("_c", "_hash", "_t")
+    # Aligned tuples in sorted node order: clocks over the same nodes (the common case) compare
+    # by tuple equality and one C-level pass over the counters. The dict serves lookups when the
+    # node sets differ. Clocks derived from one another share their node tuple, so ``is`` hits.
+    __slots__ = ("_c", "_hash", "_n", "_t", "_v")
+    _n: tuple[NodeId, ...]
+    _v: tuple[int, ...]
+    _t: tuple[float, ...]
     _c: dict[NodeId, int]
-    _t: dict[NodeId, float]
     _hash: int | None
 
     @icontract.require(
@@ -112,17 +130,29 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     )
     def __init__(self, mapping: Mapping[NodeId, tuple[int, float]] = _NO_ENTRIES) -> None:
         items = sorted(mapping.items())
-        object.__setattr__(self, "_c", {node: counter for node, (counter, _) in items})
-        object.__setattr__(self, "_t", {node: float(ts) for node, (_, ts) in items})
-        object.__setattr__(self, "_hash", None)
+        self._init(
+            tuple(node for node, _ in items),
+            tuple(counter for _, (counter, _) in items),
+            tuple(float(ts) for _, (_, ts) in items),
+        )
+
+    def _init(
+        self, nodes: tuple[NodeId, ...], counters: tuple[int, ...], stamps: tuple[float, ...]
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "_n", nodes)
+        setattr_(self, "_v", counters)
+        setattr_(self, "_t", stamps)
+        setattr_(self, "_c", dict(zip(nodes, counters, strict=True)))
+        setattr_(self, "_hash", None)
 
     @classmethod
-    def _raw(cls, counters: dict[NodeId, int], stamps: dict[NodeId, float]) -> VClock:
-        # Trusted builder: both dicts already valid and in sorted key order.
+    def _raw(
+        cls, nodes: tuple[NodeId, ...], counters: tuple[int, ...], stamps: tuple[float, ...]
+    ) -> VClock:
+        # Trusted builder: valid entries, nodes sorted and distinct.
         clock = cls.__new__(cls)
-        object.__setattr__(clock, "_c", counters)
-        object.__setattr__(clock, "_t", stamps)
-        object.__setattr__(clock, "_hash", None)
+        clock._init(nodes, counters, stamps)
         return clock
 
     @classmethod
@@ -147,14 +177,25 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     def __delattr__(self, name: str) -> NoReturn:
         raise AttributeError("VClock is immutable")
 
+    # Immutable, so a copy is the clock itself; pickling rebuilds through the trusted builder.
+    def __copy__(self) -> VClock:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> VClock:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (VClock._raw, (self._n, self._v, self._t))
+
     def __getitem__(self, node: NodeId) -> tuple[int, float]:
-        return (self._c[node], self._t[node])
+        counter = self._c[node]
+        return (counter, self._t[bisect_left(self._n, node)])
 
     def __iter__(self) -> Iterator[NodeId]:
-        return iter(self._c)
+        return iter(self._n)
 
     def __len__(self) -> int:
-        return len(self._c)
+        return len(self._n)
 
     def __contains__(self, node: object) -> bool:
         return node in self._c
@@ -162,12 +203,12 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VClock):
             return NotImplemented
-        return self._c == other._c and self._t == other._t
+        return self._n == other._n and self._v == other._v and self._t == other._t
 
     def __hash__(self) -> int:
         h = self._hash
         if h is None:
-            h = hash((tuple(self._c.items()), tuple(self._t.items())))
+            h = hash((self._n, self._v, self._t))
             object.__setattr__(self, "_hash", h)
         return h
 
@@ -182,11 +223,11 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
 
     def last_update(self, node: NodeId) -> float | None:
         """When the node last incremented its entry, None if absent."""
-        return self._t.get(node)
+        return self[node][1] if node in self._c else None
 
     def entries(self) -> tuple[tuple[NodeId, int, float], ...]:
         """(node, counter, timestamp) sorted by node: the canonical form."""
-        return tuple(zip(self._c, self._c.values(), self._t.values(), strict=True))
+        return tuple(zip(self._n, self._v, self._t, strict=True))
 
     def to_dict(self) -> dict[NodeId, tuple[int, float]]:
         return {node: (counter, ts) for node, counter, ts in self.entries()}
@@ -206,9 +247,10 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
             counter, ts = entry
             if isinstance(counter, bool) or not isinstance(counter, int) or counter < 1:
                 raise ValueError(f"vector clock counter for {node!r} must be an int >= 1")
-            if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+            stamp = _finite_float(ts)
+            if stamp is None:
                 raise ValueError(f"vector clock timestamp for {node!r} must be a finite number")
-            checked[node] = (counter, float(ts))
+            checked[node] = (counter, stamp)
         return cls(checked)
 
     # -- order --------------------------------------------------------------------------------
@@ -218,22 +260,22 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     )
     def compare(self, other: VClock) -> Order:
         """BEFORE if self < other, AFTER if self > other, EQUAL, or CONCURRENT."""
-        a = self._c
-        b = other._c
-        ka = a.keys()
-        kb = b.keys()
-        if ka == kb:
-            # Same keys, same sorted order: the values line up.
-            av = a.values()
-            bv = b.values()
-            if all(map(_ge, av, bv)):
-                return _EQUAL if a == b else _AFTER
-            return _BEFORE if all(map(_le, av, bv)) else _CONCURRENT
-        # Counters are >= 1, so a node only one side has already rules out one direction.
-        if kb < ka:
-            return _AFTER if all(map(_ge, map(a.__getitem__, b), b.values())) else _CONCURRENT
-        if ka < kb:
-            return _BEFORE if all(map(_le, a.values(), map(b.__getitem__, a))) else _CONCURRENT
+        na = self._n
+        nb = other._n
+        va = self._v
+        vb = other._v
+        if na is nb or na == nb:
+            if va == vb:
+                return _EQUAL
+            if all(map(_ge, va, vb)):
+                return _AFTER
+            return _BEFORE if all(map(_le, va, vb)) else _CONCURRENT
+        # Different node sets. Counters are >= 1, so a node only one side has rules out one
+        # direction, and a node missing from the larger side reads as 0 and fails ``_ge``.
+        if len(na) > len(nb):
+            return _AFTER if all(map(_ge, map(self._c.get, nb, _ZEROS), vb)) else _CONCURRENT
+        if len(na) < len(nb):
+            return _BEFORE if all(map(_le, va, map(other._c.get, na, _ZEROS))) else _CONCURRENT
         return _CONCURRENT
 
     @icontract.ensure(
@@ -241,9 +283,11 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     )
     def descends(self, other: VClock) -> bool:
         """self >= other: self has seen every event other has."""
-        a = self._c
-        b = other._c
-        return b.keys() <= a.keys() and all(map(_ge, map(a.__getitem__, b), b.values()))
+        na = self._n
+        nb = other._n
+        if na is nb or na == nb:
+            return all(map(_ge, self._v, other._v))
+        return all(map(_ge, map(self._c.get, nb, _ZEROS), other._v))
 
     @icontract.ensure(
         lambda self, other, result: (
@@ -253,7 +297,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     )
     def dominates(self, other: VClock) -> bool:
         """self > other: strictly newer."""
-        return self._c != other._c and self.descends(other)
+        return (self._v != other._v or self._n != other._n) and self.descends(other)
 
     # -- building -----------------------------------------------------------------------------
 
@@ -266,17 +310,21 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     )
     def increment(self, node: NodeId, now: float) -> VClock:
         """A new event at ``node`` at time ``now``."""
-        counters = self._c
-        stamps = self._t
-        if node in counters:
-            new_counters = dict(counters)
-            new_counters[node] += 1
-            new_stamps = dict(stamps)
-            new_stamps[node] = float(now)
-            return VClock._raw(new_counters, new_stamps)
+        nodes = self._n
+        i = bisect_left(nodes, node)
+        now = float(now)
+        if node in self._c:
+            counters = self._v
+            stamps = self._t
+            return VClock._raw(
+                nodes,
+                (*counters[:i], counters[i] + 1, *counters[i + 1 :]),
+                (*stamps[:i], now, *stamps[i + 1 :]),
+            )
         return VClock._raw(
-            dict(sorted([*counters.items(), (node, 1)])),
-            dict(sorted([*stamps.items(), (node, float(now))])),
+            (*nodes[:i], node, *nodes[i:]),
+            (*self._v[:i], 1, *self._v[i:]),
+            (*self._t[:i], now, *self._t[i:]),
         )
 
     @icontract.ensure(
@@ -291,27 +339,27 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         enabled=ENABLED,
     )
     def merge(self, other: VClock) -> VClock:
-        """The least upper bound: per node, the larger (counter, timestamp) pair."""
+        """The least upper bound: per node, the larger (counter, timestamp) pair.
+
+        On equal counters (the same event) the later timestamp wins, which keeps merge
+        commutative should two copies of an entry ever disagree on the time.
+        """
         if self == other:
             return self
-        a, ta = self._c, self._t
-        b, tb = other._c, other._t
-        counters: dict[NodeId, int] = {}
-        stamps: dict[NodeId, float] = {}
-        for node in sorted(a.keys() | b.keys()):
-            ca = a.get(node, 0)
-            cb = b.get(node, 0)
-            if ca > cb:
-                counters[node] = ca
-                stamps[node] = ta[node]
-            elif cb > ca:
-                counters[node] = cb
-                stamps[node] = tb[node]
-            else:
-                # Same event seen twice; max keeps merge commutative if the stamps ever differ.
-                counters[node] = ca
-                stamps[node] = max(ta[node], tb[node])
-        return VClock._raw(counters, stamps)
+        na = self._n
+        if na is other._n or na == other._n:
+            mine = zip(self._v, self._t, strict=True)
+            pairs = list(map(max, mine, zip(other._v, other._t, strict=True)))
+            nodes = na
+        else:
+            a = dict(zip(na, zip(self._v, self._t, strict=True), strict=True))
+            b = dict(zip(other._n, zip(other._v, other._t, strict=True), strict=True))
+            absent = (0, -math.inf)
+            nodes = tuple(sorted(a.keys() | b.keys()))
+            pairs = [max(a.get(node, absent), b.get(node, absent)) for node in nodes]
+        return VClock._raw(
+            nodes, tuple(counter for counter, _ in pairs), tuple(ts for _, ts in pairs)
+        )
 
     @icontract.require(lambda small, big: 0 <= small <= big, enabled=ENABLED)
     @icontract.require(lambda young, old: young >= 0 and old >= 0, enabled=ENABLED)
@@ -341,25 +389,23 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         the first entry that may not go, so every kept entry is at least as recent as every
         dropped one. See the module docstring for what pruning does to comparisons.
         """
-        counters = self._c
-        size = len(counters)
+        size = len(self._n)
         if size <= small:
             return self
-        stamps = self._t
         dropped: set[NodeId] = set()
-        for node in sorted(counters, key=lambda n: (stamps[n], n)):
+        for ts, node in sorted(zip(self._t, self._n, strict=True)):
             if size <= small:
                 break
-            age = now - stamps[node]
+            age = now - ts
             if age < young or not (size > big or age > old):
                 break
             dropped.add(node)
             size -= 1
         if not dropped:
             return self
+        kept = [e for e in self.entries() if e[0] not in dropped]
         return VClock._raw(
-            {n: c for n, c in counters.items() if n not in dropped},
-            {n: t for n, t in stamps.items() if n not in dropped},
+            tuple(n for n, _, _ in kept), tuple(c for _, c, _ in kept), tuple(t for _, _, t in kept)
         )
 
 

@@ -22,4 +22,10 @@ Ring4 == [k \in Keys |-> IF k = k1 THEN <<n1, n2, n3, n4>>
 \* behaviour to another one with the same verdicts.
 ValueSymmetry == Permutations(Values)
 
+\* In Ring2 and Ring3 with N = 2, n1 and n2 are the two replicas of every
+\* key.  The spec never looks at the order of the replicas within the first
+\* N of a preference list, only at the set and at the fallbacks after it, so
+\* swapping n1 and n2 is a symmetry too.
+ReplicaSymmetry == Permutations(Values) \cup Permutations({n1, n2})
+
 =============================================================================

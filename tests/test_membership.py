@@ -107,6 +107,12 @@ def test_digests_agree_exactly_when_views_do(a: Membership, b: Membership) -> No
     assert (hash(a) == hash(b)) or a != b
 
 
+def test_digest_takes_any_incarnation_and_partition_number() -> None:
+    huge = MemberState(incarnation=2**70, status=Status.UP, address="a", claims=(2**40,))
+    small = MemberState(incarnation=1, status=Status.UP, address="a", claims=(1,))
+    assert Membership({"a": huge}).digest() != Membership({"a": small}).digest()
+
+
 # Updates and queries
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+import operator
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -53,12 +54,6 @@ def claims_of(partitions: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(set(partitions)))
 
 
-@icontract.invariant(lambda self: self.incarnation >= 0, enabled=ENABLED)
-@icontract.invariant(
-    lambda self: all(p >= 0 for p in self.claims) and all(a < b for a, b in pairwise(self.claims)),
-    "claims are sorted, distinct partition indexes",
-    enabled=ENABLED,
-)
 @dataclass(frozen=True)
 class MemberState:
     """What the cluster knows about one node. A node raises ``incarnation`` whenever it changes
@@ -70,6 +65,17 @@ class MemberState:
     address: str
     zone: str | None = None
     claims: tuple[int, ...] = ()
+
+    @icontract.require(lambda self: self.incarnation >= 0, enabled=ENABLED)
+    @icontract.require(
+        lambda self: (
+            all(p >= 0 for p in self.claims) and all(a < b for a, b in pairwise(self.claims))
+        ),
+        "claims are sorted, distinct partition indexes (see claims_of)",
+        enabled=ENABLED,
+    )
+    def __post_init__(self) -> None:
+        """Nothing to do: the contracts are the check."""
 
     def order_key(self) -> tuple[int, int, str, bool, str, tuple[int, ...]]:
         """The total order merge uses: incarnation first, then status rank, then the rest."""
@@ -125,6 +131,9 @@ class Membership(Mapping[NodeId, MemberState]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._entries
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Membership):
@@ -191,12 +200,11 @@ class Membership(Mapping[NodeId, MemberState]):
             h = hashlib.blake2b(digest_size=32)
             for node, s in self._entries.items():
                 h.update(_encode(node))
-                h.update(s.incarnation.to_bytes(8, "big"))
+                h.update(_encode(str(s.incarnation)))  # ints of any size, unambiguously
                 h.update(_encode(s.status.value))
                 h.update(_encode(s.address))
                 h.update(b"-" if s.zone is None else b"+" + _encode(s.zone))
-                h.update(len(s.claims).to_bytes(4, "big"))
-                h.update(b"".join(p.to_bytes(4, "big") for p in s.claims))
+                h.update(_encode(",".join(map(str, s.claims))))
             self._digest = h.digest()
         return self._digest
 
@@ -238,7 +246,8 @@ class _Arrivals:
 
     def __init__(self, now: float, first_interval: float, window: int) -> None:
         self.last = now
-        self.intervals: deque[float] = deque(maxlen=window)
+        # operator.index: deque wants a real int, not an int-like (CrossHair's symbolic ones).
+        self.intervals: deque[float] = deque(maxlen=operator.index(window))
         self.total = 0.0
         self.total_sq = 0.0
         # Seed with a guess so the first real interval is judged against something.

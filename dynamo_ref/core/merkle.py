@@ -65,11 +65,12 @@ def place(key: bytes, leaf_count: int) -> int:
 class MerkleTree:
     """A fixed-shape hash tree over (key, version digest) items, updated in place."""
 
-    __slots__ = ("_depth", "_fanout", "_leaf_count", "_leaves", "_levels", "_size")
+    __slots__ = ("_depth", "_fanout", "_leaf_count", "_leaves", "_levels", "_size", "_widths")
 
+    # pow() rather than **: CrossHair's solver crashes on ** between two symbolic ints.
     @icontract.require(lambda fanout: 2 <= fanout <= 256, enabled=ENABLED)
     @icontract.require(lambda depth: 0 <= depth <= 20, enabled=ENABLED)
-    @icontract.require(lambda fanout, depth: fanout**depth <= MAX_LEAVES, enabled=ENABLED)
+    @icontract.require(lambda fanout, depth: pow(fanout, depth) <= MAX_LEAVES, enabled=ENABLED)
     def __init__(
         self,
         items: Iterable[Item] = (),
@@ -80,7 +81,8 @@ class MerkleTree:
         """Build the tree of ``items``; a later pair for the same key wins, as in ``dict``."""
         self._fanout = fanout
         self._depth = depth
-        self._leaf_count: int = fanout**depth
+        self._widths: tuple[int, ...] = tuple(pow(fanout, lv) for lv in range(depth + 1))
+        self._leaf_count = self._widths[depth]
         self._leaves: dict[int, dict[bytes, bytes]] = {}
         self._size = 0
         for key, digest in items:
@@ -114,6 +116,10 @@ class MerkleTree:
     def leaf_count(self) -> int:
         return self._leaf_count
 
+    def width(self, level: int) -> int:
+        """How many nodes level ``level`` has: fanout ** level."""
+        return self._widths[level]
+
     @property
     def root(self) -> bytes:
         return self._levels[0].get(0, EMPTY_HASH)
@@ -138,13 +144,17 @@ class MerkleTree:
     def leaf_of(self, key: bytes) -> int:
         return place(key, self._leaf_count)
 
-    @icontract.require(lambda self, level: 0 <= level <= self.depth, enabled=ENABLED)
-    @icontract.require(lambda self, level, index: 0 <= index < self.fanout**level, enabled=ENABLED)
+    @icontract.require(
+        lambda self, level, index: 0 <= level <= self.depth and 0 <= index < self.width(level),
+        enabled=ENABLED,
+    )
     def node_hash(self, level: int, index: int) -> bytes:
         return self._levels[level].get(index, EMPTY_HASH)
 
-    @icontract.require(lambda self, level: 0 <= level < self.depth, enabled=ENABLED)
-    @icontract.require(lambda self, level, index: 0 <= index < self.fanout**level, enabled=ENABLED)
+    @icontract.require(
+        lambda self, level, index: 0 <= level < self.depth and 0 <= index < self.width(level),
+        enabled=ENABLED,
+    )
     @icontract.ensure(lambda self, result: len(result) == self.fanout, enabled=ENABLED)
     def children_hashes(self, level: int, index: int) -> tuple[bytes, ...]:
         """Hashes of the children of node (level, index): what a peer sends when asked."""

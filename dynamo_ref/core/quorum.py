@@ -69,10 +69,18 @@ def quorum_problems(n: int, r: int, w: int, pr: int = 0, pw: int = 0) -> list[st
     return problems
 
 
-@icontract.invariant(lambda self: 1 <= self.r <= self.n, enabled=ENABLED)
-@icontract.invariant(lambda self: 1 <= self.w <= self.n, enabled=ENABLED)
-@icontract.invariant(lambda self: 0 <= self.pr <= self.r, enabled=ENABLED)
-@icontract.invariant(lambda self: 0 <= self.pw <= self.w, enabled=ENABLED)
+def _config_error(self: QuorumConfig) -> QuorumError:
+    return QuorumError(*_config_problems(self))
+
+
+def _config_problems(config: QuorumConfig) -> list[str]:
+    problems = quorum_problems(config.n, config.r, config.w, config.pr, config.pw)
+    sloppy: object = config.sloppy  # typed bool, but config files and CLIs send anything
+    if not isinstance(sloppy, bool):
+        problems.append(f"sloppy must be true or false, got {sloppy!r}")
+    return problems
+
+
 @dataclass(frozen=True)
 class QuorumConfig:
     """Replication factor N, read quorum R, write quorum W, and the primary quorums PR, PW.
@@ -87,11 +95,34 @@ class QuorumConfig:
     pr: int = 0
     pw: int = 0
 
+    # The contracts raise the same QuorumError as the body; stated as preconditions, they let
+    # CrossHair build valid configs directly instead of guessing and being refused. icontract
+    # checks the innermost first, so the type check sits below the comparisons it protects.
+    @icontract.require(
+        lambda self: (
+            1 <= self.r <= self.n
+            and 1 <= self.w <= self.n
+            and 0 <= self.pr <= self.r
+            and 0 <= self.pw <= self.w
+        ),
+        "1 <= R, W <= N; 0 <= PR <= R; 0 <= PW <= W",
+        error=_config_error,
+        enabled=ENABLED,
+    )
+    @icontract.require(
+        lambda self: (
+            all(
+                isinstance(v, int) and not isinstance(v, bool)
+                for v in (self.n, self.r, self.w, self.pr, self.pw)
+            )
+            and isinstance(self.sloppy, bool)
+        ),
+        "settings are integers, sloppy a bool",
+        error=_config_error,
+        enabled=ENABLED,
+    )
     def __post_init__(self) -> None:
-        problems = quorum_problems(self.n, self.r, self.w, self.pr, self.pw)
-        sloppy: object = self.sloppy  # typed bool, but config files and CLIs send anything
-        if not isinstance(sloppy, bool):
-            problems.append(f"sloppy must be true or false, got {sloppy!r}")
+        problems = _config_problems(self)
         if problems:
             raise QuorumError(*problems)
 
@@ -133,13 +164,20 @@ class QuorumConfig:
         )
 
 
-@icontract.invariant(lambda self: self.hint_for != self.node, enabled=ENABLED)
 @dataclass(frozen=True)
 class Target:
     """A node a request goes to: a primary, or a fallback keeping a hint for owner ``hint_for``."""
 
     node: NodeId
     hint_for: NodeId | None = None
+
+    @icontract.require(
+        lambda self: self.hint_for != self.node,
+        "a node never stands in for itself",
+        enabled=ENABLED,
+    )
+    def __post_init__(self) -> None:
+        """Nothing to do: the contract is the check."""
 
     @property
     def is_primary(self) -> bool:

@@ -44,10 +44,14 @@ class Version:
     clock: VClock
     timestamp: float
     writer: NodeId
+    # Dotted version vectors (the node's DVV mode): this write's own event is (writer, dot) and
+    # ``clock`` is only the context it was written in. 0 everywhere else: the event is in clock.
+    dot: int = 0
 
     # A precondition on __post_init__ rather than a class invariant: icontract invariants do not
     # support slotted dataclasses, and would wrap __eq__ and __hash__ too.
     @icontract.require(lambda self: math.isfinite(self.timestamp), enabled=ENABLED)
+    @icontract.require(lambda self: self.dot >= 0, enabled=ENABLED)
     def __post_init__(self) -> None:
         pass
 
@@ -66,7 +70,7 @@ class Mode(enum.Enum):
     LWW = "lww"
 
 
-SortKey: TypeAlias = tuple[tuple[tuple[NodeId, int, float], ...], bool, bytes, float, NodeId]
+SortKey: TypeAlias = tuple[tuple[tuple[NodeId, int, float], ...], bool, bytes, float, NodeId, int]
 
 
 def sort_key(version: Version) -> SortKey:
@@ -78,6 +82,7 @@ def sort_key(version: Version) -> SortKey:
         b"" if value is None else value,
         version.timestamp,
         version.writer,
+        version.dot,
     )
 
 
@@ -220,10 +225,12 @@ def encode(siblings: Iterable[Version]) -> bytes:
             _put_bytes(out, node.encode("utf-8", "surrogatepass"))
             _put_int(out, counter)
             _put_float(out, ts)
-        if v.value is None:
-            out += b"\x00"
-        else:
-            out += b"\x01"
+        # Marker bit 0: a value follows; bit 1: a dot follows (DVV). Dot-free encodings are
+        # unchanged by the dot's arrival, so their digests are too.
+        out += bytes(((v.value is not None) | (2 if v.dot else 0),))
+        if v.dot:
+            _put_int(out, v.dot)
+        if v.value is not None:
             _put_bytes(out, v.value)
         _put_float(out, v.timestamp)
         _put_bytes(out, v.writer.encode("utf-8", "surrogatepass"))

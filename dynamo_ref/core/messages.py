@@ -1,0 +1,552 @@
+"""Wire messages: one msgspec schema for clients and peers, carried as MessagePack.
+
+Every message is a tagged Struct (the ``type`` field names it), so one ``decode`` reads any
+frame and rejects unknown types. Three unions group them by who sends what:
+
+- ``ClientMessage``: get, put, delete and the admin requests (join, leave, status, clock skew);
+- ``ReplyMessage``: what a node answers a client (and a forwarding peer);
+- ``PeerMessage``: node to node. ``Store``, ``StoreAck``, ``Read`` and ``ReadResp`` are the
+  spec's four message kinds (``spec/Dynamo.tla``, field for field: ``op`` is ``mop``, ``hint``
+  is ``mhint``); the rest are node-only protocols the spec abstracts (forwarding, gossip,
+  failure-detector pings, Merkle exchanges, partition transfer, tombstone reaping).
+
+Versions travel as ``WireVersion`` (a compact array), clocks as sorted ``[node, counter, ts]``
+triples. A read context is opaque to clients: ``encode_context`` bytes of the merged clock.
+
+Clients get a reply, never an exception: ``decode_client`` turns any bad frame into a
+``MessageError`` carrying a stable ``ErrorCode`` that the runtime sends back as ``ErrorReply``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from typing import Annotated, Final, TypeAlias, TypeVar
+
+import msgspec
+
+from dynamo_ref.core.vclock import NodeId, VClock
+from dynamo_ref.core.versions import Siblings, Version
+
+T = TypeVar("T")
+
+# Defaults for frames the runtime accepts; the node enforces its own key and value limits.
+MAX_FRAME: Final = 16 * 1024 * 1024
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable error codes of ``ErrorReply``: clients and tests match on these, not on text."""
+
+    INVALID_KEY = "invalid_key"  # empty or longer than max_key_size
+    INVALID_VALUE = "invalid_value"  # longer than max_value_size
+    INVALID_QUORUM = "invalid_quorum"  # R, W, PR or PW out of range for N
+    INVALID_CONTEXT = "invalid_context"  # a context that is not one this store handed out
+    INVALID_REQUEST = "invalid_request"  # a known message with bad fields or arguments
+    UNKNOWN_MESSAGE = "unknown_message"  # a message type nobody defined
+    MALFORMED = "malformed"  # not MessagePack, or not a message at all
+    TOO_LARGE = "too_large"  # a frame over the size limit
+    TIMEOUT = "timeout"  # the quorum did not answer within the request timeout
+    UNAVAILABLE = "unavailable"  # too few replicas are up to even try
+    OVERLOAD = "overload"  # too many requests in progress at this node
+    NOT_FOUND = "not_found"  # admin: no such node
+
+
+class MessageError(ValueError):
+    """A frame that cannot be served, with the code to answer it with."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+class _Msg(
+    msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, forbid_unknown_fields=True
+):
+    pass
+
+
+# ---- versions on the wire -----------------------------------------------------------------
+
+ClockEntry: TypeAlias = tuple[str, int, float]
+
+
+class WireVersion(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """A ``Version`` as ``[value, clock, ts, writer(, dot)]``; value nil is a tombstone."""
+
+    value: bytes | None
+    clock: list[ClockEntry]
+    ts: float
+    writer: str
+    dot: int = 0
+
+
+class WireContext(msgspec.Struct, frozen=True, array_like=True):
+    """What a client gets back from a read and hands to its next write: the merged clock."""
+
+    clock: list[ClockEntry]
+
+
+def clock_to_wire(clock: VClock) -> list[ClockEntry]:
+    return [(node, counter, ts + 0.0) for node, counter, ts in clock.entries()]
+
+
+def clock_from_wire(entries: Iterable[ClockEntry]) -> VClock:
+    """The clock of wire entries.
+
+    :raises ValueError: a node twice, a counter below 1, or a timestamp that is not finite.
+    """
+    mapping: dict[NodeId, tuple[int, float]] = {}
+    for node, counter, ts in entries:
+        if node in mapping:
+            raise ValueError(f"vector clock names node {node!r} twice")
+        if counter < 1:
+            raise ValueError(f"vector clock counter for {node!r} must be >= 1, got {counter}")
+        if not math.isfinite(ts):
+            raise ValueError(f"vector clock timestamp for {node!r} must be finite")
+        mapping[node] = (counter, ts)
+    return VClock(mapping)
+
+
+def version_to_wire(v: Version) -> WireVersion:
+    # + 0.0: -0.0 and 0.0 are one timestamp and must encode alike (stored bytes are compared).
+    return WireVersion(v.value, clock_to_wire(v.clock), v.timestamp + 0.0, v.writer, v.dot)
+
+
+def version_from_wire(w: WireVersion) -> Version:
+    """:raises ValueError: a bad clock, timestamp, writer or dot."""
+    if not math.isfinite(w.ts):
+        raise ValueError("version timestamp must be finite")
+    if not w.writer:
+        raise ValueError("version writer must be a node id")
+    if w.dot < 0:
+        raise ValueError("version dot must not be negative")
+    return Version(w.value, clock_from_wire(w.clock), w.ts, w.writer, w.dot)
+
+
+def siblings_to_wire(siblings: Iterable[Version]) -> list[WireVersion]:
+    return [version_to_wire(v) for v in siblings]
+
+
+def siblings_from_wire(ws: Iterable[WireVersion]) -> tuple[Version, ...]:
+    """:raises ValueError: as ``version_from_wire``."""
+    return tuple(version_from_wire(w) for w in ws)
+
+
+_SIBLINGS_ENCODER: Final = msgspec.msgpack.Encoder()
+_SIBLINGS_DECODER: Final = msgspec.msgpack.Decoder(list[WireVersion])
+_CONTEXT_DECODER: Final = msgspec.msgpack.Decoder(WireContext)
+
+
+def encode_siblings(siblings: Siblings) -> bytes:
+    """Compact bytes of a sibling set; canonical when ``siblings`` is (equal sets, equal bytes)."""
+    return _SIBLINGS_ENCODER.encode(siblings_to_wire(siblings))
+
+
+def decode_siblings(data: bytes) -> Siblings:
+    """:raises ValueError: the bytes are not an encoded sibling set."""
+    try:
+        return siblings_from_wire(_SIBLINGS_DECODER.decode(data))
+    except msgspec.DecodeError as e:
+        raise ValueError(f"not an encoded sibling set: {e}") from e
+
+
+def encode_context(clock: VClock) -> bytes:
+    return _SIBLINGS_ENCODER.encode(WireContext(clock_to_wire(clock)))
+
+
+def decode_context(data: bytes) -> VClock:
+    """The clock of a client's context; empty bytes are the empty clock.
+
+    :raises MessageError: INVALID_CONTEXT.
+    """
+    if not data:
+        return VClock.empty()
+    try:
+        return clock_from_wire(_CONTEXT_DECODER.decode(data).clock)
+    except (msgspec.DecodeError, ValueError) as e:
+        raise MessageError(ErrorCode.INVALID_CONTEXT, f"the context is not valid: {e}") from e
+
+
+# ---- client requests ----------------------------------------------------------------------
+
+# Per-request quorum overrides; None takes the node's setting. Range checks are the node's.
+Quorum: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=1 << 16)] | None
+
+
+class Get(_Msg, frozen=True, tag="get"):
+    """Read ``key``. ``r``/``pr``: responses needed, and how many from primaries (Riak's PR)."""
+
+    key: bytes
+    r: Quorum = None
+    pr: Quorum = None
+    rid: int = 0  # echoed in the reply, so a client can pipeline requests
+
+
+class Put(_Msg, frozen=True, tag="put"):
+    """Write ``value`` under ``key`` with the ``context`` of an earlier read (empty: none).
+    ``return_body``: the reply carries the coordinator's siblings after the write and their
+    context, as a read there would."""
+
+    key: bytes
+    value: bytes
+    context: bytes = b""
+    w: Quorum = None
+    pw: Quorum = None
+    return_body: bool = False
+    rid: int = 0
+
+
+class Delete(_Msg, frozen=True, tag="delete"):
+    """Delete ``key``: a tombstone written like a put, with the read's ``context``."""
+
+    key: bytes
+    context: bytes = b""
+    w: Quorum = None
+    pw: Quorum = None
+    return_body: bool = False
+    rid: int = 0
+
+
+class Join(_Msg, frozen=True, tag="join"):
+    """Admin: ``node`` joins the ring and claims partitions."""
+
+    node: str
+    zone: str | None = None
+    rid: int = 0
+
+
+class Leave(_Msg, frozen=True, tag="leave"):
+    """Admin: ``node`` hands its partitions to the others and leaves."""
+
+    node: str
+    rid: int = 0
+
+
+class StatusRequest(_Msg, frozen=True, tag="status"):
+    """Admin: what this node sees (membership, hints, anti-entropy, suspected peers)."""
+
+    rid: int = 0
+
+
+class SetClockSkew(_Msg, frozen=True, tag="set_clock_skew"):
+    """Admin (fault harness): this node's timestamps become ``now + skew``."""
+
+    skew: float
+    rid: int = 0
+
+
+DataRequest: TypeAlias = Get | Put | Delete
+AdminRequest: TypeAlias = Join | Leave | StatusRequest | SetClockSkew
+ClientMessage: TypeAlias = Get | Put | Delete | Join | Leave | StatusRequest | SetClockSkew
+
+
+# ---- replies --------------------------------------------------------------------------------
+
+
+class GetOk(_Msg, frozen=True, tag="get_ok"):
+    """The reconciled values (siblings; none when absent or deleted) and their merged context."""
+
+    siblings: list[bytes]
+    context: bytes
+    rid: int = 0
+
+
+class PutOk(_Msg, frozen=True, tag="put_ok"):
+    """A put or delete is stored on W nodes (PW of them primaries). ``context`` covers the
+    written version (``ts`` is its timestamp), or with ``return_body`` every sibling the
+    coordinator then held, which ``siblings`` lists. In DVV mode a write that followed
+    writes its client had not read is left out of its own context (the gap cannot be
+    written as a clock): a later write with it keeps it as a sibling. A read is exact."""
+
+    context: bytes = b""
+    ts: float = 0.0
+    siblings: list[bytes] = []
+    rid: int = 0
+
+
+class AdminOk(_Msg, frozen=True, tag="admin_ok"):
+    """An admin request was taken; ``detail`` says what it changed."""
+
+    detail: str
+    rid: int = 0
+
+
+class ErrorReply(_Msg, frozen=True, tag="error"):
+    code: str
+    message: str
+    rid: int = 0
+
+
+class MemberInfo(msgspec.Struct, frozen=True, array_like=True):
+    node: str
+    status: str
+    incarnation: int
+    partitions: int
+    suspected: bool
+
+
+class StatusReply(_Msg, frozen=True, tag="status_ok"):
+    node: str
+    members: list[MemberInfo]
+    hints: dict[str, int]  # owner -> keys held for it
+    anti_entropy: dict[str, float]  # peer -> time of the last completed exchange
+    keys: int
+    clock_skew: float
+    mode: str
+    ring_version: str  # hex digest of the membership this node routes by
+    rid: int = 0
+
+
+ReplyMessage: TypeAlias = GetOk | PutOk | AdminOk | ErrorReply | StatusReply
+
+
+# ---- peer messages: the spec's four kinds ---------------------------------------------------
+
+
+class Store(_Msg, frozen=True, tag="store"):
+    """Store ``versions`` of ``key``: for put ``op`` (acked), read repair (op 0, not acked) or,
+    with ``hint``, as a fallback for replica ``hint``; ``hint`` = the receiver is a handoff."""
+
+    op: int
+    key: bytes
+    versions: list[WireVersion]
+    hint: str | None = None
+
+
+class StoreAck(_Msg, frozen=True, tag="store_ack"):
+    """The sender stored ``versions`` (echoed, with ``hint``, so hints can be dropped)."""
+
+    op: int
+    key: bytes
+    versions: list[WireVersion]
+    hint: str | None = None
+
+
+class Read(_Msg, frozen=True, tag="read"):
+    """Ask for ``key``'s versions; with ``hint`` the receiver is a fallback for that replica
+    and answers with what it holds for it too (a sloppy read)."""
+
+    op: int
+    key: bytes
+    hint: str | None = None
+
+
+class ReadResp(_Msg, frozen=True, tag="read_resp"):
+    op: int
+    key: bytes
+    versions: list[WireVersion]
+
+
+# ---- peer messages the spec abstracts -------------------------------------------------------
+
+
+class Forward(_Msg, frozen=True, tag="forward"):
+    """A client request for a key this node does not replicate, sent to one that does."""
+
+    fid: int
+    request: Get | Put | Delete
+    hops: int = 1
+
+
+class ForwardReply(_Msg, frozen=True, tag="forward_reply"):
+    fid: int
+    reply: GetOk | PutOk | AdminOk | ErrorReply | StatusReply
+
+
+class Ping(_Msg, frozen=True, tag="ping"):
+    """Failure-detector heartbeat, sent to peers not heard from for a gossip interval."""
+
+
+class Pong(_Msg, frozen=True, tag="pong"):
+    pass
+
+
+class WireMember(msgspec.Struct, frozen=True, array_like=True):
+    node: str
+    incarnation: int
+    status: str
+    address: str
+    zone: str | None
+    claims: list[int]
+
+
+class Gossip(_Msg, frozen=True, tag="gossip"):
+    """A whole membership view; ``reply`` asks the receiver to answer with its own."""
+
+    members: list[WireMember]
+    reply: bool = True
+
+
+class MerkleQuery(_Msg, frozen=True, tag="merkle_query"):
+    """Anti-entropy: the hashes of children of ``indexes`` at ``level`` of ``partition``'s
+    tree (its leaves' items when ``level`` is the tree's depth). ``root`` is the asker's."""
+
+    session: int
+    partition: int
+    level: int
+    indexes: list[int]
+    root: bytes
+    fanout: int
+    depth: int
+
+
+class MerkleAnswer(_Msg, frozen=True, tag="merkle_answer"):
+    """``children[i]``: the hashes below ``indexes[i]``, or for leaves, ``leaves[i]``: the
+    (key, digest) items. ``in_sync``: the roots were equal, nothing else to say."""
+
+    session: int
+    partition: int
+    level: int
+    root: bytes
+    children: list[list[bytes]] = []
+    leaves: list[list[tuple[bytes, bytes]]] = []
+    in_sync: bool = False
+    refused: str = ""
+
+
+class SyncKeys(_Msg, frozen=True, tag="sync_keys"):
+    """Anti-entropy: the asker's versions of exactly the keys whose digests differ."""
+
+    session: int
+    partition: int
+    items: list[tuple[bytes, list[WireVersion]]]
+
+
+class SyncKeysReply(_Msg, frozen=True, tag="sync_keys_reply"):
+    """The peer's versions of those keys after merging the asker's."""
+
+    session: int
+    partition: int
+    items: list[tuple[bytes, list[WireVersion]]]
+
+
+class Transfer(_Msg, frozen=True, tag="transfer"):
+    """A chunk of ``partition`` handed to a new replica after a join or leave."""
+
+    tid: int
+    partition: int
+    items: list[tuple[bytes, list[WireVersion]]]
+    last: bool
+
+
+class TransferAck(_Msg, frozen=True, tag="transfer_ack"):
+    tid: int
+    partition: int
+
+
+class Reap(_Msg, frozen=True, tag="reap"):
+    """Every replica holds these tombstones: drop the key if they are still all it holds."""
+
+    key: bytes
+    versions: list[WireVersion]
+
+
+PeerMessage: TypeAlias = (
+    Store
+    | StoreAck
+    | Read
+    | ReadResp
+    | Forward
+    | ForwardReply
+    | Ping
+    | Pong
+    | Gossip
+    | MerkleQuery
+    | MerkleAnswer
+    | SyncKeys
+    | SyncKeysReply
+    | Transfer
+    | TransferAck
+    | Reap
+)
+
+Message: TypeAlias = ClientMessage | ReplyMessage | PeerMessage
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+# Annotated: for a union, msgspec's stubs infer Decoder[Any].
+_DECODER: Final[msgspec.msgpack.Decoder[Message]] = msgspec.msgpack.Decoder(Message)
+_CLIENT_DECODER: Final[msgspec.msgpack.Decoder[ClientMessage]] = msgspec.msgpack.Decoder(
+    ClientMessage
+)
+_PEER_DECODER: Final[msgspec.msgpack.Decoder[PeerMessage]] = msgspec.msgpack.Decoder(PeerMessage)
+_REPLY_DECODER: Final[msgspec.msgpack.Decoder[ReplyMessage]] = msgspec.msgpack.Decoder(ReplyMessage)
+
+
+def _tags(union: object) -> frozenset[str]:
+    return frozenset(str(cls.__struct_config__.tag) for cls in getattr(union, "__args__", ()))
+
+
+CLIENT_TYPES: Final = _tags(ClientMessage)
+REPLY_TYPES: Final = _tags(ReplyMessage)
+PEER_TYPES: Final = _tags(PeerMessage)
+
+
+def encode(msg: Message) -> bytes:
+    """MessagePack bytes of any message."""
+    return _ENCODER.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Any message from MessagePack bytes.
+
+    :raises MessageError: with the code that says what is wrong.
+    """
+    return _decode(_DECODER, data, CLIENT_TYPES | REPLY_TYPES | PEER_TYPES, MAX_FRAME)
+
+
+def decode_client(data: bytes, max_size: int = MAX_FRAME) -> ClientMessage:
+    """A client request; anything else (a peer message too) is refused.
+
+    :raises MessageError: TOO_LARGE, MALFORMED, UNKNOWN_MESSAGE or INVALID_REQUEST.
+    """
+    return _decode(_CLIENT_DECODER, data, CLIENT_TYPES, max_size)
+
+
+def decode_peer(data: bytes, max_size: int = MAX_FRAME) -> PeerMessage:
+    """:raises MessageError: as ``decode_client``."""
+    return _decode(_PEER_DECODER, data, PEER_TYPES, max_size)
+
+
+def decode_reply(data: bytes, max_size: int = MAX_FRAME) -> ReplyMessage:
+    """:raises MessageError: as ``decode_client``."""
+    return _decode(_REPLY_DECODER, data, REPLY_TYPES, max_size)
+
+
+def _decode(
+    decoder: msgspec.msgpack.Decoder[T], data: bytes, known: frozenset[str], max_size: int
+) -> T:
+    if len(data) > max_size:
+        raise MessageError(
+            ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds the limit of {max_size}"
+        )
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as e:
+        raise _classify(data, known, str(e)) from e
+    except msgspec.DecodeError as e:
+        raise MessageError(ErrorCode.MALFORMED, f"not a MessagePack message: {e}") from e
+
+
+def _classify(data: bytes, known: frozenset[str], detail: str) -> MessageError:
+    """Unknown type or bad fields of a known one: the answer a client can act on."""
+    try:
+        raw = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return MessageError(ErrorCode.MALFORMED, detail)
+    if not isinstance(raw, dict) or "type" not in raw:
+        return MessageError(ErrorCode.MALFORMED, "a message is a map with a 'type' field")
+    kind = raw["type"]
+    if not isinstance(kind, str) or kind not in known:
+        names = ", ".join(sorted(known))
+        return MessageError(
+            ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {kind!r}; expected one of {names}"
+        )
+    return MessageError(ErrorCode.INVALID_REQUEST, f"bad {kind!r} message: {detail}")
+
+
+def rid_of(msg: object) -> int:
+    """The request id a reply must echo (0 when the message has none)."""
+    rid = getattr(msg, "rid", 0)
+    return rid if isinstance(rid, int) else 0

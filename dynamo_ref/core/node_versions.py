@@ -1,0 +1,187 @@
+"""How a node makes, merges and reads versions in each of its three modes.
+
+- ``VCLOCK``: the paper's per-node vector clocks. A coordinator ``c`` writing with context
+  ``ctx`` sets its own entry to ``max(ctx[c], every stored clock's c entry) + 1``
+  (``ClientPut`` in spec/Dynamo.tla), so every write gets a clock of its own. Siblings are the
+  maximal antichain (``versions.reconcile``).
+- ``LWW``: the same clocks are carried, but a replica keeps only the version with the highest
+  (timestamp, writer): concurrent writes are lost, by design.
+- ``DVV``: dotted version vectors (Preguica et al.; Riak 2.0's fix for sibling explosion). A
+  write's event is its dot ``(c, n)`` and its clock is only the context it was written in, so
+  two writes coordinated by ``c`` from the same stale context stay distinct and concurrent
+  instead of one dominating the other.
+
+Why DVV matters here. With one counter per node, a write through ``c`` must name a counter for
+``c`` above everything ``c`` holds, so its clock claims to have seen every earlier write through
+``c``, including concurrent ones its client never read: those are dropped (a lost write). Riak's
+per-object clocks made the opposite choice and kept every value as a sibling (sibling
+explosion). A dot names exactly one event, so neither happens.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import icontract
+
+from dynamo_ref.core.contracts import ENABLED
+from dynamo_ref.core.vclock import (
+    BIG_VCLOCK,
+    OLD_VCLOCK,
+    SMALL_VCLOCK,
+    YOUNG_VCLOCK,
+    NodeId,
+    VClock,
+)
+from dynamo_ref.core.versions import (
+    Siblings,
+    Version,
+    is_canonical,
+    merge_context,
+    reconcile,
+    reconcile_lww,
+    sort_key,
+)
+
+
+class VersionMode(enum.Enum):
+    VCLOCK = "vclock"
+    LWW = "lww"
+    DVV = "dvv"
+
+
+@dataclass(frozen=True, slots=True)
+class PruneSettings:
+    """``VClock.prune`` thresholds (Riak's defaults; ``big`` is the paper's 10)."""
+
+    small: int = SMALL_VCLOCK
+    big: int = BIG_VCLOCK
+    young: float = YOUNG_VCLOCK
+    old: float = OLD_VCLOCK
+
+
+# ---- dotted version vectors -----------------------------------------------------------------
+
+
+def event(v: Version) -> tuple[NodeId, int]:
+    """The write's own event: its dot, or for a dot-free version its writer's clock entry."""
+    return (v.writer, v.dot or v.clock.counter(v.writer))
+
+
+def dvv_covers(u: Version, v: Version) -> bool:
+    """``v``'s event is in ``u``'s causal history (``u`` is ``v``, or its writer had read
+    ``v``)."""
+    node, n = event(v)
+    return u == v or (event(u) != (node, n) and u.clock.counter(node) >= n)
+
+
+@icontract.ensure(lambda result: is_canonical(result), enabled=ENABLED)  # noqa: PLW0108
+@icontract.ensure(lambda versions, result: bool(result) == bool(versions), enabled=ENABLED)
+@icontract.ensure(lambda versions, result: all(r in versions for r in result), enabled=ENABLED)
+@icontract.ensure(
+    lambda versions, result: all(
+        v in result or any(dvv_covers(u, v) and u != v for u in versions) for v in versions
+    ),
+    "only versions in another version's history are dropped",
+    enabled=ENABLED,
+)
+def reconcile_dvv(versions: Sequence[Version]) -> Siblings:
+    """The distinct versions no other version's history contains, in canonical order.
+
+    Two different versions with one event (a counter reused after the key was reaped) are
+    kept side by side: neither history claims the other.
+    """
+    ordered = sorted(set(versions), key=sort_key)
+    kept = [v for v in ordered if not any(u != v and dvv_covers(u, v) for u in ordered)]
+    # Only histories that contain each other, which no run of the node makes, leave nothing.
+    return tuple(kept) if kept or not ordered else (ordered[-1],)
+
+
+def dvv_context(siblings: Iterable[Version]) -> VClock:
+    """The context of a read: the merged clocks plus every dot that extends them without a gap.
+
+    A dot beyond a gap (the reader missed an earlier write through that node) is left out: a
+    write with this context then keeps that sibling (a false sibling at worst) instead of
+    claiming the gap's writes, which would drop them.
+    """
+    versions = list(siblings)
+    entries = merge_context(versions).to_dict()
+    for node, n, ts in sorted((v.writer, v.dot, v.timestamp) for v in versions if v.dot):
+        counter = entries.get(node, (0, ts))[0]
+        if n == counter + 1:
+            entries[node] = (n, ts)
+    return VClock(entries)
+
+
+# ---- per mode -------------------------------------------------------------------------------
+
+
+def reconcile_mode(mode: VersionMode, versions: Sequence[Version]) -> Siblings:
+    """What a replica keeps of ``versions``, in canonical order."""
+    if mode is VersionMode.LWW:
+        return reconcile_lww(versions)
+    if mode is VersionMode.DVV:
+        return reconcile_dvv(versions)
+    return reconcile(versions)
+
+
+def read_context(mode: VersionMode, siblings: Iterable[Version]) -> VClock:
+    """The context a client gets with these siblings and passes to its next write."""
+    if mode is VersionMode.DVV:
+        return dvv_context(siblings)
+    return merge_context(list(siblings))
+
+
+def next_counter(node: NodeId, context: VClock, stored: Iterable[Version]) -> int:
+    """The coordinator rule: one above the context and every stored clock's (or dot's) entry."""
+    top = context.counter(node)
+    for v in stored:
+        top = max(top, v.clock.counter(node), v.dot if v.writer == node else 0)
+    return top + 1
+
+
+@icontract.ensure(
+    lambda mode, node, context, result: (
+        mode is VersionMode.DVV or result.clock.counter(node) > context.counter(node)
+    ),
+    "the coordinator's entry is new (pruning keeps it: it is the youngest)",
+    enabled=ENABLED,
+)
+@icontract.ensure(
+    lambda node, stored, result: all(event(v) != event(result) for v in stored),
+    "the new write's event is new at this coordinator",
+    enabled=ENABLED,
+)
+def write_version(
+    mode: VersionMode,
+    node: NodeId,
+    context: VClock,
+    stored: Siblings,
+    *,
+    value: bytes | None,
+    timestamp: float,
+    prune: PruneSettings,
+) -> Version:
+    """The version coordinator ``node`` creates for a write (``value`` None: a delete)."""
+    counter = next_counter(node, context, stored)
+    if mode is VersionMode.DVV:
+        clock = _prune(context, timestamp, prune)
+        return Version(value, clock, timestamp, node, counter)
+    entries = context.to_dict()
+    entries[node] = (counter, timestamp)
+    clock = _prune(VClock(entries), timestamp, prune)
+    return Version(value, clock, timestamp, node)
+
+
+def _prune(clock: VClock, now: float, p: PruneSettings) -> VClock:
+    return clock.prune(now, small=p.small, big=p.big, young=p.young, old=p.old)
+
+
+def spec_clock(v: Version) -> dict[NodeId, int]:
+    """The spec's ``vc`` of a version: counters only, with a DVV dot folded in."""
+    counters = {node: counter for node, counter, _ in v.clock.entries()}
+    if v.dot:
+        counters[v.writer] = max(counters.get(v.writer, 0), v.dot)
+    return counters

@@ -1,0 +1,171 @@
+"""Wire messages: round trips, versions and contexts on the wire, and refusals with codes."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynamo_ref.core import messages as m
+from dynamo_ref.core.messages import ErrorCode, MessageError
+from dynamo_ref.core.vclock import VClock
+from dynamo_ref.core.versions import Version, reconcile
+
+NODES = ("a", "b", "c")
+clocks = st.dictionaries(
+    st.sampled_from(NODES),
+    st.tuples(st.integers(1, 2**40), st.floats(-1e9, 1e9, allow_nan=False)),
+).map(VClock)
+versions = st.builds(
+    Version,
+    value=st.one_of(st.none(), st.binary(max_size=8)),
+    clock=clocks,
+    timestamp=st.floats(-1e9, 1e9, allow_nan=False),
+    writer=st.sampled_from(NODES),
+    dot=st.integers(0, 5),
+)
+wire = st.lists(versions, max_size=3).map(m.siblings_to_wire)
+
+EXAMPLES: list[m.Message] = [
+    m.Get(b"k", r=2, pr=1, rid=1),
+    m.Put(b"k", b"v", b"ctx", w=2, pw=1, return_body=True, rid=2),
+    m.Delete(b"k", b"", rid=3),
+    m.Join("e", "zone-1"),
+    m.Leave("e"),
+    m.StatusRequest(rid=4),
+    m.SetClockSkew(-2.5),
+    m.GetOk([b"a", b"b"], b"ctx", rid=5),
+    m.PutOk(b"ctx", 1.5, [b"v"]),
+    m.AdminOk("done"),
+    m.ErrorReply("timeout", "late", rid=6),
+    m.StatusReply("a", [m.MemberInfo("a", "up", 1, 4, False)], {"b": 2}, {"c": 3.0}, 7, 0.0, "dvv", "ab"),
+    m.Store(1, b"k", [], "b"),
+    m.StoreAck(1, b"k", [], None),
+    m.Read(2, b"k", "c"),
+    m.ReadResp(2, b"k", []),
+    m.Forward(3, m.Put(b"k", b"v"), 2),
+    m.ForwardReply(3, m.ErrorReply("unavailable", "no")),
+    m.Ping(),
+    m.Pong(),
+    m.Gossip([m.WireMember("a", 1, "up", "a:1", None, [0, 3])], False),
+    m.MerkleQuery(4, 0, 1, [0, 2], b"r" * 16, 16, 2),
+    m.MerkleAnswer(4, 0, 1, b"r" * 16, children=[[b"h" * 16]]),
+    m.MerkleAnswer(4, 0, 2, b"r", leaves=[[(b"k", b"d")]], in_sync=False),
+    m.SyncKeys(5, 1, [(b"k", [])]),
+    m.SyncKeysReply(5, 1, []),
+    m.Transfer(6, 2, [(b"k", [])], True),
+    m.TransferAck(6, 2),
+    m.Reap(b"k", []),
+]
+
+
+@pytest.mark.parametrize("msg", EXAMPLES, ids=lambda x: type(x).__name__)
+def test_every_message_round_trips(msg: m.Message) -> None:
+    assert m.decode(m.encode(msg)) == msg
+
+
+def test_the_three_unions_cover_every_message_once() -> None:
+    kinds = {type(x).__struct_config__.tag for x in EXAMPLES}  # type: ignore[attr-defined]
+    assert kinds == m.CLIENT_TYPES | m.REPLY_TYPES | m.PEER_TYPES
+    assert not (m.CLIENT_TYPES & m.PEER_TYPES) and not (m.CLIENT_TYPES & m.REPLY_TYPES)
+
+
+@given(st.lists(versions, max_size=4))
+def test_versions_round_trip_through_the_wire(vs: list[Version]) -> None:
+    assert m.siblings_from_wire(m.siblings_to_wire(vs)) == tuple(vs)
+    ws = m.siblings_to_wire(vs)
+    assert m.decode(m.encode(m.Store(1, b"k", ws))) == m.Store(1, b"k", ws)
+
+
+@given(st.lists(versions, max_size=4))
+def test_equal_sibling_sets_encode_to_equal_bytes(vs: list[Version]) -> None:
+    siblings = reconcile([v for v in vs if not v.dot])
+    again = reconcile(list(reversed([v for v in vs if not v.dot])))
+    assert m.encode_siblings(siblings) == m.encode_siblings(again)
+    assert m.decode_siblings(m.encode_siblings(siblings)) == siblings
+
+
+def test_negative_zero_timestamps_encode_like_zero() -> None:
+    a = Version(b"v", VClock({"a": (1, -0.0)}), -0.0, "a")
+    b = Version(b"v", VClock({"a": (1, 0.0)}), 0.0, "a")
+    assert m.encode_siblings((a,)) == m.encode_siblings((b,))
+
+
+@given(clocks)
+def test_contexts_round_trip(clock: VClock) -> None:
+    assert m.decode_context(m.encode_context(clock)) == clock
+
+
+def test_the_empty_context_is_the_empty_clock() -> None:
+    assert m.decode_context(b"") == VClock.empty()
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [[("a", 0, 1.0)], [("a", 1, math.inf)], [("a", 1, 1.0), ("a", 2, 1.0)]],
+)
+def test_bad_clocks_are_refused(entries: list[m.ClockEntry]) -> None:
+    with pytest.raises(ValueError, match="clock"):
+        m.clock_from_wire(entries)
+    bad = m.encode(m.Store(1, b"k", [m.WireVersion(b"v", entries, 1.0, "a")]))
+    store = m.decode(bad)
+    assert isinstance(store, m.Store)
+    with pytest.raises(ValueError):
+        m.siblings_from_wire(store.versions)
+    with pytest.raises(MessageError) as info:
+        m.decode_context(msgspec.msgpack.encode([entries]))
+    assert info.value.code is ErrorCode.INVALID_CONTEXT
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\xc1", ErrorCode.MALFORMED),
+        (b"", ErrorCode.MALFORMED),
+        (msgspec.msgpack.encode([1, 2]), ErrorCode.MALFORMED),
+        (msgspec.msgpack.encode({"key": b"k"}), ErrorCode.MALFORMED),
+        (msgspec.msgpack.encode({"type": "frob"}), ErrorCode.UNKNOWN_MESSAGE),
+        (msgspec.msgpack.encode({"type": 7}), ErrorCode.UNKNOWN_MESSAGE),
+        (m.encode(m.Ping()), ErrorCode.UNKNOWN_MESSAGE),  # a peer message from a client
+        (msgspec.msgpack.encode({"type": "get", "key": 3}), ErrorCode.INVALID_REQUEST),
+        (msgspec.msgpack.encode({"type": "get"}), ErrorCode.INVALID_REQUEST),
+        (msgspec.msgpack.encode({"type": "get", "key": b"k", "r": -1}), ErrorCode.INVALID_REQUEST),
+        (msgspec.msgpack.encode({"type": "get", "key": b"k", "x": 1}), ErrorCode.INVALID_REQUEST),
+    ],
+)
+def test_bad_client_frames_are_refused_with_a_code(frame: bytes, code: ErrorCode) -> None:
+    with pytest.raises(MessageError) as info:
+        m.decode_client(frame)
+    assert info.value.code is code
+    assert info.value.message
+
+
+def test_oversized_frames_are_refused_before_decoding() -> None:
+    frame = m.encode(m.Put(b"k", b"v" * 100))
+    with pytest.raises(MessageError) as info:
+        m.decode_client(frame, max_size=50)
+    assert info.value.code is ErrorCode.TOO_LARGE
+    assert m.decode_client(frame, max_size=len(frame)) == m.Put(b"k", b"v" * 100)
+
+
+def test_peers_and_replies_decode_only_their_own_kinds() -> None:
+    assert m.decode_peer(m.encode(m.Ping())) == m.Ping()
+    assert m.decode_reply(m.encode(m.PutOk())) == m.PutOk()
+    with pytest.raises(MessageError):
+        m.decode_peer(m.encode(m.Get(b"k")))
+    with pytest.raises(MessageError):
+        m.decode_reply(m.encode(m.Get(b"k")))
+
+
+@given(wire)
+def test_stores_survive_any_version_list(ws: list[m.WireVersion]) -> None:
+    assert m.decode(m.encode(m.ReadResp(1, b"k", ws))) == m.ReadResp(1, b"k", ws)
+
+
+def test_rid_of_reads_request_ids() -> None:
+    assert m.rid_of(m.Get(b"k", rid=3)) == 3
+    assert m.rid_of(m.Ping()) == 0
+    assert m.rid_of("not a message") == 0

@@ -1,0 +1,217 @@
+"""Version modes in isolation (DVV against a ground truth), the ``dot`` field of ``Version``,
+and the in-memory engine."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynamo_ref.core.merkle import MerkleTree
+from dynamo_ref.core.messages import encode_siblings
+from dynamo_ref.core.node_versions import (
+    PruneSettings,
+    VersionMode,
+    dvv_context,
+    dvv_covers,
+    read_context,
+    reconcile_dvv,
+    reconcile_mode,
+    write_version,
+)
+from dynamo_ref.core.ring import Ring
+from dynamo_ref.core.vclock import VClock
+from dynamo_ref.core.versions import Version, digest, encode, is_canonical, sort_key
+from dynamo_ref.storage import MemoryEngine
+
+PRUNE = PruneSettings()
+
+# ---- the dot field ----------------------------------------------------------------------------
+
+
+def test_dot_free_versions_encode_as_before_and_dots_change_the_encoding() -> None:
+    v = Version(b"val", VClock({"a": (1, 2.0)}), 2.0, "a")
+    raw = encode((v,))
+    # Marker 1 (a value, no dot), the length-prefixed value, then timestamp and writer.
+    assert b"\x01" + (3).to_bytes(8, "big") + b"val" in raw
+    dotted = Version(b"val", VClock({"a": (1, 2.0)}), 2.0, "a", 5)
+    assert encode((dotted,)) != raw and digest((dotted,)) != digest((v,))
+    assert sort_key(v) < sort_key(dotted)
+    assert Version(None, VClock(), 0.0, "a", 3).is_tombstone
+
+
+# ---- DVV against the truth --------------------------------------------------------------------
+
+# A run: clients read the one store, or write with what they last read, through a or b.
+steps = st.lists(
+    st.tuples(st.sampled_from(["x", "y", "z"]), st.booleans(), st.sampled_from(["a", "b"])),
+    max_size=14,
+)
+
+
+def run(
+    mode: VersionMode, ops: list[tuple[str, bool, str]], learn_own: bool = False
+) -> tuple[set[bytes], set[bytes]]:
+    """(values the store keeps, values that are truly concurrent at the end).
+
+    A client writes with the context of its last read; with ``learn_own`` it then uses the
+    context of its own write (``PutOk.context``), as having seen that write.
+    """
+    store: tuple[Version, ...] = ()
+    history: dict[bytes, set[bytes]] = {}  # write -> the writes it causally follows
+    read: dict[str, tuple[VClock, set[bytes]]] = {}
+    for i, (client, is_read, node) in enumerate(ops):
+        if is_read:
+            seen = {s.value for s in store if s.value is not None}
+            past = set().union(*(history[s] for s in seen)) if seen else set()
+            read[client] = (read_context(mode, store), seen | past)
+            continue
+        value = f"{client}{i}".encode()
+        context, seen = read.get(client, (VClock.empty(), set()))
+        v = write_version(mode, node, context, store, value=value, timestamp=float(i), prune=PRUNE)
+        history[value] = seen
+        store = reconcile_mode(mode, (*store, v))
+        if learn_own:
+            read[client] = (read_context(mode, (v,)), seen | {value})
+    kept = {v.value for v in store if v.value is not None}
+    truth = {w for w in history if not any(w in h for h in history.values())}
+    return kept, truth
+
+
+@given(steps)
+def test_dvv_keeps_exactly_the_truly_concurrent_writes(ops: list[tuple[str, bool, str]]) -> None:
+    kept, truth = run(VersionMode.DVV, ops)
+    assert kept == truth
+
+
+@given(steps)
+def test_dvv_never_loses_a_write_when_clients_write_on_with_their_own_write_context(
+    ops: list[tuple[str, bool, str]],
+) -> None:
+    kept, truth = run(VersionMode.DVV, ops, learn_own=True)
+    # The context of a write that followed a write it did not see has a gap, which the
+    # context leaves out: a false sibling at worst, never a loss.
+    assert kept >= truth
+
+
+@given(steps)
+def test_vector_clocks_never_keep_an_obsolete_write(ops: list[tuple[str, bool, str]]) -> None:
+    kept, truth = run(VersionMode.VCLOCK, ops)
+    assert kept <= truth  # but may lose concurrent ones (the stale-counter limit)
+
+
+def test_vector_clocks_lose_a_write_that_dvv_keeps() -> None:
+    ops = [("x", True, "a"), ("y", True, "a"), ("x", False, "a"), ("y", False, "a")]
+    assert run(VersionMode.VCLOCK, ops) == ({b"y3"}, {b"x2", b"y3"})
+    assert run(VersionMode.DVV, ops) == ({b"x2", b"y3"}, {b"x2", b"y3"})
+    for learn_own in (False, True):
+        kept, truth = run(VersionMode.VCLOCK, ops, learn_own)
+        assert kept <= truth
+
+
+dotted = st.builds(
+    Version,
+    value=st.one_of(st.none(), st.sampled_from([b"p", b"q"])),
+    clock=st.dictionaries(st.sampled_from("ab"), st.tuples(st.integers(1, 3), st.just(0.0))).map(
+        VClock
+    ),
+    timestamp=st.just(0.0),
+    writer=st.sampled_from("ab"),
+    dot=st.integers(1, 4),
+)
+
+
+@given(st.lists(dotted, max_size=6), st.randoms())
+def test_reconcile_dvv_is_canonical_idempotent_and_order_free(vs: list[Version], rnd: object) -> None:
+    once = reconcile_dvv(vs)
+    assert is_canonical(once)
+    assert reconcile_dvv(once) == once
+    shuffled = list(vs)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert reconcile_dvv(shuffled) == once
+    # Maximal, unless the generated histories contain each other (no run makes those).
+    cyclic = any(dvv_covers(u, v) and dvv_covers(v, u) and u != v for u in vs for v in vs)
+    if not cyclic:
+        assert not any(dvv_covers(u, r) and u != r for u in vs for r in once)
+
+
+def test_dvv_context_folds_only_gapless_dots() -> None:
+    x = Version(b"x", VClock(), 1.0, "a", 1)
+    y = Version(b"y", VClock(), 2.0, "a", 2)
+    assert dvv_context([x, y]).counter("a") == 2
+    assert dvv_context([y]).counter("a") == 0  # (a, 1) unseen: not claimed
+
+
+# ---- the in-memory engine ---------------------------------------------------------------------
+
+RING = Ring.create(["n1", "n2", "n3"], 8)
+
+
+def version(value: bytes, counter: int = 1) -> tuple[Version, ...]:
+    return (Version(value, VClock({"n1": (counter, 1.0)}), 1.0, "n1"),)
+
+
+def test_engine_stores_reads_and_removes() -> None:
+    e = MemoryEngine(RING.partition_of)
+    e.put(b"k", version(b"v"))
+    assert e.get(b"k") == version(b"v") and b"k" in e and len(e) == 1
+    e.put(b"k", version(b"w", 2))
+    assert len(e) == 1 and e.get(b"k") == version(b"w", 2)
+    assert e.keys(RING.partition_of(b"k")) == [b"k"] and list(e) == [b"k"]
+    e.put(b"k", ())
+    assert e.get(b"k") == () and len(e) == 0 and e.partitions() == []
+
+
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=4), st.binary(max_size=3)), max_size=30))
+def test_engine_trees_depend_on_content_only(items: list[tuple[bytes, bytes]]) -> None:
+    a, b = MemoryEngine(RING.partition_of), MemoryEngine(RING.partition_of)
+    final = dict(items)
+    for k, v in items:
+        a.put(k, version(v))
+    for k, v in sorted(final.items(), reverse=True):
+        b.put(k, version(v))
+    for p in range(RING.q):
+        assert a.tree(p).root == b.tree(p).root
+        assert sorted(a.keys(p)) == sorted(k for k in final if RING.partition_of(k) == p)
+    assert len(a) == len(final)
+
+
+def test_engine_leaf_digests_are_short_and_tell_values_apart() -> None:
+    a, b = MemoryEngine(RING.partition_of), MemoryEngine(RING.partition_of)
+    a.put(b"k", version(b"v"))
+    b.put(b"k", version(b"w"))
+    p = RING.partition_of(b"k")
+    leaf = a.tree(p).leaf_of(b"k")
+    (da,), (db,) = a.leaf_digests(p, leaf), b.leaf_digests(p, leaf)
+    assert da[0] == db[0] == b"k" and len(da[1]) == 16 and da[1] != db[1]
+    assert a.tree(p).root != b.tree(p).root
+
+
+def test_engine_hints_are_kept_apart() -> None:
+    e = MemoryEngine(RING.partition_of)
+    e.put_hint("n2", b"k", version(b"v"))
+    assert e.get(b"k") == () and e.get_hint("n2", b"k") == version(b"v")
+    assert e.hints() == [("n2", b"k")] and e.hint_count() == 1
+    e.put_hint("n2", b"k", ())
+    assert e.hints() == []
+
+
+def test_engine_holds_keys_in_under_three_times_their_raw_size() -> None:
+    count = 20_000
+    ring = Ring.create([f"n{i}" for i in range(5)], 64)
+    keys = [b"key-%06d" % i for i in range(count)]
+    values = [bytes([i % 251]) * 100 for i in range(count)]
+    gc.collect()
+    tracemalloc.start()
+    e = MemoryEngine(ring.partition_of)
+    for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+        e.put(k, (Version(v, VClock({"n1": (i + 1, 1e9 + i)}), 1e9 + i, "n1"),))
+    used, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    raw = sum(len(k) + len(v) for k, v in zip(keys, values, strict=True))
+    held = used + sum(k.__sizeof__() for k in keys)  # the keys were allocated before tracing
+    assert held / raw < 3.0, held / raw
+    assert isinstance(e.tree(0), MerkleTree)
+    assert encode_siblings(e.get(keys[0])) == e.get_raw(keys[0])

@@ -165,6 +165,7 @@ class Message:
     line: int
     level: str
     text: str
+    source: str = ""  # the condition's source line, when the file is unchanged since the run
 
     @property
     def confirmed(self) -> bool:
@@ -180,24 +181,37 @@ class Message:
         # Every refutation names the call that breaks it; syntax and import errors do not.
         return self.level == "error" and " when calling " in self.text
 
-    def source(self) -> str:
-        return linecache.getline(self.file, self.line).strip()
+    def with_source(self, since: float) -> Message:
+        try:
+            unchanged = os.path.getmtime(self.file) < since
+        except OSError:
+            return self
+        if not unchanged:
+            return self
+        return dataclasses.replace(self, source=linecache.getline(self.file, self.line).strip())
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.level}: {self.text}"
+        text = self.text.replace("\n", "\n    ")
+        return f"{self.file}:{self.line}: {self.level}: {text}"
 
 
 def parse_messages(stdout: str) -> tuple[Message, ...]:
-    found = (_LINE.match(line) for line in stdout.splitlines())
-    return tuple(
-        Message(m["file"], int(m["line"]), m["level"], m["text"]) for m in found if m is not None
-    )
+    messages: list[Message] = []
+    for line in stdout.splitlines():
+        m = _LINE.match(line)
+        if m is not None:
+            messages.append(Message(m["file"], int(m["line"]), m["level"], m["text"]))
+        elif messages and line.strip():
+            # A message quoting a multi-line condition goes on over several lines.
+            last = messages[-1]
+            messages[-1] = dataclasses.replace(last, text=f"{last.text}\n{line}")
+    return tuple(messages)
 
 
 def classify(
     returncode: int | None, stdout: str, stderr: str
 ) -> tuple[Verdict, tuple[Message, ...], str]:
-    """The verdict on one CrossHair run, its messages and a one-line reason for errors.
+    """The verdict on one CrossHair run, its messages, and a one-line reason unless it passed.
 
     ``returncode`` is None when the run hit its wall-clock cap.
     """
@@ -209,7 +223,7 @@ def classify(
         return Verdict.TIMED_OUT, messages, "wall-clock cap hit: raise wall_s or split the target"
     broken = [m for m in messages if m.level == "error"]
     if broken:
-        return Verdict.ERROR, messages, str(broken[0])
+        return Verdict.ERROR, messages, str(broken[0]).splitlines()[0]
     if returncode != 0:
         return Verdict.ERROR, messages, _last_line(stderr) or f"crosshair exited {returncode}"
     if "no checkable functions" in stderr:
@@ -427,6 +441,7 @@ def _child(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
 
 def check(target: Target) -> Outcome:
     start = time.monotonic()
+    started = time.time()
 
     def outcome(
         verdict: Verdict,
@@ -461,6 +476,7 @@ def check(target: Target) -> Outcome:
     remaining = target.wall_s - (time.monotonic() - start)
     code, stdout, stderr = _child(command(target, functions), remaining)
     verdict, messages, reason = classify(code, stdout, stderr)
+    messages = tuple(m.with_source(since=started) for m in messages)
     return outcome(verdict, functions, messages, reason, stderr)
 
 
@@ -492,8 +508,8 @@ def details(outcome: Outcome, verbose: bool) -> list[str]:
     for m in outcome.messages:
         if verbose or m.level == "error" or m.vacuous:
             out.append(f"  {m}")
-            if m.source():
-                out.append(f"      {m.source()}")
+            if m.source:
+                out.append(f"      {m.source}")
     if not outcome.verdict.passed(strict=True):
         out += [f"  {frame}" for frame in outcome.frames]
     if verbose:

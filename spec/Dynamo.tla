@@ -6,7 +6,7 @@
 (*                                                                         *)
 (* Each action is named after the handler of dynamo_ref.core.node.Node     *)
 (* that implements it; a message kind has exactly one handler, chosen by   *)
-(* Receive(m).  Variables are plain functions and records over nodes,      *)
+(* Receive(i).  Variables are plain functions and records over nodes,      *)
 (* keys, values and naturals so that a trace-validation spec can read the  *)
 (* simulator's traces.                                                     *)
 (***************************************************************************)
@@ -140,10 +140,22 @@ Linked(i, j) == {i, j} \notin cut
 \* What the coordinator sees of j; the spec's failure detector is exact.
 Reachable(i, j) == up[j] /\ Linked(i, j)
 
+\* Node i can take message m of the given kind off the network: m is for i,
+\* i is running and the link from the sender is not cut.
+Delivers(i, m, type) ==
+    /\ m.mtype = type
+    /\ m.mdest = i
+    /\ up[i]
+    /\ Linked(m.msrc, i)
+
 \* Crashes and partitions so far.
 Epoch == faults.crash + faults.partition
 
 InFlight == BagCardinality(msgs)
+
+\* The ids of puts (their timestamps) and of gets.
+PutIds == 1..MaxClock
+GetIds == 1..MaxGets
 
 \* Every message has the same fields: mop is the id of the put or get it
 \* serves (0 for none), mhint the owner of a hinted version (NoNode if none).
@@ -187,16 +199,18 @@ UpdatePut(c, old, new) ==
 ----------------------------------------------------------------------------
 \* Client requests and their coordination.
 
-\* A client puts value v for key k at replica c with the context ctx of an
-\* earlier read.  c increments its own entry past both the context and every
-\* clock it holds for k, so the counter names this write alone; it stores the
-\* version, which counts as the first ack, and sends it to the other replicas.
-ClientPut(c, k, v, ctx) ==
+\* A client puts value v for key k at replica c, with the context ctx of an
+\* earlier read or none.  c increments its own entry past both the context
+\* and every clock it holds for k, so the counter names this write alone; it
+\* stores the version, which counts as the first ack, and sends it to the
+\* other replicas.
+ClientPut(c, k, v) ==
     /\ up[c]
     /\ c \in Replicas(k)
     /\ clock < MaxClock
     /\ InFlight + N - 1 <= MaxMsgs
-    /\ LET counter == Max({ctx[c]} \cup {u.vc[c] : u \in store[c][k]}) + 1
+    /\ \E ctx \in Contexts(k) :
+       LET counter == Max({ctx[c]} \cup {u.vc[c] : u \in store[c][k]}) + 1
            ver == [val |-> v, vc |-> [ctx EXCEPT ![c] = counter],
                    ts |-> clock + 1]
        IN /\ clock' = clock + 1
@@ -212,6 +226,7 @@ ClientPut(c, k, v, ctx) ==
 \* put m.mop), read repair (mop = 0, not acked) and hinted handoff (mhint is
 \* i itself, acked so that the sender can drop its hints).
 ReplicaStore(i, m) ==
+    /\ Delivers(i, m, "store")
     /\ IF m.mhint \in {NoNode, i}
        THEN /\ store' = [store EXCEPT ![i][m.mkey] = Reconcile(@ \cup m.mvers)]
             /\ UNCHANGED hints
@@ -224,10 +239,11 @@ ReplicaStore(i, m) ==
        ELSE Discard(m)
     /\ UNCHANGED <<putOps, getOps, up, cut, clock, gets, faults, historyVars>>
 
-\* Node i learns that m.msrc stored m.mvers: an ack for its put m.mop, which
-\* it answers once W nodes hold the write, and the end of any hint i holds
-\* for m.msrc of those versions.
+\* Node i learns that m.msrc stored m.mvers.  It is an ack for put m.mop,
+\* answered to the client once W nodes hold the write; and when m.msrc stored
+\* them as a replica (not as hints), i drops its hints for m.msrc of them.
 StoreAck(i, m) ==
+    /\ Delivers(i, m, "storeAck")
     /\ LET ops == {op \in putOps[i] : op.id = m.mop}
        IN IF ops = {}
           THEN UNCHANGED <<putOps, acked>>
@@ -244,31 +260,33 @@ StoreAck(i, m) ==
 
 \* Coordinator c gives up on put op before W acks: the client is told the put
 \* failed, though the replicas that stored it keep it.
-PutTimeout(c, op) ==
+PutTimeout(c, id) ==
     /\ up[c]
-    /\ op \in putOps[c]
-    /\ Cardinality(op.acks) < W
-    /\ putOps' = [putOps EXCEPT ![c] = @ \ {op}]
+    /\ \E op \in putOps[c] :
+          /\ op.id = id
+          /\ Cardinality(op.acks) < W
+          /\ putOps' = [putOps EXCEPT ![c] = @ \ {op}]
     /\ UNCHANGED <<store, hints, getOps, envVars, historyVars>>
 
-\* Sloppy quorum: replica h of put op cannot be reached, so c sends the
+\* Sloppy quorum: replica h of put id cannot be reached, so c sends the
 \* version to the first reachable fallback not yet used, with h as its hint.
-SloppyFallback(c, op, h) ==
+SloppyFallback(c, id, h) ==
     /\ Sloppy
     /\ up[c]
-    /\ op \in putOps[c]
-    /\ h \in Replicas(op.key) \ (op.acks \cup op.hinted)
     /\ ~Reachable(c, h)
     /\ InFlight < MaxMsgs
-    /\ LET k == op.key
+    /\ \E op \in putOps[c] :
+       LET k == op.key
            free == {i \in (N + 1)..Len(Pref[k]) :
                       Pref[k][i] \notin op.extra /\ Reachable(c, Pref[k][i])}
-       IN /\ free # {}
-          /\ LET f == Pref[k][Min(free)]
-             IN /\ putOps' = [putOps EXCEPT ![c] = (@ \ {op}) \cup
-                                {[op EXCEPT !.hinted = @ \cup {h},
-                                            !.extra = @ \cup {f}]}]
-                /\ Send(Msg("store", c, f, k, {op.ver}, op.id, h))
+           f == Pref[k][Min(free)]
+       IN /\ op.id = id
+          /\ h \in Replicas(k) \ (op.acks \cup op.hinted)
+          /\ free # {}
+          /\ putOps' = [putOps EXCEPT ![c] = (@ \ {op}) \cup
+                           {[op EXCEPT !.hinted = @ \cup {h},
+                                       !.extra = @ \cup {f}]}]
+          /\ Send(Msg("store", c, f, k, {op.ver}, id, h))
     /\ UNCHANGED <<store, hints, getOps, up, cut, clock, gets, faults,
                    historyVars>>
 
@@ -289,6 +307,7 @@ ClientGet(c, k) ==
 
 \* Replica i answers a read with its versions of the key.
 ReplicaRead(i, m) ==
+    /\ Delivers(i, m, "read")
     /\ Reply(Msg("readResp", i, m.msrc, m.mkey, store[i][m.mkey], m.mop,
                  NoNode), m)
     /\ UNCHANGED <<nodeVars, up, cut, clock, gets, faults, historyVars>>
@@ -297,6 +316,7 @@ ReplicaRead(i, m) ==
 \* reconciles them to the maximal versions and answers the client.  Later
 \* responses are kept for read repair.
 ReadResponse(i, m) ==
+    /\ Delivers(i, m, "readResp")
     /\ LET ops == {op \in getOps[i] : op.id = m.mop}
        IN IF ops = {}
           THEN UNCHANGED <<getOps, answered>>
@@ -308,30 +328,32 @@ ReadResponse(i, m) ==
     /\ Discard(m)
     /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked>>
 
-\* After answering get op, coordinator c sends the reconciled versions to
+\* After answering get id, coordinator c sends the reconciled versions to
 \* every responder that returned something else, and forgets the get.
-ReadRepair(c, op) ==
+ReadRepair(c, id) ==
     /\ up[c]
-    /\ op \in getOps[c]
-    /\ op.done
-    /\ LET k == op.key
+    /\ \E op \in getOps[c] :
+       LET k == op.key
            latest == Reconcile(UNION {op.resps[n] : n \in DOMAIN op.resps})
            stale == {n \in DOMAIN op.resps : op.resps[n] # latest}
-       IN /\ InFlight + Cardinality(stale \ {c}) <= MaxMsgs
+       IN /\ op.id = id
+          /\ op.done
+          /\ InFlight + Cardinality(stale \ {c}) <= MaxMsgs
           /\ store' = IF c \in stale
                       THEN [store EXCEPT ![c][k] = Reconcile(@ \cup latest)]
                       ELSE store
           /\ SendAll({Msg("store", c, j, k, latest, 0, NoNode) :
                         j \in stale \ {c}})
-    /\ getOps' = [getOps EXCEPT ![c] = @ \ {op}]
+          /\ getOps' = [getOps EXCEPT ![c] = @ \ {op}]
     /\ UNCHANGED <<hints, putOps, up, cut, clock, gets, faults, historyVars>>
 
 ----------------------------------------------------------------------------
 \* Background repair.
 
 \* Node f hands the versions it holds for replica h of key k back to h once
-\* h is reachable; the hints go when h acks.  A copy already in flight is not
-\* sent again: a retry of a message in flight is a DuplicateMessage.
+\* h is reachable, in a store message hinted for h itself; the hints go when
+\* h acks.  A copy still in flight is not sent again: a retry of a message in
+\* flight is a DuplicateMessage.
 HandoffHint(f, h, k) ==
     /\ up[f]
     /\ Reachable(f, h)
@@ -387,30 +409,30 @@ Heal(i, j) ==
     /\ cut' = cut \ {{i, j}}
     /\ UNCHANGED <<nodeVars, up, msgs, clock, gets, faults, historyVars>>
 
-LoseMessage(m) ==
+\* A message in flight vanishes.
+LoseMessage ==
     /\ faults.loss < MaxLosses
-    /\ Discard(m)
+    /\ \E m \in DOMAIN msgs : Discard(m)
     /\ faults' = [faults EXCEPT !.loss = @ + 1]
     /\ UNCHANGED <<nodeVars, up, cut, clock, gets, historyVars>>
 
-DuplicateMessage(m) ==
+\* A message in flight is copied: both copies can be delivered.
+DuplicateMessage ==
     /\ faults.dup < MaxDups
     /\ InFlight < MaxMsgs
-    /\ Send(m)
+    /\ \E m \in DOMAIN msgs : Send(m)
     /\ faults' = [faults EXCEPT !.dup = @ + 1]
     /\ UNCHANGED <<nodeVars, up, cut, clock, gets, historyVars>>
 
 ----------------------------------------------------------------------------
-\* A message is delivered to a running node over a link that is not cut, and
-\* handled by the one action for its kind.
-Receive(m) ==
-    LET i == m.mdest
-    IN /\ up[i]
-       /\ Linked(m.msrc, i)
-       /\ \/ m.mtype = "store"    /\ ReplicaStore(i, m)
-          \/ m.mtype = "storeAck" /\ StoreAck(i, m)
-          \/ m.mtype = "read"     /\ ReplicaRead(i, m)
-          \/ m.mtype = "readResp" /\ ReadResponse(i, m)
+\* Node i takes a message off the network and handles it with the one action
+\* for its kind (each checks that m is of its kind and can be delivered).
+Receive(i) ==
+    \E m \in DOMAIN msgs :
+        \/ ReplicaStore(i, m)
+        \/ StoreAck(i, m)
+        \/ ReplicaRead(i, m)
+        \/ ReadResponse(i, m)
 
 Init ==
     /\ store = [n \in Nodes |-> [k \in Keys |-> {}]]
@@ -426,19 +448,23 @@ Init ==
     /\ acked = {}
     /\ answered = {}
 
+\* Every quantifier here ranges over a constant set, so that TLC names each
+\* step of a counterexample by its action.
 Next ==
-    \/ \E c \in Nodes, k \in Keys, v \in Values :
-          \E ctx \in Contexts(k) : ClientPut(c, k, v, ctx)
-    \/ \E c \in Nodes : \E op \in putOps[c] :
-          \/ PutTimeout(c, op)
-          \/ \E h \in Nodes : SloppyFallback(c, op, h)
+    \/ \E c \in Nodes, k \in Keys, v \in Values : ClientPut(c, k, v)
+    \/ \E c \in Nodes, id \in PutIds : PutTimeout(c, id)
+    \/ \E c, h \in Nodes, id \in PutIds : SloppyFallback(c, id, h)
     \/ \E c \in Nodes, k \in Keys : ClientGet(c, k)
-    \/ \E c \in Nodes : \E op \in getOps[c] : ReadRepair(c, op)
+    \/ \E c \in Nodes, id \in GetIds : ReadRepair(c, id)
+    \/ \E i \in Nodes : Receive(i)
     \/ \E f, h \in Nodes, k \in Keys : HandoffHint(f, h, k)
     \/ \E i, j \in Nodes, k \in Keys : AntiEntropy(i, j, k)
-    \/ \E n \in Nodes : Crash(n) \/ Recover(n)
-    \/ \E i, j \in Nodes : Partition(i, j) \/ Heal(i, j)
-    \/ \E m \in DOMAIN msgs : Receive(m) \/ LoseMessage(m) \/ DuplicateMessage(m)
+    \/ \E n \in Nodes : Crash(n)
+    \/ \E n \in Nodes : Recover(n)
+    \/ \E i, j \in Nodes : Partition(i, j)
+    \/ \E i, j \in Nodes : Heal(i, j)
+    \/ LoseMessage
+    \/ DuplicateMessage
 
 Spec == Init /\ [][Next]_vars
 
@@ -447,7 +473,7 @@ Spec == Init /\ [][Next]_vars
 Fairness ==
     /\ \A n \in Nodes : WF_vars(Recover(n))
     /\ \A i, j \in Nodes : WF_vars(Heal(i, j))
-    /\ WF_vars(\E m \in DOMAIN msgs : Receive(m))
+    /\ \A i \in Nodes : WF_vars(Receive(i))
     /\ \A f, h \in Nodes, k \in Keys : WF_vars(HandoffHint(f, h, k))
 
 FairSpec ==
@@ -555,7 +581,8 @@ NoReadAfterAck ==
 \* Some replica holds two siblings.
 NoSiblings == \A n \in Nodes, k \in Keys : Cardinality(store[n][k]) <= 1
 
-\* Some node holds a hint.
-NoHints == \A n \in Nodes : hints[n] = {}
+\* Some acknowledged write is held as a hint.
+NoAckedHint ==
+    ~\E a \in acked, n \in Nodes : \E h \in hints[n] : h.ver = a.ver
 
 =============================================================================

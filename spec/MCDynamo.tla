@@ -28,4 +28,8 @@ ValueSymmetry == Permutations(Values)
 \* swapping n1 and n2 is a symmetry too.
 ReplicaSymmetry == Permutations(Values) \cup Permutations({n1, n2})
 
+\* With N equal to the number of nodes every node is a replica of every key
+\* and there are no fallbacks: all nodes are interchangeable.
+NodeSymmetry == Permutations(Values) \cup Permutations(Nodes)
+
 =============================================================================

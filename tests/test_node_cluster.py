@@ -207,7 +207,11 @@ class Cluster:
     # ---- looking inside ---------------------------------------------------------------
 
     def stored(self, name: NodeId, key: bytes) -> Siblings:
-        return self.nodes[name].engine.get(key) if name in self.nodes else self.disks[name].store.get(key, ())
+        return (
+            self.nodes[name].engine.get(key)
+            if name in self.nodes
+            else self.disks[name].store.get(key, ())
+        )
 
     def values(self, name: NodeId, key: bytes) -> set[bytes | None]:
         return {v.value for v in self.stored(name, key)}
@@ -246,7 +250,9 @@ CONFIG = NodeConfig(n=3, r=2, w=2, request_timeout=1.0, anti_entropy_interval=36
 NAMES = ("a", "b", "c", "d")
 
 
-def cluster(config: NodeConfig = CONFIG, names: tuple[NodeId, ...] = NAMES, **kw: object) -> Cluster:
+def cluster(
+    config: NodeConfig = CONFIG, names: tuple[NodeId, ...] = NAMES, **kw: object
+) -> Cluster:
     return Cluster(names, config, **kw)  # type: ignore[arg-type]
 
 
@@ -309,7 +315,8 @@ def test_a_put_without_its_quorum_fails_with_a_clear_timeout_error() -> None:
     c.advance(1.5)
     reply = err(c.replies[client][0], "timeout")
     assert reply.rid == 9
-    assert "W=3" in reply.message and others[0] in reply.message
+    assert "W=3" in reply.message
+    assert others[0] in reply.message
     assert "PutTimeout" in c.action_names(coordinator)
     # The replicas that stored it keep it (the spec's PutTimeout does not undo).
     assert c.values(others[1], key) == {b"v"}
@@ -380,7 +387,8 @@ def test_actions_name_spec_steps_in_order() -> None:
     c.put(coordinator, key, b"v")
     names = c.action_names()
     assert names[:1] == ["ClientPut"]
-    assert names.count("ReplicaStore") == 2 and names.count("StoreAck") >= 1
+    assert names.count("ReplicaStore") == 2
+    assert names.count("StoreAck") >= 1
     c.actions.clear()
     c.get(coordinator, key)
     assert c.action_names()[0] == "ClientGet"
@@ -390,14 +398,16 @@ def test_actions_name_spec_steps_in_order() -> None:
 def test_spec_state_has_the_spec_shapes() -> None:
     c = cluster(replace(CONFIG, w=3))
     key = b"k"
-    coordinator, *others = c.replicas(key)
+    coordinator, *_others = c.replicas(key)
     c.hold = lambda src, dst, msg: isinstance(msg, Store)
     c.send(coordinator, Put(key, b"v"))
     state = c.nodes[coordinator].spec_state()
     (version,) = state["store"][key]  # type: ignore[index]
     assert version == {"val": b"v", "vc": {coordinator: 1}, "ts": c.now}
     (op,) = state["putOps"]  # type: ignore[misc]
-    assert op["acks"] == [coordinator] and op["hinted"] == [] and op["ver"] == version
+    assert op["acks"] == [coordinator]
+    assert op["hinted"] == []
+    assert op["ver"] == version
     c.hold = None
     c.release()
     assert c.nodes[coordinator].spec_state()["putOps"] == []

@@ -23,6 +23,9 @@ from dynamo_ref.core.messages import (
     decode_client,
     encode,
 )
+from dynamo_ref.core.node import NodeConfig
+from dynamo_ref.core.node_versions import PruneSettings, VersionMode
+from dynamo_ref.core.quorum import QuorumError
 
 KEY = b"k"
 
@@ -62,7 +65,8 @@ def test_an_unknown_request_object_gets_unknown_message() -> None:
     node = c.names[0]
     effects = c.nodes[node].handle(ClientRequest(1, "frobnicate"), c.now)  # type: ignore[arg-type]
     (reply,) = [e for e in effects if isinstance(e, Reply)]
-    assert isinstance(reply.msg, ErrorReply) and reply.msg.code == "unknown_message"
+    assert isinstance(reply.msg, ErrorReply)
+    assert reply.msg.code == "unknown_message"
 
 
 def test_an_unknown_admin_frame_is_refused_before_it_reaches_the_node() -> None:
@@ -101,3 +105,15 @@ def test_every_reply_echoes_the_request_id() -> None:
     assert c.get(node, KEY, rid=12).rid == 12
     assert err(c.call(node, Get(b"", rid=13)), "invalid_key").rid == 13
     assert encode(Get(KEY, rid=14))  # rid travels on the wire
+
+
+def test_config_takes_mode_names_and_refuses_inconsistent_settings() -> None:
+    assert NodeConfig(mode="dvv").mode is VersionMode.DVV  # type: ignore[arg-type]
+    with pytest.raises(QuorumError, match="R=4 exceeds N=3"):
+        NodeConfig(n=3, r=4)
+    with pytest.raises(ValueError, match="request_timeout"):
+        NodeConfig(request_timeout=0.0)
+    with pytest.raises(ValueError, match="small"):
+        NodeConfig(prune=PruneSettings(small=0))
+    with pytest.raises(ValueError, match="'nonsense'"):
+        NodeConfig(mode="nonsense")  # type: ignore[arg-type]

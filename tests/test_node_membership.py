@@ -70,10 +70,12 @@ def test_status_shows_membership_hints_and_anti_entropy() -> None:
     c = cluster(names=FIVE)
     reply = c.call("a", StatusRequest(rid=3))
     assert isinstance(reply, StatusReply)
-    assert reply.rid == 3 and reply.node == "a"
+    assert reply.rid == 3
+    assert reply.node == "a"
     assert [m.node for m in reply.members] == list(FIVE)
     assert sum(m.partitions for m in reply.members) == c.q
-    assert reply.hints == {} and reply.mode == "vclock"
+    assert reply.hints == {}
+    assert reply.mode == "vclock"
 
 
 def data(c: Cluster, count: int = 120) -> list[bytes]:
@@ -102,7 +104,8 @@ def test_join_moves_partitions_and_their_data_to_the_new_node() -> None:
     c.advance(15.0)
     assert len(views(c)) == 1
     new_ring = c.nodes["e"].ring
-    assert "e" in new_ring.nodes and new_ring.partitions_of("e")
+    assert "e" in new_ring.nodes
+    assert new_ring.partitions_of("e")
     placed_right(c, keys, "e")
     assert c.nodes["e"].engine.partitions()
     assert "DropPartition" in c.action_names()

@@ -38,10 +38,7 @@ def riak_object_clock_counts(writes: list[tuple[str, bytes]]) -> list[int]:
     counts = []
     for client, value in writes:
         ctx = contexts.get(client, VClock.empty())
-        if ctx.descends(clock):
-            values = [value]
-        else:
-            values = [*values, value]
+        values = [value] if ctx.descends(clock) else [*values, value]
         clock = clock.merge(ctx).increment("a", 0.0)
         contexts[client] = clock
         counts.append(len(values))
@@ -137,7 +134,8 @@ def test_clock_skew_moves_timestamps_and_decides_lww() -> None:
     reply = c.call(ahead, SetClockSkew(100.0))
     assert isinstance(reply, AdminOk)
     status = c.call(ahead, StatusRequest())
-    assert isinstance(status, StatusReply) and status.clock_skew == 100.0
+    assert isinstance(status, StatusReply)
+    assert status.clock_skew == 100.0
     written = ok(c.put(ahead, KEY, b"from the future"))
     assert written.ts == pytest.approx(c.now + 100.0)
     assert all(v.timestamp == c.now + 100.0 for v in c.stored(ahead, KEY))
@@ -166,5 +164,6 @@ def test_vector_clocks_are_pruned_by_the_core_rule() -> None:
     stored = c.stored(c.replicas(KEY)[-1], KEY)
     latest = max(stored, key=lambda v: v.timestamp)
     # Four entries pruned to big=2, oldest first; the writer's own entry stays.
-    assert len(latest.clock) == 2 and c.replicas(KEY)[-1] in latest.clock
+    assert len(latest.clock) == 2
+    assert c.replicas(KEY)[-1] in latest.clock
     assert all(len(v.clock) <= 2 for v in stored)

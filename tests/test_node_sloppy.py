@@ -78,7 +78,8 @@ def test_strict_quorum_fails_instead_of_using_fallbacks() -> None:
     assert all(not c.disks[n].hints for n in c.names)
     # Now it knows: the next request fails at once, naming the quorum it cannot reach.
     reply = err(c.put(coordinator, KEY, b"w"), "unavailable")
-    assert "W=2" in reply.message and "strict" in reply.message
+    assert "W=2" in reply.message
+    assert "strict" in reply.message
     reply = err(c.call(coordinator, Get(KEY)), "unavailable")
     assert "R=2" in reply.message
     # With sloppy quorum the same cluster accepts the write.

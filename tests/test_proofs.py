@@ -204,6 +204,14 @@ REFUTED = "/m.py:5: error: false when calling f(0) (which returns 0)"
             "",
             "COUNTEREXAMPLE",
         ),
+        # A precondition quoted over several lines: the call comes on the last one.
+        (
+            1,
+            f'{CONFIRMED}\n/m.py:5: error: PreconditionFailed: Precondition "1 <= r\n'
+            '    and r <= n" was not satisfied before calling "C" when calling f(0)',
+            "",
+            "COUNTEREXAMPLE",
+        ),
         (None, "", "", "TIMED_OUT"),
         (2, "", "Could not import your code:\nModuleNotFoundError: No module named 'm'", "ERROR"),
         # An unknown function name: a traceback and exit 1, but no counterexample line.

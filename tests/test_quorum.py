@@ -80,6 +80,8 @@ def test_per_request_overrides_are_validated() -> None:
         config.for_request(pr=3)
     with pytest.raises(QuorumError, match="R=4 exceeds N=3"):
         config.for_request(r=4)
+    with pytest.raises(QuorumError, match="W must be an integer, got 'all'"):
+        config.for_request(w="all")  # type: ignore[arg-type]
 
 
 small = st.integers(min_value=-2, max_value=7)

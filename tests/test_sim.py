@@ -480,6 +480,28 @@ def test_manual_mode_still_tells_a_sender_its_peer_is_down() -> None:
     assert [m.dst for m in sim.deliverable()] == ["b"]
 
 
+def test_cancelled_timers_are_compacted_without_changing_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def run() -> tuple[str, int]:
+        writer = TraceWriter(keep=True)
+        sim = make_sim(2, trace=writer, link=LinkConfig(jitter=0.001))
+        longest = 0
+        for i in range(1500):
+            put(sim, NODES[i % 3], f"k{i % 5}", f"v{i}")
+            sim.run_for(0.0001)  # far less than the timeout: cancelled timers pile up
+            longest = max(longest, len(sim._queue))
+        sim.run_until_quiet()
+        return writer.text(), longest
+
+    compacted, longest = run()
+    assert longest < 2200
+    monkeypatch.setattr(Simulation, "_compact", lambda self: None)
+    kept, longest = run()
+    assert longest > 2200, longest
+    assert kept == compacted
+
+
 def test_put_timeout_fires_when_acks_never_come() -> None:
     sim = make_sim(w=3)
     sim.configure_links(LinkConfig(loss=1.0))

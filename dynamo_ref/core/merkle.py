@@ -62,15 +62,28 @@ def place(key: bytes, leaf_count: int) -> int:
     return int.from_bytes(digest, "big") % leaf_count
 
 
+def _widths(fanout: int, depth: int) -> tuple[int, ...]:
+    """Node counts per level, fanout ** level for level 0..depth."""
+    # Products rather than ** or pow(): CrossHair crashes on the one and realizes the operands
+    # of the other, which leaves it a single tree shape to explore.
+    widths = [1]
+    for _ in range(depth):
+        widths.append(widths[-1] * fanout)
+    return tuple(widths)
+
+
 class MerkleTree:
     """A fixed-shape hash tree over (key, version digest) items, updated in place."""
 
     __slots__ = ("_depth", "_fanout", "_leaf_count", "_leaves", "_levels", "_size", "_widths")
 
-    # pow() rather than **: CrossHair's solver crashes on ** between two symbolic ints.
-    @icontract.require(lambda fanout: 2 <= fanout <= 256, enabled=ENABLED)
-    @icontract.require(lambda depth: 0 <= depth <= 20, enabled=ENABLED)
-    @icontract.require(lambda fanout, depth: pow(fanout, depth) <= MAX_LEAVES, enabled=ENABLED)
+    # One condition, so the bounds hold before the product is taken.
+    @icontract.require(
+        lambda fanout, depth: (
+            2 <= fanout <= 256 and 0 <= depth <= 20 and _widths(fanout, depth)[-1] <= MAX_LEAVES
+        ),
+        enabled=ENABLED,
+    )
     def __init__(
         self,
         items: Iterable[Item] = (),
@@ -81,7 +94,7 @@ class MerkleTree:
         """Build the tree of ``items``; a later pair for the same key wins, as in ``dict``."""
         self._fanout = fanout
         self._depth = depth
-        self._widths: tuple[int, ...] = tuple(pow(fanout, lv) for lv in range(depth + 1))
+        self._widths = _widths(fanout, depth)
         self._leaf_count = self._widths[depth]
         self._leaves: dict[int, dict[bytes, bytes]] = {}
         self._size = 0

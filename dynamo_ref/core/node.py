@@ -1,5 +1,12 @@
 """The sans-I/O Dynamo node: ``Node.handle(event, now) -> list[Effect]``.
 
+Interface changes: none to the agreed interface. Additions: ``DurableState.apply(effects)``;
+``Put``/``Delete`` take ``return_body``; ``PutOk`` carries the written version's ``context``
+and ``ts`` (and ``siblings`` with ``return_body``); admin requests answer ``AdminOk``;
+``Read.hint`` asks a fallback for its hinted versions too. The class is split over
+``node_base`` (state, effects, failure detector), ``node_sync`` (gossip, membership,
+transfers, anti-entropy, handoff) and this module (interface, client requests).
+
 Interface (the simulator and the TCP runtime drive exactly this):
 
 - ``Node(node_id, config, ring, seeds, durable, rng, now)``: ``durable`` is what this node's
@@ -32,10 +39,11 @@ Spec actions (spec/Dynamo.tla) and their handlers, which emit ``Action(name, arg
 Node-only steps, not in the spec; each emits an ``Action`` of its own name and refines to
 stuttering on the spec's variables unless noted: ``ForwardRequest``, ``ForwardReply``,
 ``ForwardTimeout``, ``GetTimeout`` (drops a get, as a crash would), ``Gossip``,
-``GossipMerge``, ``Ping``, ``MerkleExchange``, ``AdminJoin``, ``AdminLeave``,
-``SetClockSkew``, ``TransferPartition``, ``ReceiveTransfer`` (merges like ReplicaStore),
-``DropPartition`` and ``ReapTombstone`` (remove versions: the spec has no such step),
-``RejectMessage`` (a peer message that does not decode).
+``GossipMerge``, ``MerkleExchange``, ``AdminJoin``, ``AdminLeave``, ``Left`` (a leaving node
+has handed everything off), ``SetClockSkew``, ``TransferPartition``, ``ReceiveTransfer``
+(merges like ReplicaStore), ``DropPartition`` and ``ReapTombstone`` (remove versions: the spec
+has no such step), ``RejectMessage`` (a peer message that does not decode). Failure-detector
+pings take no action.
 
 Where the node goes beyond the spec, on purpose: a non-replica forwards client requests; a get
 under a sloppy quorum reads from fallbacks in place of replicas held down; a get outlives
@@ -44,48 +52,21 @@ under a sloppy quorum reads from fallbacks in place of replicas held down; a get
 
 from __future__ import annotations
 
-import contextlib
-import math
-import random
-from collections.abc import Iterable, Sequence
-from functools import partial
-
-import msgspec
-
 from dynamo_ref.core.effects import (
-    Action,
-    CancelTimer,
     ClientId,
     ClientRequest,
-    DropHint,
     Effect,
     Event,
     PeerReceived,
     PeerUnreachable,
-    Persist,
-    PersistHint,
-    PersistMeta,
-    Reply,
-    Send,
-    SetTimer,
     TimerFired,
     TimerId,
 )
-from dynamo_ref.core.membership import (
-    Membership,
-    MemberState,
-    PhiAccrualDetector,
-    Status,
-    claims_of,
-)
-from dynamo_ref.core.merkle import TreeWalk
 from dynamo_ref.core.messages import (
-    AdminOk,
     ClientMessage,
     DataRequest,
     Delete,
     ErrorCode,
-    ErrorReply,
     Forward,
     ForwardReply,
     Get,
@@ -105,7 +86,6 @@ from dynamo_ref.core.messages import (
     Read,
     ReadResp,
     Reap,
-    ReplyMessage,
     SetClockSkew,
     StatusReply,
     StatusRequest,
@@ -115,13 +95,19 @@ from dynamo_ref.core.messages import (
     SyncKeysReply,
     Transfer,
     TransferAck,
-    WireMember,
-    WireVersion,
     decode_context,
     encode_context,
     rid_of,
-    siblings_from_wire,
     siblings_to_wire,
+)
+from dynamo_ref.core.node_base import (
+    MAX_HOPS,
+    TOMBSTONE,
+    canonical,
+    or_default,
+    spec_version,
+    text,
+    wire_version,
 )
 from dynamo_ref.core.node_state import (
     AntiEntropyRecord,
@@ -133,14 +119,12 @@ from dynamo_ref.core.node_state import (
     Origin,
     PeerOrigin,
     PutOp,
-    SyncSession,
-    TransferOp,
 )
+from dynamo_ref.core.node_sync import NodeSync
 from dynamo_ref.core.node_versions import (
     VersionMode,
     read_context,
     reconcile_mode,
-    spec_clock,
     write_version,
 )
 from dynamo_ref.core.quorum import (
@@ -150,151 +134,14 @@ from dynamo_ref.core.quorum import (
     Target,
     quorum_problems,
 )
-from dynamo_ref.core.ring import RING_BITS, Ring, hash_key
 from dynamo_ref.core.vclock import NodeId, VClock
-from dynamo_ref.core.versions import Siblings, Version, sort_key
-from dynamo_ref.storage.memory import MemoryEngine, item_digest
+from dynamo_ref.core.versions import Siblings
 
-__all__ = ["DurableState", "Node", "NodeConfig", "VersionMode"]
-
-# A request may be forwarded once more by a node whose ring view disagrees, never in a loop.
-MAX_HOPS = 2
-# Anti-entropy sessions that have not finished after this many request timeouts are dropped.
-SESSION_LIFETIME = 10
-TOMBSTONE = "<tombstone>"
-
-_MEMBERS_ENCODER = msgspec.msgpack.Encoder()
-_MEMBERS_DECODER = msgspec.msgpack.Decoder(list[WireMember])
+__all__ = ["DurableState", "Node", "NodeConfig", "VersionMode", "spec_version"]
 
 
-def text(data: bytes) -> str:
-    """Bytes as trace text: UTF-8 when it is, else ``0x`` and hex (as the trace writer does)."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "0x" + data.hex()
-
-
-def spec_version(v: Version) -> dict[str, object]:
-    """A version in the spec's shape ``[val, vc, ts]``."""
-    return {"val": v.value, "vc": spec_clock(v), "ts": v.timestamp}
-
-
-def member_to_wire(node: NodeId, s: MemberState) -> WireMember:
-    return WireMember(node, s.incarnation, s.status.value, s.address, s.zone, list(s.claims))
-
-
-def members_from_wire(members: Iterable[WireMember], q: int) -> Membership:
-    """:raises ValueError: an unknown status, a bad incarnation or a claim outside 0..q-1."""
-    entries: dict[NodeId, MemberState] = {}
-    for m in members:
-        if not m.node or m.incarnation < 0 or any(not 0 <= p < q for p in m.claims):
-            raise ValueError(f"bad membership entry for {m.node!r}")
-        entries[m.node] = MemberState(
-            m.incarnation, Status(m.status), m.address, m.zone, claims_of(m.claims)
-        )
-    return Membership(entries)
-
-
-class Node:
+class Node(NodeSync):
     """One Dynamo node as a pure state machine (see the module docstring)."""
-
-    def __init__(  # noqa: PLR0917 (the drivers' fixed interface)
-        self,
-        node_id: NodeId,
-        config: NodeConfig,
-        ring: Ring,
-        seeds: Sequence[NodeId],
-        durable: DurableState,
-        rng: random.Random,
-        now: float,
-    ) -> None:
-        self._id = node_id
-        self._config = config
-        self._ring = ring
-        self._seeds = tuple(s for s in seeds if s != node_id)
-        self._rng = rng
-        self._mode = config.mode
-        self._skew = config.clock_skew
-        self._recovering = not durable.is_empty()
-        self._fx: list[Effect] = []
-
-        q = ring.q
-        # The partition count never changes, so neither does a key's partition.
-        self._engine = MemoryEngine(
-            partial(_partition, shift=RING_BITS - (q.bit_length() - 1)),
-            fanout=config.merkle_fanout,
-            depth=config.merkle_depth,
-        )
-        for key, siblings in durable.store.items():
-            if siblings:
-                self._engine.put(key, reconcile_mode(self._mode, siblings))
-        for (owner, key), siblings in durable.hints.items():
-            self._engine.put_hint(owner, key, _canonical(siblings))
-
-        view = Membership(
-            {
-                n: MemberState(0, Status.UP, n, ring.zone(n), ring.partitions_of(n))
-                for n in ring.nodes
-            }
-        )
-        saved = durable.meta.get("membership")
-        # Unreadable: the ring and gossip give it back.
-        with contextlib.suppress(msgspec.DecodeError, ValueError):
-            if saved is not None:
-                view = view.merge(members_from_wire(_MEMBERS_DECODER.decode(saved), q))
-        self._view = view
-        derived = self._ring_of(view)
-        if derived is not None:
-            self._ring = derived
-        boot = durable.meta.get("boot")
-        self._boot = (int.from_bytes(boot, "big") if boot else 0) + 1
-        self._seq = 0
-
-        self._detector = PhiAccrualDetector(
-            threshold=config.phi_threshold,
-            window=max(config.detector_window, 2),
-            min_std=config.detector_min_std,
-            acceptable_pause=config.detector_pause,
-            first_interval=config.gossip_interval,
-        )
-        self._suspects: set[NodeId] = set()
-        self._last_heard: dict[NodeId, float] = {}
-        self._seed_heard = not self._seeds
-        self._seed_cursor = 0
-
-        self._puts: dict[int, PutOp] = {}
-        self._gets: dict[int, GetOp] = {}
-        self._forwards: dict[int, ForwardOp] = {}
-        self._sessions: dict[int, SyncSession] = {}
-        self._transfers: dict[int, TransferOp] = {}
-        self._reaps: dict[int, tuple[bytes, Siblings]] = {}
-        self._ae_cursor = 0
-        self._ae_last: dict[NodeId, AntiEntropyRecord] = {}
-        self._started = now
-
-    # ---- the driver's interface --------------------------------------------------------
-
-    @property
-    def node_id(self) -> NodeId:
-        return self._id
-
-    @property
-    def config(self) -> NodeConfig:
-        return self._config
-
-    @property
-    def ring(self) -> Ring:
-        """The ring this node routes by: the one its membership view's claims describe."""
-        return self._ring
-
-    @property
-    def engine(self) -> MemoryEngine:
-        return self._engine
-
-    @property
-    def clock_skew(self) -> float:
-        return self._skew
 
     def start(self, now: float) -> list[Effect]:
         """Timers and the first gossip; the spec's ``Recover`` when there was durable state."""
@@ -357,13 +204,6 @@ class Node:
         ]
         return {"store": store, "hints": hints, "putOps": put_ops, "getOps": get_ops}
 
-    # ---- status ------------------------------------------------------------------------
-
-    @property
-    def membership(self) -> Membership:
-        """Membership as this node sees it."""
-        return self._view
-
     def suspected(self, now: float) -> frozenset[NodeId]:
         """Peers the failure detector holds down."""
         return frozenset(n for n in self._view if n != self._id and self._held_down(n, now))
@@ -397,80 +237,6 @@ class Node:
             rid=rid,
         )
 
-    # ---- effects -----------------------------------------------------------------------
-
-    def _take(self) -> list[Effect]:
-        fx, self._fx = self._fx, []
-        return fx
-
-    def _action(self, name: str, *args: str) -> None:
-        self._fx.append(Action(name, args))
-
-    def _send(self, dest: NodeId, msg: PeerMessage) -> None:
-        self._fx.append(Send(dest, msg))
-
-    def _reply(self, origin: Origin, msg: ReplyMessage) -> None:
-        if isinstance(origin, ClientOrigin):
-            self._fx.append(Reply(origin.client, msg))
-        else:
-            self._send(origin.node, ForwardReply(origin.fid, msg))
-
-    def _error(self, origin: Origin, code: ErrorCode, message: str) -> None:
-        self._reply(origin, ErrorReply(code.value, message, origin.rid))
-
-    def _set_timer(self, kind: str, ident: int, at: float) -> None:
-        self._fx.append(SetTimer((kind, ident), at))
-
-    def _cancel_timer(self, kind: str, ident: int) -> None:
-        self._fx.append(CancelTimer((kind, ident)))
-
-    def _persist(self, key: bytes, siblings: Siblings) -> None:
-        self._engine.put(key, siblings)
-        self._fx.append(Persist(key, siblings))
-
-    def _merge_store(self, key: bytes, versions: Iterable[Version]) -> Siblings:
-        """Reconcile ``versions`` into the key's sibling set; persist if it changed."""
-        held = self._engine.get(key)
-        merged = reconcile_mode(self._mode, (*held, *versions))
-        if merged != held:
-            self._persist(key, merged)
-        return merged
-
-    def _new_id(self) -> int:
-        self._seq += 1
-        return (self._boot << 32) | self._seq
-
-    def _timestamp(self, now: float) -> float:
-        return now + self._skew
-
-    def _pending(self) -> int:
-        return len(self._puts) + len(self._gets) + len(self._forwards)
-
-    # ---- failure detection -------------------------------------------------------------
-
-    def _heard(self, peer: NodeId, now: float) -> None:
-        self._suspects.discard(peer)
-        self._last_heard[peer] = now
-        if peer in self._seeds:
-            self._seed_heard = True
-        last = self._detector.last_heartbeat(peer)
-        # At most one heartbeat per half interval: bursts of requests would teach phi that
-        # silence of a second is abnormal.
-        if last is None or now - last >= self._config.gossip_interval / 2:
-            self._detector.heartbeat(peer, now)
-
-    def _held_down(self, peer: NodeId, now: float) -> bool:
-        if peer == self._id:
-            return False
-        if peer in self._suspects:
-            return True
-        last = self._detector.last_heartbeat(peer)
-        return last is not None and now >= last and not self._detector.is_available(peer, now)
-
-    def _suspect(self, peer: NodeId) -> None:
-        if peer != self._id:
-            self._suspects.add(peer)
-
     def peer_unreachable(self, peer: NodeId, now: float) -> None:
         """The driver could not reach ``peer``: suspect it, and route around it now."""
         self._suspect(peer)
@@ -489,20 +255,6 @@ class Node:
                 self._forward(fop.origin, fop.request, now, fop.hops, fop.tried)
         for sid in [s.id for s in self._sessions.values() if s.peer == peer]:
             del self._sessions[sid]
-
-    # ---- timers ------------------------------------------------------------------------
-
-    def _boot_timers(self, now: float) -> None:
-        cfg = self._config
-        self._fx.append(PersistMeta("boot", self._boot.to_bytes(8, "big")))
-        for peer in self._view.live_members():
-            if peer != self._id:
-                self._detector.heartbeat(peer, now)
-        # Jitter keeps nodes started together from gossiping in lockstep.
-        self._set_timer("gossip", 0, now + cfg.gossip_interval * self._rng.random())
-        self._set_timer("ae", 0, now + cfg.anti_entropy_interval * (0.5 + self._rng.random()))
-        self._set_timer("handoff", 0, now + cfg.handoff_interval)
-        self._set_timer("transfer", 0, now + cfg.transfer_interval)
 
     def _timer(self, timer: TimerId, now: float) -> None:
         kind, ident = timer
@@ -543,8 +295,6 @@ class Node:
             entry = self._reaps.pop(ident, None)
             if entry is not None:
                 self.reap(entry[0], entry[1], now)
-
-    # ---- client requests ---------------------------------------------------------------
 
     def _client(self, client: ClientId, msg: ClientMessage | object, now: float) -> None:
         # ``object``: whatever a driver hands over, a client gets an answer, never an exception.
@@ -587,9 +337,13 @@ class Node:
                     f"the value is {len(value)} bytes; the limit is {cfg.max_value_size}",
                 )
         if isinstance(msg, Get):
-            problems = quorum_problems(cfg.n, _or(msg.r, cfg.r), cfg.w, _or(msg.pr, cfg.pr), 0)
+            problems = quorum_problems(
+                cfg.n, or_default(msg.r, cfg.r), cfg.w, or_default(msg.pr, cfg.pr), 0
+            )
         else:
-            problems = quorum_problems(cfg.n, cfg.r, _or(msg.w, cfg.w), 0, _or(msg.pw, cfg.pw))
+            problems = quorum_problems(
+                cfg.n, cfg.r, or_default(msg.w, cfg.w), 0, or_default(msg.pw, cfg.pw)
+            )
         if problems:
             return ErrorCode.INVALID_QUORUM, "; ".join(problems)
         return None
@@ -617,15 +371,15 @@ class Node:
         if self._id not in self._ring.preference_list(msg.key, cfg.n):
             self._forward(origin, msg, now, hops, frozenset())
         elif isinstance(msg, Get):
-            self.ClientGet(origin, msg.key, _or(msg.r, cfg.r), _or(msg.pr, cfg.pr), now)
+            self.ClientGet(
+                origin, msg.key, or_default(msg.r, cfg.r), or_default(msg.pr, cfg.pr), now
+            )
         else:
             value = msg.value if isinstance(msg, Put) else None
-            w, pw = _or(msg.w, cfg.w), _or(msg.pw, cfg.pw)
+            w, pw = or_default(msg.w, cfg.w), or_default(msg.pw, cfg.pw)
             self.ClientPut(
                 origin, msg.key, value, context, w=w, pw=pw, now=now, body=msg.return_body
             )
-
-    # ---- forwarding (not in the spec) --------------------------------------------------
 
     def _forward(
         self,
@@ -673,8 +427,6 @@ class Node:
         self._action("ForwardReply", self._id, src, text(op.request.key))
         self._reply(op.origin, m.reply)
 
-    # ---- puts --------------------------------------------------------------------------
-
     def ClientPut(
         self,
         origin: Origin,
@@ -719,15 +471,9 @@ class Node:
         op = PutOp(self._new_id(), key, version, origin, primaries, w, pw, {self._id})
         op.return_body = body
         self._puts[op.id] = op
-        self._action(
-            "ClientPut",
-            self._id,
-            text(key),
-            TOMBSTONE if value is None else text(value),
-            _clock_text(context),
-        )
+        self._action("ClientPut", self._id, text(key), TOMBSTONE if value is None else text(value))
         self._merge_store(key, (version,))
-        wire = [_wire(version)]
+        wire = [wire_version(version)]
         for j in primaries:
             if j != self._id:
                 self._send(j, Store(op.id, key, wire))
@@ -811,60 +557,8 @@ class Node:
             op.hinted.add(h)
             op.extra[f] = h
             self._action("SloppyFallback", self._id, str(op.id), h)
-            self._send(f, Store(op.id, op.key, [_wire(op.version)], h))
+            self._send(f, Store(op.id, op.key, [wire_version(op.version)], h))
             return
-
-    # ---- hints -------------------------------------------------------------------------
-
-    def _add_hint(self, owner: NodeId, key: bytes, versions: Siblings) -> None:
-        held = self._engine.get_hint(owner, key)
-        merged = _canonical((*held, *versions))
-        if merged != held:
-            self._engine.put_hint(owner, key, merged)
-            self._fx.append(PersistHint(owner, key, merged))
-
-    def _drop_hint_versions(self, owner: NodeId, key: bytes, versions: Siblings) -> None:
-        held = self._engine.get_hint(owner, key)
-        if not held:
-            return
-        rest = tuple(v for v in held if v not in versions)
-        if rest == held:
-            return
-        self._engine.put_hint(owner, key, rest)
-        self._fx.append(PersistHint(owner, key, rest) if rest else DropHint(owner, key))
-
-    def handoff_round(self, now: float) -> None:
-        """Hand hinted versions to owners that are reachable again (a batch per round)."""
-        self._set_timer("handoff", 0, now + self._config.handoff_interval)
-        sent = 0
-        for owner, key in self._engine.hints():
-            if sent >= self._config.handoff_batch:
-                break
-            if owner not in self._ring.nodes:
-                self._rehome_hint(owner, key)
-            elif not self._held_down(owner, now):
-                self.HandoffHint(owner, key)
-                sent += 1
-
-    def HandoffHint(self, owner: NodeId, key: bytes) -> None:
-        """Send ``owner`` the versions held for it; they go when it acks (``StoreAck``)."""
-        versions = self._engine.get_hint(owner, key)
-        if versions:
-            self._action("HandoffHint", self._id, owner, text(key))
-            self._send(owner, Store(0, key, siblings_to_wire(versions), owner))
-
-    def _rehome_hint(self, owner: NodeId, key: bytes) -> None:
-        # The owner left the ring: the key's first replica takes the hint's place.
-        versions = self._engine.get_hint(owner, key)
-        self._engine.put_hint(owner, key, ())
-        self._fx.append(DropHint(owner, key))
-        heir = self._ring.preference_list(key, self._config.n)[0]
-        if heir == self._id:
-            self._merge_store(key, versions)
-        else:
-            self._add_hint(heir, key, versions)
-
-    # ---- gets --------------------------------------------------------------------------
 
     def ClientGet(self, origin: Origin, key: bytes, r: int, pr: int, now: float) -> None:
         """Coordinate a get: read locally, ask the other targets, answer after R responses."""
@@ -943,9 +637,9 @@ class Node:
             context = encode_context(read_context(self._mode, latest))
             values = [v.value for v in latest if v.value is not None]
             self._reply(op.origin, GetOk(values, context, op.origin.rid))
-            self.ReadRepair(op, now)
+            self.ReadRepair(op, now, answering=True)
         else:
-            self.ReadRepair(op, now)
+            self.ReadRepair(op, now, answering=False)
         if not op.collector.pending:
             self._finish_get(op)
 
@@ -953,14 +647,19 @@ class Node:
         responses = op.collector.responses.values()
         return reconcile_mode(self._mode, [v for vs in responses for v in vs])
 
-    def ReadRepair(self, op: GetOp, now: float) -> None:
-        """Send the reconciled versions to every responder known to hold something else."""
+    def ReadRepair(self, op: GetOp, now: float, answering: bool) -> None:
+        """Send the reconciled versions to every responder known to hold something else.
+
+        Taken when the get is answered (the spec's step, which then forgets the get) and again
+        for each late response that shows something stale.
+        """
         latest = self._latest(op)
         stale = [n for n in op.collector.responses if op.believed.get(n) != latest]
+        if answering or stale:
+            self._action("ReadRepair", self._id, str(op.id))
         if not stale:
             self._maybe_reap_after_read(op, latest, now)
             return
-        self._action("ReadRepair", self._id, str(op.id))
         wire = siblings_to_wire(latest)
         for n in stale:
             op.believed[n] = latest
@@ -995,8 +694,6 @@ class Node:
         if self._gets.pop(op.id, None) is not None:
             self._cancel_timer("get", op.id)
 
-    # ---- tombstones --------------------------------------------------------------------
-
     def _schedule_reap(self, key: bytes, tombstones: Siblings, now: float) -> None:
         if any(k == key and t == tombstones for k, t in self._reaps.values()):
             return
@@ -1019,8 +716,6 @@ class Node:
             self._action("ReapTombstone", self._id, text(key))
             self._persist(key, ())
 
-    # ---- receiving ---------------------------------------------------------------------
-
     def Receive(self, src: NodeId, msg: PeerMessage | object, now: float) -> None:
         """Dispatch a peer message to the one handler of its kind (the spec's Receive)."""
         if isinstance(msg, Store | StoreAck | ReadResp | Reap):
@@ -1034,7 +729,7 @@ class Node:
             elif isinstance(msg, ReadResp):
                 self.ReadResponse(src, msg, versions, now)
             else:
-                self.reap_received(src, msg.key, _canonical(versions))
+                self.reap_received(src, msg.key, canonical(versions))
         elif isinstance(msg, Read):
             self.ReplicaRead(src, msg)
         elif isinstance(msg, Forward):
@@ -1062,393 +757,6 @@ class Node:
         else:
             self._action("RejectMessage", self._id, src, type(msg).__name__)
 
-    def _decode(self, src: NodeId, wire: list[WireVersion]) -> Siblings | None:
-        try:
-            return siblings_from_wire(wire)
-        except ValueError as e:
-            self._action("RejectMessage", self._id, src, str(e))
-            return None
-
-    # ---- gossip and membership (not in the spec) ---------------------------------------
-
-    def gossip_round(self, now: float) -> None:
-        """Exchange membership with one peer (seeds until one answers); ping quiet peers."""
-        cfg = self._config
-        self._set_timer("gossip", 0, now + cfg.gossip_interval * (0.75 + 0.5 * self._rng.random()))
-        peer: NodeId | None
-        if self._seeds and not self._seed_heard:
-            peer = self._seeds[self._seed_cursor % len(self._seeds)]
-            self._seed_cursor += 1
-        else:
-            peer = self._view.pick_gossip_peer(self._id, self._rng.random())
-        if peer is not None:
-            self._action("Gossip", self._id, peer)
-            self._send(peer, Gossip(self._wire_view(self._view), True))
-        for other in self._view.live_members():
-            if other in (self._id, peer):
-                continue
-            if now - self._last_heard.get(other, -math.inf) >= cfg.gossip_interval:
-                self._send(other, Ping())
-
-    def gossip_received(self, src: NodeId, m: Gossip, now: float) -> None:
-        try:
-            theirs = members_from_wire(m.members, self._ring.q)
-        except ValueError as e:
-            self._action("RejectMessage", self._id, src, str(e))
-            return
-        self._action("GossipMerge", self._id, src)
-        self._set_view(self._view.merge(theirs), now)
-        if m.reply:
-            self._send(src, Gossip(self._wire_view(self._view.missing_from(theirs)), False))
-
-    def _wire_view(self, view: Membership) -> list[WireMember]:
-        return [member_to_wire(n, s) for n, s in view.items()]
-
-    def _set_view(self, view: Membership, now: float) -> None:
-        if view == self._view:
-            return
-        old_members = set(self._view.live_members())
-        self._view = view
-        self._fx.append(PersistMeta("membership", _MEMBERS_ENCODER.encode(self._wire_view(view))))
-        for peer in set(view.live_members()) - old_members:
-            if peer != self._id and self._detector.last_heartbeat(peer) is None:
-                self._detector.heartbeat(peer, now)
-        ring = self._ring_of(view)
-        if ring is not None and ring != self._ring:
-            old, self._ring = self._ring, ring
-            self._ring_changed(old, now)
-        self._check_left()
-
-    def _ring_of(self, view: Membership) -> Ring | None:
-        """The ring the view's claims describe; None while they overlap or leave gaps."""
-        q = self._ring.q
-        owners: list[NodeId | None] = [None] * q
-        for node, s in view.items():
-            if s.status is Status.LEFT:
-                continue
-            for p in s.claims:
-                if owners[p] is not None:
-                    return None
-                owners[p] = node
-        full = [o for o in owners if o is not None]
-        if len(full) != q:
-            return None
-        nodes = [n for n, s in view.items() if s.status in (Status.JOINING, Status.UP) or s.claims]
-        zones = tuple((n, z) for n in nodes if (z := view[n].zone) is not None)
-        if zones and len(zones) != len(nodes):
-            return None
-        try:
-            return Ring(q, tuple(full), tuple(nodes), zones, self._ring.target_n)
-        except ValueError:
-            return None
-
-    def admin_join(self, origin: Origin, m: Join, now: float) -> None:
-        """``m.node`` joins: it claims partitions from the others, and the view spreads."""
-        try:
-            ring = self._ring.join(m.node, m.zone)
-        except ValueError as e:
-            self._error(origin, ErrorCode.INVALID_REQUEST, f"cannot join {m.node!r}: {e}")
-            return
-        view = self._view
-        for node in ring.nodes:
-            claims = claims_of(ring.partitions_of(node))
-            s = view.get(node)
-            if s is None:
-                view = view.update(node, MemberState(1, Status.UP, node, m.zone, claims))
-            elif s.claims != claims or s.status is not Status.UP:
-                view = view.update(node, s.successor(status=Status.UP, claims=claims))
-        self._action("AdminJoin", self._id, m.node)
-        self._set_view(view, now)
-        self._send(m.node, Gossip(self._wire_view(view), True))
-        taken = len(ring.partitions_of(m.node))
-        self._reply(origin, AdminOk(f"{m.node} joined and claims {taken} partitions", origin.rid))
-
-    def admin_leave(self, origin: Origin, m: Leave, now: float) -> None:
-        """``m.node`` leaves: its partitions go to the others, which it hands its data."""
-        if m.node not in self._ring.nodes:
-            self._error(origin, ErrorCode.NOT_FOUND, f"{m.node!r} is not in the ring")
-            return
-        try:
-            ring = self._ring.leave(m.node)
-        except ValueError as e:
-            self._error(origin, ErrorCode.INVALID_REQUEST, f"cannot remove {m.node!r}: {e}")
-            return
-        view = self._view
-        for node, s in view.items():
-            if node == m.node:
-                view = view.update(node, s.successor(status=Status.LEAVING, claims=()))
-            elif node in ring.nodes:
-                claims = claims_of(ring.partitions_of(node))
-                if claims != s.claims:
-                    view = view.update(node, s.successor(claims=claims))
-        self._action("AdminLeave", self._id, m.node)
-        self._set_view(view, now)
-        self._send(m.node, Gossip(self._wire_view(view), True))
-        self._reply(origin, AdminOk(f"{m.node} is leaving; its partitions move", origin.rid))
-
-    def set_clock_skew(self, origin: Origin, m: SetClockSkew) -> None:
-        """Fault injection: timestamps this node hands out become ``now + skew``."""
-        if not math.isfinite(m.skew):
-            self._error(origin, ErrorCode.INVALID_REQUEST, "the clock skew must be finite")
-            return
-        self._skew = m.skew
-        self._action("SetClockSkew", self._id, repr(m.skew))
-        self._reply(origin, AdminOk(f"clock skew is now {m.skew:g}s", origin.rid))
-
-    # ---- partition transfer after a join or leave (not in the spec) --------------------
-
-    def _ring_changed(self, old: Ring, now: float) -> None:
-        """Hand every partition this node holds but no longer replicates to its new replicas."""
-        n = self._config.n
-        busy = {(t.partition, t.target) for t in self._transfers.values() if not t.done}
-        for p in self._engine.partitions():
-            replicas = self._ring.preference_list_for_partition(p, n)
-            if self._id in replicas:
-                continue
-            before = old.preference_list_for_partition(p, n)
-            for target in [x for x in replicas if x not in before] or list(replicas):
-                if (p, target) not in busy:
-                    self._start_transfer(p, target, now)
-
-    def _start_transfer(self, p: int, target: NodeId, now: float) -> None:
-        t = TransferOp(self._new_id(), p, target, self._engine.keys(p), self._engine.tree(p).root)
-        self._transfers[t.id] = t
-        self._send_chunk(t, now)
-
-    def _send_chunk(self, t: TransferOp, now: float) -> None:
-        chunk = t.keys[t.next : t.next + self._config.transfer_chunk]
-        items = [(k, siblings_to_wire(self._engine.get(k))) for k in chunk]
-        last = t.next + len(chunk) >= len(t.keys)
-        t.sent_at = now
-        self._action("TransferPartition", self._id, t.target, str(t.partition))
-        self._send(t.target, Transfer(t.id, t.partition, items, last))
-
-    def transfer_received(self, src: NodeId, m: Transfer) -> None:
-        self._action("ReceiveTransfer", self._id, src, str(m.partition))
-        for key, wire in m.items:
-            versions = self._decode(src, wire)
-            if versions is None:
-                return  # no ack: the sender retries, and a bad chunk stays visible
-            self._merge_store(key, versions)
-        self._send(src, TransferAck(m.tid, m.partition))
-
-    def transfer_ack(self, src: NodeId, m: TransferAck, now: float) -> None:
-        t = self._transfers.get(m.tid)
-        if t is None or t.target != src or t.done:
-            return
-        t.next += self._config.transfer_chunk
-        if t.next < len(t.keys):
-            self._send_chunk(t, now)
-            return
-        root = self._engine.tree(t.partition).root
-        if root != t.root:
-            # Writes arrived while the transfer ran: send the partition again.
-            t.keys, t.root, t.next = self._engine.keys(t.partition), root, 0
-            self._send_chunk(t, now)
-            return
-        t.done = True
-        self._maybe_drop(t.partition)
-
-    def _maybe_drop(self, p: int) -> None:
-        mine = [t for t in self._transfers.values() if t.partition == p]
-        if not all(t.done for t in mine):
-            return
-        for t in mine:
-            del self._transfers[t.id]
-        if self._id in self._ring.preference_list_for_partition(p, self._config.n):
-            return  # the ring changed back: keep it
-        self._action("DropPartition", self._id, str(p))
-        for key in self._engine.keys(p):
-            self._persist(key, ())
-        self._check_left()
-
-    def transfer_round(self, now: float) -> None:
-        """Resend transfer chunks that were not acked within an interval."""
-        interval = self._config.transfer_interval
-        self._set_timer("transfer", 0, now + interval)
-        for t in list(self._transfers.values()):
-            if not t.done and now - t.sent_at >= interval and not self._held_down(t.target, now):
-                self._send_chunk(t, now)
-
-    def _check_left(self) -> None:
-        """A leaving node whose data has all moved marks itself as left."""
-        me = self._view.get(self._id)
-        if me is None or me.status is not Status.LEAVING or me.claims:
-            return
-        if self._transfers or any(
-            self._id not in self._ring.preference_list_for_partition(p, self._config.n)
-            for p in self._engine.partitions()
-        ):
-            return
-        self._view = self._view.update(self._id, me.successor(status=Status.LEFT))
-        self._fx.append(
-            PersistMeta("membership", _MEMBERS_ENCODER.encode(self._wire_view(self._view)))
-        )
-        self._action("Left", self._id)
-
-    # ---- anti-entropy ------------------------------------------------------------------
-
-    def anti_entropy_round(self, now: float) -> None:
-        """Compare the next partition this node replicates with its other replicas."""
-        cfg = self._config
-        self._set_timer("ae", 0, now + cfg.anti_entropy_interval)
-        stale = now - SESSION_LIFETIME * cfg.request_timeout
-        for sid in [s.id for s in self._sessions.values() if s.started < stale]:
-            del self._sessions[sid]
-        if self._id not in self._ring.nodes:
-            return
-        parts = self._ring.partitions_replicated_by(self._id, cfg.n)
-        if not parts:
-            return
-        p = parts[self._ae_cursor % len(parts)]
-        self._ae_cursor += 1
-        self.start_exchange(p, now)
-
-    def start_exchange(self, p: int, now: float) -> None:
-        """Begin a Merkle exchange of partition ``p`` with each other healthy replica."""
-        busy = {(s.peer, s.partition) for s in self._sessions.values()}
-        fanout, depth = self._engine.shape
-        root = self._engine.tree(p).root
-        for peer in self._ring.preference_list_for_partition(p, self._config.n):
-            if peer == self._id or (peer, p) in busy or self._held_down(peer, now):
-                continue
-            s = SyncSession(self._new_id(), peer, p, now)
-            self._sessions[s.id] = s
-            self._action("MerkleExchange", self._id, peer, str(p))
-            self._send(peer, MerkleQuery(s.id, p, 0, [0], root, fanout, depth))
-
-    def merkle_query(self, src: NodeId, m: MerkleQuery, now: float) -> None:
-        """Answer a peer's walk of our tree of ``m.partition``: children hashes or leaf items."""
-        fanout, depth = self._engine.shape
-        tree = self._engine.tree(m.partition)
-        answer = MerkleAnswer(m.session, m.partition, m.level, tree.root)
-        if (m.fanout, m.depth) != (fanout, depth):
-            refused = f"tree shape {(fanout, depth)} differs from {(m.fanout, m.depth)}"
-            answer = msgspec.structs.replace(answer, refused=refused)
-        elif not 0 <= m.partition < self._ring.q or not 0 <= m.level <= depth:
-            answer = msgspec.structs.replace(answer, refused="no such partition or level")
-        elif not all(0 <= i < fanout**m.level for i in m.indexes):
-            answer = msgspec.structs.replace(answer, refused="no such tree nodes")
-        elif m.level == 0 and m.root == tree.root:
-            self._ae_last[src] = AntiEntropyRecord(now, m.partition, 0)
-            answer = msgspec.structs.replace(answer, in_sync=True)
-        elif m.level < depth:
-            children = [list(tree.children_hashes(m.level, i)) for i in m.indexes]
-            answer = msgspec.structs.replace(answer, children=children)
-        else:
-            leaves = [self._engine.leaf_digests(m.partition, i) for i in m.indexes]
-            answer = msgspec.structs.replace(answer, leaves=leaves)
-        self._send(src, answer)
-
-    def merkle_answer(self, src: NodeId, m: MerkleAnswer, now: float) -> None:
-        s = self._sessions.get(m.session)
-        if s is None or s.peer != src or s.partition != m.partition:
-            return
-        if m.refused or m.in_sync:
-            self._finish_session(s, now)
-            return
-        tree = self._engine.tree(s.partition)
-        walk = s.walk
-        if walk is None:
-            walk = s.walk = TreeWalk(tree, m.root)
-            if walk.done:
-                self._finish_session(s, now)
-                return
-        fanout, depth = self._engine.shape
-        wanted = walk.wanted
-        if walk.wants_leaves:
-            if m.level != depth or len(m.leaves) != len(wanted):
-                del self._sessions[s.id]
-                return
-            keys: set[bytes] = set()
-            for index, theirs in zip(wanted, m.leaves, strict=True):
-                mine = {k: item_digest(raw) for k, raw in walk.tree.leaf_items(index)}
-                other = dict(theirs)
-                keys |= {k for k in mine.keys() | other.keys() if mine.get(k) != other.get(k)}
-            if not keys:
-                self._finish_session(s, now)
-                return
-            s.keys = len(keys)
-            items = [(k, siblings_to_wire(self._engine.get(k))) for k in sorted(keys)]
-            self._send(src, SyncKeys(s.id, s.partition, items))
-            return
-        if (
-            m.level != walk.level
-            or len(m.children) != len(wanted)
-            or any(len(c) != fanout for c in m.children)
-        ):
-            del self._sessions[s.id]
-            return
-        walk.receive_children(dict(zip(wanted, m.children, strict=True)))
-        if walk.done:
-            self._finish_session(s, now)
-            return
-        level = depth if walk.wants_leaves else walk.level
-        root = tree.root
-        self._send(
-            src, MerkleQuery(s.id, s.partition, level, list(walk.wanted), root, fanout, depth)
-        )
-
-    def sync_keys(self, src: NodeId, m: SyncKeys, now: float) -> None:
-        """The peer's versions of the differing keys: merge each, answer with the result."""
-        out: list[tuple[bytes, list[WireVersion]]] = []
-        for key, wire in m.items:
-            theirs = self._decode(src, wire)
-            if theirs is None:
-                return
-            merged = self.AntiEntropy(src, self._id, key, theirs)
-            out.append((key, siblings_to_wire(merged)))
-        self._ae_last[src] = AntiEntropyRecord(now, m.partition, len(out))
-        self._send(src, SyncKeysReply(m.session, m.partition, out))
-
-    def sync_keys_reply(self, src: NodeId, m: SyncKeysReply, now: float) -> None:
-        s = self._sessions.get(m.session)
-        if s is None or s.peer != src:
-            return
-        for key, wire in m.items:
-            theirs = self._decode(src, wire)
-            if theirs is not None:
-                self.AntiEntropy(self._id, src, key, theirs)
-        self._finish_session(s, now)
-
-    def AntiEntropy(self, i: NodeId, j: NodeId, key: bytes, theirs: Siblings) -> Siblings:
-        """Replicas ``i`` (initiator) and ``j`` reconcile ``key``: this node's half."""
-        held = self._engine.get(key)
-        if held == theirs:
-            return held
-        self._action("AntiEntropy", i, j, text(key))
-        return self._merge_store(key, theirs)
-
-    def _finish_session(self, s: SyncSession, now: float) -> None:
-        self._sessions.pop(s.id, None)
-        self._ae_last[s.peer] = AntiEntropyRecord(now, s.partition, s.keys)
-
-    # ---- recovery ----------------------------------------------------------------------
-
     def Recover(self, now: float) -> None:
         """Restart from durable state (loaded by the constructor): timers, then gossip."""
         self._boot_timers(now)
-
-
-# ---- helpers --------------------------------------------------------------------------------
-
-
-def _or(value: int | None, default: int) -> int:
-    return default if value is None else value
-
-
-def _wire(v: Version) -> WireVersion:
-    return siblings_to_wire((v,))[0]
-
-
-def _canonical(versions: Iterable[Version]) -> Siblings:
-    """Distinct versions in canonical order (hints keep every version, as the spec does)."""
-    return tuple(sorted(set(versions), key=sort_key))
-
-
-def _clock_text(clock: VClock) -> str:
-    return "{" + ",".join(f"{n}:{c}" for n, c, _ in clock.entries()) + "}"
-
-
-def _partition(key: bytes, shift: int) -> int:
-    return hash_key(key) >> shift

@@ -66,7 +66,7 @@ class NodeConfig:
     reap_tombstones: bool = True
     reap_delay: float = 5.0
     prune: PruneSettings = field(default_factory=PruneSettings)
-    merkle_fanout: int = 16
+    merkle_fanout: int = 8
     merkle_depth: int = 2
     transfer_chunk: int = 100
     handoff_batch: int = 256

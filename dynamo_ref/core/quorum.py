@@ -81,6 +81,20 @@ def _config_problems(config: QuorumConfig) -> list[str]:
     return problems
 
 
+def _override_error(
+    self: QuorumConfig, r: int | None, w: int | None, pr: int | None, pw: int | None
+) -> QuorumError:
+    return QuorumError(
+        *quorum_problems(
+            self.n,
+            self.r if r is None else r,
+            self.w if w is None else w,
+            self.pr if pr is None else pr,
+            self.pw if pw is None else pw,
+        )
+    )
+
+
 @dataclass(frozen=True)
 class QuorumConfig:
     """Replication factor N, read quorum R, write quorum W, and the primary quorums PR, PW.
@@ -140,6 +154,27 @@ class QuorumConfig:
         if size < self.n:
             raise QuorumError(f"N={self.n} exceeds cluster size {size}")
 
+    # As in __post_init__: preconditions raising QuorumError, so that CrossHair explores valid
+    # overrides only and a client's bad override gets the same clear error either way.
+    @icontract.require(
+        lambda self, r, w, pr, pw: (
+            1 <= (self.r if r is None else r) <= self.n
+            and 1 <= (self.w if w is None else w) <= self.n
+            and 0 <= (self.pr if pr is None else pr) <= (self.r if r is None else r)
+            and 0 <= (self.pw if pw is None else pw) <= (self.w if w is None else w)
+        ),
+        "overrides keep 1 <= R, W <= N; 0 <= PR <= R; 0 <= PW <= W",
+        error=_override_error,
+        enabled=ENABLED,
+    )
+    @icontract.require(
+        lambda r, w, pr, pw: all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in (r, w, pr, pw)
+        ),
+        "overrides are integers",
+        error=_override_error,
+        enabled=ENABLED,
+    )
     @icontract.ensure(
         lambda self, result: (result.n, result.sloppy) == (self.n, self.sloppy), enabled=ENABLED
     )

@@ -62,6 +62,9 @@ class InFlight:
     held: bool = False
     # Settled by the simulation at ``due``: dropped in transit.
     doomed: bool = False
+    # The spec's record of the message as trace text (None: not a spec message), once known.
+    spec_text: str | None = None
+    spec_known: bool = False
 
 
 class SimNetwork:

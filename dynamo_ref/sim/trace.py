@@ -37,21 +37,39 @@ _ENCODER: Final = json.JSONEncoder(
 
 def canonical(value: object) -> JsonValue:
     """``value`` as plain JSON data in canonical form (see the module docstring)."""
-    if value is None or isinstance(value, bool | int | str):
+    # Exact types first: the bulk of a state, and subclasses (enums) need the slow path.
+    if value is None:
+        return None
+    t = type(value)
+    if t in _EXACT:
+        assert isinstance(value, str | int)
         return value
+    if t is dict:
+        assert isinstance(value, dict)
+        if all(type(k) is str for k in value):
+            return {k: canonical(v) for k, v in value.items()}
+    elif t is list or t is tuple:
+        assert isinstance(value, list | tuple)
+        return [canonical(v) for v in value]
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"trace values must be finite, got {value!r}")
         # -0.0 and 0.0 are equal values; one spelling keeps traces byte-stable.
         return value + 0.0
+    if isinstance(value, enum.Enum):
+        return canonical(value.value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return "0x" + raw.hex()
-    if isinstance(value, enum.Enum):
-        return canonical(value.value)
     if isinstance(value, Mapping):
         items = [(canonical(k), canonical(v)) for k, v in value.items()]
         if all(isinstance(k, str) for k, _ in items):
@@ -65,6 +83,9 @@ def canonical(value: object) -> JsonValue:
     raise TypeError(f"cannot put {type(value).__name__} in a trace")
 
 
+_EXACT: Final = frozenset({str, int, bool})
+
+
 def dumps(value: JsonValue) -> str:
     """The canonical text of already canonical data."""
     return _ENCODER.encode(value)
@@ -73,6 +94,28 @@ def dumps(value: JsonValue) -> str:
 def encode(value: object) -> str:
     """The canonical text of any traceable value."""
     return dumps(canonical(value))
+
+
+class Raw:
+    """JSON text already in canonical form, to be put in a line as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def encode_fields(fields: Mapping[str, object]) -> str:
+    """A JSON object of ``fields`` with its keys sorted, as ``encode`` would write it, except
+    that ``Raw`` values go in as they are (parts of the state encoded once and reused)."""
+    return (
+        "{"
+        + ",".join(
+            f"{dumps(k)}:{v.text if isinstance(v, Raw) else encode(v)}"
+            for k, v in sorted(fields.items())
+        )
+        + "}"
+    )
 
 
 class TraceWriter:
@@ -90,10 +133,10 @@ class TraceWriter:
         args: object,
         node: str | None,
         time: float,
-        state: Mapping[str, object] | None,
+        state: Mapping[str, object] | Raw | None,
     ) -> None:
         self.steps += 1
-        line = encode(
+        line = encode_fields(
             {
                 "action": action,
                 "args": args,

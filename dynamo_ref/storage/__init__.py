@@ -9,7 +9,7 @@ compare partitions without a scan.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dynamo_ref.core.merkle import MerkleTree
 from dynamo_ref.core.vclock import NodeId
@@ -59,5 +59,8 @@ class Engine(Protocol):
 
 
 from dynamo_ref.storage.memory import MemoryEngine  # noqa: E402
+
+if TYPE_CHECKING:  # mypy checks that the engine keeps to the protocol
+    _memory_is_an_engine: Engine = MemoryEngine(lambda key: 0)
 
 __all__ = ["Engine", "MemoryEngine"]

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -152,6 +153,34 @@ def test_trace_does_not_depend_on_the_hash_seed() -> None:
         )
         texts.add(out.stdout)
     assert len(texts) == 1
+
+
+def test_trace_state_is_the_encoding_of_spec_state() -> None:
+    writer = TraceWriter(keep=True)
+    sim = Cluster(4, CONFIG, seed=8, q=16, trace=writer, link=LinkConfig(jitter=0.005))
+    faults: dict[int, Callable[[], None]] = {
+        3: lambda: sim.crash("n2"),
+        6: lambda: sim.isolate("n3"),
+        9: sim.heal,
+        12: lambda: sim.restart("n2"),
+    }
+    checked = 0
+    for i in range(16):
+        key = f"k{i % 3}".encode()
+        if i % 2:
+            sim.client_put(None, key, b"v")
+        else:
+            sim.client_get(None, key)
+        if i in faults:
+            faults[i]()
+        deadline = sim.now + 0.3
+        while sim.next_time() is not None and sim.next_time() <= deadline:  # type: ignore[operator]
+            before = writer.steps
+            sim.step()
+            if writer.steps > before and json.loads(writer.lines[-1])["state"] is not None:
+                assert json.loads(writer.lines[-1])["state"] == json.loads(encode(sim.spec_state()))
+                checked += 1
+    assert checked > 50
 
 
 def test_crash_keeps_the_disk_and_restart_reads_it() -> None:

@@ -121,12 +121,7 @@ from dynamo_ref.core.node_state import (
     PutOp,
 )
 from dynamo_ref.core.node_sync import NodeSync
-from dynamo_ref.core.node_versions import (
-    VersionMode,
-    read_context,
-    reconcile_mode,
-    write_version,
-)
+from dynamo_ref.core.node_versions import VersionMode, read_context, reconcile_mode, write_version
 from dynamo_ref.core.quorum import (
     QuorumConfig,
     ReadCollector,

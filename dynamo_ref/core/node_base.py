@@ -58,12 +58,9 @@ from dynamo_ref.core.node_state import (
     SyncSession,
     TransferOp,
 )
-from dynamo_ref.core.node_versions import (
-    reconcile_mode,
-    spec_clock,
-)
+from dynamo_ref.core.node_versions import reconcile_mode, spec_clock
 from dynamo_ref.core.ring import RING_BITS, Ring, hash_key
-from dynamo_ref.core.vclock import NodeId, VClock
+from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings, Version, sort_key
 from dynamo_ref.storage.memory import MemoryEngine
 
@@ -361,10 +358,6 @@ def wire_version(v: Version) -> WireVersion:
 def canonical(versions: Iterable[Version]) -> Siblings:
     """Distinct versions in canonical order (hints keep every version, as the spec does)."""
     return tuple(sorted(set(versions), key=sort_key))
-
-
-def clock_text(clock: VClock) -> str:
-    return "{" + ",".join(f"{n}:{c}" for n, c, _ in clock.entries()) + "}"
 
 
 def _partition(key: bytes, shift: int) -> int:

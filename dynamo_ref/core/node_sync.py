@@ -9,15 +9,8 @@ import math
 
 import msgspec
 
-from dynamo_ref.core.effects import (
-    DropHint,
-)
-from dynamo_ref.core.membership import (
-    Membership,
-    MemberState,
-    Status,
-    claims_of,
-)
+from dynamo_ref.core.effects import DropHint
+from dynamo_ref.core.membership import Membership, MemberState, Status, claims_of
 from dynamo_ref.core.merkle import TreeWalk
 from dynamo_ref.core.messages import (
     AdminOk,
@@ -37,18 +30,8 @@ from dynamo_ref.core.messages import (
     WireVersion,
     siblings_to_wire,
 )
-from dynamo_ref.core.node_base import (
-    SESSION_LIFETIME,
-    NodeCore,
-    members_from_wire,
-    text,
-)
-from dynamo_ref.core.node_state import (
-    AntiEntropyRecord,
-    Origin,
-    SyncSession,
-    TransferOp,
-)
+from dynamo_ref.core.node_base import SESSION_LIFETIME, NodeCore, members_from_wire, text
+from dynamo_ref.core.node_state import AntiEntropyRecord, Origin, SyncSession, TransferOp
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings

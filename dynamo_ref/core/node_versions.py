@@ -21,6 +21,7 @@ explosion). A dot names exactly one event, so neither happens.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +61,14 @@ class PruneSettings:
     big: int = BIG_VCLOCK
     young: float = YOUNG_VCLOCK
     old: float = OLD_VCLOCK
+
+    # The same bounds VClock.prune requires, stated where the settings are made.
+    @icontract.require(lambda self: 0 <= self.small <= self.big, enabled=ENABLED)
+    @icontract.require(
+        lambda self: 0 <= self.young < math.inf and 0 <= self.old < math.inf, enabled=ENABLED
+    )
+    def __post_init__(self) -> None:
+        pass
 
 
 # ---- dotted version vectors -----------------------------------------------------------------

@@ -52,7 +52,11 @@ def _throughput(ops: int, faults: bool) -> dict[str, float]:
 
     def target(key: bytes) -> str:
         # A client that knows the ring, and which nodes answer, picks a live replica.
-        return next((n for n in sim.replicas(key) if sim.is_up(n)), sim.replicas(key)[0])
+        replicas = sim.replicas(key)
+        for n in replicas:
+            if n in sim.nodes:
+                return n
+        return replicas[0]
 
     def batch(count: int) -> list[ClientHandle]:
         handles = []

@@ -4,11 +4,12 @@
 (* store with N/R/W quorums, vector clocks and sibling versions, read      *)
 (* repair, sloppy quorum with hinted handoff, and anti-entropy.            *)
 (*                                                                         *)
-(* Each action is named after the handler of dynamo_ref.core.node.Node     *)
-(* that implements it; a message kind has exactly one handler, chosen by   *)
-(* Receive(i).  Variables are plain functions and records over nodes,      *)
-(* keys, values and naturals so that a trace-validation spec can read the  *)
-(* simulator's traces.                                                     *)
+(* A node's actions are named after the handlers of                       *)
+(* dynamo_ref.core.node.Node that implement them: one per client request,  *)
+(* per timer and per message kind, the last chosen by Receive(i).  Faults  *)
+(* are named after the simulator's fault injections.  Variables are plain *)
+(* functions and records over nodes, keys, values and naturals, so that a  *)
+(* trace-validation spec can read the simulator's traces.                  *)
 (***************************************************************************)
 EXTENDS Naturals, FiniteSets, Sequences, Bags, TLC
 
@@ -258,7 +259,7 @@ StoreAck(i, m) ==
     /\ Discard(m)
     /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, answered>>
 
-\* Coordinator c gives up on put op before W acks: the client is told the put
+\* The timer of put id fires at c before W acks: the client is told the put
 \* failed, though the replicas that stored it keep it.
 PutTimeout(c, id) ==
     /\ up[c]
@@ -569,9 +570,6 @@ HintsDrained == <>[](\A n \in Nodes : hints[n] = {})
 ----------------------------------------------------------------------------
 \* Reachability witnesses: invariants that must FAIL, showing that the
 \* positive models reach the states their properties speak of.
-
-\* Some write is acknowledged.
-NoAckedWrite == acked = {}
 
 \* Some read begins after a write's ack, with no fault between, and answers.
 NoReadAfterAck ==

@@ -51,7 +51,8 @@ class TlcResult:
         if self.verdict in (Verdict.INVARIANT, Verdict.PROPERTY):
             return f"fail: {self.violated or '?'}"
         if self.verdict is Verdict.ERROR:
-            return f"error: {self.message.splitlines()[0]}" if self.message else "error"
+            first = self.message.splitlines()[0] if self.message else ""
+            return f"error: {first.removeprefix('Error: ')}".rstrip(": ")
         return str(self.verdict)
 
 
@@ -163,8 +164,11 @@ def parse_output(text: str, properties: Sequence[str] = ()) -> TlcResult:
         verdict = Verdict.PASS
     else:
         verdict, message = Verdict.ERROR, _error_message(text)
-    if trace and depth is None:
-        depth = len(_STATE.findall(trace)) or None
+        # An evaluation error in an action comes with the behaviour that led to it.
+        trace = _trace(text) if _STATE.search(text) else ""
+    if trace:
+        # TLC's depth is how far its search got; a counterexample's length says more.
+        depth = len(_STATE.findall(trace)) or depth
     return TlcResult(verdict, violated, generated, distinct, depth, seconds, trace, message, text)
 
 

@@ -1,0 +1,586 @@
+"""Hypothesis state machines over the real nodes in the deterministic simulator.
+
+The rules are spec/Dynamo.tla's actions and faults, taken by hand in the simulator's manual
+mode: a client put or get at any node, a node taking a message off the network, a message lost
+or duplicated, time passing (timers fire), a request timing out, crash and recovery, partition
+and heal, anti-entropy and hinted handoff. After every step the invariants check the spec's
+properties on the nodes' durable state; at teardown the cluster heals and quiesces, and the
+replicas must have converged with every acknowledged write present or descended in a read.
+
+Negative controls run the same machine where a property must fail (LWW loses acknowledged
+writes; a sloppy quorum under a partition serves stale reads; per-node vector clocks let a
+write dominate one its client never read) and assert that Hypothesis finds a small example.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from stateful_support import (
+    BACKGROUND,
+    REQUEST_TIMERS,
+    ClockWentBack,
+    DiskMismatch,
+    Harness,
+    LostAckedWrite,
+    NotConverged,
+    PropertyViolation,
+    SiblingsNotAntichain,
+    SilentSupersession,
+    StaleStrictRead,
+    context_covers,
+    describe,
+    joined_clock,
+    leq,
+    present,
+    show,
+    show_all,
+    supersedes,
+    survives_as,
+)
+
+from dynamo_ref.core.messages import (
+    GetOk,
+    ReadResp,
+    Store,
+    StoreAck,
+    decode_context,
+    siblings_from_wire,
+)
+from dynamo_ref.core.node import NodeConfig
+from dynamo_ref.core.node_versions import VersionMode
+from dynamo_ref.core.vclock import NodeId, VClock
+from dynamo_ref.core.versions import Version
+from dynamo_ref.sim import ClientHandle
+from dynamo_ref.sim.cluster import node_names
+
+NODES = node_names(4)
+# With q = 8 these have different replicas: a on n1 n2 n3 (fallback n4), c on n3 n4 n1 (n2).
+KEYS = (b"a", b"c")
+THOROUGH = settings.get_current_profile_name() == "thorough"
+STEPS = 60 if THOROUGH else 30
+
+# Checks each machine runs (the spec's properties, then extra ones).
+ANTICHAIN = "SiblingsAntichain"
+SURVIVE = "AckedWritesSurvive"
+STRICT_READ = "StrictQuorumRead"
+CLOCK = "ClockMonotone"
+CONVERGE = "Convergence"
+DISK = "DurableMatchesMemory"
+SILENT = "NoSilentSupersession"
+
+
+def step(fn: Callable[..., None]) -> Callable[..., None]:
+    """A rule's body: ``busy`` stays set if it raises, so teardown does not mask the error."""
+
+    @functools.wraps(fn)
+    def run(self: DynamoMachine, **kwargs: Any) -> None:
+        self.busy = True
+        fn(self, **kwargs)
+        self.observe()
+        self.busy = False
+
+    return run
+
+
+class DynamoMachine(RuleBasedStateMachine):
+    """Four real nodes, N=3 R=2 W=2, two keys; subclasses choose the mode and the checks."""
+
+    MODE: ClassVar[VersionMode] = VersionMode.VCLOCK
+    SLOPPY: ClassVar[bool] = False
+    CHECKS: ClassVar[frozenset[str]] = frozenset({ANTICHAIN, SURVIVE, CLOCK, CONVERGE, DISK})
+    # The steps of the last run that failed a property: after shrinking, the minimal one.
+    last_failure: ClassVar[list[str]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        config = NodeConfig(n=3, r=2, w=2, sloppy=self.SLOPPY, mode=self.MODE)
+        self.sim = Harness(NODES, config, seed=0, q=8, manual=True)
+        self.log: list[str] = []
+        self.busy = False
+        self.failed = False
+        # Values are unique, so a value names its version; and the context it was written with.
+        self.versions: dict[bytes, Version] = {}
+        self.contexts: dict[bytes, VClock] = {}
+        self.written = 0
+        self.seen_message = 0
+        self.gets: list[ClientHandle] = []
+        self.read_contexts: dict[bytes, list[bytes]] = {k: [] for k in KEYS}
+        self.clocks: dict[tuple[NodeId, bytes], dict[NodeId, int]] = {}
+        self.answers_checked = 0
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        self.log.append(f"{len(self.log) + 1:2}. t={self.sim.now:.3f} {text}")
+
+    def learn(self, versions: Any) -> None:
+        for v in versions:
+            if v.value is None:
+                continue
+            known = self.versions.setdefault(v.value, v)
+            assert known == v, f"two versions of one value: {show(known)} {show(v)}"
+
+    def observe(self) -> None:
+        """After a step: learn new versions (a put's first copies are in its Store messages)
+        and the contexts of answered reads."""
+        for m in self.sim.in_flight():
+            if m.id > self.seen_message and isinstance(m.msg, Store | StoreAck | ReadResp):
+                self.learn(siblings_from_wire(m.msg.versions))
+        self.seen_message = max([self.seen_message, *(m.id for m in self.sim.in_flight())])
+        for d in self.sim.disks.values():
+            for vs in d.store.values():
+                self.learn(vs)
+            for vs in d.hints.values():
+                self.learn(vs)
+        for h in [h for h in self.gets if h.done]:
+            self.gets.remove(h)
+            if isinstance(h.reply, GetOk):
+                self.read_contexts[h.request.key].append(h.reply.context)  # type: ignore[union-attr]
+
+    def fail(self, error: type[PropertyViolation], detail: str) -> None:
+        self.failed = True
+        steps = "\n".join(self.log) or "(no steps)"
+        type(self).last_failure = list(self.log)
+        raise error(f"{error.__doc__}\n{detail}\nafter these steps:\n{steps}")
+
+    def acked(self) -> list[tuple[dict[str, Any], Version]]:
+        out = []
+        for a in self.sim.acked:
+            ver = a["ver"]
+            assert isinstance(ver, dict)
+            val = ver["val"]
+            assert isinstance(val, bytes), a
+            out.append((a, self.versions[val]))
+        return out
+
+    # ---- client requests ---------------------------------------------------------------------
+
+    @rule(node=st.sampled_from(NODES), key=st.sampled_from(KEYS), ctx=st.integers(0, 2))
+    @step
+    def client_put(self, node: NodeId, key: bytes, ctx: int) -> None:
+        """ClientPut: a new value, with no context (0) or the context of a recent read."""
+        reads = self.read_contexts[key]
+        context = reads[-ctx] if 0 < ctx <= len(reads) else b""
+        self.written += 1
+        value = f"v{self.written}".encode()
+        self.contexts[value] = decode_context(context)
+        self.sim.client_put(node, key, value, context)
+        self.sim.run_now()
+        shown = ",".join(f"{n}:{c}" for n, c, _ in decode_context(context).entries())
+        self.note(f"client_put({node}, {key.decode()}, {value.decode()}, ctx={{{shown}}})")
+
+    @rule(node=st.sampled_from(NODES), key=st.sampled_from(KEYS))
+    @step
+    def client_get(self, node: NodeId, key: bytes) -> None:
+        """ClientGet."""
+        self.gets.append(self.sim.client_get(node, key))
+        self.sim.run_now()
+        self.note(f"client_get({node}, {key.decode()})")
+
+    # ---- the network -------------------------------------------------------------------------
+
+    @precondition(lambda self: bool(self.sim.protocol(deliverable=True)))
+    @rule(nth=st.integers(0, 7))
+    @step
+    def receive(self, nth: int) -> None:
+        """Receive: a node takes a message off the network (the oldest is nth=0)."""
+        ready = self.sim.protocol(deliverable=True)
+        m = ready[nth % len(ready)]
+        self.note(f"receive {describe(m)}")
+        self.sim.deliver(m)
+
+    @precondition(lambda self: bool(self.sim.protocol(deliverable=False)))
+    @rule(nth=st.integers(0, 7))
+    @step
+    def lose_message(self, nth: int) -> None:
+        """LoseMessage."""
+        msgs = self.sim.protocol(deliverable=False)
+        m = msgs[nth % len(msgs)]
+        self.note(f"lose {describe(m)}")
+        self.sim.drop(m)
+
+    @precondition(lambda self: bool(self.sim.protocol(deliverable=False)))
+    @rule(nth=st.integers(0, 7))
+    @step
+    def duplicate_message(self, nth: int) -> None:
+        """DuplicateMessage."""
+        msgs = self.sim.protocol(deliverable=False)
+        m = msgs[nth % len(msgs)]
+        self.note(f"duplicate {describe(m)}")
+        self.sim.duplicate(m)
+
+    @precondition(lambda self: any(isinstance(m.msg, BACKGROUND) for m in self.sim.deliverable()))
+    @rule()
+    @step
+    def exchange_gossip(self) -> None:
+        """Not a spec action: deliver gossip and pings, so failure detectors hear their peers."""
+        n = self.sim.deliver_all(BACKGROUND)
+        self.note(f"exchange_gossip ({n} messages)")
+
+    # ---- time --------------------------------------------------------------------------------
+
+    @rule(dt=st.sampled_from([0.01, 0.6, 2.0]))
+    @step
+    def advance_time(self, dt: float) -> None:
+        """Time passes: due timers fire (gossip, handoff, anti-entropy, timeouts, fallbacks)
+        and senders hear that a peer is unreachable."""
+        self.sim.run_for(dt)
+        self.note(f"advance_time({dt})")
+
+    @precondition(lambda self: any(t[0] in REQUEST_TIMERS for _, _, t in self.sim.pending_timers()))
+    @rule(nth=st.integers(0, 3))
+    @step
+    def timeout(self, nth: int) -> None:
+        """PutTimeout, SloppyFallback (a put's fallback timer) or a get's timeout, early."""
+        timers = [(n, t) for _, n, t in self.sim.pending_timers() if t[0] in REQUEST_TIMERS]
+        nid, timer = timers[nth % len(timers)]
+        self.note(f"timeout {timer[0]} timer at {nid}")
+        self.sim.fire_timer(nid, timer)
+
+    # ---- faults ------------------------------------------------------------------------------
+
+    @rule(node=st.sampled_from(NODES))
+    @step
+    def crash(self, node: NodeId) -> None:
+        """Crash: the node's volatile state goes, its disk stays."""
+        if self.sim.is_up(node):
+            self.sim.crash(node)
+            self.note(f"crash({node})")
+        else:
+            self.note(f"crash({node}): already down")
+
+    @precondition(lambda self: any(not self.sim.is_up(n) for n in NODES))
+    @rule(node=st.sampled_from(NODES))
+    @step
+    def recover(self, node: NodeId) -> None:
+        """Recover: the node restarts from its disk."""
+        if self.sim.is_up(node):
+            self.note(f"recover({node}): already up")
+        else:
+            self.sim.restart(node)
+            self.note(f"recover({node})")
+
+    @rule(side=st.frozensets(st.sampled_from(NODES), min_size=1, max_size=len(NODES) - 1))
+    @step
+    def partition(self, side: frozenset[NodeId]) -> None:
+        """Partition: every link between ``side`` and the other nodes is cut."""
+        group = sorted(side)
+        self.sim.partition_groups(group, [n for n in NODES if n not in side])
+        self.note(f"partition({' '.join(group)} | rest)")
+
+    @precondition(lambda self: bool(self.sim.network.cut_links()))
+    @rule()
+    @step
+    def heal(self) -> None:
+        """Heal: every cut link is restored; held messages can be delivered again."""
+        self.sim.heal()
+        self.note("heal")
+
+    # ---- background repair -------------------------------------------------------------------
+
+    @rule(node=st.sampled_from(NODES))
+    @step
+    def anti_entropy(self, node: NodeId) -> None:
+        """AntiEntropy: a Merkle exchange of every partition the node replicates."""
+        self.sim.anti_entropy(node)
+        self.note(f"anti_entropy({node})")
+
+    @precondition(lambda self: any(d.hints for d in self.sim.disks.values()))
+    @rule(node=st.sampled_from(NODES))
+    @step
+    def handoff_hint(self, node: NodeId) -> None:
+        """HandoffHint: the node sends its hinted versions to owners it can reach."""
+        self.sim.fire(node, "handoff")
+        self.note(f"handoff_hint({node})")
+
+    # ---- the spec's properties ---------------------------------------------------------------
+
+    @invariant()
+    def siblings_antichain(self) -> None:
+        if ANTICHAIN not in self.CHECKS:
+            return
+        for nid, disk in self.sim.disks.items():
+            for key, siblings in disk.store.items():
+                for u in siblings:
+                    for v in siblings:
+                        if supersedes(self.MODE, u, v):
+                            self.fail(
+                                SiblingsNotAntichain,
+                                f"{nid} keeps {show_all(siblings)} for {key!r}: "
+                                f"{show(u)} supersedes {show(v)}",
+                            )
+
+    @invariant()
+    def acked_writes_survive(self) -> None:
+        if SURVIVE not in self.CHECKS:
+            return
+        for a, ver in self.acked():
+            key = a["key"]
+            here = present(self.sim.disks, key)
+            if not any(survives_as(self.MODE, u, ver) for u in here):
+                self.fail(
+                    LostAckedWrite,
+                    f"acked write {show(ver)} of {key!r} is gone; present: {show_all(here)}",
+                )
+
+    @invariant()
+    def strict_quorum_read(self) -> None:
+        """A read begun after a write's ack, with no crash or partition since, sees it."""
+        if STRICT_READ not in self.CHECKS:
+            return
+        answered = self.sim.answered
+        acked = self.acked()
+        for rd in answered[self.answers_checked :]:
+            vals = rd["vals"]
+            assert isinstance(vals, list)
+            vers = [self.versions[v] for v in vals]
+            for a, ver in acked:
+                if a["key"] != rd["key"] or a["seq"] > rd["after"] or a["epoch"] != rd["epoch"]:
+                    continue
+                if not any(survives_as(self.MODE, u, ver) for u in vers):
+                    self.fail(
+                        StaleStrictRead,
+                        f"a read of {rd['key']!r} answered {show_all(vers)}, missing "
+                        f"{show(ver)} acked before it began with no fault since",
+                    )
+        self.answers_checked = len(answered)
+
+    @invariant()
+    def clock_monotone(self) -> None:
+        if CLOCK not in self.CHECKS:
+            return
+        for nid, disk in self.sim.disks.items():
+            for key in KEYS:
+                now = joined_clock(disk.store.get(key, ()))
+                before = self.clocks.get((nid, key), {})
+                if not leq(before, now):
+                    self.fail(
+                        ClockWentBack,
+                        f"{nid}'s clock of {key!r} went from {before} to {now}",
+                    )
+                self.clocks[(nid, key)] = now
+
+    # ---- extra checks ------------------------------------------------------------------------
+
+    @invariant()
+    def durable_matches_memory(self) -> None:
+        """What a running node holds is what its durable effects wrote (a crash loses none)."""
+        if DISK not in self.CHECKS:
+            return
+        for nid in NODES:
+            if not self.sim.is_up(nid):
+                continue
+            engine, disk = self.sim.node(nid).engine, self.sim.disks[nid]
+            store = {k: engine.get(k) for k in engine}
+            hints = {(o, k): engine.get_hint(o, k) for o, k in engine.hints()}
+            hints = {x: vs for x, vs in hints.items() if vs}
+            if store != disk.store or hints != disk.hints:
+                self.fail(DiskMismatch, f"{nid}: memory {store} {hints}, disk {disk}")
+
+    @invariant()
+    def no_silent_supersession(self) -> None:
+        """Every version that dominates an acked write was written by a client that had read
+        that write (with per-node vector clocks this fails: see test below)."""
+        if SILENT not in self.CHECKS:
+            return
+        for a, ver in self.acked():
+            for value, u in self.versions.items():
+                if u.value is None or value == ver.value:
+                    continue
+                if supersedes(self.MODE, u, ver) and not context_covers(
+                    self.MODE, self.contexts[value], ver
+                ):
+                    self.fail(
+                        SilentSupersession,
+                        f"{show(u)} dominates acked {show(ver)} of {a['key']!r}, but its "
+                        f"client's context {dict(self.contexts[value])} had not seen it",
+                    )
+
+    # ---- teardown ----------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        """Heal, quiesce, then Convergence and a final read of every key."""
+        if self.busy or self.failed:
+            return  # a step already failed: leave its error as it is
+        self.busy = True
+        quiet = self.sim.quiesce(KEYS)
+        self.note("heal, recover every node, quiesce")
+        self.observe()
+        for check in (
+            self.siblings_antichain,
+            self.acked_writes_survive,
+            self.clock_monotone,
+            self.durable_matches_memory,
+            self.no_silent_supersession,
+        ):
+            check()
+        if CONVERGE in self.CHECKS and not quiet:
+            stores = {
+                k: {n: show_all(self.sim.disks[n].store.get(k, ())) for n in self.sim.replicas(k)}
+                for k in KEYS
+            }
+            hints = {n: d.hints for n, d in self.sim.disks.items() if d.hints}
+            self.fail(NotConverged, f"replicas {stores}, hints {hints}")
+        for key in KEYS:
+            self.final_read(key)
+        self.busy = False
+
+    def final_read(self, key: bytes) -> None:
+        handle = self.sim.client_get(self.sim.replicas(key)[0], key)
+        self.sim.run_now()
+        self.sim.deliver_all()
+        self.note(f"final read of {key.decode()}")
+        if SURVIVE not in self.CHECKS:
+            return
+        reply = handle.reply
+        assert isinstance(reply, GetOk), f"the final read of {key!r} failed: {reply}"
+        vers = [self.versions[v] for v in reply.siblings]
+        for a, ver in self.acked():
+            if a["key"] == key and not any(survives_as(self.MODE, u, ver) for u in vers):
+                self.fail(
+                    LostAckedWrite,
+                    f"the final read of {key!r} answered {show_all(vers)}, "
+                    f"missing acked {show(ver)}",
+                )
+
+
+# ---- the machines that must pass ----------------------------------------------------------------
+
+STRICT_CHECKS = frozenset({ANTICHAIN, SURVIVE, STRICT_READ, CLOCK, CONVERGE, DISK})
+SLOPPY_CHECKS = STRICT_CHECKS - {STRICT_READ}
+
+
+class VClockStrict(DynamoMachine):
+    """Per-node vector clocks, strict quorum: every spec property holds."""
+
+    CHECKS = STRICT_CHECKS
+
+
+class DVVStrict(DynamoMachine):
+    """Dotted version vectors, strict quorum: the spec's properties, and no write is dominated
+    by one whose client had not read it."""
+
+    MODE = VersionMode.DVV
+    CHECKS = STRICT_CHECKS | {SILENT}
+
+
+class VClockSloppy(DynamoMachine):
+    """Sloppy quorum with hinted handoff: hints count as present; reads may be stale."""
+
+    SLOPPY = True
+    CHECKS = SLOPPY_CHECKS
+
+
+class DVVSloppy(DynamoMachine):
+    MODE = VersionMode.DVV
+    SLOPPY = True
+    CHECKS = SLOPPY_CHECKS | {SILENT}
+
+
+MACHINE_SETTINGS = settings(stateful_step_count=STEPS)
+
+TestVClockStrict = VClockStrict.TestCase
+TestDVVStrict = DVVStrict.TestCase
+TestVClockSloppy = VClockSloppy.TestCase
+TestDVVSloppy = DVVSloppy.TestCase
+for _case in (TestVClockStrict, TestDVVStrict, TestVClockSloppy, TestDVVSloppy):
+    _case.settings = MACHINE_SETTINGS
+
+
+# ---- negative controls: the properties can fail ---------------------------------------------
+
+
+class LWWLostWrite(DynamoMachine):
+    """Last write wins drops a concurrent write that was acknowledged."""
+
+    MODE = VersionMode.LWW
+    CHECKS = frozenset({ANTICHAIN, SURVIVE, DISK})
+
+
+class SloppyStaleRead(DynamoMachine):
+    """A sloppy quorum acks a write on a fallback; a read on the other side misses it."""
+
+    SLOPPY = True
+    CHECKS = STRICT_CHECKS
+
+
+class VClockSilent(DynamoMachine):
+    """A second write through the same coordinator dominates the first, unread."""
+
+    CHECKS = STRICT_CHECKS | {SILENT}
+
+
+# Fixed and independent of the profile: a control must find its example on every run.
+CONTROL_SETTINGS = settings(
+    max_examples=300,
+    stateful_step_count=30,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    report_multiple_bugs=False,
+    suppress_health_check=list(HealthCheck),
+)
+MAX_SHRUNK_STEPS = 15
+
+
+def find_violation(machine: type[DynamoMachine]) -> tuple[PropertyViolation, list[str]]:
+    machine.last_failure = []
+    with pytest.raises(PropertyViolation) as info:
+        run_state_machine_as_test(machine, settings=CONTROL_SETTINGS)
+    return info.value, machine.last_failure
+
+
+@pytest.mark.parametrize(
+    ("machine", "expected"),
+    [
+        (LWWLostWrite, LostAckedWrite),
+        (SloppyStaleRead, StaleStrictRead),
+        (VClockSilent, SilentSupersession),
+    ],
+    ids=["lww-lost-write", "sloppy-stale-read", "vclock-silent-supersession"],
+)
+def test_negative_control_finds_a_small_counterexample(
+    machine: type[DynamoMachine], expected: type[PropertyViolation]
+) -> None:
+    error, steps = find_violation(machine)
+    assert isinstance(error, expected), error
+    print(f"{machine.__name__}: {expected.__name__} in {len(steps)} steps:\n" + "\n".join(steps))
+    assert 0 < len(steps) <= MAX_SHRUNK_STEPS, steps
+
+
+def test_relations_follow_the_mode() -> None:
+    """The helpers judge domination as the node does in each mode."""
+    from dynamo_ref.core.node_versions import PruneSettings, write_version
+
+    empty = VClock.empty()
+    a = write_version(
+        VersionMode.VCLOCK, "n1", empty, (), value=b"a", timestamp=1.0, prune=PruneSettings()
+    )
+    b = write_version(
+        VersionMode.VCLOCK, "n1", empty, (a,), value=b"b", timestamp=2.0, prune=PruneSettings()
+    )
+    assert supersedes(VersionMode.VCLOCK, b, a)
+    assert not context_covers(VersionMode.VCLOCK, empty, a)
+    da = write_version(
+        VersionMode.DVV, "n1", empty, (), value=b"a", timestamp=1.0, prune=PruneSettings()
+    )
+    db = write_version(
+        VersionMode.DVV, "n1", empty, (da,), value=b"b", timestamp=2.0, prune=PruneSettings()
+    )
+    assert not supersedes(VersionMode.DVV, db, da)
+    assert not supersedes(VersionMode.DVV, da, db)
+    assert supersedes(VersionMode.LWW, b, a)

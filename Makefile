@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow demo setup sysdeps lint typecheck unit proofs spec bench clean
+.PHONY: test test-slow demo setup sysdeps lint typecheck unit proofs spec spec-nightly bench clean
 
 test: setup lint typecheck unit proofs spec
 
@@ -44,8 +44,14 @@ proofs: setup
 spec: setup
 	$(BIN)/dynamo-ref spec check --ci
 
+# The larger models: hours each, not part of `make test`.
+spec-nightly: setup
+	$(BIN)/dynamo-ref spec check nightly_strict nightly_sloppy nightly_liveness
+
 bench: setup
 	$(BIN)/python benchmarks/core_bench.py
+	$(BIN)/python benchmarks/sim_bench.py
+	$(BIN)/python benchmarks/checker_bench.py
 
 demo: setup
 	$(BIN)/python benchmarks/core_bench.py --quick

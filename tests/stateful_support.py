@@ -4,21 +4,27 @@ The properties are spec/Dynamo.tla's, judged on the real nodes' durable state (t
 ``disks``: what survives a crash, for nodes up or down). Each property that fails raises its own
 ``PropertyViolation`` subclass, so a negative control can say which property it expects.
 
-``Harness`` adds to ``sim.cluster.Cluster`` only thin helpers over its public manual-mode API:
-pick messages by kind, deliver until nothing moves, fire a node's timer, run a full round of
-anti-entropy, and let the cluster quiesce.
+``Harness`` is ``sim.cluster.Cluster`` in manual mode with thin helpers over the simulator's
+public API: pick messages by kind, deliver until nothing moves, fire a node's timer, run a full
+round of anti-entropy, let the cluster quiesce. Its nodes are the real ``Node``, subclassed only
+to show an observer the versions their effects carry, so that every version is known the moment
+it is made (a version can be made and superseded within one delivery).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import random
+from collections.abc import Callable, Iterable, Sequence
 
+from dynamo_ref.core.effects import Effect, Event, Persist, PersistHint, Send
 from dynamo_ref.core.messages import (
+    Get,
     Gossip,
     MerkleAnswer,
     MerkleQuery,
     Ping,
     Pong,
+    Put,
     ReadResp,
     Store,
     StoreAck,
@@ -26,12 +32,13 @@ from dynamo_ref.core.messages import (
     SyncKeysReply,
     siblings_from_wire,
 )
-from dynamo_ref.core.node_state import DurableState
+from dynamo_ref.core.node import DurableState, Node, NodeConfig
 from dynamo_ref.core.node_versions import VersionMode, dvv_covers, event, spec_clock
+from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId, VClock
 from dynamo_ref.core.versions import Siblings, Version, sort_key
-from dynamo_ref.sim import InFlight
-from dynamo_ref.sim.cluster import Cluster
+from dynamo_ref.sim import ClientHandle, InFlight, LinkConfig, Simulation
+from dynamo_ref.sim.spec_view import NodeSpecView
 
 # ---- the properties' failures -----------------------------------------------------------------
 
@@ -151,8 +158,67 @@ def describe(m: InFlight) -> str:
     return text
 
 
-class Harness(Cluster):
-    """A manual-mode ``Cluster`` with the helpers the state machines need."""
+class ObservedNode(Node):
+    """The real node, telling an observer every version its effects store or send."""
+
+    observer: Callable[[Iterable[Version]], None] | None = None
+
+    def handle(self, event: Event, now: float) -> list[Effect]:
+        effects = super().handle(event, now)
+        if self.observer is not None:
+            for e in effects:
+                if isinstance(e, Persist | PersistHint):
+                    self.observer(e.siblings)
+                elif isinstance(e, Send) and isinstance(e.msg, Store):
+                    self.observer(siblings_from_wire(e.msg.versions))
+        return effects
+
+
+class Harness(Simulation):
+    """Real nodes on one ring in a manual-mode simulation (as ``sim.cluster.Cluster``), with
+    the helpers the state machines need. ``observer`` sees every version as it is made."""
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeId],
+        config: NodeConfig,
+        observer: Callable[[Iterable[Version]], None],
+        *,
+        seed: int = 0,
+        q: int = 8,
+    ) -> None:
+        self.config = config
+        self.ring = Ring.create(nodes, q, target_n=config.n)
+        ring = self.ring
+
+        def factory(nid: NodeId, durable: DurableState, rng: random.Random, now: float) -> Node:
+            node = ObservedNode(nid, config, ring, nodes, durable, rng, now)
+            node.observer = observer
+            return node
+
+        # No link delay: a sender hears that a peer is unreachable in the step it sends.
+        super().__init__(
+            nodes,
+            factory,
+            seed=seed,
+            link=LinkConfig(delay=0.0),
+            view=NodeSpecView(),
+            manual=True,
+        )
+
+    def replicas(self, key: bytes) -> tuple[NodeId, ...]:
+        return self.ring.preference_list(key, self.config.n)
+
+    def node(self, nid: NodeId) -> Node:
+        node = self.nodes[nid]
+        assert isinstance(node, Node)
+        return node
+
+    def client_put(self, node: NodeId, key: bytes, value: bytes, context: bytes) -> ClientHandle:
+        return self.client_request(node, Put(key, value, context))
+
+    def client_get(self, node: NodeId, key: bytes) -> ClientHandle:
+        return self.client_request(node, Get(key))
 
     def protocol(self, deliverable: bool) -> list[InFlight]:
         """Messages in flight that are not gossip or pings, in send order."""
@@ -175,6 +241,13 @@ class Harness(Cluster):
                     self.deliver(m)
                     count += 1
         return count
+
+    def advance(self, dt: float, slice_: float = 0.25) -> None:
+        """Run the clock ``dt`` seconds on, delivering gossip and pings as they are sent."""
+        end = self.now + dt
+        while self.now < end:
+            self.run_until(min(end, self.now + slice_))
+            self.deliver_all(BACKGROUND)
 
     def has_timer(self, nid: NodeId, kind: str) -> bool:
         return any(n == nid and t == (kind, 0) for _, n, t in self.pending_timers())
@@ -211,7 +284,7 @@ class Harness(Cluster):
                 self.restart(nid)
         for i in range(rounds):
             self.deliver_all()
-            self.run_for(1.0)
+            self.advance(1.0)
             self.deliver_all()
             if i % 2 == 1:
                 for nid in self.node_ids:
@@ -226,3 +299,7 @@ class Harness(Cluster):
 
 def siblings_of(disks: dict[NodeId, DurableState], nid: NodeId, key: bytes) -> Siblings:
     return disks[nid].store.get(key, ())
+
+
+def counters(clock: VClock) -> dict[NodeId, int]:
+    return {node: n for node, n, _ in clock.entries()}

@@ -289,6 +289,7 @@ class PhiAccrualDetector:
     __slots__ = (
         "_acceptable_pause",
         "_arrivals",
+        "_available",
         "_first_interval",
         "_min_std",
         "threshold",
@@ -326,6 +327,8 @@ class PhiAccrualDetector:
         self._acceptable_pause = acceptable_pause
         self._first_interval = first_interval
         self._arrivals: dict[NodeId, _Arrivals] = {}
+        # node -> (now, threshold, is_available): a node asks many times per event, at one now.
+        self._available: dict[NodeId, tuple[float, float, bool]] = {}
 
     def last_heartbeat(self, node: NodeId) -> float | None:
         arrivals = self._arrivals.get(node)
@@ -345,6 +348,7 @@ class PhiAccrualDetector:
     @icontract.ensure(lambda self, node, now: self.last_heartbeat(node) == now, enabled=ENABLED)
     def heartbeat(self, node: NodeId, now: float) -> None:
         """A message from ``node`` arrived at time ``now`` (seconds, the caller's clock)."""
+        self._available.pop(node, None)
         arrivals = self._arrivals.get(node)
         if arrivals is None:
             self._arrivals[node] = _Arrivals(now, self._first_interval, self.window)
@@ -369,8 +373,14 @@ class PhiAccrualDetector:
         return math.log1p(math.exp(z)) / math.log(10)
 
     def is_available(self, node: NodeId, now: float) -> bool:
-        return self.phi(node, now) < self.threshold
+        cached = self._available.get(node)
+        if cached is not None and cached[0] == now and cached[1] == self.threshold:
+            return cached[2]
+        available = self.phi(node, now) < self.threshold
+        self._available[node] = (now, self.threshold, available)
+        return available
 
     def forget(self, node: NodeId) -> None:
         """Stop watching ``node`` (it left); a later heartbeat starts afresh."""
         self._arrivals.pop(node, None)
+        self._available.pop(node, None)

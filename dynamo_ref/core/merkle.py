@@ -75,7 +75,17 @@ def _widths(fanout: int, depth: int) -> tuple[int, ...]:
 class MerkleTree:
     """A fixed-shape hash tree over (key, version digest) items, updated in place."""
 
-    __slots__ = ("_depth", "_fanout", "_leaf_count", "_leaves", "_levels", "_size", "_widths")
+    __slots__ = (
+        "_depth",
+        "_dirty",
+        "_fanout",
+        "_last",
+        "_leaf_count",
+        "_leaves",
+        "_levels",
+        "_size",
+        "_widths",
+    )
 
     # One condition, so the bounds hold before the product is taken.
     @icontract.require(
@@ -98,6 +108,11 @@ class MerkleTree:
         self._leaf_count = self._widths[depth]
         self._leaves: dict[int, dict[bytes, bytes]] = {}
         self._size = 0
+        # Leaves changed since the hashes were last read: writes are many, reads (anti-entropy,
+        # transfers) rare, so hashes are brought up to date only when asked for.
+        self._dirty: set[int] = set()
+        # The last key placed and its leaf: a write reads the key, then stores it.
+        self._last: tuple[bytes | None, int] = (None, 0)
         for key, digest in items:
             leaf = self._leaves.setdefault(place(key, self._leaf_count), {})
             self._size += key not in leaf
@@ -135,6 +150,8 @@ class MerkleTree:
 
     @property
     def root(self) -> bytes:
+        if self._dirty:
+            self._rehash()
         return self._levels[0].get(0, EMPTY_HASH)
 
     def __len__(self) -> int:
@@ -155,13 +172,19 @@ class MerkleTree:
         return {key: digest for leaf in self._leaves.values() for key, digest in leaf.items()}
 
     def leaf_of(self, key: bytes) -> int:
-        return place(key, self._leaf_count)
+        last, index = self._last
+        if key != last:
+            index = place(key, self._leaf_count)
+            self._last = (key, index)
+        return index
 
     @icontract.require(
         lambda self, level, index: 0 <= level <= self.depth and 0 <= index < self.width(level),
         enabled=ENABLED,
     )
     def node_hash(self, level: int, index: int) -> bytes:
+        if self._dirty:
+            self._rehash()
         return self._levels[level].get(index, EMPTY_HASH)
 
     @icontract.require(
@@ -171,6 +194,8 @@ class MerkleTree:
     @icontract.ensure(lambda self, result: len(result) == self.fanout, enabled=ENABLED)
     def children_hashes(self, level: int, index: int) -> tuple[bytes, ...]:
         """Hashes of the children of node (level, index): what a peer sends when asked."""
+        if self._dirty:
+            self._rehash()
         return self._child_hashes(level, index)
 
     @icontract.require(lambda self, index: 0 <= index < self.leaf_count, enabled=ENABLED)
@@ -188,14 +213,14 @@ class MerkleTree:
 
     @icontract.ensure(lambda self, key, digest: self.get(key) == digest, enabled=ENABLED)
     def set(self, key: bytes, digest: bytes) -> None:
-        """Insert or replace ``key``'s version digest and rehash its path to the root."""
+        """Insert or replace ``key``'s version digest; its path is rehashed when next read."""
         index = self.leaf_of(key)
         leaf = self._leaves.setdefault(index, {})
         if leaf.get(key) == digest:
             return
         self._size += key not in leaf
         leaf[key] = digest
-        self._rehash(index)
+        self._dirty.add(index)
 
     @icontract.snapshot(lambda self, key: key in self, name="had", enabled=ENABLED)
     @icontract.ensure(lambda self, key: key not in self, enabled=ENABLED)
@@ -210,7 +235,7 @@ class MerkleTree:
         self._size -= 1
         if not leaf:
             del self._leaves[index]
-        self._rehash(index)
+        self._dirty.add(index)
         return True
 
     def _child_hashes(self, level: int, index: int) -> tuple[bytes, ...]:
@@ -224,12 +249,17 @@ class MerkleTree:
         else:
             self._levels[level][index] = value
 
-    def _rehash(self, leaf_index: int) -> None:
-        self._store(self._depth, leaf_index, leaf_hash(self._leaves.get(leaf_index, {})))
-        index = leaf_index
-        for level in range(self._depth - 1, -1, -1):
-            index //= self._fanout
-            self._store(level, index, inner_hash(self._child_hashes(level, index)))
+    def _rehash(self) -> None:
+        """Rehash the dirty leaves and their paths to the root, each node once."""
+        indexes = self._dirty
+        self._dirty = set()
+        depth = self._depth
+        for index in indexes:
+            self._store(depth, index, leaf_hash(self._leaves.get(index, {})))
+        for level in range(depth - 1, -1, -1):
+            indexes = {index // self._fanout for index in indexes}
+            for index in indexes:
+                self._store(level, index, inner_hash(self._child_hashes(level, index)))
 
 
 def _leaf_diff(mine: Mapping[bytes, bytes], theirs: Mapping[bytes, bytes]) -> set[bytes]:

@@ -97,6 +97,26 @@ def clock_from_wire(entries: Iterable[ClockEntry]) -> VClock:
 
     :raises ValueError: a node twice, a counter below 1, or a timestamp that is not finite.
     """
+    entries = entries if isinstance(entries, list | tuple) else list(entries)
+    # Fast paths for what encoders send, entries sorted by node: no dict, no re-sort. Anything
+    # else goes the general way below, which also words the errors.
+    if len(entries) == 1:
+        node, counter, ts = entries[0]
+        if counter >= 1 and math.isfinite(ts):
+            return VClock._raw((node,), (counter,), (float(ts),))
+    nodes: list[NodeId] = []
+    counters: list[int] = []
+    stamps: list[float] = []
+    last: NodeId | None = None
+    for node, counter, ts in entries:
+        if (last is not None and node <= last) or counter < 1 or not math.isfinite(ts):
+            break
+        nodes.append(node)
+        counters.append(counter)
+        stamps.append(float(ts))
+        last = node
+    else:
+        return VClock._raw(tuple(nodes), tuple(counters), tuple(stamps))
     mapping: dict[NodeId, tuple[int, float]] = {}
     for node, counter, ts in entries:
         if node in mapping:
@@ -116,22 +136,27 @@ def version_to_wire(v: Version) -> WireVersion:
 
 def version_from_wire(w: WireVersion) -> Version:
     """:raises ValueError: a bad clock, timestamp, writer or dot."""
-    if not math.isfinite(w.ts):
+    ts, writer, dot = w.ts, w.writer, w.dot
+    if not math.isfinite(ts):
         raise ValueError("version timestamp must be finite")
-    if not w.writer:
+    if not writer:
         raise ValueError("version writer must be a node id")
-    if w.dot < 0:
+    if dot < 0:
         raise ValueError("version dot must not be negative")
-    return Version(w.value, clock_from_wire(w.clock), w.ts, w.writer, w.dot)
+    return Version(w.value, clock_from_wire(w.clock), ts, writer, dot)
 
 
 def siblings_to_wire(siblings: Iterable[Version]) -> list[WireVersion]:
-    return [version_to_wire(v) for v in siblings]
+    # version_to_wire, inlined: every store, read and persist goes through here.
+    return [
+        WireVersion(v.value, clock_to_wire(v.clock), v.timestamp + 0.0, v.writer, v.dot)
+        for v in siblings
+    ]
 
 
 def siblings_from_wire(ws: Iterable[WireVersion]) -> tuple[Version, ...]:
     """:raises ValueError: as ``version_from_wire``."""
-    return tuple(version_from_wire(w) for w in ws)
+    return tuple([version_from_wire(w) for w in ws])
 
 
 _SIBLINGS_ENCODER: Final = msgspec.msgpack.Encoder()
@@ -148,6 +173,18 @@ def decode_siblings(data: bytes) -> Siblings:
     """:raises ValueError: the bytes are not an encoded sibling set."""
     try:
         return siblings_from_wire(_SIBLINGS_DECODER.decode(data))
+    except msgspec.DecodeError as e:
+        raise ValueError(f"not an encoded sibling set: {e}") from e
+
+
+def decode_wire_siblings(data: bytes) -> list[WireVersion]:
+    """``siblings_to_wire(decode_siblings(data))`` without the ``Version`` objects, for bytes
+    ``encode_siblings`` made (no checks beyond msgspec's: they were valid when encoded).
+
+    :raises ValueError: the bytes are not an encoded sibling set.
+    """
+    try:
+        return _SIBLINGS_DECODER.decode(data)
     except msgspec.DecodeError as e:
         raise ValueError(f"not an encoded sibling set: {e}") from e
 

@@ -52,6 +52,8 @@ under a sloppy quorum reads from fallbacks in place of replicas held down; a get
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dynamo_ref.core.effects import (
     ClientId,
     ClientRequest,
@@ -96,12 +98,14 @@ from dynamo_ref.core.messages import (
     Transfer,
     TransferAck,
     decode_context,
+    decode_wire_siblings,
     encode_context,
     rid_of,
     siblings_to_wire,
 )
 from dynamo_ref.core.node_base import (
     MAX_HOPS,
+    QUORUM_CACHE,
     TOMBSTONE,
     canonical,
     or_default,
@@ -133,6 +137,10 @@ from dynamo_ref.core.vclock import NodeId, VClock
 from dynamo_ref.core.versions import Siblings
 
 __all__ = ["DurableState", "Node", "NodeConfig", "VersionMode", "spec_version"]
+
+# Tuples, not ``X | Y``: a union in isinstance is built anew on every call.
+_DATA_REQUESTS = (Get, Put, Delete)
+_VERSIONED = (Store, StoreAck, ReadResp, Reap)
 
 
 class Node(NodeSync):
@@ -294,7 +302,7 @@ class Node(NodeSync):
     def _client(self, client: ClientId, msg: ClientMessage | object, now: float) -> None:
         # ``object``: whatever a driver hands over, a client gets an answer, never an exception.
         origin = ClientOrigin(client, rid_of(msg))
-        if isinstance(msg, Get | Put | Delete):
+        if isinstance(msg, _DATA_REQUESTS):
             self._data_request(origin, msg, now, hops=0)
         elif isinstance(msg, StatusRequest):
             self._reply(origin, self.status(now, origin.rid))
@@ -332,16 +340,29 @@ class Node(NodeSync):
                     f"the value is {len(value)} bytes; the limit is {cfg.max_value_size}",
                 )
         if isinstance(msg, Get):
-            problems = quorum_problems(
-                cfg.n, or_default(msg.r, cfg.r), cfg.w, or_default(msg.pr, cfg.pr), 0
+            problems = self._quorum_problems(
+                or_default(msg.r, cfg.r), cfg.w, or_default(msg.pr, cfg.pr), 0
             )
         else:
-            problems = quorum_problems(
-                cfg.n, cfg.r, or_default(msg.w, cfg.w), 0, or_default(msg.pw, cfg.pw)
+            problems = self._quorum_problems(
+                cfg.r, or_default(msg.w, cfg.w), 0, or_default(msg.pw, cfg.pw)
             )
         if problems:
             return ErrorCode.INVALID_QUORUM, "; ".join(problems)
         return None
+
+    def _quorum_problems(self, r: int, w: int, pr: int, pw: int) -> Sequence[str]:
+        # Pure in its arguments, and requests repeat a handful of overrides. Exact ints only:
+        # True == 1 as a dict key, but R=True is an error.
+        if type(r) is not int or type(w) is not int or type(pr) is not int or type(pw) is not int:
+            return quorum_problems(self._config.n, r, w, pr, pw)
+        key = (r, w, pr, pw)
+        problems = self._quorum_checks.get(key)
+        if problems is None:
+            problems = tuple(quorum_problems(self._config.n, r, w, pr, pw))
+            if len(self._quorum_checks) < QUORUM_CACHE:
+                self._quorum_checks[key] = problems
+        return problems
 
     def _data_request(self, origin: Origin, msg: DataRequest, now: float, hops: int) -> None:
         problem = self._validate(msg)
@@ -440,7 +461,8 @@ class Node(NodeSync):
         primaries = ring.preference_list(key, cfg.n)
         up = [p for p in primaries if not self._held_down(p, now)]
         spare = 0
-        if cfg.sloppy:
+        # Fallbacks matter only with a replica down, or for the error message.
+        if cfg.sloppy and (len(up) < len(primaries) or len(up) < w or len(up) < pw):
             fallbacks = ring.extended_preference_list(key, cfg.n)[len(primaries) :]
             spare = sum(1 for f in fallbacks if not self._held_down(f, now))
         reachable = len(up) + min(len(primaries) - len(up), spare)
@@ -467,7 +489,7 @@ class Node(NodeSync):
         op.return_body = body
         self._puts[op.id] = op
         self._action("ClientPut", self._id, text(key), TOMBSTONE if value is None else text(value))
-        self._merge_store(key, (version,))
+        self._merge_store(key, (version,), stored)
         wire = [wire_version(version)]
         for j in primaries:
             if j != self._id:
@@ -559,11 +581,14 @@ class Node(NodeSync):
         """Coordinate a get: read locally, ask the other targets, answer after R responses."""
         cfg = self._config
         primaries = self._ring.preference_list(key, cfg.n)
-        fallbacks = list(self._ring.extended_preference_list(key, cfg.n)[len(primaries) :])
+        fallbacks: list[NodeId] | None = None  # when a replica is found down
         targets: list[Target] = []
         hint_for: dict[NodeId, NodeId] = {}
         for p in primaries:
             if cfg.sloppy and self._held_down(p, now):
+                if fallbacks is None:
+                    extended = self._ring.extended_preference_list(key, cfg.n)
+                    fallbacks = list(extended[len(primaries) :])
                 f = next(
                     (f for f in fallbacks if f != self._id and not self._held_down(f, now)), None
                 )
@@ -583,7 +608,11 @@ class Node(NodeSync):
                 f"({primary_up} replicas) are up" + ("" if cfg.sloppy else " (strict quorum)"),
             )
             return
-        quorum = QuorumConfig(cfg.n, r, cfg.w, cfg.sloppy, pr, 0)
+        quorum = self._read_quorums.get((r, pr))
+        if quorum is None:
+            quorum = QuorumConfig(cfg.n, r, cfg.w, cfg.sloppy, pr, 0)
+            if len(self._read_quorums) < QUORUM_CACHE:
+                self._read_quorums[(r, pr)] = quorum
         op = GetOp(self._new_id(), key, origin, ReadCollector(quorum, targets), hint_for, primaries)
         self._gets[op.id] = op
         self._action("ClientGet", self._id, text(key))
@@ -599,10 +628,15 @@ class Node(NodeSync):
     def ReplicaRead(self, src: NodeId, m: Read) -> None:
         """Answer a read with this node's versions (and, as a fallback, its hinted ones)."""
         self._action("ReplicaRead", self._id, src, text(m.key), str(m.op))
-        held = self._engine.get(m.key)
         if m.hint is not None and m.hint != self._id:
+            held = self._engine.get(m.key)
             held = reconcile_mode(self._mode, (*held, *self._engine.get_hint(m.hint, m.key)))
-        self._send(src, ReadResp(m.op, m.key, siblings_to_wire(held)))
+            self._send(src, ReadResp(m.op, m.key, siblings_to_wire(held)))
+        else:
+            # The stored bytes are the wire form already: no Version objects in between.
+            raw = self._engine.get_raw(m.key)
+            wire = [] if raw is None else decode_wire_siblings(raw)
+            self._send(src, ReadResp(m.op, m.key, wire))
 
     def ReadResponse(self, src: NodeId, m: ReadResp, versions: Siblings, now: float) -> None:
         """Record a replica's response; answer at R, repair after (late responses too)."""
@@ -632,7 +666,7 @@ class Node(NodeSync):
             context = encode_context(read_context(self._mode, latest))
             values = [v.value for v in latest if v.value is not None]
             self._reply(op.origin, GetOk(values, context, op.origin.rid))
-            self.ReadRepair(op, now, answering=True)
+            self.ReadRepair(op, now, answering=True, latest=latest)
         else:
             self.ReadRepair(op, now, answering=False)
         if not op.collector.pending:
@@ -642,13 +676,17 @@ class Node(NodeSync):
         responses = op.collector.responses.values()
         return reconcile_mode(self._mode, [v for vs in responses for v in vs])
 
-    def ReadRepair(self, op: GetOp, now: float, answering: bool) -> None:
+    def ReadRepair(
+        self, op: GetOp, now: float, answering: bool, latest: Siblings | None = None
+    ) -> None:
         """Send the reconciled versions to every responder known to hold something else.
 
         Taken when the get is answered (the spec's step, which then forgets the get) and again
-        for each late response that shows something stale.
+        for each late response that shows something stale. ``latest``: the responses
+        reconciled, when the caller has just done it.
         """
-        latest = self._latest(op)
+        if latest is None:
+            latest = self._latest(op)
         stale = [n for n in op.collector.responses if op.believed.get(n) != latest]
         if answering or stale:
             self._action("ReadRepair", self._id, str(op.id))
@@ -713,7 +751,7 @@ class Node(NodeSync):
 
     def Receive(self, src: NodeId, msg: PeerMessage | object, now: float) -> None:
         """Dispatch a peer message to the one handler of its kind (the spec's Receive)."""
-        if isinstance(msg, Store | StoreAck | ReadResp | Reap):
+        if isinstance(msg, _VERSIONED):
             versions = self._decode(src, msg.versions)
             if versions is None:
                 return

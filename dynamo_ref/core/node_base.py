@@ -59,6 +59,7 @@ from dynamo_ref.core.node_state import (
     TransferOp,
 )
 from dynamo_ref.core.node_versions import reconcile_mode, spec_clock
+from dynamo_ref.core.quorum import QuorumConfig
 from dynamo_ref.core.ring import RING_BITS, Ring, hash_key
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings, Version, sort_key
@@ -69,6 +70,8 @@ MAX_HOPS = 2
 # Anti-entropy sessions that have not finished after this many request timeouts are dropped.
 SESSION_LIFETIME = 10
 TOMBSTONE = "<tombstone>"
+# Distinct per-request quorum overrides whose checks (and read quorums) a node remembers.
+QUORUM_CACHE = 64
 
 _MEMBERS_ENCODER = msgspec.msgpack.Encoder()
 _MEMBERS_DECODER = msgspec.msgpack.Decoder(list[WireMember])
@@ -179,6 +182,8 @@ class NodeCore:
         self._ae_cursor = 0
         self._ae_last: dict[NodeId, AntiEntropyRecord] = {}
         self._started = now
+        self._quorum_checks: dict[tuple[int, int, int, int], tuple[str, ...]] = {}
+        self._read_quorums: dict[tuple[int, int], QuorumConfig] = {}
 
     @property
     def node_id(self) -> NodeId:
@@ -235,9 +240,15 @@ class NodeCore:
         self._engine.put(key, siblings)
         self._fx.append(Persist(key, siblings))
 
-    def _merge_store(self, key: bytes, versions: Iterable[Version]) -> Siblings:
-        """Reconcile ``versions`` into the key's sibling set; persist if it changed."""
-        held = self._engine.get(key)
+    def _merge_store(
+        self, key: bytes, versions: Iterable[Version], held: Siblings | None = None
+    ) -> Siblings:
+        """Reconcile ``versions`` into the key's sibling set; persist if it changed.
+
+        ``held``: what the engine holds for ``key``, when the caller has just read it.
+        """
+        if held is None:
+            held = self._engine.get(key)
         merged = reconcile_mode(self._mode, (*held, *versions))
         if merged != held:
             self._persist(key, merged)

@@ -129,6 +129,19 @@ def dvv_context(siblings: Iterable[Version]) -> VClock:
 
 def reconcile_mode(mode: VersionMode, versions: Sequence[Version]) -> Siblings:
     """What a replica keeps of ``versions``, in canonical order."""
+    # One version, or copies of one (replicas that agree, the common case): every mode keeps
+    # exactly the first, so the sort and the pairwise comparisons can be skipped.
+    if versions:
+        first = versions[0]
+        if all(v is first or v == first for v in versions):
+            return (first,)
+        # A write over the version it replaces: the newer one is all ``reconcile`` keeps.
+        if mode is VersionMode.VCLOCK and len(versions) == 2:
+            second = versions[1]
+            if first.clock.dominates(second.clock):
+                return (first,)
+            if second.clock.dominates(first.clock):
+                return (second,)
     if mode is VersionMode.LWW:
         return reconcile_lww(versions)
     if mode is VersionMode.DVV:
@@ -178,9 +191,7 @@ def write_version(
     if mode is VersionMode.DVV:
         clock = _prune(context, timestamp, prune)
         return Version(value, clock, timestamp, node, counter)
-    entries = context.to_dict()
-    entries[node] = (counter, timestamp)
-    clock = _prune(VClock(entries), timestamp, prune)
+    clock = _prune(context._with_entry(node, counter, timestamp), timestamp, prune)
     return Version(value, clock, timestamp, node)
 
 

@@ -111,12 +111,14 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     # Aligned tuples in sorted node order: clocks over the same nodes (the common case) compare
     # by tuple equality and one C-level pass over the counters. The dict serves lookups when the
     # node sets differ. Clocks derived from one another share their node tuple, so ``is`` hits.
+    # The dict and the hash are made on first use (``_counts``, ``__hash__``): most clocks are
+    # decoded, compared with clocks over the same nodes and dropped without needing either.
     __slots__ = ("_c", "_hash", "_n", "_t", "_v")
     _n: tuple[NodeId, ...]
     _v: tuple[int, ...]
     _t: tuple[float, ...]
     _c: dict[NodeId, int]
-    _hash: int | None
+    _hash: int
 
     @icontract.require(
         lambda mapping: all(counter >= 1 for counter, _ in mapping.values()),
@@ -143,8 +145,14 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         setattr_(self, "_n", nodes)
         setattr_(self, "_v", counters)
         setattr_(self, "_t", stamps)
-        setattr_(self, "_c", dict(zip(nodes, counters, strict=True)))
-        setattr_(self, "_hash", None)
+
+    def _counts(self) -> dict[NodeId, int]:
+        try:
+            return self._c
+        except AttributeError:
+            counts = dict(zip(self._n, self._v, strict=True))
+            object.__setattr__(self, "_c", counts)
+            return counts
 
     @classmethod
     def _raw(
@@ -188,7 +196,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         return (VClock._raw, (self._n, self._v, self._t))
 
     def __getitem__(self, node: NodeId) -> tuple[int, float]:
-        counter = self._c[node]
+        counter = self._counts()[node]
         return (counter, self._t[bisect_left(self._n, node)])
 
     def __iter__(self) -> Iterator[NodeId]:
@@ -198,7 +206,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         return len(self._n)
 
     def __contains__(self, node: object) -> bool:
-        return node in self._c
+        return node in self._counts()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VClock):
@@ -206,11 +214,12 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         return self._n == other._n and self._v == other._v and self._t == other._t
 
     def __hash__(self) -> int:
-        h = self._hash
-        if h is None:
+        try:
+            return self._hash
+        except AttributeError:
             h = hash((self._n, self._v, self._t))
             object.__setattr__(self, "_hash", h)
-        return h
+            return h
 
     def __repr__(self) -> str:
         return f"VClock({self.to_dict()!r})"
@@ -219,11 +228,11 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
 
     def counter(self, node: NodeId) -> int:
         """The node's counter, 0 if absent."""
-        return self._c.get(node, 0)
+        return self._counts().get(node, 0)
 
     def last_update(self, node: NodeId) -> float | None:
         """When the node last incremented its entry, None if absent."""
-        return self[node][1] if node in self._c else None
+        return self[node][1] if node in self._counts() else None
 
     def entries(self) -> tuple[tuple[NodeId, int, float], ...]:
         """(node, counter, timestamp) sorted by node: the canonical form."""
@@ -273,9 +282,11 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         # Different node sets. Counters are >= 1, so a node only one side has rules out one
         # direction, and a node missing from the larger side reads as 0 and fails ``_ge``.
         if len(na) > len(nb):
-            return _AFTER if all(map(_ge, map(self._c.get, nb, _ZEROS), vb)) else _CONCURRENT
+            mine = self._counts().get
+            return _AFTER if all(map(_ge, map(mine, nb, _ZEROS), vb)) else _CONCURRENT
         if len(na) < len(nb):
-            return _BEFORE if all(map(_le, va, map(other._c.get, na, _ZEROS))) else _CONCURRENT
+            theirs = other._counts().get
+            return _BEFORE if all(map(_le, va, map(theirs, na, _ZEROS))) else _CONCURRENT
         return _CONCURRENT
 
     @icontract.ensure(
@@ -287,7 +298,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         nb = other._n
         if na is nb or na == nb:
             return all(map(_ge, self._v, other._v))
-        return all(map(_ge, map(self._c.get, nb, _ZEROS), other._v))
+        return all(map(_ge, map(self._counts().get, nb, _ZEROS), other._v))
 
     @icontract.ensure(
         lambda self, other, result: (
@@ -313,7 +324,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         nodes = self._n
         i = bisect_left(nodes, node)
         now = float(now)
-        if node in self._c:
+        if node in self._counts():
             counters = self._v
             stamps = self._t
             return VClock._raw(
@@ -325,6 +336,33 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
             (*nodes[:i], node, *nodes[i:]),
             (*self._v[:i], 1, *self._v[i:]),
             (*self._t[:i], now, *self._t[i:]),
+        )
+
+    @icontract.require(lambda counter: counter >= 1, enabled=ENABLED)
+    @icontract.require(lambda ts: math.isfinite(ts), enabled=ENABLED)  # noqa: PLW0108
+    @icontract.ensure(
+        lambda self, node, counter, ts, result: (
+            result.to_dict() == {**self.to_dict(), node: (counter, ts)}
+        ),
+        enabled=ENABLED,
+    )
+    def _with_entry(self, node: NodeId, counter: int, ts: float) -> VClock:
+        """This clock with ``node``'s entry set to ``(counter, ts)``: a coordinator's write."""
+        nodes = self._n
+        i = bisect_left(nodes, node)
+        ts = float(ts)
+        if i < len(nodes) and nodes[i] == node:
+            counters = self._v
+            stamps = self._t
+            return VClock._raw(
+                nodes,
+                (*counters[:i], counter, *counters[i + 1 :]),
+                (*stamps[:i], ts, *stamps[i + 1 :]),
+            )
+        return VClock._raw(
+            (*nodes[:i], node, *nodes[i:]),
+            (*self._v[:i], counter, *self._v[i:]),
+            (*self._t[:i], ts, *self._t[i:]),
         )
 
     @icontract.ensure(
@@ -344,9 +382,12 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
         On equal counters (the same event) the later timestamp wins, which keeps merge
         commutative should two copies of an entry ever disagree on the time.
         """
-        if self == other:
+        # An empty side (every read context starts from one) leaves the other as it is.
+        if self == other or not other._n:
             return self
         na = self._n
+        if not na:
+            return other
         if na is other._n or na == other._n:
             mine = zip(self._v, self._t, strict=True)
             pairs = list(map(max, mine, zip(other._v, other._t, strict=True)))

@@ -38,7 +38,16 @@ def item_digest(encoded: bytes) -> bytes:
 class MemoryEngine:
     """Sibling sets and hints in memory, with one Merkle tree per partition."""
 
-    __slots__ = ("_depth", "_empty", "_fanout", "_hints", "_partition_of", "_size", "_trees")
+    __slots__ = (
+        "_depth",
+        "_empty",
+        "_fanout",
+        "_hints",
+        "_last",
+        "_partition_of",
+        "_size",
+        "_trees",
+    )
 
     def __init__(
         self,
@@ -54,6 +63,8 @@ class MemoryEngine:
         self._hints: dict[tuple[NodeId, bytes], bytes] = {}
         self._size = 0
         self._empty = MerkleTree(fanout=fanout, depth=depth)
+        # The last key looked up and its partition: a write reads the key, then stores it.
+        self._last: tuple[bytes | None, int] = (None, 0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -67,13 +78,20 @@ class MemoryEngine:
         return () if raw is None else decode_siblings(raw)
 
     def get_raw(self, key: bytes) -> bytes | None:
-        tree = self._trees.get(self._partition_of(key))
+        tree = self._trees.get(self._partition(key))
         return None if tree is None else tree.get(key)
+
+    def _partition(self, key: bytes) -> int:
+        last, p = self._last
+        if key != last:
+            p = self._partition_of(key)
+            self._last = (key, p)
+        return p
 
     @icontract.require(lambda siblings: is_canonical(siblings), enabled=ENABLED)  # noqa: PLW0108
     @icontract.ensure(lambda self, key, siblings: self.get(key) == siblings, enabled=ENABLED)
     def put(self, key: bytes, siblings: Siblings) -> None:
-        p = self._partition_of(key)
+        p = self._partition(key)
         tree = self._trees.get(p)
         if not siblings:
             if tree is not None and tree.remove(key):

@@ -1,13 +1,16 @@
 """`dynamo-ref spec ...`: model checking and trace validation with TLC."""
 
+from collections import Counter
 from pathlib import Path
 
 import click
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from dynamo_ref.tla.models import ManifestError, Model, default_spec_dir, load_models
 from dynamo_ref.tla.tlc import TlcResult, TlcSetupError, find_jar, find_java, run_tlc
+from dynamo_ref.tla.trace import TraceConstants, TraceFormatError, validate
 
 SPEC_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -139,3 +142,90 @@ def check(
     if surprises:
         raise click.ClickException(f"unexpected outcome: {', '.join(surprises)}")
     console.print(f"all {len(chosen)} models reached their expected outcome", highlight=False)
+
+
+TRACE_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _counts(counts: Counter[str]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.most_common()) or "none"
+
+
+@spec.command("validate-trace")
+@click.argument("trace", type=TRACE_FILE)
+@click.option(
+    "--constants",
+    "constants_file",
+    type=TRACE_FILE,
+    help='JSON of the constants ({"N", "R", "W", "Sloppy", "LWW", "Pref"}), for a trace '
+    "without a constants line.",
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the generated TraceData.tla, the cfg and TLC's output in this directory.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Reject the node's steps that Dynamo.tla lacks (GetTimeout, late read repair, "
+    "anti-entropy in halves) instead of checking them against DynamoTrace.tla's extensions.",
+)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed for TLC.")
+@click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
+@click.pass_context
+def validate_trace(
+    ctx: click.Context,
+    *,
+    trace: Path,
+    constants_file: Path | None,
+    keep: Path | None,
+    strict: bool,
+    workers: int,
+    timeout: float | None,
+    spec_dir: Path | None,
+) -> None:
+    """Check with TLC that a recorded TRACE is a behaviour of spec/Dynamo.tla.
+
+    Exits 0 when it is (accepted), 1 when a step is not (rejected: the step, its action and
+    why are printed), 2 when the trace cannot be read or TLC cannot judge it.
+    """
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(width=120, highlight=False)
+    try:
+        find_java()
+        find_jar()
+        constants = None
+        if constants_file is not None:
+            constants = msgspec.json.decode(constants_file.read_bytes(), type=TraceConstants)
+        verdict = validate(
+            trace.read_text(),
+            spec_dir=spec_dir or default_spec_dir(),
+            constants=constants,
+            keep=keep,
+            extensions=not strict,
+            workers=workers,
+            timeout=timeout,
+        )
+    except (TlcSetupError, TraceFormatError, msgspec.MsgspecError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        ctx.exit(2)
+    console.print(f"trace {trace}: {verdict.steps} steps ({_counts(verdict.actions)})")
+    style = "green" if verdict.accepted else "bold red"
+    console.print(f"[{style}]{verdict.describe()}[/]")
+    for detail in verdict.details:
+        console.print(f"  {detail}", markup=False)
+    console.print(f"TLC: {verdict.figures()}")
+    if verdict.extensions:
+        console.print(
+            "node steps beyond Dynamo.tla, checked against DynamoTrace.tla's extensions: "
+            + _counts(verdict.extensions)
+        )
+    if keep is not None:
+        (keep / "tlc-output.txt").write_text(verdict.result.output)
+        console.print(f"kept in {keep}")
+    if verdict.error:
+        ctx.exit(2)
+    ctx.exit(0 if verdict.accepted else 1)

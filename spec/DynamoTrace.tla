@@ -1,0 +1,316 @@
+---------------------------- MODULE DynamoTrace ----------------------------
+(***************************************************************************)
+(* Trace validation (Cirstea, Kuppe, Merz et al., "Validating Traces of   *)
+(* Distributed Programs Against TLA+ Specifications", 2024): a recorded   *)
+(* run is a behaviour of Dynamo when some behaviour of Dynamo takes, at    *)
+(* every line of the trace, the recorded action with the recorded          *)
+(* arguments and ends in the recorded state.                               *)
+(*                                                                         *)
+(* TraceData is generated from the trace by dynamo_ref.tla.trace: the      *)
+(* constants of the run and TraceLog, its lines as records                 *)
+(* [action, name, args, has, state].  A line without a state (has = FALSE) *)
+(* is one of several actions of one node step: only the state after the   *)
+(* last of them was observed, so the others are only required to happen.  *)
+(*                                                                         *)
+(* TLC checks TraceIncomplete, an invariant that fails exactly when the    *)
+(* last line is reached: a violation means the trace is accepted.  When   *)
+(* TLC finishes without one, the trace is rejected, and the depth of its  *)
+(* search is the last line some behaviour matched.                        *)
+(***************************************************************************)
+EXTENDS Dynamo, TraceData
+
+\* l: the lines matched so far (line 1 is Init).
+VARIABLE l
+
+\* late[c]: the gets coordinator c has answered and the spec has forgotten,
+\* which the node keeps until every replica has answered, so that late
+\* responses are repaired too: [id, key, resps, repair].  repair: the
+\* responders the last late response showed stale.
+VARIABLE late
+
+\* past[n][k]: every sibling set n has held for k.  One half of the node's
+\* anti-entropy merges what its peer held when it sent it.
+VARIABLE past
+
+traceVars == <<l, late, past>>
+
+----------------------------------------------------------------------------
+\* What a state of the trace says of the spec's variables.
+
+\* The trace records what a client was told of a read: its values and their
+\* merged clock.
+AnsweredView(A) ==
+    {[key |-> a.key, vals |-> {v.val : v \in a.vers}, vc |-> JoinAll(a.vers),
+      after |-> a.after, epoch |-> a.epoch] : a \in A}
+
+IsState(s) ==
+    /\ store = s.store
+    /\ hints = s.hints
+    /\ putOps = s.putOps
+    /\ getOps = s.getOps
+    /\ up = s.up
+    /\ msgs = s.msgs
+    /\ cut = s.cut
+    /\ clock = s.clock
+    /\ gets = s.gets
+    /\ faults = s.faults
+    /\ acked = s.acked
+    /\ AnsweredView(answered) = s.answered
+
+\* The same of the next state.  Written out: priming IsState(e.state)
+\* would prime the line number inside e too.
+IsNextState(s) ==
+    /\ store' = s.store
+    /\ hints' = s.hints
+    /\ putOps' = s.putOps
+    /\ getOps' = s.getOps
+    /\ up' = s.up
+    /\ msgs' = s.msgs
+    /\ cut' = s.cut
+    /\ clock' = s.clock
+    /\ gets' = s.gets
+    /\ faults' = s.faults
+    /\ acked' = s.acked
+    /\ AnsweredView(answered') = s.answered
+
+----------------------------------------------------------------------------
+\* Messages named by a line's arguments: i takes the message of the given
+\* kind from src for key k and op.
+
+Takes(i, src, k, op, type) ==
+    {m \in DOMAIN msgs : /\ m.mtype = type /\ m.mdest = i /\ m.msrc = src
+                         /\ m.mkey = k /\ m.mop = op}
+
+Latest(resps) == Reconcile(UNION {resps[n] : n \in DOMAIN resps})
+
+----------------------------------------------------------------------------
+\* The node beyond the spec.  Each is a step of the node that Dynamo.tla does
+\* not have, stated as exactly as the node takes it; the verdict counts the
+\* lines that needed one.
+
+\* A get not answered in time is dropped (the spec's gets never time out).
+GetTimeout(c, id) ==
+    /\ up[c]
+    /\ \E op \in getOps[c] :
+          /\ op.id = id
+          /\ ~op.done
+          /\ getOps' = [getOps EXCEPT ![c] = @ \ {op}]
+    /\ UNCHANGED <<store, hints, putOps, envVars, historyVars>>
+
+\* A response to a get the spec has forgotten: recorded, and the responders
+\* it shows stale are marked for repair.
+LateResponse(i, m) ==
+    IF \E op \in getOps[i] : op.id = m.mop
+    THEN UNCHANGED late
+    ELSE late' = [late EXCEPT ![i] =
+            {IF /\ g.id = m.mop
+                /\ g.key = m.mkey
+                /\ m.msrc \in Replicas(g.key) \ DOMAIN g.resps
+             THEN LET resps == g.resps @@ (m.msrc :> m.mvers)
+                      new == Latest(resps)
+                  IN [g EXCEPT !.resps = resps,
+                               !.repair = (IF new # Latest(g.resps)
+                                           THEN DOMAIN g.resps ELSE {})
+                                          \cup (IF m.mvers # new
+                                                THEN {m.msrc} ELSE {})]
+             ELSE g : g \in @}]
+
+\* The repair a late response calls for.
+LateReadRepair(c, id) ==
+    /\ up[c]
+    /\ ~\E op \in getOps[c] : op.id = id
+    /\ \E g \in late[c] :
+       LET latest == Latest(g.resps)
+       IN /\ g.id = id
+          /\ g.repair # {}
+          /\ store' = IF c \in g.repair
+                      THEN [store EXCEPT ![c][g.key] = Reconcile(@ \cup latest)]
+                      ELSE store
+          /\ SendAll({Msg("store", c, j, g.key, latest, 0, NoNode) :
+                        j \in g.repair \ {c}})
+          /\ late' = [late EXCEPT ![c] = (@ \ {g}) \cup {[g EXCEPT !.repair = {}]}]
+    /\ UNCHANGED <<hints, putOps, getOps, up, cut, clock, gets, faults,
+                   historyVars>>
+
+\* The node's anti-entropy runs in two halves: the peer j merges the sibling
+\* set the initiator i sent it, then i merges the set j sends back.  Node n
+\* merges a set its partner held at some earlier line.
+AntiEntropyHalf(i, j, k, n) ==
+    LET o == IF n = i THEN j ELSE i
+    IN /\ {i, j} \subseteq Replicas(k)
+       /\ i # j
+       /\ n \in {i, j}
+       /\ up[n]
+       /\ \E S \in past[o][k] :
+             /\ S # store[n][k]
+             /\ store' = [store EXCEPT ![n][k] = Reconcile(@ \cup S)]
+       /\ UNCHANGED <<hints, putOps, getOps, envVars, historyVars>>
+
+----------------------------------------------------------------------------
+\* One line of the trace as a step of the spec.
+
+\* The spec's ReadRepair forgets the get; the node keeps it while replicas
+\* have not answered.
+ForgetGet(c, id) ==
+    LET op == CHOOSE x \in getOps[c] : x.id = id
+    IN late' = [late EXCEPT ![c] = @ \cup
+                  {[id |-> id, key |-> op.key, resps |-> op.resps, repair |-> {}]}]
+
+Step(e) ==
+    LET a == e.action
+        x == e.args
+    IN
+    \/ /\ a = "ClientPut"
+       /\ ClientPut(x[1], x[2], x[3])
+       /\ UNCHANGED late
+    \/ /\ a = "ReplicaStore"
+       /\ \E m \in Takes(x[1], x[2], x[3], x[4], "store") :
+             m.mhint = x[5] /\ ReplicaStore(x[1], m)
+       /\ UNCHANGED late
+    \/ /\ a = "StoreAck"
+       /\ \E m \in Takes(x[1], x[2], x[3], x[4], "storeAck") : StoreAck(x[1], m)
+       /\ UNCHANGED late
+    \/ /\ a = "PutTimeout"
+       /\ PutTimeout(x[1], x[2])
+       /\ UNCHANGED late
+    \/ /\ a = "SloppyFallback"
+       /\ SloppyFallback(x[1], x[2], x[3])
+       /\ UNCHANGED late
+    \/ /\ a = "ClientGet"
+       /\ ClientGet(x[1], x[2])
+       /\ UNCHANGED late
+    \/ /\ a = "ReplicaRead"
+       /\ \E m \in Takes(x[1], x[2], x[3], x[4], "read") : ReplicaRead(x[1], m)
+       /\ UNCHANGED late
+    \/ /\ a = "ReadResponse"
+       /\ \E m \in Takes(x[1], x[2], x[3], x[4], "readResp") :
+             ReadResponse(x[1], m) /\ LateResponse(x[1], m)
+    \/ /\ a = "ReadRepair"
+       /\ IF \E op \in getOps[x[1]] : op.id = x[2]
+          THEN ReadRepair(x[1], x[2]) /\ ForgetGet(x[1], x[2])
+          ELSE TExtensions /\ LateReadRepair(x[1], x[2])
+    \/ /\ a = "HandoffHint"
+       /\ HandoffHint(x[1], x[2], x[3])
+       /\ UNCHANGED late
+    \/ /\ a = "AntiEntropy"
+       /\ TExtensions
+       /\ AntiEntropyHalf(x[1], x[2], x[3], x[4])
+       /\ UNCHANGED late
+    \/ /\ a = "GetTimeout"
+       /\ TExtensions
+       /\ GetTimeout(x[1], x[2])
+       /\ UNCHANGED late
+    \/ /\ a = "Crash"
+       /\ Crash(x[1])
+       /\ late' = [late EXCEPT ![x[1]] = {}]
+    \/ /\ a = "Recover"
+       /\ Recover(x[1])
+       /\ UNCHANGED late
+    \/ /\ a = "Partition"
+       /\ Partition(x[1], x[2])
+       /\ UNCHANGED late
+    \/ /\ a = "Heal"
+       /\ Heal(x[1], x[2])
+       /\ UNCHANGED late
+    \/ /\ a = "LoseMessage"
+       /\ x[1] \in DOMAIN msgs
+       /\ LoseMessage
+       /\ msgs' = msgs (-) SetToBag({x[1]})
+       /\ UNCHANGED late
+    \/ /\ a = "DuplicateMessage"
+       /\ x[1] \in DOMAIN msgs
+       /\ DuplicateMessage
+       /\ msgs' = msgs (+) SetToBag({x[1]})
+       /\ UNCHANGED late
+    \* A node-only step (gossip, Merkle exchange, forwarding, ...).
+    \/ /\ a = "Stutter"
+       /\ UNCHANGED <<vars, late>>
+
+RecordPast ==
+    past' = [n \in Nodes |-> [k \in Keys |-> past[n][k] \cup {store'[n][k]}]]
+
+TraceInit ==
+    /\ Init
+    /\ l = 1
+    /\ late = [n \in Nodes |-> {}]
+    /\ past = [n \in Nodes |-> [k \in Keys |-> {store[n][k]}]]
+    /\ TraceLog[1].action = "Init"
+    /\ IsState(TraceLog[1].state)
+
+TraceNext ==
+    /\ l < Len(TraceLog)
+    /\ LET e == TraceLog[l + 1]
+       IN /\ Step(e)
+          /\ e.has => IsNextState(e.state)
+    /\ l' = l + 1
+    /\ RecordPast
+
+TraceSpec == TraceInit /\ [][TraceNext]_<<vars, traceVars>>
+
+\* Violated exactly when the whole trace has been matched.
+TraceIncomplete == l < Len(TraceLog)
+
+----------------------------------------------------------------------------
+\* Diagnosis of a rejected trace, with TDiagnoseAt the line that failed: the
+\* lines before it are matched as above, that line's action is taken without
+\* its recorded state, and DiagnoseReport prints which variables then differ
+\* from the recording.  Printing nothing means the action is not enabled.
+
+Differing(s) ==
+    {v \in {"store", "hints", "putOps", "getOps", "up", "msgs", "cut", "clock",
+            "gets", "faults", "acked", "answered"} :
+        CASE v = "store" -> store # s.store
+          [] v = "hints" -> hints # s.hints
+          [] v = "putOps" -> putOps # s.putOps
+          [] v = "getOps" -> getOps # s.getOps
+          [] v = "up" -> up # s.up
+          [] v = "msgs" -> msgs # s.msgs
+          [] v = "cut" -> cut # s.cut
+          [] v = "clock" -> clock # s.clock
+          [] v = "gets" -> gets # s.gets
+          [] v = "faults" -> faults # s.faults
+          [] v = "acked" -> acked # s.acked
+          [] v = "answered" -> AnsweredView(answered) # s.answered}
+
+DiagnoseNext ==
+    /\ l < TDiagnoseAt
+    /\ LET e == TraceLog[l + 1]
+       IN /\ Step(e)
+          /\ (l + 1 < TDiagnoseAt /\ e.has) => IsNextState(e.state)
+    /\ l' = l + 1
+    /\ RecordPast
+
+\* What differs, as <<only in the spec's step, only in the recording>>.
+Apart(a, b) == <<a \ b, b \ a>>
+
+Detail(v, s) ==
+    CASE v = "store" ->
+            {<<n, k, Apart(store[n][k], s.store[n][k])>> :
+                <<n, k>> \in {<<n, k>> \in Nodes \X Keys : store[n][k] # s.store[n][k]}}
+      [] v = "hints" ->
+            {<<n, Apart(hints[n], s.hints[n])>> : n \in {n \in Nodes : hints[n] # s.hints[n]}}
+      [] v = "putOps" ->
+            {<<n, Apart(putOps[n], s.putOps[n])>> :
+                n \in {n \in Nodes : putOps[n] # s.putOps[n]}}
+      [] v = "getOps" ->
+            {<<n, Apart(getOps[n], s.getOps[n])>> :
+                n \in {n \in Nodes : getOps[n] # s.getOps[n]}}
+      [] v = "up" -> Apart({n \in Nodes : up[n]}, {n \in Nodes : s.up[n]})
+      [] v = "msgs" -> Apart({<<m, msgs[m]>> : m \in DOMAIN msgs},
+                             {<<m, s.msgs[m]>> : m \in DOMAIN s.msgs})
+      [] v = "cut" -> Apart(cut, s.cut)
+      [] v = "clock" -> <<clock, s.clock>>
+      [] v = "gets" -> <<gets, s.gets>>
+      [] v = "faults" -> <<faults, s.faults>>
+      [] v = "acked" -> Apart(acked, s.acked)
+      [] v = "answered" -> Apart(AnsweredView(answered), s.answered)
+
+DiagnoseReport ==
+    \/ l < TDiagnoseAt
+    \/ /\ PrintT(<<"mismatch", l, IF TraceLog[l].has
+                                  THEN Differing(TraceLog[l].state) ELSE {}>>)
+       /\ TraceLog[l].has =>
+             \A v \in Differing(TraceLog[l].state) :
+                PrintT(<<"detail", v, Detail(v, TraceLog[l].state)>>)
+
+=============================================================================

@@ -8,7 +8,7 @@
 (*                                                                         *)
 (* TraceData is generated from the trace by dynamo_ref.tla.trace: the      *)
 (* constants of the run and TraceLog, its lines as records                 *)
-(* [action, name, args, has, state].  A line without a state (has = FALSE) *)
+(* [action, args, has, state].  A line without a state (has = FALSE)       *)
 (* is one of several actions of one node step: only the state after the   *)
 (* last of them was observed, so the others are only required to happen.  *)
 (*                                                                         *)
@@ -305,8 +305,75 @@ Detail(v, s) ==
       [] v = "acked" -> Apart(acked, s.acked)
       [] v = "answered" -> Apart(AnsweredView(answered), s.answered)
 
+\* The enabling conditions of a line's action, named as in Dynamo.tla, each
+\* with its value in the current state.
+Guards(e) ==
+    LET x == e.args
+        a == e.action
+        Msg4(type) == <<"message in flight", Takes(x[1], x[2], x[3], x[4], type) # {}>>
+        Delivery(type) ==
+            {Msg4(type), <<"up[i]", up[x[1]]>>, <<"Linked(src, i)", Linked(x[2], x[1])>>}
+    IN CASE a = "ClientPut" ->
+              {<<"up[c]", up[x[1]]>>, <<"c is a replica of k", x[1] \in Replicas(x[2])>>,
+               <<"clock < MaxClock", clock < MaxClock>>}
+         [] a = "ReplicaStore" -> Delivery("store")
+         [] a = "StoreAck" -> Delivery("storeAck")
+         [] a = "ReplicaRead" -> Delivery("read")
+         [] a = "ReadResponse" -> Delivery("readResp")
+         [] a = "PutTimeout" ->
+              {<<"up[c]", up[x[1]]>>,
+               <<"put id at c without W acks",
+                 \E op \in putOps[x[1]] : op.id = x[2] /\ Cardinality(op.acks) < W>>}
+         [] a = "SloppyFallback" ->
+              {<<"Sloppy", Sloppy>>, <<"up[c]", up[x[1]]>>,
+               <<"~Reachable(c, h)", ~Reachable(x[1], x[3])>>,
+               <<"put id at c", \E op \in putOps[x[1]] : op.id = x[2]>>,
+               <<"h a replica neither acked nor hinted",
+                 \E op \in putOps[x[1]] :
+                    op.id = x[2] /\ x[3] \in Replicas(op.key) \ (op.acks \cup op.hinted)>>,
+               <<"a reachable fallback not used",
+                 \E op \in putOps[x[1]] :
+                    /\ op.id = x[2]
+                    /\ \E i \in (N + 1)..Len(Pref[op.key]) :
+                          /\ Pref[op.key][i] \notin op.extra
+                          /\ Reachable(x[1], Pref[op.key][i])>>}
+         [] a = "ClientGet" ->
+              {<<"up[c]", up[x[1]]>>, <<"c is a replica of k", x[1] \in Replicas(x[2])>>}
+         [] a = "ReadRepair" ->
+              {<<"up[c]", up[x[1]]>>,
+               <<"get id at c answered, or late with a repair due",
+                 \/ \E op \in getOps[x[1]] : op.id = x[2] /\ op.done
+                 \/ \E g \in late[x[1]] : g.id = x[2] /\ g.repair # {}>>}
+         [] a = "HandoffHint" ->
+              {<<"up[f]", up[x[1]]>>, <<"Reachable(f, h)", Reachable(x[1], x[2])>>,
+               <<"f holds hints for h and k",
+                 \E h \in hints[x[1]] : h.owner = x[2] /\ h.key = x[3]>>,
+               <<"no copy of the handoff in flight",
+                 LET vs == {h.ver : h \in {h \in hints[x[1]] :
+                                                h.owner = x[2] /\ h.key = x[3]}}
+                 IN Msg("store", x[1], x[2], x[3], vs, 0, x[2]) \notin DOMAIN msgs>>}
+         [] a = "AntiEntropy" ->
+              {<<"i and j are replicas of k", {x[1], x[2]} \subseteq Replicas(x[3])>>,
+               <<"up[n]", up[x[4]]>>}
+         [] a = "GetTimeout" ->
+              {<<"up[c]", up[x[1]]>>,
+               <<"get id at c unanswered",
+                 \E op \in getOps[x[1]] : op.id = x[2] /\ ~op.done>>}
+         [] a = "Crash" ->
+              {<<"up[n]", up[x[1]]>>, <<"faults.crash < MaxCrashes", faults.crash < MaxCrashes>>}
+         [] a = "Recover" -> {<<"~up[n]", ~up[x[1]]>>}
+         [] a = "Partition" -> {<<"i # j", x[1] # x[2]>>, <<"Linked(i, j)", Linked(x[1], x[2])>>}
+         [] a = "Heal" -> {<<"{i, j} is cut", {x[1], x[2]} \in cut>>}
+         [] a \in {"LoseMessage", "DuplicateMessage"} ->
+              {<<"message in flight", x[1] \in DOMAIN msgs>>}
+         [] OTHER -> {}
+
+FailingGuards(e) == {g[1] : g \in {g \in Guards(e) : ~g[2]}}
+
 DiagnoseReport ==
-    \/ l < TDiagnoseAt
+    \/ l < TDiagnoseAt - 1
+    \/ /\ l = TDiagnoseAt - 1
+       /\ PrintT(<<"guards", l, FailingGuards(TraceLog[l + 1])>>)
     \/ /\ PrintT(<<"mismatch", l, IF TraceLog[l].has
                                   THEN Differing(TraceLog[l].state) ELSE {}>>)
        /\ TraceLog[l].has =>

@@ -92,12 +92,15 @@ def clock_to_wire(clock: VClock) -> list[ClockEntry]:
     return [(node, counter, ts + 0.0) for node, counter, ts in clock.entries()]
 
 
+_SEQUENCES = (list, tuple)  # a tuple: ``list | tuple`` would be built on every call
+
+
 def clock_from_wire(entries: Iterable[ClockEntry]) -> VClock:
     """The clock of wire entries.
 
     :raises ValueError: a node twice, a counter below 1, or a timestamp that is not finite.
     """
-    entries = entries if isinstance(entries, list | tuple) else list(entries)
+    entries = entries if isinstance(entries, _SEQUENCES) else list(entries)
     # Fast paths for what encoders send, entries sorted by node: no dict, no re-sort. Anything
     # else goes the general way below, which also words the errors.
     if len(entries) == 1:
@@ -156,7 +159,20 @@ def siblings_to_wire(siblings: Iterable[Version]) -> list[WireVersion]:
 
 def siblings_from_wire(ws: Iterable[WireVersion]) -> tuple[Version, ...]:
     """:raises ValueError: as ``version_from_wire``."""
-    return tuple([version_from_wire(w) for w in ws])
+    out: list[Version] = []
+    isfinite = math.isfinite
+    for w in ws:
+        # version_from_wire inlined for a valid version with a one-entry clock, the common case
+        # (every message and every read decodes versions); anything else takes the full path.
+        ts, writer, dot, clock = w.ts, w.writer, w.dot, w.clock
+        if len(clock) == 1 and isfinite(ts) and writer and dot >= 0:
+            node, counter, stamp = clock[0]
+            if counter >= 1 and isfinite(stamp):
+                vc = VClock._raw((node,), (counter,), (float(stamp),))
+                out.append(Version(w.value, vc, ts, writer, dot))
+                continue
+        out.append(version_from_wire(w))
+    return tuple(out)
 
 
 _SIBLINGS_ENCODER: Final = msgspec.msgpack.Encoder()

@@ -384,7 +384,7 @@ class Node(NodeSync):
             )
             return
         cfg = self._config
-        if self._id not in self._ring.preference_list(msg.key, cfg.n):
+        if self._id not in self._replicas(msg.key):
             self._forward(origin, msg, now, hops, frozenset())
         elif isinstance(msg, Get):
             self.ClientGet(
@@ -458,7 +458,7 @@ class Node(NodeSync):
         """Coordinate a put (``value``) or delete (None) of ``key`` with a client's context."""
         cfg = self._config
         ring = self._ring
-        primaries = ring.preference_list(key, cfg.n)
+        primaries = self._replicas(key)
         up = [p for p in primaries if not self._held_down(p, now)]
         spare = 0
         # Fallbacks matter only with a replica down, or for the error message.
@@ -497,7 +497,8 @@ class Node(NodeSync):
         self._set_timer("put", op.id, now + cfg.request_timeout)
         if cfg.sloppy:
             for h in primaries:
-                if h != self._id and self._held_down(h, now):
+                # Nothing since ``up`` was taken changes what the detector says.
+                if h != self._id and h not in up:
                     self.SloppyFallback(op, h, now)
             self._set_timer("fallback", op.id, now + cfg.fallback_delay)
         self._check_put(op, now)
@@ -580,7 +581,7 @@ class Node(NodeSync):
     def ClientGet(self, origin: Origin, key: bytes, r: int, pr: int, now: float) -> None:
         """Coordinate a get: read locally, ask the other targets, answer after R responses."""
         cfg = self._config
-        primaries = self._ring.preference_list(key, cfg.n)
+        primaries = self._replicas(key)
         fallbacks: list[NodeId] | None = None  # when a replica is found down
         targets: list[Target] = []
         hint_for: dict[NodeId, NodeId] = {}
@@ -597,7 +598,7 @@ class Node(NodeSync):
                     targets.append(Target(f, p))
                     hint_for[f] = p
                     continue
-            targets.append(Target(p))
+            targets.append(self._primary_target(p))
         up = [t for t in targets if not self._held_down(t.node, now)]
         primary_up = sum(1 for t in up if t.is_primary)
         if len(up) < r or primary_up < pr:
@@ -624,6 +625,13 @@ class Node(NodeSync):
                 self._send(t.node, Read(op.id, key, t.hint_for))
         self._set_timer("get", op.id, now + cfg.request_timeout)
         self._after_response(op, now)
+
+    def _primary_target(self, node: NodeId) -> Target:
+        # Targets are immutable: one per node serves every get.
+        target = self._targets.get(node)
+        if target is None:
+            target = self._targets[node] = Target(node)
+        return target
 
     def ReplicaRead(self, src: NodeId, m: Read) -> None:
         """Answer a read with this node's versions (and, as a fallback, its hinted ones)."""

@@ -59,7 +59,7 @@ from dynamo_ref.core.node_state import (
     TransferOp,
 )
 from dynamo_ref.core.node_versions import reconcile_mode, spec_clock
-from dynamo_ref.core.quorum import QuorumConfig
+from dynamo_ref.core.quorum import QuorumConfig, Target
 from dynamo_ref.core.ring import RING_BITS, Ring, hash_key
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings, Version, sort_key
@@ -169,6 +169,7 @@ class NodeCore:
             first_interval=config.gossip_interval,
         )
         self._suspects: set[NodeId] = set()
+        self._heartbeat_gap = config.gossip_interval / 2
         self._last_heard: dict[NodeId, float] = {}
         self._seed_heard = not self._seeds
         self._seed_cursor = 0
@@ -184,6 +185,8 @@ class NodeCore:
         self._started = now
         self._quorum_checks: dict[tuple[int, int, int, int], tuple[str, ...]] = {}
         self._read_quorums: dict[tuple[int, int], QuorumConfig] = {}
+        self._targets: dict[NodeId, Target] = {}
+        self._last_replicas: tuple[Ring | None, bytes, tuple[NodeId, ...]] = (None, b"", ())
 
     @property
     def node_id(self) -> NodeId:
@@ -254,6 +257,16 @@ class NodeCore:
             self._persist(key, merged)
         return merged
 
+    def _replicas(self, key: bytes) -> tuple[NodeId, ...]:
+        """The key's preference list of N, remembered for the last key: a client request looks
+        it up to route, then again to coordinate."""
+        ring, last, replicas = self._last_replicas
+        if ring is not self._ring or key != last:
+            ring = self._ring
+            replicas = ring.preference_list(key, self._config.n)
+            self._last_replicas = (ring, key, replicas)
+        return replicas
+
     def _new_id(self) -> int:
         self._seq += 1
         return (self._boot << 32) | self._seq
@@ -272,7 +285,7 @@ class NodeCore:
         last = self._detector.last_heartbeat(peer)
         # At most one heartbeat per half interval: bursts of requests would teach phi that
         # silence of a second is abnormal.
-        if last is None or now - last >= self._config.gossip_interval / 2:
+        if last is None or now - last >= self._heartbeat_gap:
             self._detector.heartbeat(peer, now)
 
     def _held_down(self, peer: NodeId, now: float) -> bool:

@@ -131,12 +131,15 @@ def reconcile_mode(mode: VersionMode, versions: Sequence[Version]) -> Siblings:
     """What a replica keeps of ``versions``, in canonical order."""
     # One version, or copies of one (replicas that agree, the common case): every mode keeps
     # exactly the first, so the sort and the pairwise comparisons can be skipped.
-    if versions:
+    count = len(versions)
+    if count == 1:
+        return (versions[0],)
+    if count:
         first = versions[0]
         if all(v is first or v == first for v in versions):
             return (first,)
         # A write over the version it replaces: the newer one is all ``reconcile`` keeps.
-        if mode is VersionMode.VCLOCK and len(versions) == 2:
+        if mode is VersionMode.VCLOCK and count == 2:
             second = versions[1]
             if first.clock.dominates(second.clock):
                 return (first,)

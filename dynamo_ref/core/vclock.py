@@ -141,17 +141,16 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     def _init(
         self, nodes: tuple[NodeId, ...], counters: tuple[int, ...], stamps: tuple[float, ...]
     ) -> None:
-        setattr_ = object.__setattr__
-        setattr_(self, "_n", nodes)
-        setattr_(self, "_v", counters)
-        setattr_(self, "_t", stamps)
+        _set_n(self, nodes)
+        _set_v(self, counters)
+        _set_t(self, stamps)
 
     def _counts(self) -> dict[NodeId, int]:
         try:
             return self._c
         except AttributeError:
             counts = dict(zip(self._n, self._v, strict=True))
-            object.__setattr__(self, "_c", counts)
+            _set_c(self, counts)
             return counts
 
     @classmethod
@@ -160,7 +159,9 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     ) -> VClock:
         # Trusted builder: valid entries, nodes sorted and distinct.
         clock = cls.__new__(cls)
-        clock._init(nodes, counters, stamps)
+        _set_n(clock, nodes)
+        _set_v(clock, counters)
+        _set_t(clock, stamps)
         return clock
 
     @classmethod
@@ -218,7 +219,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
             return self._hash
         except AttributeError:
             h = hash((self._n, self._v, self._t))
-            object.__setattr__(self, "_hash", h)
+            _set_hash(self, h)
             return h
 
     def __repr__(self) -> str:
@@ -343,6 +344,7 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
     @icontract.ensure(
         lambda self, node, counter, ts, result: (
             result.to_dict() == {**self.to_dict(), node: (counter, ts)}
+            and list(result) == sorted(result)
         ),
         enabled=ENABLED,
     )
@@ -449,5 +451,12 @@ class VClock(Mapping[NodeId, tuple[int, float]]):
             tuple(n for n, _, _ in kept), tuple(c for _, c, _ in kept), tuple(t for _, _, t in kept)
         )
 
+
+# The slots' own setters: __setattr__ refuses, and these are cheaper than object.__setattr__.
+_set_n = getattr(VClock, "_n").__set__  # noqa: B009 (the annotation hides the descriptor)
+_set_v = getattr(VClock, "_v").__set__  # noqa: B009
+_set_t = getattr(VClock, "_t").__set__  # noqa: B009
+_set_c = getattr(VClock, "_c").__set__  # noqa: B009
+_set_hash = getattr(VClock, "_hash").__set__  # noqa: B009
 
 _EMPTY: Final = VClock()

@@ -191,9 +191,8 @@ def validate_trace(
     Exits 0 when it is (accepted), 1 when a step is not (rejected: the step, its action and
     why are printed), 2 when the trace cannot be read or TLC cannot judge it.
     """
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(width=120, highlight=False)
+    # Whole lines, wrapped or not by the terminal: tools and tests grep them.
+    console = Console(highlight=False, soft_wrap=True)
     try:
         find_java()
         find_jar()

@@ -188,19 +188,25 @@ def cluster_constants(cluster: Cluster, keys: Iterable[bytes]) -> TraceConstants
 
 
 def read_trace(text: str) -> tuple[TraceConstants | None, list[Line]]:
-    """The constants (from a first line ``{"constants": ...}``, if any) and the action lines."""
+    """The constants (from a line ``{"constants": ...}``, first or last, if any) and the
+    action lines."""
     constants: TraceConstants | None = None
     lines: list[Line] = []
+    closed = False  # constants came after the steps: nothing may follow them
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         try:
             data = msgspec.json.decode(raw)
             if isinstance(data, dict) and "constants" in data and "action" not in data:
-                if lines or constants is not None:
-                    raise TraceFormatError(f"line {number}: constants must come first, once")
+                # First or last: a writer may learn the keys only as the run goes.
+                if constants is not None:
+                    raise TraceFormatError(f"line {number}: a second constants line")
+                closed = bool(lines)
                 constants = msgspec.convert(data["constants"], TraceConstants)
                 continue
+            if closed:
+                raise TraceFormatError(f"line {number}: constants must come first or last")
             lines.append(msgspec.convert(data, Line))
         except msgspec.MsgspecError as e:
             raise TraceFormatError(f"line {number}: {e}") from None
@@ -413,24 +419,16 @@ class Mapper:
             owner = str(step.args[0])
             spec_id = after.clock if kind == "put" else after.gets
             new = self._new_ids(after, group, kind, owner)
-            if len(new) > 1:
-                raise TraceFormatError(
-                    f"step {step.step}: {action} at {owner} shows several new op ids "
-                    f"{sorted(new)}; one request makes one"
-                )
-            for local in new:
-                self.ops[(kind, owner, local)] = spec_id
+            # One request makes one id and one version; with more, which is which cannot be
+            # told, so none is bound and the step is rejected for what it shows.
+            if len(new) == 1:
+                self.ops[(kind, owner, new.pop())] = spec_id
             if kind == "get":
                 self.after[spec_id] = len(before.acked)
                 continue
             fresh = {_version_key(v) for v in _versions(after)} - self.versions.keys()
-            if len(fresh) > 1:
-                raise TraceFormatError(
-                    f"step {step.step}: ClientPut at {owner} shows {len(fresh)} new versions; "
-                    "a put makes one"
-                )
-            for k in fresh:
-                self.versions[k] = spec_id
+            if len(fresh) == 1:
+                self.versions[fresh.pop()] = spec_id
 
     # Rendering.
 
@@ -669,8 +667,12 @@ class Prepared:
     module: str
     lines: list[Line]
     actions: Counter[str]
-    # Lines that only an extension of DynamoTrace.tla can take, by kind.
-    extensions: Counter[str]
+    # Lines that only an extension of DynamoTrace.tla can take: step -> kind.
+    beyond: dict[int, str]
+
+    @property
+    def extensions(self) -> Counter[str]:
+        return Counter(self.beyond.values())
 
 
 def prepare(
@@ -697,7 +699,7 @@ def prepare(
     parts = {var: Interned(var[0].upper() + var[1:]) for var in VARIABLES}
     rendered: list[str] = []
     actions = Counter[str]()
-    needs = Counter[str]()
+    beyond: dict[int, str] = {}
     repaired: set[int] = set()
     before = init
     group: list[Line] = []
@@ -717,10 +719,11 @@ def prepare(
                 state = states(tla_record({v: parts[v](mapped[v]) for v in VARIABLES}))
                 max_msgs = max(max_msgs, sum(c for _, c in g.state.msgs))
             if g.action in EXTENSION_ACTIONS or g.action == "AntiEntropy":
-                needs[g.action] += 1
+                beyond[g.step] = g.action
             elif g.action == "ReadRepair":
                 get = int(args[1])
-                needs.update(["late ReadRepair"] if get in repaired else [])
+                if get in repaired:
+                    beyond[g.step] = "late ReadRepair"
                 repaired.add(get)
             action = "Stutter" if g.action in STUTTER_ACTIONS else g.action
             rendered.append(
@@ -778,7 +781,7 @@ def prepare(
         ">>",
         "=" * 76,
     ]
-    return Prepared("\n".join(header) + "\n", lines, actions, needs)
+    return Prepared("\n".join(header) + "\n", lines, actions, beyond)
 
 
 # ---- running TLC --------------------------------------------------------------------------------
@@ -839,6 +842,7 @@ def _line_text(line: Line) -> str:
 
 
 _MISMATCH = re.compile(r'<<\s*"mismatch",\s*(\d+),\s*\{(.*?)\}\s*>>', re.S)
+_GUARDS = re.compile(r'<<\s*"guards",\s*(\d+),\s*\{(.*?)\}\s*>>', re.S)
 _DETAIL = re.compile(r'<<\s*"detail",\s*"(\w+)",\s*')
 _TLC_STATUS = re.compile(
     r"^(?:Model checking completed|Finished|Progress|\d+ states generated)", re.M
@@ -888,8 +892,8 @@ def validate(
     consts = constants or header
     if consts is None:
         raise TraceFormatError(
-            'the trace names no constants: give it a first line {"constants": {...}} '
-            "(see spec/README.md) or pass them apart"
+            'the trace names no constants: give it a line {"constants": {...}}, first or '
+            "last (see spec/README.md), or pass them apart"
         )
     prepared = prepare(lines, consts, extensions=extensions)
     with tempfile.TemporaryDirectory(prefix="dynamo-trace-") as scratch:
@@ -926,8 +930,8 @@ def validate(
                     "that trace validation knows"
                 )
                 explain = False
-        elif not extensions and line.action in EXTENSION_ACTIONS:
-            reason = f"{line.action} is not a step of Dynamo.tla (extensions are off)"
+        elif not extensions and failed in prepared.beyond:
+            reason = f"{prepared.beyond[failed]} is beyond Dynamo.tla (refused by --strict)"
             explain = False
         if explain:
             reason, details = _explain(
@@ -971,6 +975,16 @@ def _explain(
     if names is None:
         if result.verdict is Verdict.ERROR:
             return f"no behaviour of the spec takes this step ({result.describe()})", []
+        if failed == 1:
+            return "the Init line is not the spec's initial state", []
+        guards = _GUARDS.search(result.output)
+        failing = (
+            [" ".join(g.split()) for g in re.findall(r'"((?:[^"\\]|\\.)*)"', guards.group(2))]
+            if guards
+            else []
+        )
+        if failing:
+            return f"the action is not enabled: {', '.join(failing)} fails", []
         return "the action is not enabled in any state that matches the trace so far", []
     if not names:
         return "the action is enabled, but the rest of its node step cannot follow", []

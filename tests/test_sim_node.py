@@ -16,21 +16,9 @@ from dynamo_ref.core.messages import ErrorReply, GetOk, PutOk, Store
 from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.sim import LinkConfig, TraceWriter, encode
 from dynamo_ref.sim.cluster import Cluster, node_names
+from dynamo_ref.tla.trace import VARIABLES
 
-SPEC_VARIABLES = {
-    "store",
-    "hints",
-    "putOps",
-    "getOps",
-    "up",
-    "msgs",
-    "cut",
-    "clock",
-    "gets",
-    "faults",
-    "acked",
-    "answered",
-}
+SPEC_VARIABLES = set(VARIABLES)
 
 CONFIG = NodeConfig(n=3, r=2, w=2)
 

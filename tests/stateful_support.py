@@ -249,6 +249,30 @@ class Harness(Simulation):
             self.run_until(min(end, self.now + slice_))
             self.deliver_all(BACKGROUND)
 
+    def unreachable(self, nid: NodeId) -> set[NodeId]:
+        """The peers ``nid`` cannot reach: down, or across a cut link."""
+        return {
+            p
+            for p in self.node_ids
+            if p != nid and (not self.is_up(p) or self.network.is_cut(nid, p))
+        }
+
+    def detectors_agree(self) -> bool:
+        """No running node suspects a peer it can reach."""
+        return all(
+            self.node(nid).suspected(self.now) <= self.unreachable(nid) for nid in self.nodes
+        )
+
+    def catch_up(self, rounds: int = 8) -> None:
+        """Gossip rounds, without the clock moving, until no node suspects a peer it can
+        reach again (the spec's failure detector is exact; the node's learns by hearing)."""
+        for _ in range(rounds):
+            if self.detectors_agree():
+                return
+            for nid in self.node_ids:
+                self.fire(nid, "gossip")
+            self.deliver_all(BACKGROUND)
+
     def has_timer(self, nid: NodeId, kind: str) -> bool:
         return any(n == nid and t == (kind, 0) for _, n, t in self.pending_timers())
 

@@ -74,7 +74,7 @@ SPLITS = sorted(
     key=lambda side: abs(len(NODES) - 2 * len(side)),
 )
 THOROUGH = settings.get_current_profile_name() == "thorough"
-STEPS = 60 if THOROUGH else 30
+STEPS = 100 if THOROUGH else 50
 
 # Checks each machine runs (the spec's properties, then extra ones).
 ANTICHAIN = "SiblingsAntichain"
@@ -203,27 +203,50 @@ class DynamoMachine(RuleBasedStateMachine):
 
     # ---- client requests ---------------------------------------------------------------------
 
-    @rule(node=st.sampled_from(NODES), key=st.sampled_from(KEYS), ctx=st.integers(0, 2))
+    @rule(
+        node=st.sampled_from(NODES),
+        key=st.sampled_from(KEYS),
+        ctx=st.integers(0, 2),
+        wait=st.booleans(),
+    )
     @step
-    def client_put(self, node: NodeId, key: bytes, ctx: int) -> None:
-        """ClientPut: a new value, with no context (0) or the context of a recent read."""
+    def client_put(self, node: NodeId, key: bytes, ctx: int, wait: bool) -> None:
+        """ClientPut: a new value, with no context (0) or the context of a recent read. A client
+        that waits lets the network deliver until it has its answer."""
         reads = self.read_contexts[key]
         context = reads[-ctx] if 0 < ctx <= len(reads) else b""
         self.written += 1
         value = f"v{self.written}".encode()
         self.contexts[value] = decode_context(context)
-        self.sim.client_put(node, key, value, context)
-        self.sim.run_now()
         shown = ",".join(f"{n}:{c}" for n, c, _ in decode_context(context).entries())
-        self.note(f"client_put({node}, {key.decode()}, {value.decode()}, ctx={{{shown}}})")
-
-    @rule(node=st.sampled_from(NODES), key=st.sampled_from(KEYS))
-    @step
-    def client_get(self, node: NodeId, key: bytes) -> None:
-        """ClientGet."""
-        self.gets.append(self.sim.client_get(node, key))
+        self.note(
+            f"client_put({node}, {key.decode()}, {value.decode()}, ctx={{{shown}}}"
+            + (", wait)" if wait else ")")
+        )
+        handle = self.sim.client_put(node, key, value, context)
         self.sim.run_now()
-        self.note(f"client_get({node}, {key.decode()})")
+        if wait:
+            self.deliver_until(lambda: handle.done)
+
+    @rule(node=st.sampled_from(NODES), key=st.sampled_from(KEYS), wait=st.booleans())
+    @step
+    def client_get(self, node: NodeId, key: bytes, wait: bool) -> None:
+        """ClientGet."""
+        self.note(f"client_get({node}, {key.decode()}" + (", wait)" if wait else ")"))
+        handle = self.sim.client_get(node, key)
+        self.gets.append(handle)
+        self.sim.run_now()
+        if wait:
+            self.deliver_until(lambda: handle.done)
+
+    def deliver_until(self, done: Callable[[], bool]) -> None:
+        """Receive steps, oldest deliverable message first, until ``done`` or nothing can be
+        delivered; the properties are checked after each."""
+        while not done() and (ready := self.sim.protocol(deliverable=True)):
+            self.detail(describe(ready[0]))
+            self.sim.deliver(ready[0])
+            self.sim.run_now()
+            self.check_properties()
 
     # ---- the network -------------------------------------------------------------------------
 
@@ -246,11 +269,7 @@ class DynamoMachine(RuleBasedStateMachine):
         """Receive, again and again: every deliverable message in send order, and what they
         send in turn, until the network is quiet (the properties are checked after each)."""
         self.note("receive_all:")
-        while ready := self.sim.protocol(deliverable=True):
-            self.detail(describe(ready[0]))
-            self.sim.deliver(ready[0])
-            self.sim.run_now()
-            self.check_properties()
+        self.deliver_until(lambda: False)
 
     @precondition(lambda self: "lose" in self.FAULTS and bool(self.sim.protocol(False)))
     @rule(nth=st.integers(0, 7))
@@ -318,9 +337,11 @@ class DynamoMachine(RuleBasedStateMachine):
     @rule()
     @step
     def recover(self) -> None:
-        """Recover: the node down longest restarts from its disk."""
+        """Recover: the node down longest restarts from its disk, and its peers learn it is
+        back."""
         node = self.down.pop(0)
         self.sim.restart(node)
+        self.sim.catch_up()
         self.note(f"recover({node})")
 
     @precondition(lambda self: "partition" in self.FAULTS and not self.sim.network.cut_links())
@@ -336,8 +357,10 @@ class DynamoMachine(RuleBasedStateMachine):
     @rule()
     @step
     def heal(self) -> None:
-        """Heal: every cut link is restored; held messages can be delivered again."""
+        """Heal: every cut link is restored, held messages can be delivered again, and the
+        failure detectors learn it."""
         self.sim.heal()
+        self.sim.catch_up()
         self.note("heal")
 
     # ---- background repair -------------------------------------------------------------------

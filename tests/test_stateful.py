@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -52,7 +52,7 @@ from stateful_support import (
     survives_as,
 )
 
-from dynamo_ref.core.messages import GetOk, decode_context
+from dynamo_ref.core.messages import Get, GetOk, decode_context
 from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.core.node_versions import VersionMode, spec_clock
 from dynamo_ref.core.vclock import NodeId, VClock
@@ -61,8 +61,9 @@ from dynamo_ref.sim import ClientHandle
 from dynamo_ref.sim.cluster import node_names
 
 NODES = node_names(4)
-# With q = 8 these have different replicas: a on n1 n2 n3 (fallback n4), c on n3 n4 n1 (n2).
-KEYS = (b"a", b"c")
+# On a ring of 4 partitions these have different replicas: a on n1 n2 n3 (fallback n4), b on
+# n3 n4 n1 (fallback n2).
+KEYS = (b"a", b"b")
 # The ways to split the nodes in two, named by the side with n1: halves first, where a
 # coordinator and a fallback can ack a write that the other two replicas never see.
 SPLITS = sorted(
@@ -75,6 +76,8 @@ SPLITS = sorted(
 )
 THOROUGH = settings.get_current_profile_name() == "thorough"
 STEPS = 100 if THOROUGH else 50
+# A thorough machine runs for minutes, past the suite's 300 s per test.
+pytestmark = pytest.mark.timeout(3600 if THOROUGH else 300)
 
 # Checks each machine runs (the spec's properties, then extra ones).
 ANTICHAIN = "SiblingsAntichain"
@@ -164,8 +167,8 @@ class DynamoMachine(RuleBasedStateMachine):
         """After a step: the contexts of answered reads, for later puts."""
         for h in [h for h in self.gets if h.done]:
             self.gets.remove(h)
-            if isinstance(h.reply, GetOk):
-                self.read_contexts[h.request.key].append(h.reply.context)  # type: ignore[union-attr]
+            if isinstance(h.reply, GetOk) and isinstance(h.request, Get):
+                self.read_contexts[h.request.key].append(h.reply.context)
 
     def fail(self, error: type[PropertyViolation], detail: str) -> None:
         self.failed = True
@@ -194,7 +197,8 @@ class DynamoMachine(RuleBasedStateMachine):
         """Some version here is the acked write or descends it."""
         return any(survives_as(self.MODE, u, a) for u in here for a in named)
 
-    def later_versions(self, ver: Version) -> list[Version]:
+    def other_writes(self, ver: Version) -> list[Version]:
+        """The versions of every other client put."""
         return [u for us in self.versions.values() for u in us if u.value != ver.value]
 
     def read_versions(self, values: list[bytes]) -> list[Version]:
@@ -226,7 +230,7 @@ class DynamoMachine(RuleBasedStateMachine):
         handle = self.sim.client_put(node, key, value, context)
         self.sim.run_now()
         if wait:
-            self.deliver_until(lambda: handle.done)
+            self.deliver_until(lambda: handle.done, newest_first=True)
 
     @rule(node=st.sampled_from(NODES), key=st.sampled_from(KEYS), wait=st.booleans())
     @step
@@ -237,14 +241,16 @@ class DynamoMachine(RuleBasedStateMachine):
         self.gets.append(handle)
         self.sim.run_now()
         if wait:
-            self.deliver_until(lambda: handle.done)
+            self.deliver_until(lambda: handle.done, newest_first=True)
 
-    def deliver_until(self, done: Callable[[], bool]) -> None:
-        """Receive steps, oldest deliverable message first, until ``done`` or nothing can be
-        delivered; the properties are checked after each."""
+    def deliver_until(self, done: Callable[[], bool], newest_first: bool) -> None:
+        """Receive steps until ``done`` or nothing can be delivered; the properties are checked
+        after each. Newest first, a waiting client's request completes once a quorum answers
+        and the other replicas' messages stay in flight, as on a real network."""
         while not done() and (ready := self.sim.protocol(deliverable=True)):
-            self.detail(describe(ready[0]))
-            self.sim.deliver(ready[0])
+            m = ready[-1] if newest_first else ready[0]
+            self.detail(describe(m))
+            self.sim.deliver(m)
             self.sim.run_now()
             self.check_properties()
 
@@ -269,7 +275,7 @@ class DynamoMachine(RuleBasedStateMachine):
         """Receive, again and again: every deliverable message in send order, and what they
         send in turn, until the network is quiet (the properties are checked after each)."""
         self.note("receive_all:")
-        self.deliver_until(lambda: False)
+        self.deliver_until(lambda: False, newest_first=False)
 
     @precondition(lambda self: "lose" in self.FAULTS and bool(self.sim.protocol(False)))
     @rule(nth=st.integers(0, 7))
@@ -387,6 +393,7 @@ class DynamoMachine(RuleBasedStateMachine):
 
     @invariant()
     def siblings_antichain(self) -> None:
+        """No replica keeps a version another of its versions supersedes."""
         if ANTICHAIN not in self.CHECKS:
             return
         for nid, disk in self.sim.disks.items():
@@ -402,6 +409,7 @@ class DynamoMachine(RuleBasedStateMachine):
 
     @invariant()
     def acked_writes_survive(self) -> None:
+        """Every acked write, or a version descending it, is on a disk or in a hint."""
         if SURVIVE not in self.CHECKS:
             return
         for a, named in self.acked():
@@ -437,6 +445,7 @@ class DynamoMachine(RuleBasedStateMachine):
 
     @invariant()
     def clock_monotone(self) -> None:
+        """A replica's merged clock of a key never goes back (LWW breaks it: not checked)."""
         if CLOCK not in self.CHECKS:
             return
         for nid, disk in self.sim.disks.items():
@@ -461,7 +470,8 @@ class DynamoMachine(RuleBasedStateMachine):
             if not self.sim.is_up(nid):
                 continue
             engine, disk = self.sim.node(nid).engine, self.sim.disks[nid]
-            store = {k: engine.get(k) for k in engine}
+            store = {k: vs for k in KEYS if (vs := engine.get(k))}
+            assert set(engine) <= set(KEYS), set(engine)
             hints = {(o, k): engine.get_hint(o, k) for o, k in engine.hints()}
             hints = {x: vs for x, vs in hints.items() if vs}
             if store != disk.store or hints != disk.hints:
@@ -475,7 +485,7 @@ class DynamoMachine(RuleBasedStateMachine):
             return
         for a, named in self.acked():
             for ver in named:
-                for u in self.later_versions(ver):
+                for u in self.other_writes(ver):
                     if not supersedes(self.MODE, u, ver):
                         continue
                     assert u.value is not None
@@ -525,7 +535,9 @@ class DynamoMachine(RuleBasedStateMachine):
         if SURVIVE not in self.CHECKS:
             return
         reply = handle.reply
-        assert isinstance(reply, GetOk), f"the final read of {key!r} failed: {reply}"
+        if not isinstance(reply, GetOk):
+            self.fail(NotConverged, f"the final read of {key!r} after quiescing failed: {reply}")
+            return
         vers = self.read_versions(reply.siblings)
         for a, named in self.acked():
             if a["key"] == key and not self.covered(vers, named):
@@ -592,6 +604,9 @@ class LWWLostWrite(DynamoMachine):
     QUIESCE = False
 
 
+# A fixed seed rather than derandomize, so that editing this class does not change the search:
+# each of seeds 0 to 9 finds a stale read within 400 examples; this one does it fast.
+@seed(7)
 class SloppyStaleRead(DynamoMachine):
     """The quorums of spec/models/sloppy_stale_read.cfg (N=2, R=1, W=2: R + W > N) with a
     sloppy quorum: a coordinator and a fallback ack a write the other replica never got, and

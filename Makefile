@@ -11,12 +11,18 @@ test: setup lint typecheck unit proofs spec
 
 setup: sysdeps $(STAMP)
 
-# System packages the tests need: Java 17 runs TLC. Installed only when missing, and only as root.
+# System packages the tests need: Java 17 runs TLC; etcd is the peer the benchmarks and the
+# harness run beside dynamo-ref; iptables cuts links between network namespaces. Installed only
+# when missing, and only as root.
+SYSPKGS := java:openjdk-17-jre-headless etcd:etcd-server etcdctl:etcd-client iptables:iptables
 sysdeps:
-	@if ! command -v java >/dev/null 2>&1; then \
+	@missing=""; for pair in $(SYSPKGS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
-	  else echo "java (17+) is missing: install openjdk-17-jre-headless" >&2; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing system packages:$$missing (install them, or run make as root)" >&2; exit 1; fi; \
 	fi
 
 $(STAMP): pyproject.toml

@@ -138,9 +138,6 @@ Contexts(k) == {ZeroClock} \cup
 
 Linked(i, j) == {i, j} \notin cut
 
-\* What the coordinator sees of j; the spec's failure detector is exact.
-Reachable(i, j) == up[j] /\ Linked(i, j)
-
 \* Node i can take message m of the given kind off the network: m is for i,
 \* i is running and the link from the sender is not cut.
 Delivers(i, m, type) ==
@@ -269,25 +266,27 @@ PutTimeout(c, id) ==
           /\ putOps' = [putOps EXCEPT ![c] = @ \ {op}]
     /\ UNCHANGED <<store, hints, getOps, envVars, historyVars>>
 
-\* Sloppy quorum: replica h of put id cannot be reached, so c sends the
-\* version to the first reachable fallback not yet used, with h as its hint.
+\* Sloppy quorum: c holds replica h of put id down, so it sends the version to
+\* a fallback not yet used, with h as its hint.  A node's failure detector can
+\* be wrong either way: right after a heal or a recovery it may still suspect
+\* a peer, right after a cut it may still trust one, and a slow replica looks
+\* like a dead one.  So c may hold down any replica that has not acked, and
+\* take any unused fallback (the node takes the first it does not suspect).
 SloppyFallback(c, id, h) ==
     /\ Sloppy
     /\ up[c]
-    /\ ~Reachable(c, h)
     /\ InFlight < MaxMsgs
     /\ \E op \in putOps[c] :
        LET k == op.key
-           free == {i \in (N + 1)..Len(Pref[k]) :
-                      Pref[k][i] \notin op.extra /\ Reachable(c, Pref[k][i])}
-           f == Pref[k][Min(free)]
        IN /\ op.id = id
           /\ h \in Replicas(k) \ (op.acks \cup op.hinted)
-          /\ free # {}
-          /\ putOps' = [putOps EXCEPT ![c] = (@ \ {op}) \cup
-                           {[op EXCEPT !.hinted = @ \cup {h},
-                                       !.extra = @ \cup {f}]}]
-          /\ Send(Msg("store", c, f, k, {op.ver}, id, h))
+          /\ \E i \in (N + 1)..Len(Pref[k]) :
+                LET f == Pref[k][i]
+                IN /\ f \notin op.extra
+                   /\ putOps' = [putOps EXCEPT ![c] = (@ \ {op}) \cup
+                                    {[op EXCEPT !.hinted = @ \cup {h},
+                                                !.extra = @ \cup {f}]}]
+                   /\ Send(Msg("store", c, f, k, {op.ver}, id, h))
     /\ UNCHANGED <<store, hints, getOps, up, cut, clock, gets, faults,
                    historyVars>>
 
@@ -351,19 +350,18 @@ ReadRepair(c, id) ==
 ----------------------------------------------------------------------------
 \* Background repair.
 
-\* Node f hands the versions it holds for replica h of key k back to h once
-\* h is reachable, in a store message hinted for h itself; the hints go when
-\* h acks.  A copy still in flight is not sent again: a retry of a message in
-\* flight is a DuplicateMessage.
+\* Node f hands the versions it holds for replica h of key k back to h, in a
+\* store message hinted for h itself; the hints go when h acks.  f tries when
+\* its detector trusts h, which may be wrong: a copy sent to a node that is
+\* down or cut off waits or is lost like any message, and f tries again, also
+\* while an earlier copy is still in flight.
 HandoffHint(f, h, k) ==
     /\ up[f]
-    /\ Reachable(f, h)
+    /\ f # h
     /\ LET vs == {x.ver : x \in {x \in hints[f] : x.owner = h /\ x.key = k}}
-           m == Msg("store", f, h, k, vs, 0, h)
        IN /\ vs # {}
-          /\ m \notin DOMAIN msgs
           /\ InFlight < MaxMsgs
-          /\ Send(m)
+          /\ Send(Msg("store", f, h, k, vs, 0, h))
     /\ UNCHANGED <<nodeVars, up, cut, clock, gets, faults, historyVars>>
 
 \* Replicas i and j of key k compare their versions (by Merkle trees in the

@@ -326,17 +326,15 @@ Guards(e) ==
                  \E op \in putOps[x[1]] : op.id = x[2] /\ Cardinality(op.acks) < W>>}
          [] a = "SloppyFallback" ->
               {<<"Sloppy", Sloppy>>, <<"up[c]", up[x[1]]>>,
-               <<"~Reachable(c, h)", ~Reachable(x[1], x[3])>>,
                <<"put id at c", \E op \in putOps[x[1]] : op.id = x[2]>>,
                <<"h a replica neither acked nor hinted",
                  \E op \in putOps[x[1]] :
                     op.id = x[2] /\ x[3] \in Replicas(op.key) \ (op.acks \cup op.hinted)>>,
-               <<"a reachable fallback not used",
+               <<"a fallback not used",
                  \E op \in putOps[x[1]] :
                     /\ op.id = x[2]
-                    /\ \E i \in (N + 1)..Len(Pref[op.key]) :
-                          /\ Pref[op.key][i] \notin op.extra
-                          /\ Reachable(x[1], Pref[op.key][i])>>}
+                    /\ \E i \in (N + 1)..Len(Pref[op.key]) : Pref[op.key][i] \notin op.extra>>,
+               <<"InFlight < MaxMsgs", InFlight < MaxMsgs>>}
          [] a = "ClientGet" ->
               {<<"up[c]", up[x[1]]>>, <<"c is a replica of k", x[1] \in Replicas(x[2])>>}
          [] a = "ReadRepair" ->
@@ -345,13 +343,10 @@ Guards(e) ==
                  \/ \E op \in getOps[x[1]] : op.id = x[2] /\ op.done
                  \/ \E g \in late[x[1]] : g.id = x[2] /\ g.repair # {}>>}
          [] a = "HandoffHint" ->
-              {<<"up[f]", up[x[1]]>>, <<"Reachable(f, h)", Reachable(x[1], x[2])>>,
+              {<<"up[f]", up[x[1]]>>,
                <<"f holds hints for h and k",
                  \E h \in hints[x[1]] : h.owner = x[2] /\ h.key = x[3]>>,
-               <<"no copy of the handoff in flight",
-                 LET vs == {h.ver : h \in {h \in hints[x[1]] :
-                                                h.owner = x[2] /\ h.key = x[3]}}
-                 IN Msg("store", x[1], x[2], x[3], vs, 0, x[2]) \notin DOMAIN msgs>>}
+               <<"InFlight < MaxMsgs", InFlight < MaxMsgs>>}
          [] a = "AntiEntropy" ->
               {<<"i and j are replicas of k", {x[1], x[2]} \subseteq Replicas(x[3])>>,
                <<"up[n]", up[x[4]]>>}

@@ -290,26 +290,55 @@ SloppyFallback(c, id, h) ==
     /\ UNCHANGED <<store, hints, getOps, up, cut, clock, gets, faults,
                    historyVars>>
 
+\* The fallbacks of key k: the nodes after the N replicas in its preference
+\* list.
+Fallbacks(k) == {Pref[k][i] : i \in (N + 1)..Len(Pref[k])}
+
+NoStandIns == [f \in {} |-> NoNode]
+
+\* Under a sloppy quorum, a get coordinated by c may read fallbacks in place of
+\* replicas it holds down: a function from each fallback read to the replica
+\* it stands in for, one fallback a replica.
+StandIns(c, k) ==
+    IF Sloppy
+    THEN {s \in UNION {[F -> Replicas(k) \ {c}] : F \in SUBSET Fallbacks(k)} :
+            \A f, g \in DOMAIN s : f # g => s[f] # s[g]}
+    ELSE {NoStandIns}
+
+\* The nodes get op reads besides its coordinator.
+ReadTargets(op) ==
+    (Replicas(op.key) \ {op.stand[f] : f \in DOMAIN op.stand}) \cup DOMAIN op.stand
+
+\* The owner a node stands in for in get op, or NoNode for a replica.
+StandsFor(op, n) == IF n \in DOMAIN op.stand THEN op.stand[n] ELSE NoNode
+
 \* A client gets key k at replica c, which reads its own store and asks the
-\* other replicas.
+\* other replicas, or fallbacks in place of those it holds down (their read
+\* names the replica, so that they answer with their hints for it too).
 ClientGet(c, k) ==
     /\ up[c]
     /\ c \in Replicas(k)
     /\ gets < MaxGets
     /\ InFlight + N - 1 <= MaxMsgs
     /\ gets' = gets + 1
-    /\ UpdateGet(c, {}, [id |-> gets + 1, key |-> k,
-                         resps |-> (c :> store[c][k]),
-                         after |-> Cardinality(acked), done |-> FALSE])
-    /\ SendAll({Msg("read", c, j, k, {}, gets + 1, NoNode) :
-                  j \in Replicas(k) \ {c}})
+    /\ \E stand \in StandIns(c, k) :
+       LET op == [id |-> gets + 1, key |-> k, resps |-> (c :> store[c][k]),
+                  stand |-> stand, after |-> Cardinality(acked), done |-> FALSE]
+       IN /\ UpdateGet(c, {}, op)
+          /\ SendAll({Msg("read", c, j, k, {}, gets + 1, StandsFor(op, j)) :
+                        j \in ReadTargets(op) \ {c}})
     /\ UNCHANGED <<store, hints, putOps, up, cut, clock, faults, acked>>
 
-\* Replica i answers a read with its versions of the key.
+\* Node i answers a read with its versions of the key; a fallback standing in
+\* for replica m.mhint adds the versions it holds for it.
 ReplicaRead(i, m) ==
     /\ Delivers(i, m, "read")
-    /\ Reply(Msg("readResp", i, m.msrc, m.mkey, store[i][m.mkey], m.mop,
-                 NoNode), m)
+    /\ LET k == m.mkey
+           held == IF m.mhint \in {NoNode, i}
+                   THEN store[i][k]
+                   ELSE Reconcile(store[i][k] \cup
+                          {x.ver : x \in {x \in hints[i] : x.owner = m.mhint /\ x.key = k}})
+       IN Reply(Msg("readResp", i, m.msrc, k, held, m.mop, NoNode), m)
     /\ UNCHANGED <<nodeVars, up, cut, clock, gets, faults, historyVars>>
 
 \* Coordinator i records a replica's read response; with R of them it
@@ -329,7 +358,8 @@ ReadResponse(i, m) ==
     /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked>>
 
 \* After answering get id, coordinator c sends the reconciled versions to
-\* every responder that returned something else, and forgets the get.
+\* every responder that returned something else (to a fallback as hints for
+\* the replica it stood in for), and forgets the get.
 ReadRepair(c, id) ==
     /\ up[c]
     /\ \E op \in getOps[c] :
@@ -342,7 +372,7 @@ ReadRepair(c, id) ==
           /\ store' = IF c \in stale
                       THEN [store EXCEPT ![c][k] = Reconcile(@ \cup latest)]
                       ELSE store
-          /\ SendAll({Msg("store", c, j, k, latest, 0, NoNode) :
+          /\ SendAll({Msg("store", c, j, k, latest, 0, StandsFor(op, j)) :
                         j \in stale \ {c}})
           /\ getOps' = [getOps EXCEPT ![c] = @ \ {op}]
     /\ UNCHANGED <<hints, putOps, up, cut, clock, gets, faults, historyVars>>
@@ -503,6 +533,8 @@ TypeOK ==
           /\ op.id \in 1..MaxGets
           /\ op.key \in Keys
           /\ DOMAIN op.resps \subseteq Nodes
+          /\ DOMAIN op.stand \subseteq Nodes
+          /\ \A f \in DOMAIN op.stand : op.stand[f] \in Nodes
           /\ \A x \in DOMAIN op.resps : op.resps[x] \subseteq Version
           /\ op.after \in Nat
           /\ op.done \in BOOLEAN

@@ -24,7 +24,7 @@ VARIABLE l
 
 \* late[c]: the gets coordinator c has answered and the spec has forgotten,
 \* which the node keeps until every replica has answered, so that late
-\* responses are repaired too: [id, key, resps, repair].  repair: the
+\* responses are repaired too: [id, key, resps, stand, repair].  repair: the
 \* responders the last late response showed stale.
 VARIABLE late
 
@@ -105,7 +105,7 @@ LateResponse(i, m) ==
     ELSE late' = [late EXCEPT ![i] =
             {IF /\ g.id = m.mop
                 /\ g.key = m.mkey
-                /\ m.msrc \in Replicas(g.key) \ DOMAIN g.resps
+                /\ m.msrc \in ReadTargets(g) \ DOMAIN g.resps
              THEN LET resps == g.resps @@ (m.msrc :> m.mvers)
                       new == Latest(resps)
                   IN [g EXCEPT !.resps = resps,
@@ -126,7 +126,7 @@ LateReadRepair(c, id) ==
           /\ store' = IF c \in g.repair
                       THEN [store EXCEPT ![c][g.key] = Reconcile(@ \cup latest)]
                       ELSE store
-          /\ SendAll({Msg("store", c, j, g.key, latest, 0, NoNode) :
+          /\ SendAll({Msg("store", c, j, g.key, latest, 0, StandsFor(g, j)) :
                         j \in g.repair \ {c}})
           /\ late' = [late EXCEPT ![c] = (@ \ {g}) \cup {[g EXCEPT !.repair = {}]}]
     /\ UNCHANGED <<hints, putOps, getOps, up, cut, clock, gets, faults,
@@ -154,7 +154,8 @@ AntiEntropyHalf(i, j, k, n) ==
 ForgetGet(c, id) ==
     LET op == CHOOSE x \in getOps[c] : x.id = id
     IN late' = [late EXCEPT ![c] = @ \cup
-                  {[id |-> id, key |-> op.key, resps |-> op.resps, repair |-> {}]}]
+                  {[id |-> id, key |-> op.key, resps |-> op.resps,
+                    stand |-> op.stand, repair |-> {}]}]
 
 Step(e) ==
     LET a == e.action

@@ -124,6 +124,26 @@ def sloppy_partition_and_handoff() -> str:
     return recorded(sim, writer, [key])
 
 
+def sloppy_read_from_a_fallback() -> str:
+    """Sloppy quorum, N=2 R=2 W=2 on three nodes: with the second replica cut off, a put goes
+    to the fallback as a hint and a get reads the fallback in its place, which answers with its
+    hint; after the heal the hint is handed off."""
+    writer = TraceWriter(keep=True)
+    cfg = NodeConfig(n=2, r=2, w=2, sloppy=True, anti_entropy_interval=NO_REPAIR)
+    link = LinkConfig(delay=0.002, jitter=0.004)
+    sim = Cluster(3, cfg, seed=3, q=8, trace=writer, link=link)
+    key = b"a"
+    first, second = sim.replicas(key)
+    sim.isolate(second)
+    sim.run_for(3.0)
+    sim.run_until_done([sim.client_put(first, key, b"v1")])
+    sim.run_until_done([sim.client_get(first, key)])
+    sim.run_for(0.5)
+    sim.heal()
+    sim.run_for(6.0)
+    return recorded(sim, writer, [key])
+
+
 def late_read_repair() -> str:
     """Messages delivered by hand: a store is lost, an ack duplicated, the stale replica's late
     read response is repaired after the client has its answer, and a get whose reads are lost
@@ -183,6 +203,7 @@ SCENARIOS: dict[str, Callable[[], str]] = {
     "loss_and_duplication": loss_and_duplication,
     "crash_and_restart": crash_and_restart,
     "sloppy_partition_and_handoff": sloppy_partition_and_handoff,
+    "sloppy_read_from_a_fallback": sloppy_read_from_a_fallback,
     "late_read_repair": late_read_repair,
     "lww_concurrent_writes": lww_concurrent_writes,
 }
@@ -193,6 +214,7 @@ EXPECTED_ACTIONS = {
     "loss_and_duplication": {"LoseMessage", "DuplicateMessage", "PutTimeout", "ReadRepair"},
     "crash_and_restart": {"Crash", "Recover", "LoseMessage", "AntiEntropy", "ReadResponse"},
     "sloppy_partition_and_handoff": {"Partition", "Heal", "SloppyFallback", "HandoffHint"},
+    "sloppy_read_from_a_fallback": {"Partition", "SloppyFallback", "ReplicaRead", "HandoffHint"},
     "late_read_repair": {"LoseMessage", "DuplicateMessage", "ReadRepair", "GetTimeout"},
     "lww_concurrent_writes": {"ClientPut", "ReplicaStore", "DuplicateMessage", "ClientGet"},
 }
@@ -216,6 +238,27 @@ def test_simulator_traces_with_faults_are_behaviours_of_the_spec(
     assert verdict.accepted, verdict.describe() + "\n" + "\n".join(verdict.details)
     assert EXPECTED_ACTIONS[name] <= set(verdict.actions), verdict.actions
     assert verdict.steps == len(traces[name].splitlines()) - 1
+
+
+def test_the_sloppy_read_scenario_reads_a_fallback_for_its_hint(traces: dict[str, str]) -> None:
+    _, lines = lines_of(traces["sloppy_read_from_a_fallback"])
+    hinted_reads = [
+        m
+        for x in lines
+        if x["state"]
+        for m, _ in x["state"]["msgs"]
+        if m["mtype"] == "read" and m["mhint"]
+    ]
+    assert hinted_reads
+    stood_in = [
+        op["stand"]
+        for x in lines
+        if x["state"]
+        for ops in x["state"]["getOps"].values()
+        for op in ops
+        if op.get("stand")
+    ]
+    assert stood_in
 
 
 # ---- negative controls --------------------------------------------------------------------------
@@ -290,7 +333,7 @@ def test_a_handoff_to_an_owner_still_cut_off_is_a_behaviour() -> None:
     # spec's detector may be wrong as the node's is, so the copy waits on the cut like any
     # message.
     text = (TRACES / "handoff_to_a_cut_off_owner.jsonl").read_text()
-    header, lines = lines_of(text)
+    _, lines = lines_of(text)
     assert lines[42]["action"] == "HandoffHint"
     assert check(text).accepted
 

@@ -77,6 +77,8 @@ class GetOp(msgspec.Struct):
     id: OpId
     key: str
     resps: dict[str, list[Version]] = {}
+    # Fallback read -> the replica it stands in for (a sloppy get); none: only replicas.
+    stand: dict[str, str] = {}
     done: bool = False
     after: int | None = None
 
@@ -557,6 +559,7 @@ class Mapper:
                 "resps": tla_fn(
                     (tla_string(n), self.version_set(vs)) for n, vs in op.resps.items()
                 ),
+                "stand": tla_fn((tla_string(f), tla_string(h)) for f, h in op.stand.items()),
                 "after": str(after),
                 "done": tla_bool(op.done),
             }

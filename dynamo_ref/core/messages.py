@@ -50,6 +50,7 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # too few replicas are up to even try
     OVERLOAD = "overload"  # too many requests in progress at this node
     NOT_FOUND = "not_found"  # admin: no such node
+    UNAUTHORIZED = "unauthorized"  # a connection without the cluster secret or client token
 
 
 class MessageError(ValueError):
@@ -263,11 +264,13 @@ class Delete(_Msg, frozen=True, tag="delete"):
 
 
 class Join(_Msg, frozen=True, tag="join"):
-    """Admin: ``node`` joins the ring and claims partitions."""
+    """Admin: ``node`` joins the ring and claims partitions; ``address`` is where peers reach
+    it (default: its id, as in the simulator)."""
 
     node: str
     zone: str | None = None
     rid: int = 0
+    address: str | None = None
 
 
 class Leave(_Msg, frozen=True, tag="leave"):
@@ -333,11 +336,17 @@ class ErrorReply(_Msg, frozen=True, tag="error"):
 
 
 class MemberInfo(msgspec.Struct, frozen=True, array_like=True):
+    """A member as ``status`` shows it; ``address``, ``zone`` and ``claims`` let a client
+    rebuild the ring (partition-aware routing)."""
+
     node: str
     status: str
     incarnation: int
     partitions: int
     suspected: bool
+    address: str = ""
+    zone: str | None = None
+    claims: list[int] = []
 
 
 class StatusReply(_Msg, frozen=True, tag="status_ok"):
@@ -350,6 +359,8 @@ class StatusReply(_Msg, frozen=True, tag="status_ok"):
     mode: str
     ring_version: str  # hex digest of the membership this node routes by
     rid: int = 0
+    q: int = 0  # partitions on the ring
+    n: int = 0  # replicas per key
 
 
 ReplyMessage: TypeAlias = GetOk | PutOk | AdminOk | ErrorReply | StatusReply
@@ -580,13 +591,15 @@ def _decode(
         raise _classify(data, known, str(e)) from e
     except msgspec.DecodeError as e:
         raise MessageError(ErrorCode.MALFORMED, f"not a MessagePack message: {e}") from e
+    except UnicodeDecodeError as e:  # msgspec raises it for a str field that is not UTF-8
+        raise MessageError(ErrorCode.MALFORMED, f"a string that is not UTF-8: {e}") from e
 
 
 def _classify(data: bytes, known: frozenset[str], detail: str) -> MessageError:
     """Unknown type or bad fields of a known one: the answer a client can act on."""
     try:
         raw = msgspec.msgpack.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return MessageError(ErrorCode.MALFORMED, detail)
     if not isinstance(raw, dict) or "type" not in raw:
         return MessageError(ErrorCode.MALFORMED, "a message is a map with a 'type' field")

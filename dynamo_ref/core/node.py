@@ -200,6 +200,7 @@ class Node(NodeSync):
                 "resps": {
                     n: [spec_version(v) for v in vs] for n, vs in op.collector.responses.items()
                 },
+                "stand": dict(op.hint_for),
                 "done": False,
             }
             for op in self._gets.values()
@@ -225,7 +226,16 @@ class Node(NodeSync):
     def status(self, now: float, rid: int = 0) -> StatusReply:
         down = self.suspected(now)
         members = [
-            MemberInfo(n, s.status.value, s.incarnation, len(s.claims), n in down)
+            MemberInfo(
+                n,
+                s.status.value,
+                s.incarnation,
+                len(s.claims),
+                n in down,
+                s.address,
+                s.zone,
+                list(s.claims),
+            )
             for n, s in self._view.items()
         ]
         return StatusReply(
@@ -238,6 +248,8 @@ class Node(NodeSync):
             mode=self._mode.value,
             ring_version=self._view.digest().hex()[:16],
             rid=rid,
+            q=self._ring.q,
+            n=self._config.n,
         )
 
     def peer_unreachable(self, peer: NodeId, now: float) -> None:

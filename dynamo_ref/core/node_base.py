@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 
 import msgspec
@@ -118,7 +118,13 @@ class NodeCore:
         durable: DurableState,
         rng: random.Random,
         now: float,
+        *,
+        addresses: Mapping[NodeId, str] | None = None,
     ) -> None:
+        # ``addresses``: where peers reach each node (a real driver's "host:port"); the initial
+        # view uses them, and this node's own entry is restated when its address changed.
+        addresses = addresses or {}
+        self._address = addresses.get(node_id)
         self._id = node_id
         self._config = config
         self._ring = ring
@@ -144,7 +150,9 @@ class NodeCore:
 
         view = Membership(
             {
-                n: MemberState(0, Status.UP, n, ring.zone(n), ring.partitions_of(n))
+                n: MemberState(
+                    0, Status.UP, addresses.get(n, n), ring.zone(n), ring.partitions_of(n)
+                )
                 for n in ring.nodes
             }
         )
@@ -303,6 +311,14 @@ class NodeCore:
     def _boot_timers(self, now: float) -> None:
         cfg = self._config
         self._fx.append(PersistMeta("boot", self._boot.to_bytes(8, "big")))
+        own = self._view.get(self._id)
+        moved = own is not None and own.address != self._address
+        # A restart may be at a new address that the initial view cannot show (it was built
+        # from that address): restate the own entry then too, so peers stop using the old one.
+        if own is not None and self._address is not None and (moved or self._boot > 1):
+            # Started at a new address: a newer incarnation of its own entry spreads it.
+            self._view = self._view.update(self._id, own.successor(address=self._address))
+            self._persist_view()
         for peer in self._view.live_members():
             if peer != self._id:
                 self._detector.heartbeat(peer, now)

@@ -128,10 +128,15 @@ class NodeSync(NodeCore):
         for node in ring.nodes:
             claims = claims_of(ring.partitions_of(node))
             s = view.get(node)
+            address = m.address if node == m.node and m.address else None
             if s is None:
-                view = view.update(node, MemberState(1, Status.UP, node, m.zone, claims))
-            elif s.claims != claims or s.status is not Status.UP:
-                view = view.update(node, s.successor(status=Status.UP, claims=claims))
+                view = view.update(node, MemberState(1, Status.UP, address or node, m.zone, claims))
+            elif (
+                s.claims != claims or s.status is not Status.UP or address not in (None, s.address)
+            ):
+                view = view.update(
+                    node, s.successor(status=Status.UP, address=address, claims=claims)
+                )
         self._action("AdminJoin", self._id, m.node)
         self._set_view(view, now)
         self._send(m.node, Gossip(self._wire_view(view), True))

@@ -58,9 +58,12 @@ class Engine(Protocol):
         ...
 
 
+from dynamo_ref.storage.durable import DurableStore, MemoryStore  # noqa: E402
 from dynamo_ref.storage.memory import MemoryEngine  # noqa: E402
+from dynamo_ref.storage.sqlite import SqliteStore  # noqa: E402
 
 if TYPE_CHECKING:  # mypy checks that the engine keeps to the protocol
     _memory_is_an_engine: Engine = MemoryEngine(lambda key: 0)
+    _sqlite_is_a_store: DurableStore = SqliteStore(":memory:")
 
-__all__ = ["Engine", "MemoryEngine"]
+__all__ = ["DurableStore", "Engine", "MemoryEngine", "MemoryStore", "SqliteStore"]

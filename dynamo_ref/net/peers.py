@@ -1,0 +1,149 @@
+"""Outgoing links to peers: one connection per peer, reused, re-opened with backoff.
+
+A link queues frames for its peer (bounded: the oldest is dropped when full, since the
+protocol copes with loss and a stale message is the least useful) and writes them with the
+transport's flow control. While the peer cannot be reached, frames are dropped at once and
+the node is told (``on_unreachable``) so that it routes around the peer instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from dynamo_ref.net.connect import FramedStream, connect
+from dynamo_ref.net.framing import MAX_FRAME, FrameError, encode_frame
+from dynamo_ref.net.handshake import HandshakeError
+
+log = logging.getLogger("dynamo_ref.net")
+
+QUEUE_LIMIT = 10_000
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+
+
+class PeerLink:
+    """The link from this node to ``peer`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        peer: str,
+        resolve: Callable[[str], str | None],
+        on_unreachable: Callable[[str], None],
+        *,
+        node_id: str,
+        secret: bytes | None,
+        queue_limit: int = QUEUE_LIMIT,
+        max_frame: int = MAX_FRAME,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.peer = peer
+        self._resolve = resolve
+        self._on_unreachable = on_unreachable
+        self._node_id = node_id
+        self._secret = secret
+        self._max_frame = max_frame
+        self._timeout = connect_timeout
+        self._queue: deque[bytes] = deque(maxlen=queue_limit)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._down = False  # between a failed attempt and the next one
+        self._closed = False
+        self.dropped = 0
+        self.connects = 0
+
+    def send(self, payload: bytes) -> None:
+        if self._closed:
+            return
+        if self._down:
+            self.dropped += 1
+            self._on_unreachable(self.peer)
+            return
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(payload)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN
+        while not self._closed:
+            await self._wake.wait()
+            stream = await self._open()
+            if stream is None:
+                self._fail()
+                self._down = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                self._down = False
+                continue
+            backoff = BACKOFF_MIN
+            self.connects += 1
+            try:
+                await self._pump(stream)
+            except (OSError, FrameError) as e:
+                log.debug("link to %s lost: %s", self.peer, e)
+            finally:
+                stream.close()
+            if not self._closed:
+                self._fail()
+
+    async def _open(self) -> FramedStream | None:
+        address = self._resolve(self.peer)
+        if address is None:
+            log.warning("no address known for peer %s", self.peer)
+            return None
+        try:
+            stream, _ = await connect(
+                address,
+                "peer",
+                node=self._node_id,
+                secret=self._secret,
+                timeout=self._timeout,
+                max_frame=self._max_frame,
+            )
+        except HandshakeError as e:
+            log.warning("peer %s at %s refused the handshake: %s", self.peer, address, e)
+            return None
+        except (OSError, FrameError, ValueError) as e:
+            log.debug("cannot reach peer %s at %s: %s", self.peer, address, e)
+            return None
+        return stream
+
+    async def _pump(self, stream: FramedStream) -> None:
+        # The peer sends nothing on this connection: a read that returns means it closed.
+        closed = asyncio.ensure_future(stream.reader.read(1))
+        try:
+            while True:
+                while self._queue:
+                    stream.writer.write(encode_frame(self._queue.popleft()))
+                await stream.writer.drain()
+                if closed.done():
+                    raise ConnectionResetError("peer closed the connection")
+                self._wake.clear()
+                if self._queue:
+                    continue
+                waiter = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+        finally:
+            closed.cancel()
+
+    def _fail(self) -> None:
+        self.dropped += len(self._queue)
+        self._queue.clear()
+        self._wake.clear()
+        self._on_unreachable(self.peer)

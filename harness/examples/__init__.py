@@ -1,0 +1,1 @@
+"""Example node programs for the Maelstrom-protocol target (see README.md)."""

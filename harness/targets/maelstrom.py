@@ -1,0 +1,391 @@
+"""The `external` target: node programs speaking the Maelstrom node protocol, routed by the harness.
+
+Each node is a process started from `command`; it reads JSON messages from stdin and writes
+JSON messages to stdout, one per line (the protocol is in `harness/examples/README.md`). The
+harness is the network: it reads every node's stdout and delivers each message itself.
+
+- node -> node messages go through a `MemoryNetwork`, so cuts, delays, drops and slow links
+  apply to them per directed link (see `harness.net.memory` for the exact rules);
+- client <-> node messages are not subject to network faults (as in Maelstrom, a client
+  talks to its node directly); clients are harness-side ids `c1`, `c2`, ...; `c0` sends `init`;
+- a message to an unknown destination, or a line that is not a message, is counted in
+  `stats` and dropped; a node's stderr is kept (its last lines) for error reports.
+
+Kill, pause and resume signal the node's process by PID; `start` after a kill runs a fresh
+process (Maelstrom nodes keep state in memory, so it comes back empty) and sends `init` again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.net.memory import MemoryNetwork
+from harness.net.network import Link
+from harness.targets.base import OpFailed, OpUnknown
+
+__all__ = [
+    "DEFINITE_ERRORS",
+    "ERROR_CODES",
+    "MaelstromClient",
+    "MaelstromError",
+    "MaelstromTarget",
+    "RouterStats",
+]
+
+ERROR_CODES: dict[int, str] = {
+    0: "timeout",
+    1: "node-not-found",
+    10: "not-supported",
+    11: "temporarily-unavailable",
+    12: "malformed-request",
+    13: "crash",
+    14: "abort",
+    20: "key-does-not-exist",
+    21: "key-already-exists",
+    22: "precondition-failed",
+    30: "txn-conflict",
+}
+"""Maelstrom's standard error codes."""
+
+DEFINITE_ERRORS = frozenset({1, 10, 11, 12, 14, 20, 21, 22, 30})
+"""Codes that mean the operation did not take effect; any other code leaves it unknown."""
+
+_LINE_LIMIT = 16 * 1024 * 1024
+_STDERR_LINES = 200
+_INIT_CLIENT = "c0"
+
+
+class MaelstromError(RuntimeError):
+    """A node program misbehaved at the protocol level (no init_ok, exited at start)."""
+
+
+@dataclass
+class RouterStats:
+    """Counts of what the router did with node output, for tests and reports."""
+
+    routed: int = 0
+    lost: int = 0  # to a cut, a drop, or a cut while in flight
+    to_clients: int = 0
+    unroutable: int = 0  # unknown destination, or a dead destination node
+    malformed: int = 0
+    by_type: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+@dataclass
+class _Node:
+    name: str
+    proc: asyncio.subprocess.Process | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stderr: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=_STDERR_LINES)
+    )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+class MaelstromTarget:
+    """A cluster of Maelstrom node programs, each started as `command` (an argv list)."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        nodes: int | Sequence[str] = 3,
+        *,
+        client_timeout: float = 2.0,
+        init_timeout: float = 10.0,
+        seed: int | None = None,
+        name: str = "maelstrom",
+    ) -> None:
+        names = [f"n{i + 1}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
+        self.command = list(command)
+        self.client_timeout = client_timeout
+        self.init_timeout = init_timeout
+        self._name = name
+        self._network = MemoryNetwork(names, seed=seed)
+        self._nodes = {n: _Node(n) for n in names}
+        self._pending: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
+        self._queues: dict[Link, asyncio.Queue[tuple[float, bytes]]] = {}
+        self._link_tasks: dict[Link, asyncio.Task[None]] = {}
+        self._client_ids = itertools.count(1)
+        self._msg_ids = itertools.count(1)
+        self.stats = RouterStats()
+
+    # -- Target ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def network(self) -> MemoryNetwork:
+        return self._network
+
+    def nodes(self) -> list[str]:
+        return list(self._nodes)
+
+    def links(self) -> set[Link]:
+        return self._network.links()
+
+    def pid(self, node: str) -> int | None:
+        n = self._nodes[node]
+        return n.proc.pid if n.proc is not None and n.running else None
+
+    def stderr(self, node: str) -> list[str]:
+        """The last lines the node wrote to stderr."""
+        return list(self._nodes[node].stderr)
+
+    async def setup(self) -> None:
+        try:
+            await asyncio.gather(*(self.start(n) for n in self._nodes))
+        except BaseException:
+            await self.teardown()
+            raise
+
+    async def teardown(self) -> None:
+        for node in self._nodes:
+            await self.stop(node)
+        for task in self._link_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._link_tasks.values(), return_exceptions=True)
+        self._link_tasks.clear()
+        self._queues.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(OpUnknown("target torn down"))
+        self._pending.clear()
+
+    async def start(self, node: str) -> None:
+        n = self._nodes[node]
+        if n.running:
+            return
+        n.stderr.clear()
+        n.proc = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=_LINE_LIMIT,
+        )
+        loop = asyncio.get_running_loop()
+        n.tasks = [
+            loop.create_task(self._read_stdout(n, n.proc)),
+            loop.create_task(self._read_stderr(n, n.proc)),
+        ]
+        body = {"type": "init", "node_id": node, "node_ids": self.nodes()}
+        try:
+            reply = await self.call(_INIT_CLIENT, node, body, self.init_timeout)
+        except (OpUnknown, OpFailed) as exc:
+            await self.kill(node)
+            tail = "\n".join(n.stderr)
+            raise MaelstromError(f"{node} did not answer init ({exc}); stderr:\n{tail}") from None
+        if reply.get("type") != "init_ok":
+            await self.kill(node)
+            raise MaelstromError(f"{node} answered init with {reply!r}")
+
+    async def stop(self, node: str) -> None:
+        """SIGTERM (and SIGCONT, in case it is paused); SIGKILL if it has not exited in 5 s."""
+        n = self._nodes[node]
+        if n.proc is not None and n.running:
+            self._signal(n, signal.SIGTERM)
+            self._signal(n, signal.SIGCONT)
+            try:
+                await asyncio.wait_for(n.proc.wait(), 5.0)
+            except TimeoutError:
+                self._signal(n, signal.SIGKILL)
+        await self._reap(n)
+
+    async def kill(self, node: str) -> None:
+        n = self._nodes[node]
+        if n.running:
+            self._signal(n, signal.SIGKILL)
+        await self._reap(n)
+
+    async def pause(self, node: str) -> None:
+        self._signal(self._nodes[node], signal.SIGSTOP)
+
+    async def resume(self, node: str) -> None:
+        self._signal(self._nodes[node], signal.SIGCONT)
+
+    async def client(self, node: str) -> MaelstromClient:
+        if node not in self._nodes:
+            raise ValueError(f"unknown node {node!r}")
+        return MaelstromClient(self, f"c{next(self._client_ids)}", node)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _signal(self, n: _Node, sig: signal.Signals) -> None:
+        if n.proc is not None and n.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(n.proc.pid, sig)
+
+    async def _reap(self, n: _Node) -> None:
+        if n.proc is not None:
+            await n.proc.wait()
+            if n.proc.stdin is not None:
+                n.proc.stdin.close()
+        await asyncio.gather(*n.tasks, return_exceptions=True)
+        n.tasks = []
+
+    async def _read_stderr(self, n: _Node, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        with contextlib.suppress(ValueError, OSError):
+            while line := await proc.stderr.readline():
+                n.stderr.append(line.decode(errors="replace").rstrip("\n"))
+
+    async def _read_stdout(self, n: _Node, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                line = await proc.stdout.readline()
+            except (ValueError, OSError):  # over-long line, or the pipe broke
+                self.stats.malformed += 1
+                return
+            if not line:
+                return
+            self._route(n.name, line)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _route(self, src: str, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+            dest, body = msg["dest"], msg["body"]
+            if msg.get("src") != src or not isinstance(body, dict) or not isinstance(dest, str):
+                raise ValueError("bad envelope")
+        except (ValueError, KeyError, TypeError):
+            self.stats.malformed += 1
+            return
+        self.stats.by_type[str(body.get("type"))] += 1
+        if dest in self._nodes:
+            self._send(src, dest, line if line.endswith(b"\n") else line + b"\n")
+            return
+        reply_to = body.get("in_reply_to")
+        fut = self._pending.pop((dest, reply_to), None) if isinstance(reply_to, int) else None
+        if fut is None:
+            self.stats.unroutable += 1  # unknown destination, or a reply nobody waits for
+            return
+        self.stats.to_clients += 1
+        if not fut.done():
+            fut.set_result(body)
+
+    def _send(self, src: str, dest: str, line: bytes) -> None:
+        link = (src, dest)
+        loop = asyncio.get_running_loop()
+        arrive = self._network.route(link, len(line), loop.time())
+        if arrive is None:
+            self.stats.lost += 1
+            return
+        if link not in self._queues:
+            self._queues[link] = asyncio.Queue()
+            self._link_tasks[link] = loop.create_task(self._deliver(link))
+        self._queues[link].put_nowait((arrive, line))
+
+    async def _deliver(self, link: Link) -> None:
+        """Deliver one link's messages in order, each at its arrival time."""
+        queue, loop = self._queues[link], asyncio.get_running_loop()
+        while True:
+            arrive, line = await queue.get()
+            if (wait := arrive - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            if not self._network.delivers(link):
+                self.stats.lost += 1
+                continue
+            if self._write(link[1], line):
+                self.stats.routed += 1
+            else:
+                self.stats.unroutable += 1
+
+    def _write(self, node: str, line: bytes) -> bool:
+        n = self._nodes[node]
+        if n.proc is None or not n.running or n.proc.stdin is None:
+            return False
+        try:
+            n.proc.stdin.write(line)
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+    async def call(
+        self, client: str, node: str, body: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """Send `body` from `client` to `node` and wait for the reply's body."""
+        msg_id = next(self._msg_ids)
+        msg = {"src": client, "dest": node, "body": {**body, "msg_id": msg_id}}
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[(client, msg_id)] = fut
+        if not self._write(node, json.dumps(msg).encode() + b"\n"):
+            self._pending.pop((client, msg_id), None)
+            raise OpFailed(f"{node} is not running", code=1)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise OpUnknown(f"no reply from {node} in {timeout} s", code=0) from None
+        finally:
+            self._pending.pop((client, msg_id), None)
+
+
+class MaelstromClient:
+    """A lin-kv client (`RegisterClient`): read, write, cas against one node."""
+
+    def __init__(self, target: MaelstromTarget, client_id: str, node: str) -> None:
+        self._target = target
+        self.id = client_id
+        self._node = node
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    async def close(self) -> None:
+        pass  # nothing to release: the target owns the pipes
+
+    async def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Any request; an `error` reply raises `OpFailed` or `OpUnknown` by its code."""
+        reply = await self._target.call(self.id, self._node, body, self._target.client_timeout)
+        if reply.get("type") == "error":
+            code = reply.get("code")
+            text = f"{ERROR_CODES.get(code, 'error')} ({code}): {reply.get('text', '')}"  # type: ignore[arg-type]
+            if code in DEFINITE_ERRORS:
+                raise OpFailed(text, code=code if isinstance(code, int) else None)
+            raise OpUnknown(text, code=code if isinstance(code, int) else None)
+        return reply
+
+    async def read(self, key: str) -> object:
+        try:
+            reply = await self.request({"type": "read", "key": key})
+        except OpFailed as exc:
+            if exc.code == 20:
+                return None
+            raise
+        _expect(reply, "read_ok")
+        return reply.get("value")
+
+    async def write(self, key: str, value: object) -> None:
+        _expect(await self.request({"type": "write", "key": key, "value": value}), "write_ok")
+
+    async def cas(self, key: str, expected: object, new: object) -> bool:
+        try:
+            reply = await self.request({"type": "cas", "key": key, "from": expected, "to": new})
+        except OpFailed as exc:
+            if exc.code in (20, 22):
+                return False
+            raise
+        _expect(reply, "cas_ok")
+        return True
+
+
+def _expect(reply: dict[str, Any], kind: str) -> None:
+    if reply.get("type") != kind:
+        # A reply of the wrong kind tells us nothing about whether the op happened.
+        raise OpUnknown(f"expected {kind}, got {reply!r}")

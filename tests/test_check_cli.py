@@ -1,0 +1,242 @@
+"""`dynamo-ref check` through click's CliRunner: every conformance history gets its expected verdict
+and exit code, malformed inputs exit 2 naming line and field, JUnit output parses back, and
+Dynamo histories (ours) are checked with lost writes and convergence."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from dynamo_histories import H
+from test_conformance import _files, _verdict_rows, require_conformance
+
+from harness.check_cli import check_command
+from harness.history import dumps_jsonl
+
+EXIT = {"valid": 0, "invalid": 1, "unknown": 2}
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(check_command, [str(a) for a in args], catch_exceptions=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conformance, through the CLI
+
+
+@pytest.mark.parametrize("row", _verdict_rows(), ids=lambda r: r["file"])
+def test_porcupine_through_cli(row: dict[str, str]) -> None:
+    path = require_conformance() / "porcupine" / row["file"]
+    model = "etcd" if row["model"] == "etcd-cas-register" else "kv"
+    expected = {"true": "valid", "false": "invalid", "": "valid"}[row["expected_linearizable"]]
+    out = run(path, "--model", model)
+    assert out.exit_code == EXIT[expected], out.output
+    assert out.output.rstrip().splitlines()[-1].startswith(f"verdict: {expected}")
+
+
+@pytest.mark.parametrize("rel", _files("knossos", "*.edn"))
+def test_knossos_through_cli(rel: str) -> None:
+    path = require_conformance() / "knossos" / rel
+    if rel.startswith("mutex/"):
+        out = run(path, "--model", "mutex")
+        assert out.exit_code in (0, 1), out.output  # no asserted verdict; a definite one
+        return
+    model = "multi-register" if rel.startswith("multi-register/") else "cas-register"
+    expected = "valid" if "/good/" in f"/{rel}" else "invalid"
+    out = run(path, "--model", model)
+    assert out.exit_code == EXIT[expected], out.output
+
+
+def test_invalid_history_explains_and_writes_timeline_and_junit(tmp_path: Path) -> None:
+    path = require_conformance() / "knossos" / "cas-register" / "bad" / "bad-analysis.edn"
+    html, xml = tmp_path / "t.html", tmp_path / "j.xml"
+    out = run(path, "--model", "cas-register", "--timeline", html, "--junit", xml)
+    assert out.exit_code == 1
+    assert "cannot linearize: process 21 ok   read -> 2" in out.output
+    assert "<html>" in html.read_text()
+    suite = ET.parse(xml).getroot()
+    assert suite.tag == "testsuite"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "1", "0")
+    (failure,) = suite.iter("failure")
+    assert "cannot linearize" in (failure.text or "")
+
+
+def test_kv_junit_has_a_case_per_key(tmp_path: Path) -> None:
+    path = require_conformance() / "porcupine" / "kv" / "c10-ok.txt"
+    xml = tmp_path / "j.xml"
+    assert run(path, "--model", "kv", "--junit", xml).exit_code == 0
+    suite = ET.parse(xml).getroot()
+    cases = suite.findall("testcase")
+    assert len(cases) == 10
+    assert all(c.get("name", "").startswith("key ") for c in cases)
+    assert suite.get("failures") == "0"
+    assert not list(suite.iter("failure"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed input: exit 2, with line and field
+
+
+def test_malformed_jsonl_names_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text(
+        '{"process": 0, "type": "invoke", "f": "read", "value": null, "time": 0, "index": 0}\n'
+        '{"process": 0, "type": "done", "f": "read", "value": 1, "time": 1, "index": 1}\n'
+    )
+    out = run(path, "--model", "register")
+    assert out.exit_code == 2
+    assert "line 2" in out.output
+    assert "'type'" in out.output
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("h.edn", "[{:process 0 :type :invoke :f :read}\n{:process 0 :type :ok", "line 2"),
+        ("h.edn", "[{:process 0 :type :sleep :f :read :value nil}]", "field 'type'"),
+        ("h.log", "INFO  jepsen.util - 1\t:invoke\t:read\tnil\nnot a log line\n", "line 2"),
+        ("h.txt", '{:process 1.5 :type :invoke :f :get :key "1"}', "field 'process'"),
+        ("h.data", "\n\n???", "pass --format"),
+    ],
+)
+def test_malformed_inputs_exit_2(tmp_path: Path, name: str, text: str, where: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    out = run(path, "--model", "cas-register")
+    assert out.exit_code == 2, out.output
+    assert "error: malformed history" in out.output
+    assert where in out.output
+
+
+def test_unpaired_completion_and_unknown_operation_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(dumps_jsonl(H().ok(0, "write", 1).ops))
+    out = run(path, "--model", "register")
+    assert out.exit_code == 2
+    assert "no open invocation" in out.output
+    path.write_bytes(dumps_jsonl(H().write(0, 1).invoke(0, "frob").ok(0, "frob").ops))
+    out = run(path, "--model", "register")
+    assert out.exit_code == 2
+    assert "no operation 'frob'" in out.output
+
+
+def test_format_option_and_content_detection(tmp_path: Path) -> None:
+    text = "INFO  jepsen.util - 1\t:invoke\t:write\t1\nINFO  jepsen.util - 1\t:ok\t:write\t1\n"
+    (tmp_path / "etcd.data").write_text(text)
+    assert run(tmp_path / "etcd.data", "--model", "etcd").exit_code == 0
+    (tmp_path / "etcd.edn").write_text(text)
+    assert run(tmp_path / "etcd.edn", "--model", "etcd").exit_code == 2
+    out = run(tmp_path / "etcd.edn", "--model", "etcd", "--format", "porcupine-etcd")
+    assert out.exit_code == 0
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(dumps_jsonl(H().write(0, 1).ops))
+    assert run(path, "--model", "nope").exit_code == 2
+    assert run(tmp_path / "missing.jsonl", "--model", "register").exit_code == 2
+    assert run(path, "--model", "cas-register", "--initial", "{bad").exit_code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Dynamo histories
+
+
+def _write(tmp_path: Path, h: H) -> Path:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(dumps_jsonl(h.ops))
+    return path
+
+
+def _good_dynamo() -> H:
+    h = H().write(0, "x", clock={"n1": 1}).write(1, "y", clock={"n2": 1})
+    h.nemesis("start-partition", "n1|n2").write(2, "z", key="j", clock={"n1": 1})
+    h.nemesis("stop-partition")
+    h.read(3, ["x", "y"], clocks=[{"n1": 1}, {"n2": 1}], final=True)
+    h.read(3, ["z"], key="j", clocks=[{"n1": 1}], final=True)
+    for node in ("n1", "n2"):
+        h.invoke("c", "replica-read", None, "k", node=node)
+        h.ok(
+            "c",
+            "replica-read",
+            [{"value": "x", "clock": {"n1": 1}}, {"value": "y", "clock": {"n2": 1}}],
+            "k",
+        )
+    return h
+
+
+def test_dynamo_valid_runs_all_three_checks(tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    xml = tmp_path / "j.xml"
+    out = run(
+        _write(tmp_path, _good_dynamo()),
+        "--model",
+        "dynamo",
+        "--strict-quorum",
+        "--json",
+        out_json,
+        "--junit",
+        xml,
+    )
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out_json.read_text())
+    assert payload["verdict"] == "valid"
+    assert [r["checker"] for r in payload["results"]] == [
+        "dynamo",
+        "lost-writes (siblings)",
+        "convergence",
+    ]
+    suite = ET.parse(xml).getroot()
+    names = {c.get("classname") for c in suite.iter("testcase")}
+    assert names == {"dynamo", "lost-writes (siblings)", "convergence"}
+
+
+def test_dynamo_lost_write_exits_1_with_fault_and_timeline(tmp_path: Path) -> None:
+    h = H().write(0, "x", clock={"n1": 1}).nemesis("start-partition", "n1|n2")
+    h.write(1, "y", clock={"n2": 1}).nemesis("stop-partition")
+    h.read(3, ["x"], clocks=[{"n1": 1}], final=True)
+    html, xml = tmp_path / "t.html", tmp_path / "j.xml"
+    out = run(_write(tmp_path, h), "--model", "dynamo", "--timeline", html, "--junit", xml)
+    assert out.exit_code == 1, out.output
+    assert "write 'y'" in out.output
+    assert "faults active: partition 'n1|n2'" in out.output
+    text = html.read_text()
+    assert "lost-writes" in text
+    assert "class='region'" in text
+    failures = list(ET.parse(xml).getroot().iter("failure"))
+    assert len(failures) == 1
+    assert "1 of 2 acknowledged writes lost" in (failures[0].text or "")
+
+
+def test_diverged_replicas_exit_1(tmp_path: Path) -> None:
+    h = _good_dynamo()
+    h.invoke("c", "replica-read", None, "k", node="n3").ok("c", "replica-read", [], "k")
+    out = run(_write(tmp_path, h), "--model", "dynamo")
+    assert out.exit_code == 1
+    assert "replicas of key 'k' differ" in out.output
+
+
+def test_unknown_exits_2_and_junit_marks_an_error(tmp_path: Path) -> None:
+    h = H().invoke(0, "add", 1, key="s").ok(0, "add", 1, key="s")  # no final read
+    xml = tmp_path / "j.xml"
+    out = run(_write(tmp_path, h), "--model", "set", "--junit", xml)
+    assert out.exit_code == 2
+    assert "unknown" in out.output
+    suite = ET.parse(xml).getroot()
+    assert suite.get("errors") == "1"
+
+
+def test_set_and_register_models(tmp_path: Path) -> None:
+    h = H()
+    for i in range(3):
+        h.invoke(i, "add", i, key="s").ok(i, "add", i, key="s")
+    h.read(9, [0, 1, 2], key="s", final=True)
+    assert run(_write(tmp_path, h), "--model", "set").exit_code == 0
+    lost = H().write(0, "a").write(1, "b").read(2, "a", final=True)
+    out = run(_write(tmp_path, lost), "--model", "register")
+    assert out.exit_code == 1
+    assert "linearizable (register): invalid" in out.output
+    assert "lost-writes (register): invalid" in out.output

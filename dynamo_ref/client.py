@@ -144,11 +144,15 @@ class AsyncClient:
         timeout: float,
         partition_aware: bool,
         max_frame: int = MAX_FRAME,
+        secret: bytes | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("a client needs at least one node address")
         self.addresses = list(addresses)
         self.token = token
+        # With the cluster secret the client connects as an admin: it may join, leave and set
+        # clock skew on nodes that have a secret.
+        self.secret = secret
         self.timeout = timeout
         self.partition_aware = partition_aware
         self.max_frame = max_frame
@@ -166,12 +170,19 @@ class AsyncClient:
         token: str | None = None,
         timeout: float = 5.0,
         partition_aware: bool = False,
+        secret: bytes | None = None,
     ) -> AsyncClient:
         """Connect to the first node of ``addresses`` that answers.
 
         :raises ClientError: UNAVAILABLE when none does, UNAUTHORIZED for a wrong token.
         """
-        client = cls(addresses, token=token, timeout=timeout, partition_aware=partition_aware)
+        client = cls(
+            addresses,
+            token=token,
+            timeout=timeout,
+            partition_aware=partition_aware,
+            secret=secret,
+        )
         await client._default()
         if partition_aware:
             await client.refresh_ring()
@@ -313,7 +324,12 @@ class AsyncClient:
         self._opening[address] = fut
         try:
             stream, _ = await connect(
-                address, "client", token=self.token, timeout=self.timeout, max_frame=self.max_frame
+                address,
+                "client" if self.secret is None else "admin",
+                secret=self.secret,
+                token=self.token,
+                timeout=self.timeout,
+                max_frame=self.max_frame,
             )
         except HandshakeError as e:
             err = ClientError(e.code, f"{address} refused the connection: {e.message}")
@@ -355,6 +371,7 @@ class Client:
         token: str | None = None,
         timeout: float = 5.0,
         partition_aware: bool = False,
+        secret: bytes | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -362,7 +379,11 @@ class Client:
         try:
             self._client = self._run(
                 AsyncClient.connect(
-                    addresses, token=token, timeout=timeout, partition_aware=partition_aware
+                    addresses,
+                    token=token,
+                    timeout=timeout,
+                    partition_aware=partition_aware,
+                    secret=secret,
                 )
             )
         except BaseException:

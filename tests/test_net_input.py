@@ -205,7 +205,7 @@ def test_a_peer_without_the_secret_cannot_store_replicas() -> None:
     asyncio.run(main())
 
 
-def test_a_node_with_the_wrong_secret_gets_no_replicas() -> None:
+def test_a_node_with_the_wrong_secret_can_neither_join_nor_get_replicas() -> None:
     async def main() -> None:
         async with LocalCluster(3, secret=b"right") as cluster:
             seed = cluster.address("n1")
@@ -216,18 +216,37 @@ def test_a_node_with_the_wrong_secret_gets_no_replicas() -> None:
             )
             await rogue.start()
             try:
-                # It asks to join (an admin request); peers still will not talk to it.
-                await wait_for(lambda: "rogue" in cluster.servers["n1"].node.membership)
                 client = await AsyncClient.connect([seed])
                 for i in range(30):
                     await client.put(b"k%d" % i, b"v", w=2)
+                # A client without the secret may read and write but not change the ring.
+                with pytest.raises(ClientError) as err:
+                    await client.join("rogue", rogue.address)
+                assert err.value.code == "unauthorized"
                 await client.close()
+                with pytest.raises(ClientError) as err:
+                    await AsyncClient.connect([seed], secret=b"wrong")
+                assert err.value.code == "unauthorized"
                 assert len(rogue.node.engine) == 0
-                links = cluster.servers["n1"]._links
-                assert "rogue" in links
-                assert links["rogue"].connects == 0
+                assert all("rogue" not in s.node.membership for s in cluster.servers.values())
             finally:
                 await rogue.stop()
+
+    asyncio.run(main())
+
+
+def test_an_admin_with_the_secret_changes_the_ring() -> None:
+    async def main() -> None:
+        async with LocalCluster(3, secret=b"right") as cluster:
+            plain = await AsyncClient.connect([cluster.address("n1")])
+            with pytest.raises(ClientError) as err:
+                await plain.set_clock_skew(0.25)
+            assert err.value.code == "unauthorized"
+            await plain.close()
+            admin = await AsyncClient.connect([cluster.address("n1")], secret=b"right")
+            assert await admin.set_clock_skew(0.25)
+            await admin.close()
+            assert cluster.servers["n1"].node.status(0.0).clock_skew == 0.25
 
     asyncio.run(main())
 

@@ -4,11 +4,13 @@ The connector speaks first::
 
     connector -> Hello(version, role, node, nonce, token)
     acceptor  -> Welcome(version, node, nonce, proof)   or ErrorReply, then close
-    connector -> Proof(proof)                           peers only
+    connector -> Proof(proof)                           peers and admins only
     acceptor  -> Ready()                                or ErrorReply, then close
 
 A client presents the token when the node requires one and may send requests right after
-Welcome. A peer and the node it connects to each prove the cluster secret with an HMAC over
+Welcome. An admin is a client that also proves the cluster secret, as a peer does: when the
+node has a secret, only an admin may change membership (join, leave) or settings (clock
+skew). A peer and the node it connects to each prove the cluster secret with an HMAC over
 both nonces and both node ids (a fresh nonce per connection, so a proof cannot be replayed,
 and the role is bound in so one side's proof is never the other's). A process without the
 secret cannot become a peer, so it can neither join gossip nor send ``Store``.
@@ -30,7 +32,7 @@ NONCE_BYTES: Final = 16
 # A handshake frame is small; anything larger is not one.
 MAX_HANDSHAKE: Final = 4096
 
-Role: TypeAlias = Literal["client", "peer"]
+Role: TypeAlias = Literal["client", "admin", "peer"]
 
 
 class _Hs(msgspec.Struct, frozen=True, tag_field="type", forbid_unknown_fields=True):
@@ -137,8 +139,14 @@ def check_hello(
             raise HandshakeError(
                 ErrorCode.INVALID_REQUEST, f"a peer's nonce must be {NONCE_BYTES} bytes"
             )
-    elif client_token is not None and not hmac.compare_digest(
-        hello.token.encode(), client_token.encode()
+    elif hello.role == "admin" and secret is not None and len(hello.nonce) != NONCE_BYTES:
+        raise HandshakeError(
+            ErrorCode.INVALID_REQUEST, f"an admin's nonce must be {NONCE_BYTES} bytes"
+        )
+    if (
+        hello.role != "peer"
+        and client_token is not None
+        and not hmac.compare_digest(hello.token.encode(), client_token.encode())
     ):
         raise HandshakeError(
             ErrorCode.UNAUTHORIZED,

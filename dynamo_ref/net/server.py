@@ -55,7 +55,10 @@ from dynamo_ref.core.effects import (
 from dynamo_ref.core.messages import (
     ErrorCode,
     ErrorReply,
+    Join,
+    Leave,
     MessageError,
+    SetClockSkew,
     StatusReply,
     WireMember,
     decode_client,
@@ -277,7 +280,9 @@ class NodeServer:
         delay = 0.1
         while True:
             try:
-                client = await AsyncClient.connect([via[0]], token=opts.client_token)
+                client = await AsyncClient.connect(
+                    [via[0]], token=opts.client_token, secret=opts.secret
+                )
                 try:
                     detail = await client.join(opts.node_id, self._address, opts.zone)
                 finally:
@@ -442,6 +447,10 @@ class NodeServer:
         return cid
 
 
+# Admin requests that change the cluster: with a cluster secret, only admins may send them.
+ADMIN_CHANGES = (Join, Leave, SetClockSkew)
+
+
 class _Connection(asyncio.Protocol):
     """One accepted connection: handshake first, then a client's or a peer's frames."""
 
@@ -450,10 +459,11 @@ class _Connection(asyncio.Protocol):
         opts = server.options
         self.decoder = FrameDecoder(opts.max_frame)
         self.transport: asyncio.Transport | None = None
-        self.state = "hello"  # -> "client" | "proof" -> "peer"; "closed"
+        self.state = "hello"  # -> "client" | "proof" -> "peer" or "client"; "closed"
         self.hello: Hello | None = None
         self.welcome: Welcome | None = None
         self.client_id = 0
+        self.admin = False  # proved the cluster secret (or the node has none)
         self.peer = ""
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -525,6 +535,22 @@ class _Connection(asyncio.Protocol):
             if e.code is ErrorCode.MALFORMED:
                 self.close()  # not our language: nothing more it sends can be trusted
             return
+        if (
+            isinstance(msg, ADMIN_CHANGES)
+            and self.server.options.secret is not None
+            and not self.admin
+        ):
+            self.send(
+                encode(
+                    ErrorReply(
+                        ErrorCode.UNAUTHORIZED,
+                        f"{type(msg).__name__.lower()} changes the cluster: connect as an "
+                        "admin, proving the cluster secret",
+                        msg.rid,
+                    )
+                )
+            )
+            return
         self.server.handle(ClientRequest(self.client_id, msg))
 
     def peer_frame(self, frame: bytes) -> None:
@@ -544,7 +570,7 @@ class _Connection(asyncio.Protocol):
             hello = check_hello(msg, secret=opts.secret, client_token=opts.client_token)
             nonce = new_nonce()
             proof = b""
-            if hello.role == "peer" and opts.secret is not None:
+            if hello.role != "client" and opts.secret is not None:
                 proof = acceptor_proof(opts.secret, hello, nonce, opts.node_id)
             self.hello = hello
             self.welcome = Welcome(hello.version, opts.node_id, nonce, proof)
@@ -561,10 +587,15 @@ class _Connection(asyncio.Protocol):
             if opts.secret is not None:
                 assert len(self.welcome.nonce) == NONCE_BYTES
                 check_proof(msg, connector_proof(opts.secret, self.hello, self.welcome))
-            self.state = "peer"
-            self.peer = self.hello.node
             self.send(encode_handshake(Ready()))
             self._handshake_done()
+            if self.hello.role == "admin":
+                self.admin = True
+                self.state = "client"
+                self.client_id = server._register(self)
+            else:
+                self.state = "peer"
+                self.peer = self.hello.node
 
     def _handshake_done(self) -> None:
         if self._deadline is not None:

@@ -34,7 +34,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -119,6 +119,7 @@ class EtcdCluster:
     it listens), so a proxy can sit in front of peer ports. ``hosts`` gives each member its own
     address (default: all on ``host``); ``command_prefix(i)`` is prepended to member ``i``'s
     command line (for example ``ip netns exec ns_i``; it must exec etcd so the PID is etcd's).
+    ``ports(i)`` gives member ``i``'s (client, peer) ports (default: free loopback ports).
 
     :raises EtcdStartError: etcd is not installed, or the cluster did not become healthy.
     """
@@ -137,6 +138,7 @@ class EtcdCluster:
         election_ms: int = 1000,
         start_timeout: float = _START_TIMEOUT,
         extra_args: Sequence[str] = (),
+        ports: Callable[[int], tuple[int, int]] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("an etcd cluster needs at least one member")
@@ -155,6 +157,7 @@ class EtcdCluster:
         self._hosts = list(hosts) if hosts is not None else [host] * size
         self._peer_url_for = peer_url_for
         self._prefix = command_prefix
+        self._ports = ports
         self._timing = ["--heartbeat-interval", str(heartbeat_ms)]
         self._timing += ["--election-timeout", str(election_ms)]
         self._extra = list(extra_args)
@@ -173,7 +176,7 @@ class EtcdCluster:
         self.members = []
         for i in range(self.size):
             h = self._hosts[i]
-            client_port, peer_port = _free_ports(h, 2)
+            client_port, peer_port = self._ports(i) if self._ports else _free_ports(h, 2)
             m = EtcdMember(
                 name=f"etcd{i}",
                 host=h,
@@ -432,10 +435,18 @@ class EtcdClient:
 
     Up to ``max_connections`` requests run at once, each on its own keep-alive connection;
     more wait for one. ``timeout`` bounds each request, waiting for a connection included.
-    Reads are linearizable (etcd's default for range).
+    Reads are linearizable (etcd's default for range). ``connect`` opens a connection to the
+    member in place of ``asyncio.open_connection(host, port)`` (e.g. from inside a namespace).
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0, max_connections: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        max_connections: int = 8,
+        connect: Callable[[], Awaitable[_Conn]] | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"expected http://host:port, not {url!r}")
@@ -446,6 +457,7 @@ class EtcdClient:
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._closed = False
+        self._connect = connect
 
     async def put(self, key: bytes, value: bytes) -> None:
         await self._call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
@@ -516,7 +528,10 @@ class EtcdClient:
         conn = self._take_idle()
         if conn is None:
             try:
-                conn = await asyncio.open_connection(self.host, self.port)
+                if self._connect is not None:
+                    conn = await self._connect()
+                else:
+                    conn = await asyncio.open_connection(self.host, self.port)
             except OSError as e:
                 raise EtcdFailed(f"cannot connect to {self.url}: {e}") from e
         reader, writer = conn

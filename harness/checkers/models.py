@@ -93,8 +93,14 @@ class Model(Generic[S, In, Out]):
 Value: TypeAlias = Hashable
 
 
+_SCALARS = frozenset({int, str, float, bool, type(None)})
+
+
 def freeze(value: object) -> Hashable:
     """JSON data as a hashable value: lists become tuples, maps sorted tuples of pairs."""
+    # Set-add histories carry whole sets of scalars in every op: skip the recursion for them.
+    if type(value) is list and all(type(v) in _SCALARS for v in value):
+        return tuple(value)
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     if isinstance(value, dict):

@@ -1,0 +1,198 @@
+"""The HTML report: a run's page shows the verdicts, the faults, decodable plots and links that
+resolve; a lost write shows its key with a timeline; everything from the run is escaped."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from campaign_support import check_set, set_history
+from PIL import Image
+
+from harness.checkers.causal import fault_windows
+from harness.checkers.verdict import combine
+from harness.history import Op, pair, read_jsonl
+from harness.report import IndexRow, RunPage, write_index, write_run_report
+from harness.report.plots import latency_png, throughput_png
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.imgs: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "a" and a.get("href"):
+            self.hrefs.append(str(a["href"]))
+        if tag == "img" and a.get("src"):
+            self.imgs.append(str(a["src"]))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(page: Path) -> _Links:
+    links = _Links()
+    links.feed(page.read_text(encoding="utf-8"))
+    return links
+
+
+def _page(tmp_path: Path, history: list[Op], name: str = "run-1") -> Path:
+    checks = check_set(history)
+    verdict = combine(r.verdict for r in checks.values())
+    run = RunPage(
+        name,
+        {"mode": "vclock", "nemesis": ("partition", "kill"), "seed": 3},
+        history,
+        checks,
+        verdict,
+        {"run": 2.0, "check": 0.1},
+    )
+    return write_run_report(run, tmp_path / name)
+
+
+def _png_sizes(srcs: list[str]) -> list[tuple[int, int]]:
+    sizes = []
+    for src in srcs:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        img = Image.open(io.BytesIO(base64.b64decode(src[len(prefix) :])))
+        img.load()
+        assert img.format == "PNG"
+        sizes.append(img.size)
+    return sizes
+
+
+def test_valid_run_page(tmp_path: Path) -> None:
+    history = set_history(seed=1)
+    page = _page(tmp_path, history)
+    html = page.read_text(encoding="utf-8")
+    parsed = _parse(page)
+    text = "".join(parsed.text)
+    assert "Run run-1: valid" in text
+    # Each checker's verdict and explanation.
+    assert "lost-writes (set)" in text
+    assert "all replicas agree on 3 keys" in text
+    assert re.search(r"valid: \d+ acknowledged adds", text)
+    # The fault table: both faults with start and end in seconds since the start.
+    faults = fault_windows(history)
+    assert [f.name for f in faults] == ["partition", "kill"]
+    origin = min(op.time for op in history)
+    for f in faults:
+        assert f.end_time is not None
+        assert f"<td>{f.name}</td>" in html
+        assert f"<td>{(f.start_time - origin) / 1e9:.3f}</td>" in html
+        assert f"<td>{(f.end_time - origin) / 1e9:.3f}</td>" in html
+    # Two plots, decodable, of the size they were drawn at.
+    assert _png_sizes(parsed.imgs) == [(1000, 400), (1000, 300)]
+    # Nothing failed: no timeline, and the page says so.
+    assert "No checker found a failing key." in text
+    assert not (page.parent / "timelines").exists()
+    # Every link resolves, and the raw history is the run's history.
+    assert parsed.hrefs == ["history.jsonl"]
+    assert read_jsonl(page.parent / "history.jsonl") == history
+
+
+def test_lost_write_shows_the_failing_key(tmp_path: Path) -> None:
+    history = set_history(seed=2, keys=("alpha", "beta", "gamma"), lose=2)
+    page = _page(tmp_path, history)
+    parsed = _parse(page)
+    text = "".join(parsed.text)
+    assert "Run run-1: invalid" in text
+    assert "lost_writes: 1 failing key(s)" in text
+    # The key that lost writes is named, the others are not listed as failing.
+    section = text.split("Failing keys", 1)[1].split("Faults", 1)[0]
+    assert "'alpha'" in section
+    assert "'beta'" not in section
+    assert section.count("was acknowledged but is not in the final read") == 2
+    timelines = [h for h in parsed.hrefs if h.startswith("timelines/")]
+    assert len(timelines) == 1
+    for href in parsed.hrefs:
+        assert (page.parent / href).is_file(), href
+    timeline = (page.parent / timelines[0]).read_text(encoding="utf-8")
+    assert "Key &#x27;alpha&#x27;" in timeline
+    assert "lost-writes (set): INVALID" in timeline
+
+
+def test_everything_is_escaped(tmp_path: Path) -> None:
+    evil = "<script>alert(1)</script>"
+    history = set_history(seed=4, keys=(evil, "k1"), lose=1)
+    page = _page(tmp_path, history, name="run-<b>")
+    html = page.read_text(encoding="utf-8")
+    assert "<script>" not in html
+    assert "<b>" not in html
+    assert "&lt;script&gt;" in html
+    for href in _parse(page).hrefs:
+        assert (page.parent / href).is_file()
+
+
+def _pixels_near(png: bytes, rgb: tuple[int, int, int], tol: int = 6) -> int:
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)) <= tol).all(axis=-1).sum())
+
+
+# A partition window: #d32f2f at alpha 0.12 over white.
+_PARTITION_SHADE = (249, 230, 230)
+
+
+@pytest.mark.parametrize("plot", [latency_png, throughput_png])
+def test_plots_shade_fault_windows(plot: Callable[..., bytes]) -> None:
+    history = set_history(seed=5)
+    ops = pair(history)
+    faults = fault_windows(history)
+    with_faults = plot(ops, faults)
+    without = plot(ops, [])
+    assert _pixels_near(with_faults, _PARTITION_SHADE) > 5000
+    assert _pixels_near(without, _PARTITION_SHADE) == 0
+
+
+def test_latency_colors_by_outcome() -> None:
+    history = set_history(seed=6, faults=False)
+    ops = pair(history)
+    orange = (0xE5, 0x9A, 0x3A)  # info
+    only_ok = [op for op in ops if op.status == "ok"]
+    assert _pixels_near(latency_png(ops, []), orange, tol=10) > 0
+    assert _pixels_near(latency_png(only_ok, []), orange, tol=10) == 0
+
+
+def test_empty_history_still_renders(tmp_path: Path) -> None:
+    run = RunPage("empty", {}, [], {}, "unknown", error="cluster did not start")
+    page = write_run_report(run, tmp_path / "empty")
+    parsed = _parse(page)
+    text = "".join(parsed.text)
+    assert "The run did not complete" in text
+    assert "cluster did not start" in text
+    assert "No checker ran." in text
+    assert "No faults were injected." in text
+    assert len(_png_sizes(parsed.imgs)) == 2
+
+
+def test_index_links_runs(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "report.html").write_text("x")
+    rows = [
+        IndexRow(
+            "a", {"mode": "vclock", "nodes": 5}, "valid", {"lost_writes": "valid"}, "a/report.html"
+        ),
+        IndexRow("b<i>", {"mode": "lww", "nodes": 5}, "invalid", {"lost_writes": "invalid"}, None),
+    ]
+    page = write_index(tmp_path / "index.html", rows, title="T")
+    html = page.read_text(encoding="utf-8")
+    parsed = _parse(page)
+    assert parsed.hrefs == ["a/report.html"]
+    assert "b&lt;i&gt;" in html
+    assert "<i>" not in html
+    # The axis that varies gets a column; the shared one goes below the table.
+    header = html.split("</tr>", 1)[0]
+    assert "<th>mode</th>" in header
+    assert "<th>nodes</th>" not in header
+    assert "1 <span class='valid'>valid</span>, 1 <span class='invalid'>invalid</span>" in html

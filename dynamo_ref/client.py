@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future as ThreadFuture
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dynamo_ref.core.messages import (
@@ -33,10 +33,14 @@ from dynamo_ref.core.messages import (
     MessageError,
     Put,
     PutOk,
+    ReplicaGet,
+    ReplicaVersions,
     ReplyMessage,
     SetClockSkew,
+    SiblingClock,
     StatusReply,
     StatusRequest,
+    WireVersion,
     decode_reply,
     encode,
 )
@@ -65,6 +69,7 @@ class ClientError(Exception):
 class GetResult:
     siblings: list[bytes]  # every concurrent value (none: absent or deleted)
     context: bytes  # hand it to the next put or delete of this key
+    clocks: list[SiblingClock] = field(default_factory=list)  # one per sibling, if the node says
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,7 @@ class AsyncClient:
         reply = await self._call(Get(key, r, pr, rid), rid, key)
         if not isinstance(reply, GetOk):
             raise _unexpected(reply)
-        return GetResult(list(reply.siblings), reply.context)
+        return GetResult(list(reply.siblings), reply.context, list(reply.clocks))
 
     async def put(
         self,
@@ -242,6 +247,15 @@ class AsyncClient:
     async def set_clock_skew(self, skew: float, address: str | None = None) -> str:
         rid = self._rid()
         return _admin(await self._call(SetClockSkew(skew, rid), rid, None, address))
+
+    async def replica_get(self, key: bytes, address: str | None = None) -> list[WireVersion]:
+        """The versions the node at ``address`` (default: the first) stores for ``key`` itself,
+        tombstones included: no coordinator, no quorum (the fault harness' replica read)."""
+        rid = self._rid()
+        reply = await self._call(ReplicaGet(key, rid), rid, None, address)
+        if not isinstance(reply, ReplicaVersions):
+            raise _unexpected(reply)
+        return list(reply.versions)
 
     async def refresh_ring(self) -> None:
         """Fetch the ring a partition-aware client routes by."""

@@ -3,7 +3,8 @@
 Every message is a tagged Struct (the ``type`` field names it), so one ``decode`` reads any
 frame and rejects unknown types. Three unions group them by who sends what:
 
-- ``ClientMessage``: get, put, delete and the admin requests (join, leave, status, clock skew);
+- ``ClientMessage``: get, put, delete and the admin requests (join, leave, status, clock skew,
+  replica get);
 - ``ReplyMessage``: what a node answers a client (and a forwarding peer);
 - ``PeerMessage``: node to node. ``Store``, ``StoreAck``, ``Read`` and ``ReadResp`` are the
   spec's four message kinds (``spec/Dynamo.tla``, field for field: ``op`` is ``mop``, ``hint``
@@ -293,20 +294,41 @@ class SetClockSkew(_Msg, frozen=True, tag="set_clock_skew"):
     rid: int = 0
 
 
+class ReplicaGet(_Msg, frozen=True, tag="replica_get"):
+    """Admin (fault harness): the versions this node itself stores for ``key`` (tombstones
+    included), asking no peer: how the convergence check reads every replica."""
+
+    key: bytes
+    rid: int = 0
+
+
 DataRequest: TypeAlias = Get | Put | Delete
-AdminRequest: TypeAlias = Join | Leave | StatusRequest | SetClockSkew
-ClientMessage: TypeAlias = Get | Put | Delete | Join | Leave | StatusRequest | SetClockSkew
+AdminRequest: TypeAlias = Join | Leave | StatusRequest | SetClockSkew | ReplicaGet
+ClientMessage: TypeAlias = (
+    Get | Put | Delete | Join | Leave | StatusRequest | SetClockSkew | ReplicaGet
+)
 
 
 # ---- replies --------------------------------------------------------------------------------
 
 
+class SiblingClock(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """The clock of one sibling a read returns: ``clock``, coordinator ``writer`` and, in DVV
+    mode, the write's own ``dot`` (so a checker can compare siblings causally)."""
+
+    clock: list[ClockEntry]
+    writer: str
+    dot: int = 0
+
+
 class GetOk(_Msg, frozen=True, tag="get_ok"):
-    """The reconciled values (siblings; none when absent or deleted) and their merged context."""
+    """The reconciled values (siblings; none when absent or deleted) and their merged context;
+    ``clocks[i]`` is the clock of ``siblings[i]``."""
 
     siblings: list[bytes]
     context: bytes
     rid: int = 0
+    clocks: list[SiblingClock] = []
 
 
 class PutOk(_Msg, frozen=True, tag="put_ok"):
@@ -363,7 +385,14 @@ class StatusReply(_Msg, frozen=True, tag="status_ok"):
     n: int = 0  # replicas per key
 
 
-ReplyMessage: TypeAlias = GetOk | PutOk | AdminOk | ErrorReply | StatusReply
+class ReplicaVersions(_Msg, frozen=True, tag="replica_versions"):
+    """The answer to ``ReplicaGet``: the node's stored versions of the key (none: absent)."""
+
+    versions: list[WireVersion]
+    rid: int = 0
+
+
+ReplyMessage: TypeAlias = GetOk | PutOk | AdminOk | ErrorReply | StatusReply | ReplicaVersions
 
 
 # ---- peer messages: the spec's four kinds ---------------------------------------------------
@@ -416,7 +445,7 @@ class Forward(_Msg, frozen=True, tag="forward"):
 
 class ForwardReply(_Msg, frozen=True, tag="forward_reply"):
     fid: int
-    reply: GetOk | PutOk | AdminOk | ErrorReply | StatusReply
+    reply: ReplyMessage
 
 
 class Ping(_Msg, frozen=True, tag="ping"):

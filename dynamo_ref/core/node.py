@@ -43,7 +43,7 @@ stuttering on the spec's variables unless noted: ``ForwardRequest``, ``ForwardRe
 has handed everything off), ``SetClockSkew``, ``TransferPartition``, ``ReceiveTransfer``
 (merges like ReplicaStore), ``DropPartition`` and ``ReapTombstone`` (remove versions: the spec
 has no such step), ``RejectMessage`` (a peer message that does not decode). Failure-detector
-pings take no action.
+pings and ``replica_get`` (the fault harness reading this node's own store) take no action.
 
 Where the node goes beyond the spec, on purpose: a non-replica forwards client requests; a get
 under a sloppy quorum reads from fallbacks in place of replicas held down; a get outlives
@@ -88,7 +88,10 @@ from dynamo_ref.core.messages import (
     Read,
     ReadResp,
     Reap,
+    ReplicaGet,
+    ReplicaVersions,
     SetClockSkew,
+    SiblingClock,
     StatusReply,
     StatusRequest,
     Store,
@@ -97,6 +100,7 @@ from dynamo_ref.core.messages import (
     SyncKeysReply,
     Transfer,
     TransferAck,
+    clock_to_wire,
     decode_context,
     decode_wire_siblings,
     encode_context,
@@ -324,13 +328,26 @@ class Node(NodeSync):
             self.admin_leave(origin, msg, now)
         elif isinstance(msg, SetClockSkew):
             self.set_clock_skew(origin, msg)
+        elif isinstance(msg, ReplicaGet):
+            self.replica_get(origin, msg)
         else:
             self._error(
                 origin,
                 ErrorCode.UNKNOWN_MESSAGE,
                 f"unknown request {type(msg).__name__}: expected get, put, delete, join, "
-                "leave, status or set_clock_skew",
+                "leave, status, set_clock_skew or replica_get",
             )
+
+    def replica_get(self, origin: Origin, msg: ReplicaGet) -> None:
+        """Node-only query for the fault harness: this node's stored versions, no peer asked.
+        No spec action: it reads nothing but the local store and changes nothing."""
+        key: object = msg.key
+        if not isinstance(key, bytes) or not key or len(key) > self._config.max_key_size:
+            self._error(origin, ErrorCode.INVALID_KEY, "the key must be a non-empty byte string")
+            return
+        raw = self._engine.get_raw(key)
+        wire = [] if raw is None else decode_wire_siblings(raw)
+        self._reply(origin, ReplicaVersions(wire, origin.rid))
 
     def _validate(self, msg: DataRequest) -> tuple[ErrorCode, str] | None:
         cfg = self._config
@@ -684,8 +701,10 @@ class Node(NodeSync):
             op.answered = True
             latest = self._latest(op)
             context = encode_context(read_context(self._mode, latest))
-            values = [v.value for v in latest if v.value is not None]
-            self._reply(op.origin, GetOk(values, context, op.origin.rid))
+            live = [v for v in latest if v.value is not None]
+            values = [v.value for v in live if v.value is not None]
+            clocks = [SiblingClock(clock_to_wire(v.clock), v.writer, v.dot) for v in live]
+            self._reply(op.origin, GetOk(values, context, op.origin.rid, clocks))
             self.ReadRepair(op, now, answering=True, latest=latest)
         else:
             self.ReadRepair(op, now, answering=False)

@@ -1,0 +1,382 @@
+"""One test run: set up a cluster, run a workload under a nemesis, heal, quiesce, read, check.
+
+`run_once(cfg)` does, in order (teardown always):
+
+1. setup: the target's nodes (for dynamo-ref: processes with short anti-entropy, handoff and
+   gossip intervals, so a run's quiescence is seconds);
+2. the workload and the nemesis together for `duration` seconds;
+3. heal everything (network healed, paused nodes resumed, killed nodes restarted, skews cleared);
+4. quiesce: wait until no node holds hints, and at least `settle` seconds (anti-entropy rounds),
+   at most `quiesce` seconds;
+5. final reads of every key, then (after a short settle for read repair) replica reads of
+   every replica of every key (dynamo-ref's `ReplicaGet`);
+6. teardown, write `out/history.jsonl`, then check.
+
+Checks by workload (`harness.checkers`):
+
+- `set-add`, `counter`: lost writes as sets (every acknowledged element in the final set),
+  Dynamo semantics (on the history with each `add` as the write of the list it wrote),
+  convergence;
+- `register` on a versioned (Dynamo-style) target: lost writes (siblings, causal), Dynamo
+  semantics (strict-quorum property too when the quorum is strict and R + W > N), convergence,
+  and linearizability as a register per key (a read of one sibling reads that value, of none
+  reads nil, of several reads a value no write wrote);
+- `register` on a register target: linearizability and lost writes (register).
+
+`progress(phase, fraction)` is called at each phase (`setup`, `running`, `healing`,
+`quiescing`, `final-reads`, `replica-reads`, `teardown`, `checking`, `done`) with how far the
+run is (0..1; the workload's `duration` is 0.05..0.8), and about once a second while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from harness.checkers.causal import REPLICA_READ_F, Dominates, descends
+from harness.checkers.convergence import check_convergence_history
+from harness.checkers.dynamo_semantics import check_dynamo
+from harness.checkers.linearizable import check
+from harness.checkers.lost_writes import check_lost_writes
+from harness.checkers.models import freeze, partition_by_key, register
+from harness.checkers.verdict import Case, Finding, Result, Verdict, combine
+from harness.history import Op, pair, write_jsonl
+from harness.nemesis import PATTERNS, Nemesis, NemesisConfig
+from harness.recorder import Recorder
+from harness.workload import Workload, WorkloadConfig, WorkloadKind, default_keys
+
+__all__ = ["RunConfig", "RunResult", "check_run", "make_target", "run_once"]
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class RunConfig:
+    nodes: int = 5
+    duration: float = 60.0
+    nemesis: tuple[str, ...] = ("partition",)
+    workload: str = "set-add"
+    mode: str = "vclock"
+    quorum: str = "sloppy"
+    net: str = "proxy"
+    seed: int = 0
+    clients: int = 10
+    keys: int = 40
+    target: str = "dynamo"
+    out: Path = field(default_factory=lambda: Path("runs/run"))
+    n: int = 3
+    r: int = 2
+    w: int = 2
+    rate: float | None = None  # ops/s per client; None: closed loop
+    key_per_client: bool = False  # client i only works on key i (mod keys)
+    patterns: tuple[str, ...] = tuple(PATTERNS)
+    fault_time: tuple[float, float] = (1.0, 3.0)
+    heal_time: tuple[float, float] = (0.5, 1.5)
+    skew: float = 60.0
+    skew_nodes: tuple[str, ...] = ()
+    quiesce: float = 20.0  # at most, after the heal
+    settle: float = 2.0  # at least, after the heal (anti-entropy rounds)
+    check_time_limit: float = 60.0  # the linearizability search's budget
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    history: list[Op]
+    faults: list[dict[str, object]]
+    checks: dict[str, Result]
+    verdict: Verdict
+    timings: dict[str, float]
+    out: Path
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict,
+            "checks": {name: r.verdict for name, r in self.checks.items()},
+            "ops": sum(1 for op in self.history if op.type == "invoke"),
+            "faults": len(self.faults),
+            "timings": self.timings,
+            "errors": self.errors,
+        }
+
+
+def make_target(cfg: RunConfig) -> Any:
+    """The target `cfg.target` names (`dynamo`; other targets are passed to `run_once`)."""
+    if cfg.target != "dynamo":
+        raise ValueError(f"run_once builds only the dynamo target; pass a {cfg.target!r} target")
+    from harness.targets.dynamo import DynamoTarget
+
+    return DynamoTarget(
+        cfg.nodes,
+        cfg.out / "cluster",
+        net=cast(Any, cfg.net),
+        mode=cast(Any, cfg.mode),
+        quorum=cast(Any, cfg.quorum),
+        n=cfg.n,
+        r=cfg.r,
+        w=cfg.w,
+        seed=cfg.seed,
+    )
+
+
+def _noop(_phase: str, _fraction: float) -> None:
+    pass
+
+
+async def run_once(
+    cfg: RunConfig, progress: Progress | None = None, *, target: Any = None
+) -> RunResult:
+    say = progress or _noop
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    target = target if target is not None else make_target(cfg)
+    recorder = Recorder()
+    timings: dict[str, float] = {}
+    errors: list[str] = []
+    workload: Workload | None = None
+    nemesis: Nemesis | None = None
+    replicas: dict[str, list[str]] = {}
+    t = time.monotonic()
+    try:
+        say("setup", 0.0)
+        await target.setup()
+        timings["setup"] = time.monotonic() - t
+        keys = tuple(default_keys(target, cfg.keys))
+        workload = Workload(
+            target,
+            recorder,
+            WorkloadConfig(
+                kind=cast(WorkloadKind, cfg.workload),
+                clients=cfg.clients,
+                keys=keys,
+                rate=cfg.rate,
+                key_per_client=cfg.key_per_client,
+                seed=cfg.seed,
+            ),
+        )
+        await workload.open()
+        nemesis = Nemesis(
+            target,
+            recorder,
+            NemesisConfig(
+                faults=tuple(cfg.nemesis),
+                patterns=tuple(cfg.patterns),
+                fault_time=cfg.fault_time,
+                heal_time=cfg.heal_time,
+                skew=cfg.skew,
+                skew_nodes=tuple(cfg.skew_nodes),
+                seed=cfg.seed,
+            ),
+        )
+        t = time.monotonic()
+        deadline = t + cfg.duration
+        say("running", 0.05)
+        ticker = asyncio.create_task(_tick(say, t, cfg.duration))
+        try:
+            await asyncio.gather(workload.run(deadline), nemesis.run(deadline))
+        finally:
+            ticker.cancel()
+        timings["run"] = time.monotonic() - t
+        t = time.monotonic()
+        say("healing", 0.8)
+        await nemesis.heal_all()
+        say("quiescing", 0.82)
+        await _quiesce(target, cfg)
+        timings["quiesce"] = time.monotonic() - t
+        t = time.monotonic()
+        say("final-reads", 0.9)
+        await workload.final_reads()
+        await asyncio.sleep(min(1.0, cfg.settle))  # read repair reaches every replica
+        say("replica-reads", 0.93)
+        replicas = await workload.replica_reads()
+        timings["reads"] = time.monotonic() - t
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        t = time.monotonic()
+        say("teardown", 0.96)
+        if workload is not None:
+            await workload.close()
+        await target.teardown()
+        recorder.close("the run ended with the op in flight")
+        timings["teardown"] = time.monotonic() - t
+        write_jsonl(cfg.out / "history.jsonl", recorder.ops)
+    say("checking", 0.97)
+    t = time.monotonic()
+    dominates = getattr(target, "dominates", None)
+    versioned = hasattr(target, "replica_get") or cfg.target == "dynamo"
+    checks = check_run(
+        recorder.ops,
+        cfg.workload,
+        versioned=versioned,
+        strict_quorum=cfg.quorum == "strict" and cfg.r + cfg.w > cfg.n,
+        dominates=dominates if callable(dominates) else descends,
+        replicas=dict[Hashable, Sequence[str]](replicas.items()),
+        time_limit=cfg.check_time_limit,
+    )
+    timings["check"] = time.monotonic() - t
+    verdict = combine(r.verdict for r in checks.values())
+    result = RunResult(
+        config=cfg,
+        history=recorder.ops,
+        faults=list(nemesis.faults) if nemesis is not None else [],
+        checks=checks,
+        verdict=verdict,
+        timings=timings,
+        out=cfg.out,
+        errors=errors,
+    )
+    say("done", 1.0)
+    return result
+
+
+async def _tick(say: Progress, started: float, duration: float) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        done = min(1.0, (time.monotonic() - started) / duration) if duration > 0 else 1.0
+        say("running", 0.05 + 0.75 * done)
+
+
+async def _quiesce(target: Any, cfg: RunConfig) -> None:
+    """Until no node holds hints (and at least `settle` seconds), at most `quiesce`."""
+    started = time.monotonic()
+    status = getattr(target, "status", None)
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed >= cfg.quiesce:
+            return
+        if elapsed >= cfg.settle:
+            if status is None:
+                return
+            try:
+                pending = 0
+                for node in target.nodes():
+                    hints = (await status(node)).get("hints", {})
+                    pending += sum(hints.values()) if isinstance(hints, dict) else 0
+            except Exception:
+                pending = -1  # a node not answering yet: wait
+            if pending == 0:
+                return
+        await asyncio.sleep(0.25)
+
+
+# ---- checks ---------------------------------------------------------------------------------
+
+
+def _as_dynamo_writes(history: Sequence[Op]) -> list[Op]:
+    """The history with each `add` as the write of the value it wrote (`extra.written`), and
+    each final read's value its siblings, for the Dynamo-semantics checker."""
+    out: list[Op] = []
+    for op in history:
+        if op.f == "add":
+            value = op.extra.get("written") if op.type in ("invoke", "ok") else None
+            out.append(_replace(op, f="write", value=value))
+        elif op.f == "read" and op.type == "ok" and "siblings" in op.extra:
+            out.append(_replace(op, value=op.extra["siblings"]))
+        else:
+            out.append(op)
+    return out
+
+
+def _as_register(history: Sequence[Op]) -> list[Op]:
+    """Reads of sibling lists as register reads: one sibling reads it, none reads nil, several
+    read a value no write wrote (a register never holds two)."""
+    out: list[Op] = []
+    for op in history:
+        if op.f == REPLICA_READ_F:
+            continue
+        if op.f == "read" and op.type == "ok" and isinstance(op.value, list):
+            values = op.value
+            value: object = None
+            if len(values) == 1:
+                value = values[0]
+            elif values:
+                value = {"siblings": values}
+            out.append(_replace(op, value=value))
+        else:
+            out.append(op)
+    return out
+
+
+def _replace(op: Op, **changes: object) -> Op:
+    fields = {
+        "process": op.process,
+        "type": op.type,
+        "f": op.f,
+        "value": op.value,
+        "time": op.time,
+        "index": op.index,
+        "key": op.key,
+        "error": op.error,
+        "extra": op.extra,
+    }
+    fields.update(changes)
+    return Op(**fields)  # type: ignore[arg-type]
+
+
+def linearizable_result(history: Sequence[Op], time_limit: float | None) -> Result:
+    """The register-per-key linearizability check as a `Result`."""
+    ops = pair(history)
+    result = check(register(None), ops, time_limit=time_limit)
+    findings: list[Finding] = []
+    cases: list[Case] = []
+    for part in result.partitions:
+        cases.append(Case(f"key {part.key!r}", part.verdict, part.reason))
+        if part is result.failure:
+            failed = part.failed_op
+            findings.append(
+                Finding(
+                    kind="not-linearizable",
+                    key=freeze(part.key),
+                    message=f"no linearization of key {part.key!r}",
+                    ops=() if failed is None else (failed.invoke.index,),
+                )
+            )
+    return Result(
+        checker="linearizable (register)",
+        verdict=result.verdict,
+        explanation=result.describe(),
+        details={
+            "operations": len(ops),
+            "partitions_checked": len(result.partitions),
+            "keys": len(partition_by_key(ops)),
+        },
+        findings=tuple(findings),
+        cases=tuple(cases),
+        elapsed=result.elapsed,
+    )
+
+
+def check_run(
+    history: Sequence[Op],
+    workload: str,
+    *,
+    versioned: bool = True,
+    strict_quorum: bool = False,
+    dominates: Dominates = descends,
+    replicas: Mapping[Hashable, Sequence[str]] | None = None,
+    time_limit: float | None = 60.0,
+) -> dict[str, Result]:
+    """The checks a run of `workload` calls for (see the module docstring)."""
+    client = [op for op in history if op.f != REPLICA_READ_F]
+    checks: dict[str, Result] = {}
+    if workload in ("set-add", "counter"):
+        checks["lost_writes"] = check_lost_writes(client, kind="set")
+        checks["dynamo"] = check_dynamo(
+            _as_dynamo_writes(client), strict_quorum=strict_quorum, dominates=dominates
+        )
+    elif versioned:
+        checks["lost_writes"] = check_lost_writes(client, kind="siblings", dominates=dominates)
+        checks["dynamo"] = check_dynamo(client, strict_quorum=strict_quorum, dominates=dominates)
+        checks["linearizable"] = linearizable_result(_as_register(client), time_limit)
+    else:
+        checks["linearizable"] = linearizable_result(client, time_limit)
+        checks["lost_writes"] = check_lost_writes(client, kind="register")
+    if versioned:
+        checks["convergence"] = check_convergence_history(history, replicas=replicas or None)
+    return checks

@@ -1,0 +1,165 @@
+"""Whole runs against real dynamo-ref processes: the acceptance properties of the fault harness.
+
+Set-add runs use DVV mode: in plain vclock mode the coordinator's max+1 counter rule gives a
+write a clock that dominates concurrent writes it coordinated from a stale context, so they are
+dropped (the loss DVV, Riak 2.0's fix, removes); that is a finding, not what these tests check.
+Short runs (3 nodes, seconds) run in `make test`; the repeated campaigns are `slow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.history import pair, read_jsonl
+from harness.run import RunConfig, RunResult, run_once
+
+pytestmark = pytest.mark.net
+
+
+def short(tmp_path: Path, **changes: object) -> RunConfig:
+    cfg = RunConfig(
+        nodes=3,
+        duration=3.0,
+        clients=6,
+        keys=12,
+        seed=1,
+        out=tmp_path / "run",
+        fault_time=(0.8, 1.5),
+        heal_time=(0.3, 0.6),
+        settle=1.0,
+        quiesce=10.0,
+    )
+    for name, value in changes.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def go(cfg: RunConfig) -> RunResult:
+    phases: list[str] = []
+    result = asyncio.run(run_once(cfg, lambda phase, _fraction: phases.append(phase)))
+    assert phases[0] == "setup"
+    assert phases[-1] == "done"
+    # The history on disk is the one checked, and nothing in it is left open.
+    on_disk = read_jsonl(cfg.out / "history.jsonl")
+    assert on_disk == result.history
+    assert all(op.completion is not None for op in pair(on_disk))
+    return result
+
+
+def acked(result: RunResult, f: str) -> int:
+    return sum(1 for op in result.history if op.f == f and op.type == "ok")
+
+
+def explain(result: RunResult) -> str:
+    return json.dumps({n: r.explanation[:800] for n, r in result.checks.items()}, indent=1)
+
+
+def test_dvv_sloppy_under_partitions_and_kills_loses_nothing_and_converges(
+    tmp_path: Path,
+) -> None:
+    result = go(short(tmp_path, mode="dvv", quorum="sloppy", nemesis=("partition", "kill"), seed=3))
+    assert result.faults, "the nemesis did nothing"
+    assert acked(result, "add") > 50
+    assert result.checks["lost_writes"].verdict == "valid", explain(result)
+    assert result.checks["convergence"].verdict == "valid", explain(result)
+    assert result.checks["dynamo"].verdict == "valid", explain(result)
+    assert set(result.timings) >= {"run", "quiesce", "check"}
+
+
+def test_lww_under_partitions_loses_acknowledged_writes(tmp_path: Path) -> None:
+    """Negative control: last-writer-wins drops concurrent adds; a node whose clock runs
+    behind loses every write it coordinates over a newer one."""
+    result = go(
+        short(
+            tmp_path,
+            mode="lww",
+            quorum="sloppy",
+            nemesis=("partition", "skew"),
+            skew=-30.0,
+            keys=4,
+        )
+    )
+    lost = result.checks["lost_writes"]
+    assert lost.verdict == "invalid", explain(result)
+    assert any(f.kind == "lost" for f in lost.findings)
+
+
+def test_register_under_sloppy_partitions_is_not_linearizable(tmp_path: Path) -> None:
+    result = go(
+        short(
+            tmp_path,
+            workload="register",
+            mode="vclock",
+            quorum="sloppy",
+            nemesis=("partition",),
+            keys=3,
+            duration=2.5,
+        )
+    )
+    assert result.checks["linearizable"].verdict == "invalid", explain(result)
+    assert result.checks["linearizable"].findings
+
+
+def test_fault_free_strict_quorum_one_client_per_key_is_linearizable(tmp_path: Path) -> None:
+    result = go(
+        short(
+            tmp_path,
+            workload="register",
+            mode="dvv",
+            quorum="strict",
+            nemesis=(),
+            clients=3,
+            keys=3,
+            key_per_client=True,
+            duration=2.0,
+        )
+    )
+    assert acked(result, "write") > 20
+    assert acked(result, "read") > 20
+    assert result.checks["linearizable"].verdict == "valid", explain(result)
+    dynamo = result.checks["dynamo"]
+    assert dynamo.verdict == "valid", explain(result)
+    assert any(c.name == "strict-quorum" and c.verdict == "valid" for c in dynamo.cases)
+
+
+# ---- acceptance campaigns (make test-slow) -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_campaign_dvv_sloppy_partitions_kills_pauses(tmp_path: Path, seed: int) -> None:
+    cfg = RunConfig(
+        nodes=5,
+        duration=20.0,
+        nemesis=("partition", "kill", "pause"),
+        workload="set-add",
+        mode="dvv",
+        quorum="sloppy",
+        clients=10,
+        keys=40,
+        seed=seed,
+        out=tmp_path / "run",
+    )
+    result = go(cfg)
+    assert {f["fault"] for f in result.faults} >= {"partition"}
+    assert result.checks["lost_writes"].verdict == "valid", explain(result)
+    assert result.checks["convergence"].verdict == "valid", explain(result)
+
+
+@pytest.mark.slow
+def test_campaign_lww_partitions_loses_writes(tmp_path: Path) -> None:
+    cfg = RunConfig(
+        nodes=5,
+        duration=15.0,
+        nemesis=("partition",),
+        workload="set-add",
+        mode="lww",
+        quorum="sloppy",
+        seed=5,
+        out=tmp_path / "run",
+    )
+    assert go(cfg).checks["lost_writes"].verdict == "invalid"

@@ -13,6 +13,7 @@ range, `1..5`); the campaign runs their product, the last option varying fastest
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("vclock", "lww", "dvv"),
     "quorum": ("strict", "sloppy"),
     "net": ("proxy", "netns"),
+    "target": ("dynamo", "etcd", "external"),
 }
 # Options that take comma lists with --matrix: option name -> (config field, parser).
 LIST_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
@@ -219,13 +221,23 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
     @click.option(
         "--workload", default="set-add", show_default=True, help="register|set-add|counter"
     )
-    @click.option("--mode", default="vclock", show_default=True, help="vclock|lww|dvv")
+    @click.option(
+        "--mode",
+        default="dvv",
+        show_default=True,
+        help="dvv|vclock|lww (plain vclock loses concurrent writes through one coordinator)",
+    )
     @click.option("--quorum", default="sloppy", show_default=True, help="strict|sloppy")
     @click.option("--net", default="proxy", show_default=True, help="proxy|netns (root)")
     @click.option("--seed", default="0", show_default=True, help="Seed; with --matrix 1,2 or 1..5")
     @click.option("--clients", default="10", show_default=True, help="Concurrent clients.")
     @click.option("--keys", default=None, help="Keys the workload spreads over.")
-    @click.option("--target", default="dynamo", show_default=True, help="System under test.")
+    @click.option("--target", default="dynamo", show_default=True, help="dynamo|etcd|external")
+    @click.option(
+        "--program",
+        default=None,
+        help="The external target's node command, e.g. 'python harness/examples/lin_kv_leader.py'.",
+    )
     @click.option(
         "--out",
         type=click.Path(file_okay=False, path_type=Path),
@@ -246,6 +258,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         clients: str,
         keys: str | None,
         target: str,
+        program: str | None,
         out: Path,
         matrix: bool,
     ) -> None:
@@ -265,6 +278,8 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             "target": target,
         }
         single, axes = parse_axes(texts, nemesis, matrix=matrix)
+        if program:
+            single["program"] = tuple(shlex.split(program))
         config_cls, run_once = loader()
         try:
             base: DataclassInstance = config_cls(out=out, **single)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from harness.history import pair, read_jsonl
-from harness.run import RunConfig, RunResult, run_once
+from harness.run import RunConfig, RunResult, make_target, run_once
 
 pytestmark = pytest.mark.net
 
@@ -163,3 +164,41 @@ def test_campaign_lww_partitions_loses_writes(tmp_path: Path) -> None:
         out=tmp_path / "run",
     )
     assert go(cfg).checks["lost_writes"].verdict == "invalid"
+
+
+EXAMPLES = Path(__file__).parent.parent / "harness" / "examples"
+
+
+@pytest.mark.parametrize(
+    ("program", "verdict"),
+    [("lin_kv_leader.py", "valid"), ("lin_kv_stale_reads.py", "invalid")],
+)
+def test_external_node_programs_are_passed_or_caught(
+    tmp_path: Path, program: str, verdict: str
+) -> None:
+    """The same run drives a program speaking the Maelstrom protocol: the single-leader node
+    is linearizable under partitions, the one serving stale reads is caught."""
+    cfg = short(
+        tmp_path,
+        target="external",
+        program=(sys.executable, str(EXAMPLES / program)),
+        workload="register",
+        nemesis=("partition",),
+        clients=4,
+        keys=4,
+    )
+    result = go(cfg)
+    assert result.faults
+    assert acked(result, "read") > 20
+    assert result.checks["linearizable"].verdict == verdict, explain(result)
+
+
+def test_targets_refuse_what_they_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--net netns"):
+        make_target(short(tmp_path, target="etcd", workload="register", net="proxy"))
+    with pytest.raises(ValueError, match="--workload register"):
+        make_target(short(tmp_path, target="etcd", workload="set-add"))
+    with pytest.raises(ValueError, match="--program"):
+        make_target(short(tmp_path, target="external", workload="register"))
+    with pytest.raises(ValueError, match="unknown target"):
+        make_target(short(tmp_path, target="voldemort"))

@@ -164,14 +164,23 @@ class Workload:
     async def _client_loop(self, process: int, client: Any, deadline: float) -> None:
         rng = random.Random(f"{self.config.seed}-{process}")
         period = None if not self.config.rate else 1.0 / self.config.rate
+        failures = 0
         while time.monotonic() < deadline:
             started = time.monotonic()
             if self.config.key_per_client:
                 key = self.keys[process % len(self.keys)]
             else:
                 key = rng.choice(self.keys)
-            with contextlib.suppress(OpFailed, OpUnknown, TimeoutError, OSError):
+            try:
                 await self.step(process, client, key, rng)  # recorded; the loop goes on
+                failures = 0
+            except (OpFailed, OpUnknown, TimeoutError, OSError):
+                # A client of a dead or cut-off node backs off rather than flood the history
+                # with instant failures.
+                failures += 1
+                backoff = min(0.02 * 2**failures, 0.5)
+                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                continue
             if period is not None:
                 rest = period - (time.monotonic() - started)
                 if rest > 0:

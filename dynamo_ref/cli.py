@@ -305,10 +305,8 @@ def node(
 
 
 def _run(coro: Any) -> None:
-    """On asyncio's loop, or uvloop with ``DYNAMO_REF_LOOP=uvloop`` (when installed): not by
-    default while a peer link's write to a closed uvloop transport (a RuntimeError, where
-    asyncio ignores it) can end the link."""
-    if os.environ.get(LOOP_ENV, "asyncio") == "uvloop":
+    """On uvloop when it is installed, or asyncio's loop with ``DYNAMO_REF_LOOP=asyncio``."""
+    if os.environ.get(LOOP_ENV, "uvloop") == "uvloop":
         try:
             import uvloop
         except ImportError:

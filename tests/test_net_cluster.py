@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from net_support import FAST, LocalCluster, wait_for
@@ -222,5 +223,47 @@ def test_overload_is_refused_at_once() -> None:
             finally:
                 gated.gate.set()
                 await client.close()
+
+    asyncio.run(main())
+
+
+def test_a_link_outlives_a_write_to_a_closed_transport() -> None:
+    """uvloop raises RuntimeError (not OSError) for a write to a transport that has closed: the
+    link must reconnect rather than die, or the peer is never written to again."""
+
+    async def main() -> None:
+        async with LocalCluster(2, FAST.__class__(n=2, r=1, w=2)) as cluster:
+            client = await AsyncClient.connect([cluster.address("n1")])
+            await client.put(b"warm", b"up")
+            link = cluster.servers["n1"]._links["n2"]
+            pump = link._pump
+            calls = 0
+
+            async def failing_once(stream: Any) -> None:
+                nonlocal calls
+                calls += 1
+                if calls == 1:
+                    raise RuntimeError("unable to perform operation: the handler is closed")
+                await pump(stream)
+
+            link._pump = failing_once  # type: ignore[method-assign]
+            # The link task is parked in the first pump: break it by reopening.
+            if link._task is not None:
+                link._task.cancel()
+                link._task = None
+            # The failed write costs the puts in flight (the peer looks unreachable for a
+            # moment); the link comes back.
+            stored = 0
+            for i in range(100):
+                try:
+                    await client.put(b"k%d" % i, b"v", w=2)
+                    stored += 1
+                except ClientError:
+                    await asyncio.sleep(0.05)
+                if stored == 5:
+                    break
+            assert stored == 5
+            assert calls >= 2
+            await client.close()
 
     asyncio.run(main())

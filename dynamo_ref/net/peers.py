@@ -92,7 +92,8 @@ class PeerLink:
             self.connects += 1
             try:
                 await self._pump(stream)
-            except (OSError, FrameError) as e:
+            except (OSError, FrameError, RuntimeError) as e:
+                # uvloop raises RuntimeError for a write to a transport that has closed.
                 log.debug("link to %s lost: %s", self.peer, e)
             finally:
                 stream.close()

@@ -48,6 +48,18 @@ def main() -> None:
 main.add_command(spec)
 
 
+def _add_harness_commands() -> None:
+    # The harness's commands: `check` (histories from anywhere) and `campaign` (fault runs).
+    from harness.campaign_cli import campaign_command
+    from harness.check_cli import check_command
+
+    main.add_command(check_command, "check")
+    main.add_command(campaign_command, "campaign")
+
+
+_add_harness_commands()
+
+
 # ---- argument types -------------------------------------------------------------------------
 
 
@@ -372,6 +384,14 @@ def client_options(f: Any) -> Any:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
 
 
+def admin_secret_option(f: Any) -> Any:
+    return click.option(
+        "--secret-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help=f"The cluster secret, which a node that has one asks of admins (else ${SECRET_ENV}).",
+    )(f)
+
+
 def target_addresses(nodes: tuple[str, ...], cluster_dir: Path | None) -> list[str]:
     if nodes:
         return list(nodes)
@@ -388,13 +408,17 @@ def target_addresses(nodes: tuple[str, ...], cluster_dir: Path | None) -> list[s
 
 @contextmanager
 def connected(
-    nodes: tuple[str, ...], cluster_dir: Path | None, token: str | None, timeout: float
+    nodes: tuple[str, ...],
+    cluster_dir: Path | None,
+    token: str | None,
+    timeout: float,
+    secret: bytes | None = None,
 ) -> Iterator[Client]:
     from dynamo_ref.client import Client, ClientError
 
     addresses = target_addresses(nodes, cluster_dir)
     try:
-        with Client(addresses, token=token, timeout=timeout) as client:
+        with Client(addresses, token=token, timeout=timeout, secret=secret) as client:
             yield client
     except ClientError as e:
         raise click.ClickException(f"{e.code}: {e.message}") from None
@@ -518,6 +542,7 @@ def _write_done(what: str, key: str, context: bytes, ts: float, as_json: bool) -
 @click.argument("address", callback=_address)
 @click.option("--zone", help="The node's zone (replicas are spread across zones).")
 @client_options
+@admin_secret_option
 def join(
     *,
     node_id: str,
@@ -528,9 +553,10 @@ def join(
     token: str | None,
     timeout: float,
     as_json: bool,
+    secret_file: Path | None,
 ) -> None:
     """Add NODE (listening at ADDRESS) to the ring: it claims partitions, data moves to it."""
-    with connected(nodes, cluster_dir, token, timeout) as client:
+    with connected(nodes, cluster_dir, token, timeout, read_secret(secret_file)) as client:
         detail = client.join(node_id, address, zone)
     _emit_json({"detail": str(detail)}) if as_json else click.echo(str(detail))
 
@@ -538,6 +564,7 @@ def join(
 @main.command()
 @click.argument("node_id", metavar="NODE")
 @client_options
+@admin_secret_option
 def leave(
     *,
     node_id: str,
@@ -546,9 +573,10 @@ def leave(
     token: str | None,
     timeout: float,
     as_json: bool,
+    secret_file: Path | None,
 ) -> None:
     """NODE hands its partitions to the others and leaves the ring."""
-    with connected(nodes, cluster_dir, token, timeout) as client:
+    with connected(nodes, cluster_dir, token, timeout, read_secret(secret_file)) as client:
         detail = client.leave(node_id)
     _emit_json({"detail": str(detail)}) if as_json else click.echo(str(detail))
 

@@ -591,3 +591,13 @@ def test_the_cluster_secret_reaches_every_node(tmp_path: Path) -> None:
             return True
 
         eventually(serves_w3, what="n3 with the secret acks again")
+        # Changing the ring takes the secret: without it the node refuses, with it the request
+        # reaches the node's own checks.
+        refused = cli("leave", "nowhere", "--node", lc.addresses[0])
+        assert refused.exit_code != 0
+        assert "unauthorized" in refused.output
+        assert secret_file is not None
+        taken = cli(
+            "leave", "nowhere", "--node", lc.addresses[0], "--secret-file", str(secret_file)
+        )
+        assert "unauthorized" not in taken.output, taken.output

@@ -58,10 +58,15 @@ bench: setup
 	$(BIN)/python benchmarks/core_bench.py
 	$(BIN)/python benchmarks/sim_bench.py
 	$(BIN)/python benchmarks/checker_bench.py
+	$(BIN)/python benchmarks/storage_bench.py
+	$(BIN)/python benchmarks/cluster_bench.py --contracts
+	$(BIN)/python benchmarks/campaign_check_bench.py
 
+# The main job: a 5-node cluster under a short fault campaign, checked, with an HTML report.
+DEMO_OUT ?= demo-out
 demo: setup
-	$(BIN)/python benchmarks/core_bench.py --quick
-	$(BIN)/dynamo-ref ring --nodes 8 --partitions 64 --n 3 --key user:42 --key cart:7
+	$(BIN)/dynamo-ref campaign --nodes 5 --time 20 --nemesis partition,kill,pause \
+	  --workload set-add --mode dvv --quorum sloppy --clients 8 --out $(DEMO_OUT)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(DEMO_OUT) campaign-out

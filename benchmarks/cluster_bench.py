@@ -284,7 +284,7 @@ def main() -> None:
     ap.add_argument("--contracts", action="store_true", help="also run with contracts on")
     ap.add_argument("--no-etcd", action="store_true", help="dynamo-ref only")
     ap.add_argument("--rss-keys", type=int, help="keys for the RSS figure (default 100,000)")
-    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="nodes' loop")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop", help="nodes' loop")
     ap.add_argument(
         "--client-loop", choices=["asyncio", "uvloop"], default="uvloop", help="generator's loop"
     )

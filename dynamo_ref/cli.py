@@ -224,7 +224,7 @@ def read_secret(secret_file: Path | None) -> bytes | None:
 @click.option("--pw", type=click.IntRange(0, 64), default=0, show_default=True)
 @click.option("--sloppy/--strict", default=True, show_default=True, help="Sloppy quorum or not.")
 @click.option(
-    "--mode", type=click.Choice(["vclock", "lww", "dvv"]), default="vclock", show_default=True
+    "--mode", type=click.Choice(["vclock", "lww", "dvv"]), default="dvv", show_default=True
 )
 @click.option("--partitions", type=int, default=64, show_default=True, callback=_partitions)
 @click.option(
@@ -707,7 +707,7 @@ def cluster() -> None:
 @click.option("--w", "w", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--sloppy/--strict", default=True, show_default=True)
 @click.option(
-    "--mode", type=click.Choice(["vclock", "lww", "dvv"]), default="vclock", show_default=True
+    "--mode", type=click.Choice(["vclock", "lww", "dvv"]), default="dvv", show_default=True
 )
 @click.option("--partitions", type=int, default=64, show_default=True, callback=_partitions)
 @click.option("--memory", is_flag=True, help="Nodes keep data in memory only.")

@@ -45,7 +45,7 @@ class NodeOptions:
     r: int = 2
     w: int = 2
     sloppy: bool = True
-    mode: str = "vclock"
+    mode: str = "dvv"  # plain vclock loses concurrent writes through one coordinator
     partitions: int = 64
     memory: bool = False
     sync: str = "full"

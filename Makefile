@@ -60,6 +60,7 @@ bench: setup
 	$(BIN)/python benchmarks/checker_bench.py
 	$(BIN)/python benchmarks/storage_bench.py
 	$(BIN)/python benchmarks/cluster_bench.py --contracts
+	$(BIN)/python benchmarks/overload_bench.py
 	$(BIN)/python benchmarks/campaign_check_bench.py
 
 # The main job: a 5-node cluster under a short fault campaign, checked, with an HTML report.

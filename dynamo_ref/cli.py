@@ -237,6 +237,13 @@ def read_secret(secret_file: Path | None) -> bytes | None:
 @click.option("--gossip-interval", type=click.FloatRange(min=0.001), default=1.0)
 @click.option("--anti-entropy-interval", type=click.FloatRange(min=0.001), default=5.0)
 @click.option("--max-frame", type=click.IntRange(1024), default=16 << 20)
+@click.option(
+    "--max-pending",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Client requests in progress past which new ones fail at once with `overload`.",
+)
 def node(
     *,
     node_id: str,
@@ -261,6 +268,7 @@ def node(
     gossip_interval: float,
     anti_entropy_interval: float,
     max_frame: int,
+    max_pending: int,
 ) -> None:
     """Run one node; prints "listening on HOST:PORT" once it serves. SIGTERM stops it."""
     from dynamo_ref.core.node_state import NodeConfig
@@ -284,6 +292,7 @@ def node(
             request_timeout=request_timeout,
             gossip_interval=gossip_interval,
             anti_entropy_interval=anti_entropy_interval,
+            max_pending=max_pending,
         )
     except ValueError as e:
         raise click.UsageError(f"invalid settings: {e}") from None

@@ -1,5 +1,6 @@
 """Nemeses: partitions as sets of cut directed links, kill -9 and restart, pause and resume,
-clock skew, and a seeded schedule that alternates faults with heal periods.
+clock skew, and a seeded schedule that alternates faults with heal periods: each family in turn,
+and every third step two families at once.
 
 Partition patterns are pure functions of the node list and a seeded `random.Random`:
 
@@ -136,6 +137,9 @@ class NemesisConfig:
     skew_nodes: tuple[str, ...] = ()
     start_delay: float = 0.5
     seed: int = 0
+    # Every `combine_every`-th fault step applies two families at once (a partition during a
+    # kill, say); 0: one at a time.
+    combine_every: int = 3
 
     def __post_init__(self) -> None:
         bad = [f for f in self.faults if f not in FAULTS]
@@ -159,6 +163,7 @@ class Nemesis:
         self._killed: set[str] = set()
         self._paused: set[str] = set()
         self._skewed: set[str] = set()
+        self._bag: list[str] = []
 
     async def run(self, deadline: float) -> None:
         """Faults and heal periods until `time.monotonic()` reaches `deadline`."""
@@ -166,9 +171,14 @@ class Nemesis:
         if not cfg.faults:
             return
         await self._sleep_until(min(deadline, time.monotonic() + cfg.start_delay))
+        step = 0
         while time.monotonic() < deadline:
-            kind = self.rng.choice(cfg.faults)
-            await self.begin(kind)
+            step += 1
+            kinds = [self._next_kind()]
+            if cfg.combine_every and len(set(cfg.faults)) > 1 and step % cfg.combine_every == 0:
+                kinds.append(self.rng.choice([k for k in cfg.faults if k != kinds[0]]))
+            for kind in kinds:
+                await self.begin(kind)
             await self._sleep_until(
                 min(deadline, time.monotonic() + self.rng.uniform(*cfg.fault_time))
             )
@@ -176,6 +186,14 @@ class Nemesis:
             await self._sleep_until(
                 min(deadline, time.monotonic() + self.rng.uniform(*cfg.heal_time))
             )
+
+    def _next_kind(self) -> str:
+        # Each family in turn, in a shuffled order each round, so that a short run still
+        # sees every family it was asked for.
+        if not self._bag:
+            self._bag = list(self.config.faults)
+            self.rng.shuffle(self._bag)
+        return self._bag.pop()
 
     @staticmethod
     async def _sleep_until(when: float) -> None:
@@ -193,7 +211,9 @@ class Nemesis:
             self.target.network.cut(links)
             self._cut = True
         elif kind in ("kill", "pause"):
-            node = self.rng.choice(nodes)
+            # A node already killed or paused in this step is left alone.
+            free = [n for n in nodes if n not in self._killed | self._paused]
+            node = self.rng.choice(free or nodes)
             value = {"nodes": [node]}
             self.recorder.nemesis_start(kind, value)
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 
@@ -181,3 +182,42 @@ def test_schedule_is_seeded() -> None:
     n = min(len(a.faults), len(b.faults), len(c.faults), 5)
     assert a.faults[:n] == b.faults[:n]
     assert a.faults[:n] != c.faults[:n]
+
+
+def test_schedule_takes_every_family_in_turn_and_combines_some() -> None:
+    target, rec, nemesis = run_schedule(seed=2)
+    # Each family once before any repeats (the third step adds a second fault).
+    singles = [f["fault"] for f in nemesis.faults]
+    assert set(singles[:5]) == {"partition", "kill", "pause", "skew"}
+    windows = sorted(fault_windows(rec.ops), key=lambda w: w.start)
+    overlapping = [
+        (a.name, b.name)
+        for a, b in itertools.pairwise(windows)
+        if a.end is not None and b.start < a.end
+    ]
+    assert overlapping, "no two faults were ever active together"
+    assert all(a != b for a, b in overlapping)
+    assert not target.network.cut_links()
+    assert target.up == set(target.nodes())
+
+
+def test_one_fault_at_a_time_when_combining_is_off() -> None:
+    target = FakeTarget(names(5))
+    rec = Recorder()
+    cfg = NemesisConfig(
+        faults=("partition", "kill", "pause"),
+        fault_time=(0.01, 0.02),
+        heal_time=(0.01, 0.02),
+        start_delay=0.0,
+        combine_every=0,
+    )
+
+    async def go() -> None:
+        nemesis = Nemesis(target, rec, cfg)
+        await nemesis.run(time.monotonic() + 0.5)
+        await nemesis.heal_all()
+
+    asyncio.run(go())
+    windows = sorted(fault_windows(rec.ops), key=lambda w: w.start)
+    assert len(windows) > 3
+    assert all(a.end is not None and a.end <= b.start for a, b in itertools.pairwise(windows))

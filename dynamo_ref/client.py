@@ -188,9 +188,14 @@ class AsyncClient:
             partition_aware=partition_aware,
             secret=secret,
         )
-        await client._default()
-        if partition_aware:
-            await client.refresh_ring()
+        try:
+            await client._default()
+            if partition_aware:
+                await client.refresh_ring()
+        except BaseException:
+            # Failed or cancelled half way: close what was opened, or its reader outlives us.
+            await asyncio.shield(client.close())
+            raise
         return client
 
     # ---- data ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ run is (0..1; the workload's `duration` is 0.05..0.8), and about once a second w
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -163,6 +164,9 @@ async def run_once(
 ) -> RunResult:
     say = progress or _noop
     cfg.out.mkdir(parents=True, exist_ok=True)
+    # A run starts from empty nodes: data left by an earlier run in the same directory would
+    # show up as values this run never wrote.
+    shutil.rmtree(cfg.out / "cluster", ignore_errors=True)
     target = target if target is not None else make_target(cfg)
     recorder = Recorder()
     timings: dict[str, float] = {}

@@ -291,14 +291,16 @@ class Workload:
         nodes = self.target.nodes()
         queue = list(enumerate(self.keys))
         clients: dict[str, Any] = {}
+        opening = asyncio.Lock()  # workers share one client a node, opened once
 
         async def worker(w: int) -> None:
             while queue:
                 i, key = queue.pop()
                 for a in range(attempts):
                     node = nodes[(i + a) % len(nodes)]
-                    if node not in clients:
-                        clients[node] = await self.target.client(node)
+                    async with opening:
+                        if node not in clients:
+                            clients[node] = await self.target.client(node)
                     try:
                         await self.read(f"final-{w}", clients[node], key, final=True)
                         break

@@ -202,3 +202,12 @@ def test_targets_refuse_what_they_cannot_do(tmp_path: Path) -> None:
         make_target(short(tmp_path, target="external", workload="register"))
     with pytest.raises(ValueError, match="unknown target"):
         make_target(short(tmp_path, target="voldemort"))
+
+
+def test_a_second_run_in_the_same_directory_starts_from_empty_nodes(tmp_path: Path) -> None:
+    """The nodes' data of an earlier run must not leak into the next: its elements would be
+    values the second run never wrote."""
+    for _ in range(2):
+        result = go(short(tmp_path, nemesis=(), duration=1.5, clients=3, keys=4))
+        assert acked(result, "add") > 10
+        assert result.verdict == "valid", explain(result)

@@ -293,6 +293,7 @@ class DynamoTarget:
         self._relays: list[asyncio.Server] = []
         self._clients: list[DynamoClient] = []
         self._admin: dict[str, AsyncClient] = {}
+        self._admin_lock = asyncio.Lock()
 
     # ---- what the harness asks ----------------------------------------------------------------
 
@@ -593,12 +594,16 @@ class DynamoTarget:
         return c
 
     async def _admin_client(self, node: str) -> AsyncClient:
-        c = self._admin.get(node)
-        if c is None:
-            nd = self._nodes[node]
-            c = await AsyncClient.connect([nd.client_address], timeout=self.timing.client_timeout)
-            self._admin[node] = c
-        return c
+        # Concurrent callers must not each open one: all but the last would leak.
+        async with self._admin_lock:
+            c = self._admin.get(node)
+            if c is None:
+                nd = self._nodes[node]
+                c = await AsyncClient.connect(
+                    [nd.client_address], timeout=self.timing.client_timeout
+                )
+                self._admin[node] = c
+            return c
 
     async def _drop_admin(self, node: str) -> None:
         c = self._admin.pop(node, None)

@@ -46,6 +46,7 @@ class WorkloadConfig:
     keys: tuple[str, ...] = ()
     rate: float | None = None  # ops per second per client; None: closed loop
     read_fraction: float = 0.5  # register
+    cas_fraction: float = 0.4  # register targets: of the other ops, compare-and-sets
     op_timeout: float = 10.0  # a bound on top of the client's own timeouts
     key_per_client: bool = False  # client i works on keys[i % len(keys)] only
     seed: int = 0
@@ -117,6 +118,7 @@ class Workload:
         self._clients: list[Any] = []
         self._contexts: dict[tuple[int, str], object] = {}
         self._counts: dict[tuple[int, str], int] = {}
+        self._seen: dict[tuple[int, str], object] = {}  # a register's value a client knows
 
     # ---- clients ----------------------------------------------------------------------------
 
@@ -191,8 +193,17 @@ class Workload:
     async def step(self, process: int, client: Any, key: str, rng: random.Random) -> None:
         kind = self.config.kind
         if kind == "register":
+            seen = self._seen.get((process, key))
             if rng.random() < self.config.read_fraction:
-                await self.read(process, client, key)
+                values, _ = await self.read(process, client, key)
+                if not isinstance(client, VersionedClient) and values:
+                    self._seen[(process, key)] = values[0]
+            elif (
+                not isinstance(client, VersionedClient)
+                and seen is not None
+                and rng.random() < self.config.cas_fraction
+            ):
+                await self.cas(process, client, key, seen, next(self._values))
             else:
                 await self.write(process, client, key, next(self._values))
         elif kind == "set-add":
@@ -245,7 +256,24 @@ class Workload:
                 else:
                     assert isinstance(client, RegisterClient)
                     await self._call(client.write(key, value))
+                    self._seen[(process, key)] = value
                     self.recorder.complete(h, "ok", value)
+            except (OpFailed, OpUnknown, TimeoutError, OSError) as e:
+                self._finish_error(h, e, write=True)
+                raise
+
+    async def cas(self, process: int, client: Any, key: str, expected: object, new: object) -> None:
+        """Compare-and-set on a register target; a cas that found another value is `fail`
+        (it did not take effect), as Knossos records it."""
+        with self.recorder.op(process, "cas", key, [expected, new]) as h:
+            try:
+                swapped = await self._call(client.cas(key, expected, new))
+                if swapped:
+                    self._seen[(process, key)] = new
+                    self.recorder.complete(h, "ok", [expected, new])
+                else:
+                    self._seen.pop((process, key), None)
+                    self.recorder.complete(h, "fail", [expected, new], error="value differed")
             except (OpFailed, OpUnknown, TimeoutError, OSError) as e:
                 self._finish_error(h, e, write=True)
                 raise

@@ -706,3 +706,26 @@ def test_read_of_never_written_value_is_invalid(ops: list[Op], data: st.DataObje
     assert result.verdict == "invalid"
     assert result.failure is not None
     assert result.failure.failed_op is not None
+
+
+def test_the_harness_register_checks_cas() -> None:
+    ok = [
+        (0, "invoke", "write", 1, "k"),
+        (0, "ok", "write", 1, "k"),
+        (1, "invoke", "cas", [1, 2], "k"),
+        (1, "ok", "cas", [1, 2], "k"),
+        (0, "invoke", "read", None, "k"),
+        (0, "ok", "read", 2, "k"),
+    ]
+    assert verdict(M.register(None), *ok) == "valid"
+    # A cas from a value the register never held cannot have swapped.
+    bad = [*ok[:2], (1, "invoke", "cas", [7, 2], "k"), (1, "ok", "cas", [7, 2], "k"), *ok[4:]]
+    assert verdict(M.register(None), *bad) == "invalid"
+    # One that found another value (fail) did not happen.
+    failed = [*ok[:2], (1, "invoke", "cas", [7, 2], "k"), (1, "fail", "cas", [7, 2], "k")]
+    assert (
+        verdict(
+            M.register(None), *failed, (0, "invoke", "read", None, "k"), (0, "ok", "read", 1, "k")
+        )
+        == "valid"
+    )

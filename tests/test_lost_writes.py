@@ -249,3 +249,15 @@ def test_mutation_control_finds_candidates(with_clocks: bool) -> None:
     mutated = _drop_one_sibling(ops, random.Random(1))
     assert mutated is not None
     assert check_lost_writes(mutated).verdict == "invalid"
+
+
+def test_a_cas_that_took_effect_supersedes_earlier_writes() -> None:
+    # Register targets: the final value came from a cas, which wrote its `to`.
+    h = H().write(0, "v1").invoke(1, "cas", ["v1", "v2"]).ok(1, "cas", ["v1", "v2"])
+    h.read(2, "v2", final=True)
+    assert verdict(h, "register") == "valid"
+    # A cas that found another value wrote nothing: it cannot explain the final value, so v1
+    # is lost (the control).
+    bad = H().write(0, "v1").invoke(1, "cas", ["v0", "v2"]).fail(1, "cas", ["v0", "v2"])
+    bad.read(2, "v2", final=True)
+    assert verdict(bad, "register") == "invalid"

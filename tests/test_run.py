@@ -190,6 +190,9 @@ def test_external_node_programs_are_passed_or_caught(
     result = go(cfg)
     assert result.faults
     assert acked(result, "read") > 20
+    # Register targets get compare-and-sets too: some swap, some find another value.
+    assert acked(result, "cas") > 0
+    assert any(op.f == "cas" and op.type == "fail" for op in result.history)
     assert result.checks["linearizable"].verdict == verdict, explain(result)
 
 

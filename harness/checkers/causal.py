@@ -8,6 +8,8 @@ node -> counter (a list of `[node, counter, ...]` entries is accepted too).
     write   invoke {"f": "write", "key": K, "value": V, "extra": {"context": C}}   # C: sent
             ok     {"f": "write", "key": K, "value": V, "extra": {"clock": C2}}    # C2: got back
     delete  the same with "f": "delete" and "value": null (a tombstone)
+    cas     {"f": "cas", "key": K, "value": [FROM, TO]} (register targets): ok wrote TO;
+            fail found another value and wrote nothing
     read    invoke {"f": "read", "key": K, "value": null}
             ok     {"f": "read", "key": K, "value": [V1, V2],                     # siblings
                     "extra": {"clocks": [C1, C2], "context": C}}
@@ -66,6 +68,7 @@ Shape: TypeAlias = Literal["siblings", "register"]
 READ_FS = frozenset({"read", "get"})
 WRITE_FS = frozenset({"write", "put"})
 DELETE_FS = frozenset({"delete", "del"})
+CAS_FS = frozenset({"cas"})
 REPLICA_READ_F = "replica-read"
 
 
@@ -205,6 +208,25 @@ def parse_history(
             )
             h.writes.setdefault(key, []).append(w)
             h.writers.setdefault(key, {}).setdefault(value, []).append(w)
+        elif op.f in CAS_FS:
+            # A cas that took effect wrote its `to`; one that failed (found another value)
+            # did not take effect.
+            pair = op.input
+            if not (isinstance(pair, list | tuple) and len(pair) == 2):
+                raise _bad(inv, "value", f"a cas's value is [from, to], got {pair!r}")
+            if op.status == "fail":
+                h.other.append(op)
+                continue
+            w = Write(
+                op=op,
+                key=key,
+                value=_frozen(pair[1], inv, "value"),
+                deleted=False,
+                context=None,
+                clock=None,
+            )
+            h.writes.setdefault(key, []).append(w)
+            h.writers.setdefault(key, {}).setdefault(w.value, []).append(w)
         elif op.f in READ_FS:
             final = is_final(op)
             if final:

@@ -250,10 +250,12 @@ def etcd_register() -> Model[Value, RegInput, Value]:
 
 
 def register(initial: object = None) -> Model[Value, RegInput, Value]:
-    """A read/write register per key (partitioned by `key`) for the harness' own histories.
+    """A read/write/cas register per key (partitioned by `key`) for the harness' own
+    histories.
 
-    Every key starts at `initial` (None: absent). A read must return exactly the current value.
-    `:fail` means the operation did not happen.
+    Every key starts at `initial` (None: absent). A read must return exactly the current value;
+    a cas [from, to] is legal only when the register holds `from`. `:fail` means the operation
+    did not happen (a cas that found another value is recorded so, as Knossos does).
     """
     init_value = freeze(initial)
 
@@ -264,11 +266,15 @@ def register(initial: object = None) -> Model[Value, RegInput, Value]:
             return None if op.unknown else (("read", None, None), freeze(op.output))
         if op.f == "write":
             return ("write", freeze(op.input), None), None
+        if op.f == "cas":
+            return ("cas", *_pair(op)), None
         raise _unknown_f("register", op)
 
     def step(state: Value, inp: RegInput, out: Value) -> tuple[bool, Value]:
         if inp[0] == "read":
             return out == state, state
+        if inp[0] == "cas":
+            return state == inp[1], inp[2]
         return True, inp[1]
 
     return Model(

@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from harness.checkers import models as M
-from harness.checkers.causal import REPLICA_READ_F, fault_windows, is_final
+from harness.checkers.causal import REPLICA_READ_F, as_dynamo_writes, fault_windows, is_final
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo_operations
 from harness.checkers.finding_timeline import write_findings
@@ -176,6 +176,12 @@ def run_checks(
         results.append(_from_linearizable(linear))
         if model == "register" and has_final:
             results.append(check_lost_writes(client, kind="register"))
+    elif model in ("dynamo", "set") and any(op.f == "add" for op in client):
+        # A set-add (or counter) history: each add wrote the whole set (`extra.written`).
+        results.append(check_lost_writes(client, kind="set"))
+        results.append(
+            check_dynamo_operations(pair(as_dynamo_writes(client)), strict_quorum=strict_quorum)
+        )
     elif model == "dynamo":
         results.append(check_dynamo_operations(pair(client), strict_quorum=strict_quorum))
         if has_final:

@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from harness.checkers.causal import REPLICA_READ_F, Dominates, descends
+from harness.checkers.causal import (
+    REPLICA_READ_F,
+    Dominates,
+    as_dynamo_writes,
+    descends,
+    replace_op,
+)
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo
 from harness.checkers.linearizable import check
@@ -302,21 +308,6 @@ async def _quiesce(target: Any, cfg: RunConfig) -> None:
 # ---- checks ---------------------------------------------------------------------------------
 
 
-def _as_dynamo_writes(history: Sequence[Op]) -> list[Op]:
-    """The history with each `add` as the write of the value it wrote (`extra.written`), and
-    each final read's value its siblings, for the Dynamo-semantics checker."""
-    out: list[Op] = []
-    for op in history:
-        if op.f == "add":
-            value = op.extra.get("written") if op.type in ("invoke", "ok") else None
-            out.append(_replace(op, f="write", value=value))
-        elif op.f == "read" and op.type == "ok" and "siblings" in op.extra:
-            out.append(_replace(op, value=op.extra["siblings"]))
-        else:
-            out.append(op)
-    return out
-
-
 def _as_register(history: Sequence[Op]) -> list[Op]:
     """Reads of sibling lists as register reads: one sibling reads it, none reads nil, several
     read a value no write wrote (a register never holds two)."""
@@ -331,26 +322,10 @@ def _as_register(history: Sequence[Op]) -> list[Op]:
                 value = values[0]
             elif values:
                 value = {"siblings": values}
-            out.append(_replace(op, value=value))
+            out.append(replace_op(op, value=value))
         else:
             out.append(op)
     return out
-
-
-def _replace(op: Op, **changes: object) -> Op:
-    fields = {
-        "process": op.process,
-        "type": op.type,
-        "f": op.f,
-        "value": op.value,
-        "time": op.time,
-        "index": op.index,
-        "key": op.key,
-        "error": op.error,
-        "extra": op.extra,
-    }
-    fields.update(changes)
-    return Op(**fields)  # type: ignore[arg-type]
 
 
 def linearizable_result(history: Sequence[Op], time_limit: float | None) -> Result:
@@ -402,7 +377,7 @@ def check_run(
     if workload in ("set-add", "counter"):
         checks["lost_writes"] = check_lost_writes(client, kind="set")
         checks["dynamo"] = check_dynamo(
-            _as_dynamo_writes(client), strict_quorum=strict_quorum, dominates=dominates
+            as_dynamo_writes(client), strict_quorum=strict_quorum, dominates=dominates
         )
     elif versioned:
         checks["lost_writes"] = check_lost_writes(client, kind="siblings", dominates=dominates)

@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from dynamo_ref.cli import main
 from harness.history import pair, read_jsonl
 from harness.run import RunConfig, RunResult, make_target, run_once
 
@@ -51,6 +53,11 @@ def go(cfg: RunConfig) -> RunResult:
     return result
 
 
+def check_file(result: RunResult, model: str) -> Result:
+    """`dynamo-ref check` on the history the run wrote."""
+    return CliRunner().invoke(main, ["check", str(result.out / "history.jsonl"), "--model", model])
+
+
 def acked(result: RunResult, f: str) -> int:
     return sum(1 for op in result.history if op.f == f and op.type == "ok")
 
@@ -69,6 +76,10 @@ def test_dvv_sloppy_under_partitions_and_kills_loses_nothing_and_converges(
     assert result.checks["convergence"].verdict == "valid", explain(result)
     assert result.checks["dynamo"].verdict == "valid", explain(result)
     assert set(result.timings) >= {"run", "quiesce", "check"}
+    checked = check_file(result, "dynamo")
+    assert checked.exit_code == 0, checked.output
+    assert "lost-writes" in checked.output
+    assert "convergence" in checked.output
 
 
 def test_lww_under_partitions_loses_acknowledged_writes(tmp_path: Path) -> None:
@@ -87,6 +98,8 @@ def test_lww_under_partitions_loses_acknowledged_writes(tmp_path: Path) -> None:
     lost = result.checks["lost_writes"]
     assert lost.verdict == "invalid", explain(result)
     assert any(f.kind == "lost" for f in lost.findings)
+    # `dynamo-ref check` reads the harness's history and finds the same.
+    assert check_file(result, "dynamo").exit_code == 1
 
 
 def test_register_under_sloppy_partitions_is_not_linearizable(tmp_path: Path) -> None:

@@ -38,10 +38,13 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+import msgspec
+
 from harness.checkers.models import ModelError, freeze
 from harness.history import HistoryError, Op, Operation, is_nemesis
 
 __all__ = [
+    "DOT",
     "Clock",
     "Dominates",
     "DynamoHistory",
@@ -50,12 +53,16 @@ __all__ = [
     "Shape",
     "Sibling",
     "Write",
+    "as_dynamo_writes",
     "covers",
     "descends",
+    "dotted_descends",
     "fault_windows",
     "faults_during",
     "parse_clock",
     "parse_history",
+    "replace_op",
+    "split_dot",
     "supersedes",
 ]
 
@@ -73,9 +80,46 @@ REPLICA_READ_F = "replica-read"
 
 
 def descends(a: Clock, b: Clock) -> bool:
-    """Vector clock order: `a` has seen every event `b` has (equal clocks included)."""
+    """Vector clock order: `a` has seen every event `b` has (equal clocks included). Clocks
+    with a dot (an `"@node": n` entry, see `dotted_descends`) are compared as dotted version
+    vectors."""
+    if any(n.startswith(DOT) for n, _ in a) or any(n.startswith(DOT) for n, _ in b):
+        return dotted_descends(a, b)
     da = dict(a)
     return all(da.get(node, 0) >= counter for node, counter in b)
+
+
+# A dotted version vector (Riak 2.0's fix for false siblings) in a plain JSON map: the version's
+# own event, its dot, is the entry "@node": n; the other entries are the history it saw.
+DOT = "@"
+
+
+def split_dot(clock: Clock) -> tuple[dict[str, int], tuple[str, int] | None]:
+    """(the history it saw, its dot) of a clock written with a `"@node"` entry."""
+    seen: dict[str, int] = {}
+    dot = None
+    for node, counter in clock:
+        if node.startswith(DOT):
+            dot = (node[len(DOT) :], counter)
+        else:
+            seen[node] = counter
+    return seen, dot
+
+
+def dotted_descends(a: Clock, b: Clock) -> bool:
+    """`a` has seen `b`: `b`'s event (its dot, else every entry of its clock) is in `a`'s
+    history. Two versions written through one node with the same history are concurrent here,
+    where plain vector clocks would order them."""
+    if tuple(a) == tuple(b):
+        return True
+    seen_a, dot_a = split_dot(a)
+    seen_b, dot_b = split_dot(b)
+    if dot_b is None:  # b is a plain clock (a context): a's own event counts too
+        if dot_a is not None:
+            seen_a[dot_a[0]] = max(seen_a.get(dot_a[0], 0), dot_a[1])
+        return all(seen_a.get(n, 0) >= c for n, c in seen_b.items())
+    # A version never saw its own dot; its history must hold b's.
+    return dot_a != dot_b and seen_a.get(dot_b[0], 0) >= dot_b[1]
 
 
 def _bad(op: Op, field_name: str, message: str) -> HistoryError:
@@ -442,3 +486,23 @@ def ops_between(ops: Sequence[Operation], first: int, last: int) -> list[Operati
     calls = [op.call for op in ops]
     hi = bisect.bisect_right(calls, last)
     return [op for op in ops[:hi] if op.ret is None or op.ret >= first]
+
+
+def as_dynamo_writes(history: Sequence[Op]) -> list[Op]:
+    """The history with each `add` as the write of the value it wrote (`extra.written`), and
+    each final read's value its siblings, for the Dynamo-semantics checker."""
+    out: list[Op] = []
+    for op in history:
+        if op.f == "add":
+            value = op.extra.get("written") if op.type in ("invoke", "ok") else None
+            out.append(replace_op(op, f="write", value=value))
+        elif op.f == "read" and op.type == "ok" and "siblings" in op.extra:
+            out.append(replace_op(op, value=op.extra["siblings"]))
+        else:
+            out.append(op)
+    return out
+
+
+def replace_op(op: Op, **changes: object) -> Op:
+    """`op` with some fields changed."""
+    return msgspec.structs.replace(op, **changes)

@@ -45,6 +45,7 @@ from dynamo_ref.client import AsyncClient, ClientError
 from dynamo_ref.core.messages import ErrorCode, SiblingClock, WireVersion, decode_context
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import VClock
+from harness.checkers.causal import DOT, dotted_descends
 from harness.net.netns import NetnsNetwork
 from harness.net.network import Link, Network
 from harness.net.proxy import ProxyNetwork
@@ -104,36 +105,16 @@ def sibling_clock_json(c: SiblingClock | WireVersion, dvv: bool) -> dict[str, in
     out = {node: counter for node, counter, _ in c.clock}
     if c.dot:
         if dvv:
-            out["@" + c.writer] = c.dot
+            out[DOT + c.writer] = c.dot
         else:
             out[c.writer] = max(out.get(c.writer, 0), c.dot)
     return out
 
 
-def _split(clock: Sequence[tuple[str, int]]) -> tuple[dict[str, int], tuple[str, int] | None]:
-    ctx: dict[str, int] = {}
-    dot = None
-    for node, counter in clock:
-        if node.startswith("@"):
-            dot = (node[1:], counter)
-        else:
-            ctx[node] = counter
-    return ctx, dot
-
-
 def dvv_dominates(a: Sequence[tuple[str, int]], b: Sequence[tuple[str, int]]) -> bool:
-    """`a` has seen `b`, for clocks as `sibling_clock_json` writes them in DVV mode: `b`'s
-    event (its dot, else its clock) is in `a`'s history (`node_versions.dvv_covers`)."""
-    if tuple(a) == tuple(b):
-        return True
-    actx, adot = _split(a)
-    bctx, bdot = _split(b)
-    if bdot is None:
-        seen = dict(actx)
-        if adot is not None:
-            seen[adot[0]] = max(seen.get(adot[0], 0), adot[1])
-        return all(seen.get(n, 0) >= c for n, c in bctx.items())
-    return adot != bdot and actx.get(bdot[0], 0) >= bdot[1]
+    """`a` has seen `b`, for clocks as `sibling_clock_json` writes them in DVV mode
+    (`node_versions.dvv_covers` on the harness's side)."""
+    return dotted_descends(tuple(a), tuple(b))
 
 
 # ---- the client -----------------------------------------------------------------------------

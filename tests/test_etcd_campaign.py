@@ -297,3 +297,25 @@ def test_killing_the_leader_keeps_etcd_linearizable(tmp_path: Path) -> None:
     ]
     assert refused
     assert_linearizable_and_control(rec.ops)
+
+
+@pytest.mark.root
+def test_an_etcd_campaign_gives_verdicts_in_its_report(tmp_path: Path) -> None:
+    """`dynamo-ref campaign --target etcd`: a register workload with compare-and-sets under
+    partitions (namespaces) and kills, checked, with the verdicts on the report page."""
+    from click.testing import CliRunner
+
+    from dynamo_ref.cli import main
+
+    out = tmp_path / "campaign"
+    args = ["campaign", "--target", "etcd", "--nodes", "3", "--workload", "register"]
+    args += ["--net", "netns", "--nemesis", "partition,kill", "--time", "5", "--clients", "4"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (page,) = out.glob("*/report.html")
+    html = page.read_text()
+    assert "linearizable" in html
+    assert "valid" in html
+    history = (page.parent / "history.jsonl").read_text()
+    assert '"f":"cas"' in history
+    assert '"process":"nemesis"' in history

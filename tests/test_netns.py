@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -14,8 +13,6 @@ import pytest
 import harness.net.netns as netns_module
 from harness.net import NetnsNetwork, NetnsUnavailable, UnsupportedFault
 from harness.net.network import NetworkError
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 # A TCP echo server and a UDP sink in one program, so one process serves both checks.
 SERVER = """
@@ -89,7 +86,6 @@ def udp_send(net: NetnsNetwork, src: str, dst: str, text: str) -> None:
 
 
 @pytest.mark.root
-@needs_root
 def test_partition_one_way_then_heal(net: NetnsNetwork) -> None:
     server_n2 = start_server(net, "n2")
     server_n1 = start_server(net, "n1")
@@ -112,7 +108,6 @@ def test_partition_one_way_then_heal(net: NetnsNetwork) -> None:
 
 
 @pytest.mark.root
-@needs_root
 def test_rules_follow_the_fault_table(net: NetnsNetwork) -> None:
     net.cut({("n1", "n2")})
     assert net.rules("n2") == [f"-A INPUT -s {net.address('n1')}/32 -j DROP"]
@@ -129,7 +124,6 @@ def test_rules_follow_the_fault_table(net: NetnsNetwork) -> None:
 
 
 @pytest.mark.root
-@needs_root
 def test_teardown_leaves_nothing_even_after_a_failure() -> None:
     network = NetnsNetwork(["n1", "n2", "n3"], suffix="t" + secrets.token_hex(3))
     started: list[subprocess.Popen[str]] = []
@@ -161,7 +155,6 @@ def test_processes_need_a_started_network() -> None:
 
 
 @pytest.mark.root
-@needs_root
 def test_a_failed_start_cleans_up_what_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
     real_run = netns_module._run
 

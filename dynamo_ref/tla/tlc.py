@@ -207,7 +207,10 @@ def run_tlc(
         for tla in module.parent.glob("*.tla"):
             shutil.copy(tla, work / tla.name)
         shutil.copy(cfg, work / cfg.name)
-        command = [java, "-XX:+UseParallelGC", "-cp", str(jar), "tlc2.TLC"]
+        # TLC extracts its standard modules (Naturals, Bags, ...) into java.io.tmpdir: a shared
+        # /tmp lets one run parse a file another is still writing.
+        command = [java, "-XX:+UseParallelGC", f"-Djava.io.tmpdir={work}", "-cp", str(jar)]
+        command.append("tlc2.TLC")
         command += ["-workers", str(workers), "-config", cfg.name, "-metadir", "states"]
         if not check_deadlock:
             command.append("-deadlock")

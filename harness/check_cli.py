@@ -32,11 +32,11 @@ from harness.checkers.causal import REPLICA_READ_F, as_dynamo_writes, fault_wind
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo_operations
 from harness.checkers.finding_timeline import write_findings
-from harness.checkers.linearizable import CheckResult, check
+from harness.checkers.linearizable import CheckResult, as_result, check
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.models import Model, ModelError
 from harness.checkers.timeline import write_timeline
-from harness.checkers.verdict import Case, Finding, Result, Verdict, combine
+from harness.checkers.verdict import Case, Result, Verdict, combine
 from harness.history import (
     HistoryError,
     Op,
@@ -121,40 +121,6 @@ def _linear_model(name: str, initial: object, ops: Sequence[Operation]) -> AnyMo
     return M.multi_register(keys)
 
 
-def _from_linearizable(result: CheckResult) -> Result:
-    cases: list[Case] = []
-    findings: list[Finding] = []
-    for part in result.partitions:
-        name = "history" if len(result.partitions) == 1 else f"key {part.key!r}"
-        message = part.reason
-        if part is result.failure:
-            message = result.describe()
-            failed = part.failed_op
-            findings.append(
-                Finding(
-                    kind="not-linearizable",
-                    key=M.freeze(part.key),
-                    message=f"no linearization of key {part.key!r}",
-                    ops=() if failed is None else (failed.invoke.index,),
-                )
-            )
-        cases.append(Case(name, part.verdict, message))
-    unchecked = len(M.partition_by_key(result.operations)) if result.failure else 0
-    return Result(
-        checker=f"linearizable ({result.model.name})",
-        verdict=result.verdict,
-        explanation=result.describe(),
-        details={
-            "operations": len(result.operations),
-            "partitions_checked": len(result.partitions),
-            "partitions_not_checked": max(0, unchecked - len(result.partitions)),
-        },
-        findings=tuple(findings),
-        cases=tuple(cases),
-        elapsed=result.elapsed,
-    )
-
-
 def run_checks(
     history: Sequence[Op],
     model: str,
@@ -173,7 +139,7 @@ def run_checks(
     if model in LINEARIZABLE:
         ops = pair(client)
         linear = check(_linear_model(model, initial, ops), ops, time_limit=time_limit)
-        results.append(_from_linearizable(linear))
+        results.append(as_result(linear))
         if model == "register" and has_final:
             results.append(check_lost_writes(client, kind="register"))
     elif model in ("dynamo", "set") and any(

@@ -47,10 +47,10 @@ from harness.checkers.causal import (
 )
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo
-from harness.checkers.linearizable import check
+from harness.checkers.linearizable import as_result, check
 from harness.checkers.lost_writes import check_lost_writes
-from harness.checkers.models import freeze, partition_by_key, register
-from harness.checkers.verdict import Case, Finding, Result, Verdict, combine
+from harness.checkers.models import register
+from harness.checkers.verdict import Result, Verdict, combine
 from harness.history import Op, pair, write_jsonl
 from harness.nemesis import PATTERNS, Nemesis, NemesisConfig
 from harness.recorder import Recorder
@@ -330,35 +330,7 @@ def _as_register(history: Sequence[Op]) -> list[Op]:
 
 def linearizable_result(history: Sequence[Op], time_limit: float | None) -> Result:
     """The register-per-key linearizability check as a `Result`."""
-    ops = pair(history)
-    result = check(register(None), ops, time_limit=time_limit)
-    findings: list[Finding] = []
-    cases: list[Case] = []
-    for part in result.partitions:
-        cases.append(Case(f"key {part.key!r}", part.verdict, part.reason))
-        if part is result.failure:
-            failed = part.failed_op
-            findings.append(
-                Finding(
-                    kind="not-linearizable",
-                    key=freeze(part.key),
-                    message=f"no linearization of key {part.key!r}",
-                    ops=() if failed is None else (failed.invoke.index,),
-                )
-            )
-    return Result(
-        checker="linearizable (register)",
-        verdict=result.verdict,
-        explanation=result.describe(),
-        details={
-            "operations": len(ops),
-            "partitions_checked": len(result.partitions),
-            "keys": len(partition_by_key(ops)),
-        },
-        findings=tuple(findings),
-        cases=tuple(cases),
-        elapsed=result.elapsed,
-    )
+    return as_result(check(register(None), pair(history), time_limit=time_limit))
 
 
 def check_run(

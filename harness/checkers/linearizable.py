@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from harness.checkers.models import Fast, Model, freeze
+from harness.checkers.models import Fast, Model, freeze, partition_by_key
 from harness.checkers.timeline import write_timeline
+from harness.checkers.verdict import Case, Finding, Result
 from harness.history import Op, Operation, pair
 
 __all__ = [
@@ -647,3 +648,39 @@ NODE, SCAN, OSCAN, BACK = range(4)
 BRANCH, OPTIONAL, FORCED = range(3)
 GENERAL, READS, READS_ANY, WRITES, APPENDS = range(5)
 _SHAPES = {"reads": READS, "reads-any": READS_ANY, "writes": WRITES, "appends": APPENDS}
+
+
+def as_result(result: CheckResult) -> Result:
+    """The verdict as the other checkers give theirs: a case per key checked, the failing
+    key as a finding."""
+    cases: list[Case] = []
+    findings: list[Finding] = []
+    for part in result.partitions:
+        name = "history" if len(result.partitions) == 1 else f"key {part.key!r}"
+        message = part.reason
+        if part is result.failure:
+            message = result.describe()
+            failed = part.failed_op
+            findings.append(
+                Finding(
+                    kind="not-linearizable",
+                    key=freeze(part.key),
+                    message=f"no linearization of key {part.key!r}",
+                    ops=() if failed is None else (failed.invoke.index,),
+                )
+            )
+        cases.append(Case(name, part.verdict, message))
+    unchecked = len(partition_by_key(result.operations)) if result.failure else 0
+    return Result(
+        checker=f"linearizable ({result.model.name})",
+        verdict=result.verdict,
+        explanation=result.describe(),
+        details={
+            "operations": len(result.operations),
+            "partitions_checked": len(result.partitions),
+            "partitions_not_checked": max(0, unchecked - len(result.partitions)),
+        },
+        findings=tuple(findings),
+        cases=tuple(cases),
+        elapsed=result.elapsed,
+    )

@@ -147,6 +147,7 @@ class DynamoClient:
         self._timeout = timeout
         self._dvv = dvv
         self._client: AsyncClient | None = None
+        self._connecting = asyncio.Lock()
         self.last_put_clock: dict[str, int] | None = None
         # What the last successful put returned: a context covering the written version.
         self.last_put_context: DynamoContext | None = None
@@ -156,12 +157,14 @@ class DynamoClient:
         return self._node
 
     async def _connected(self) -> AsyncClient:
-        if self._client is None:
-            try:
-                self._client = await AsyncClient.connect([self._address], timeout=self._timeout)
-            except (ClientError, OSError) as e:
-                raise OpFailed(f"cannot connect to {self._node}: {e}") from None
-        return self._client
+        # Ops of one client may run concurrently (final reads share it): connect once.
+        async with self._connecting:
+            if self._client is None:
+                try:
+                    self._client = await AsyncClient.connect([self._address], timeout=self._timeout)
+                except (ClientError, OSError) as e:
+                    raise OpFailed(f"cannot connect to {self._node}: {e}") from None
+            return self._client
 
     @staticmethod
     def _error(e: ClientError, write: bool) -> OpFailed | OpUnknown:

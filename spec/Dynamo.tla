@@ -100,9 +100,14 @@ VARIABLE acked
 \* answered: the reads answered to clients, [key, vers, after, epoch].
 VARIABLE answered
 
+\* saw[t]: the puts that put t's writer had seen, through the read whose
+\* context it wrote with, and what those had seen in turn: its causal past,
+\* as the clients know it, whatever the clocks say.
+VARIABLE saw
+
 nodeVars == <<store, hints, putOps, getOps>>
 envVars == <<up, msgs, cut, clock, gets, faults>>
-historyVars == <<acked, answered>>
+historyVars == <<acked, answered, saw>>
 vars == <<nodeVars, envVars, historyVars>>
 
 ----------------------------------------------------------------------------
@@ -132,9 +137,9 @@ Supersedes(u, v) == IF LWW THEN u.ts > v.ts ELSE Descends(u, v)
 \* What a replica keeps of a set of versions.
 Reconcile(S) == {v \in S : ~\E u \in S : Supersedes(u, v)}
 
-\* The clock of what a client read: a put with it overwrites that read.
-Contexts(k) == {ZeroClock} \cup
-               {JoinAll(rd.vers) : rd \in {x \in answered : x.key = k}}
+\* What a client may have read of k before it writes: nothing, or a read it
+\* was answered.  A put with its context overwrites that read.
+Reads(k) == {[vers |-> {}]} \cup {rd \in answered : rd.key = k}
 
 Linked(i, j) == {i, j} \notin cut
 
@@ -207,8 +212,9 @@ ClientPut(c, k, v) ==
     /\ c \in Replicas(k)
     /\ clock < MaxClock
     /\ InFlight + N - 1 <= MaxMsgs
-    /\ \E ctx \in Contexts(k) :
-       LET counter == Max({ctx[c]} \cup {u.vc[c] : u \in store[c][k]}) + 1
+    /\ \E rd \in Reads(k) :
+       LET ctx == JoinAll(rd.vers)
+           counter == Max({ctx[c]} \cup {u.vc[c] : u \in store[c][k]}) + 1
            ver == [val |-> v, vc |-> [ctx EXCEPT ![c] = counter],
                    ts |-> clock + 1]
        IN /\ clock' = clock + 1
@@ -217,6 +223,8 @@ ClientPut(c, k, v) ==
                                acks |-> {c}, hinted |-> {}, extra |-> {}])
           /\ SendAll({Msg("store", c, j, k, {ver}, clock + 1, NoNode) :
                         j \in Replicas(k) \ {c}})
+          /\ saw' = [saw EXCEPT ![clock + 1] =
+                        UNION {saw[u.ts] \cup {u.ts} : u \in rd.vers}]
     /\ UNCHANGED <<hints, getOps, up, cut, gets, faults, answered>>
 
 \* Replica i stores the versions of a store message, or keeps them as hints
@@ -254,7 +262,7 @@ StoreAck(i, m) ==
                                      /\ h.ver \in m.mvers)}]
                 ELSE hints
     /\ Discard(m)
-    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, answered>>
+    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, answered, saw>>
 
 \* The timer of put id fires at c before W acks: the client is told the put
 \* failed, though the replicas that stored it keep it.
@@ -327,7 +335,7 @@ ClientGet(c, k) ==
        IN /\ UpdateGet(c, {}, op)
           /\ SendAll({Msg("read", c, j, k, {}, gets + 1, StandsFor(op, j)) :
                         j \in ReadTargets(op) \ {c}})
-    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, faults, acked>>
+    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, faults, acked, saw>>
 
 \* Node i answers a read with its versions of the key; a fallback standing in
 \* for replica m.mhint adds the versions it holds for it.
@@ -355,7 +363,7 @@ ReadResponse(i, m) ==
                   ELSE UpdateGet(i, {op},
                          [op EXCEPT !.resps = @ @@ (m.msrc :> m.mvers)])
     /\ Discard(m)
-    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked>>
+    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked, saw>>
 
 \* After answering get id, coordinator c sends the reconciled versions to
 \* every responder that returned something else (to a fallback as hints for
@@ -475,6 +483,7 @@ Init ==
     /\ gets = 0
     /\ faults = [crash |-> 0, partition |-> 0, loss |-> 0, dup |-> 0]
     /\ acked = {}
+    /\ saw = [t \in PutIds |-> {}]
     /\ answered = {}
 
 \* Every quantifier here ranges over a constant set, so that TLC names each
@@ -552,6 +561,7 @@ TypeOK ==
     /\ gets \in 0..MaxGets
     /\ faults \in [{"crash", "partition", "loss", "dup"} -> Nat]
     /\ acked \subseteq [key : Keys, ver : Version, seq : Nat, epoch : Nat]
+    /\ saw \in [PutIds -> SUBSET PutIds]
     /\ answered \subseteq [key : Keys, vers : SUBSET Version, after : Nat,
                            epoch : Nat]
 
@@ -571,6 +581,16 @@ Present(k) ==
 AckedWritesSurvive ==
     \A a \in acked :
         \E u \in Present(a.key) : u = a.ver \/ Descends(u, a.ver)
+
+\* AckedWritesSurvive as the clients see it: an acknowledged write is stored
+\* somewhere, or a version whose writer had seen it is.  Vector clocks can
+\* make a version dominate a sibling its writer never saw: two puts with the
+\* same context through one coordinator, whose counter the second takes past
+\* the first's.  The clocks then call the first overwritten, the clients see
+\* it lost (the fault harness's lost-writes checker reports such writes).
+CausalWritesSurvive ==
+    \A a \in acked :
+        \E u \in Present(a.key) : u = a.ver \/ a.ver.ts \in saw[u.ts]
 
 \* A read that began after a write was acked, with no crash or partition
 \* between that ack and the answer, returns the write or a descendant.

@@ -14,6 +14,7 @@ from harness.checkers.convergence import check_convergence_history
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.verdict import Result, combine
 from harness.history import Op, write_jsonl
+from harness.run import RunConfig
 
 MS = 1_000_000
 
@@ -90,34 +91,22 @@ def check_set(history: Sequence[Op]) -> dict[str, Result]:
     }
 
 
-@dataclass
-class FakeConfig:
-    """The fields of `harness.run.RunConfig` a campaign uses."""
-
-    nodes: int = 5
-    duration: float = 60.0
-    nemesis: tuple[str, ...] = ("partition",)
-    workload: str = "set-add"
-    mode: str = "vclock"
-    quorum: str = "sloppy"
-    net: str = "proxy"
-    seed: int = 0
-    clients: int = 10
-    keys: int = 3
-    target: str = "dynamo"
-    out: Path = Path("unused")
+def fake_config(**changes: Any) -> RunConfig:
+    """The real `RunConfig` for the fake runner: 3 keys, plain vclock unless told otherwise."""
+    fields: dict[str, Any] = {"keys": 3, "mode": "vclock", "out": Path("unused")}
+    return RunConfig(**{**fields, **changes})
 
 
 @dataclass
 class FakeResult:
-    config: FakeConfig
+    config: RunConfig
     history: list[Op]
     checks: dict[str, Result]
     verdict: str
     timings: dict[str, float] = field(default_factory=dict)
 
 
-async def fake_run_once(cfg: FakeConfig, progress: Any = None) -> FakeResult:
+async def fake_run_once(cfg: RunConfig, progress: Any = None) -> FakeResult:
     """LWW mode loses a write (the negative control); seed 13 crashes mid-run."""
     if progress is not None:
         progress("running", 0.5)

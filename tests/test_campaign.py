@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from campaign_support import FakeConfig, fake_run_once
+from campaign_support import fake_config, fake_run_once
 from click.testing import CliRunner
 
 from harness.campaign import (
@@ -38,7 +38,7 @@ def test_exit_codes() -> None:
 
 def test_matrix_is_the_product_last_axis_fastest() -> None:
     configs = expand_matrix(
-        FakeConfig(), {"mode": ["vclock", "lww"], "nemesis": [("kill",), ()], "seed": [1, 2, 3]}
+        fake_config(), {"mode": ["vclock", "lww"], "nemesis": [("kill",), ()], "seed": [1, 2, 3]}
     )
     assert len(configs) == 12
     assert [(c.mode, c.nemesis, c.seed) for c in configs[:4]] == [
@@ -50,17 +50,17 @@ def test_matrix_is_the_product_last_axis_fastest() -> None:
     assert len({(c.mode, c.nemesis, c.seed) for c in configs}) == 12
     assert all(c.workload == "set-add" for c in configs)  # untouched fields kept
     with pytest.raises(ValueError, match="no field"):
-        expand_matrix(FakeConfig(), {"colour": ["red"]})
+        expand_matrix(fake_config(), {"colour": ["red"]})
     with pytest.raises(ValueError, match="no values"):
-        expand_matrix(FakeConfig(), {"seed": []})
+        expand_matrix(fake_config(), {"seed": []})
 
 
 def test_run_names_tell_runs_apart() -> None:
-    assert run_name(FakeConfig(nemesis=("partition", "kill"), seed=7)) == (
+    assert run_name(fake_config(nemesis=("partition", "kill"), seed=7)) == (
         "partition+kill_set-add_vclock_sloppy_proxy_n5_s7"
     )
-    assert run_name(FakeConfig(nemesis=())).startswith("none_")
-    assert run_name(FakeConfig(target="etcd")).startswith("etcd_")
+    assert run_name(fake_config(nemesis=())).startswith("none_")
+    assert run_name(fake_config(target="etcd")).startswith("etcd_")
 
 
 class _Recorder(CampaignObserver):
@@ -78,7 +78,7 @@ class _Recorder(CampaignObserver):
 
 
 def test_campaign_runs_each_config_in_its_own_directory(tmp_path: Path) -> None:
-    configs = expand_matrix(FakeConfig(), {"mode": ["vclock", "lww"], "seed": [0, 13]})
+    configs = expand_matrix(fake_config(), {"mode": ["vclock", "lww"], "seed": [0, 13]})
     recorder = _Recorder()
     result = asyncio.run(run_campaign(configs, tmp_path, fake_run_once, observer=recorder))
     verdicts = [r.verdict for r in result.runs]
@@ -129,10 +129,10 @@ def test_campaign_runs_each_config_in_its_own_directory(tmp_path: Path) -> None:
 
 
 def test_single_valid_run_points_at_its_page(tmp_path: Path) -> None:
-    result = asyncio.run(run_campaign([FakeConfig(seed=3)], tmp_path, fake_run_once))
+    result = asyncio.run(run_campaign([fake_config(seed=3)], tmp_path, fake_run_once))
     assert result.exit_code == 0
     assert result.report() == result.runs[0].report
-    assert result.runs[0].out == tmp_path / run_name(FakeConfig(seed=3))
+    assert result.runs[0].out == tmp_path / run_name(fake_config(seed=3))
 
 
 def test_parse_axes() -> None:
@@ -150,7 +150,7 @@ def test_parse_axes() -> None:
 
 
 def _cli(tmp_path: Path, *args: str) -> Any:
-    command = make_campaign_command(lambda: (FakeConfig, fake_run_once))
+    command = make_campaign_command(lambda: (fake_config, fake_run_once))
     return CliRunner().invoke(command, ["--out", str(tmp_path / "out"), *args])
 
 

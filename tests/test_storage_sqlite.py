@@ -38,21 +38,9 @@ from dynamo_ref.storage.sqlite import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 import crash_writer
+from test_messages import NODES, versions
 
-NODES = ("a", "b", "c")
 KEYS = st.sampled_from([b"", b"k1", b"k2", b"\x00\xff", "ключ".encode()])
-clocks = st.dictionaries(
-    st.sampled_from(NODES),
-    st.tuples(st.integers(1, 2**40), st.floats(-1e9, 1e9, allow_nan=False)),
-).map(VClock)
-versions = st.builds(
-    Version,
-    value=st.one_of(st.none(), st.binary(max_size=8)),
-    clock=clocks,
-    timestamp=st.floats(-1e9, 1e9, allow_nan=False),
-    writer=st.sampled_from(NODES),
-    dot=st.integers(0, 5),
-)
 # Empty sets too: they are deletes.
 siblings = st.lists(versions, max_size=3).map(reconcile)
 effects: st.SearchStrategy[Effect] = st.one_of(

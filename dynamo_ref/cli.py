@@ -271,7 +271,7 @@ def node(
     max_pending: int,
 ) -> None:
     """Run one node; prints "listening on HOST:PORT" once it serves. SIGTERM stops it."""
-    from dynamo_ref.core.node_state import NodeConfig
+    from dynamo_ref.core.node.config import NodeConfig
     from dynamo_ref.net.server import ServerOptions
 
     if not node_id.strip():
@@ -293,6 +293,7 @@ def node(
             gossip_interval=gossip_interval,
             anti_entropy_interval=anti_entropy_interval,
             max_pending=max_pending,
+            partitions=partitions,
         )
     except ValueError as e:
         raise click.UsageError(f"invalid settings: {e}") from None
@@ -304,7 +305,6 @@ def node(
         members=members,
         seeds=list(seeds),
         config=config,
-        partitions=partitions,
         secret=read_secret(secret_file),
         client_token=client_token,
         max_frame=max_frame,

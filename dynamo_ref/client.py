@@ -20,6 +20,7 @@ from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from dynamo_ref.core.membership import ring_from_claims
 from dynamo_ref.core.messages import (
     AdminOk,
     ClientMessage,
@@ -264,12 +265,10 @@ class AsyncClient:
 
     async def refresh_ring(self) -> None:
         """Fetch the ring a partition-aware client routes by."""
-        from dynamo_ref.net.server import ring_from_claims  # the server imports this module
-
         status = await self.status()
         members = [(m.node, m.status, m.zone, m.claims) for m in status.members]
         try:
-            ring = ring_from_claims(members, status.q, status.n or 1)
+            ring = ring_from_claims(members, status.q or None, status.n or 1)
         except ValueError:
             return  # the view is mid-change: keep routing as before
         book = {m.node: m.address for m in status.members if m.address}

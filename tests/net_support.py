@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from dynamo_ref.core.messages import ReplyMessage, decode_reply, encode
 from dynamo_ref.core.node import NodeConfig
@@ -67,8 +68,7 @@ class LocalCluster:
             node_id=node,
             sock=sock,
             members=self.members,
-            config=self.config,
-            partitions=self.partitions,
+            config=replace(self.config, partitions=self.partitions),
             store=self.stores[node],
             secret=self.secret,
             client_token=self.client_token,

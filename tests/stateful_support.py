@@ -39,6 +39,7 @@ from dynamo_ref.core.vclock import NodeId, VClock
 from dynamo_ref.core.versions import Version, sort_key
 from dynamo_ref.sim import ClientHandle, InFlight, LinkConfig, Simulation
 from dynamo_ref.sim.spec_view import NodeSpecView
+from dynamo_ref.storage.memory import MemoryEngine
 
 # ---- the properties' failures -----------------------------------------------------------------
 
@@ -192,7 +193,7 @@ class Harness(Simulation):
         ring = self.ring
 
         def factory(nid: NodeId, durable: DurableState, rng: random.Random, now: float) -> Node:
-            node = ObservedNode(nid, config, ring, nodes, durable, rng, now)
+            node = ObservedNode(nid, config, ring, nodes, durable, rng, now, engine=MemoryEngine)
             node.observer = observer
             return node
 

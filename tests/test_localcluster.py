@@ -36,7 +36,7 @@ from dynamo_ref.localcluster import (
     stop_recorded,
     wait_healthy,
 )
-from dynamo_ref.net.server import ring_from_claims
+from dynamo_ref.core.membership import ring_from_claims
 
 FAKE_NODE = textwrap.dedent(
     """

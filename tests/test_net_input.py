@@ -210,9 +210,7 @@ def test_a_node_with_the_wrong_secret_can_neither_join_nor_get_replicas() -> Non
         async with LocalCluster(3, secret=b"right") as cluster:
             seed = cluster.address("n1")
             rogue = NodeServer(
-                ServerOptions(
-                    node_id="rogue", seeds=[seed], config=FAST, partitions=16, secret=b"wrong"
-                )
+                ServerOptions(node_id="rogue", seeds=[seed], config=FAST, secret=b"wrong")
             )
             await rogue.start()
             try:
@@ -227,7 +225,8 @@ def test_a_node_with_the_wrong_secret_can_neither_join_nor_get_replicas() -> Non
                 with pytest.raises(ClientError) as err:
                     await AsyncClient.connect([seed], secret=b"wrong")
                 assert err.value.code == "unauthorized"
-                assert len(rogue.node.engine) == 0
+                # Never let in, so it holds no data: its parts are not even built.
+                assert not rogue.node.joined
                 assert all("rogue" not in s.node.membership for s in cluster.servers.values())
             finally:
                 await rogue.stop()
@@ -258,14 +257,14 @@ def test_a_node_with_the_secret_joins_through_a_seed() -> None:
                 ServerOptions(
                     node_id="n4",
                     seeds=[cluster.address("n2")],
-                    config=FAST,
-                    partitions=16,
+                    config=FAST,  # 64 partitions: Q is learned from the cluster's claims (16)
                     secret=b"right",
                 )
             )
             await newcomer.start()
             try:
-                await wait_for(lambda: "n4" in newcomer.node.ring.nodes)
+                await wait_for(lambda: newcomer.node.joined and "n4" in newcomer.node.ring.nodes)
+                assert newcomer.node.ring.q == 16
                 await wait_for(
                     lambda: all("n4" in s.node.ring.nodes for s in cluster.servers.values())
                 )

@@ -39,10 +39,11 @@ from dynamo_ref.core.messages import (
     ReplyMessage,
     Store,
 )
-from dynamo_ref.core.node import DurableState, Node, NodeConfig
+from dynamo_ref.core.node import DurableState, Node, NodeConfig, VersionMode
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings
+from dynamo_ref.storage.memory import MemoryEngine
 
 # Decides the fate of a message: True drops it (the sender is not told).
 Filter = Callable[[NodeId, NodeId, PeerMessage], bool]
@@ -92,6 +93,7 @@ class Cluster:
             disk,
             rng,
             self.now,
+            engine=MemoryEngine,
         )
         self.nodes[name] = node
         self.timers[name] = {}
@@ -246,7 +248,9 @@ def key_with(ring: Ring, n: int, pred: Callable[[tuple[NodeId, ...]], bool]) -> 
     raise AssertionError("no such key")
 
 
-CONFIG = NodeConfig(n=3, r=2, w=2, request_timeout=1.0, anti_entropy_interval=3600.0)
+CONFIG = NodeConfig(
+    n=3, r=2, w=2, request_timeout=1.0, anti_entropy_interval=3600.0, mode=VersionMode.VCLOCK
+)
 NAMES = ("a", "b", "c", "d")
 
 

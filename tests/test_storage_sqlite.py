@@ -25,7 +25,7 @@ from dynamo_ref.core.effects import (
     SetTimer,
 )
 from dynamo_ref.core.messages import encode_siblings
-from dynamo_ref.core.node_state import DurableState
+from dynamo_ref.core.node.config import DurableState
 from dynamo_ref.core.vclock import VClock
 from dynamo_ref.core.versions import Version, reconcile
 from dynamo_ref.storage import MemoryStore, SqliteStore

@@ -56,7 +56,9 @@ def loss_and_duplication() -> str:
     """Strict quorum, N=2 W=2 R=1, with 15% of messages lost and 15% duplicated: puts time out,
     acks arrive twice, gets carry their context into the next put."""
     writer = TraceWriter(keep=True)
-    cfg = NodeConfig(n=2, r=1, w=2, sloppy=False, anti_entropy_interval=NO_REPAIR)
+    cfg = NodeConfig(
+        mode=VersionMode.VCLOCK, n=2, r=1, w=2, sloppy=False, anti_entropy_interval=NO_REPAIR
+    )
     link = LinkConfig(delay=0.002, jitter=0.004, loss=0.15, duplicate=0.15)
     sim = Cluster(3, cfg, seed=1, q=8, trace=writer, link=link, notify_unreachable=False)
     keys = [b"a", b"b"]
@@ -83,7 +85,9 @@ def crash_and_restart() -> str:
     """Strict quorum, N=3 R=2 W=2: a replica crashes with messages in flight to it and restarts;
     anti-entropy (in the node's two halves) repairs what it missed."""
     writer = TraceWriter(keep=True)
-    cfg = NodeConfig(n=3, r=2, w=2, sloppy=False, anti_entropy_interval=2.0)
+    cfg = NodeConfig(
+        mode=VersionMode.VCLOCK, n=3, r=2, w=2, sloppy=False, anti_entropy_interval=2.0
+    )
     link = LinkConfig(delay=0.002, jitter=0.004)
     sim = Cluster(3, cfg, seed=16, q=8, trace=writer, link=link, notify_unreachable=False)
     key = b"a"
@@ -105,7 +109,9 @@ def sloppy_partition_and_handoff() -> str:
     """Sloppy quorum, N=2 R=1 W=2 on three nodes: the second replica is cut off, a put goes to
     the fallback as a hint, the link heals and the fallback hands the hint back."""
     writer = TraceWriter(keep=True)
-    cfg = NodeConfig(n=2, r=1, w=2, sloppy=True, anti_entropy_interval=NO_REPAIR)
+    cfg = NodeConfig(
+        mode=VersionMode.VCLOCK, n=2, r=1, w=2, sloppy=True, anti_entropy_interval=NO_REPAIR
+    )
     link = LinkConfig(delay=0.002, jitter=0.004)
     sim = Cluster(3, cfg, seed=3, q=8, trace=writer, link=link)
     key = b"a"
@@ -129,7 +135,9 @@ def sloppy_read_from_a_fallback() -> str:
     to the fallback as a hint and a get reads the fallback in its place, which answers with its
     hint; after the heal the hint is handed off."""
     writer = TraceWriter(keep=True)
-    cfg = NodeConfig(n=2, r=2, w=2, sloppy=True, anti_entropy_interval=NO_REPAIR)
+    cfg = NodeConfig(
+        mode=VersionMode.VCLOCK, n=2, r=2, w=2, sloppy=True, anti_entropy_interval=NO_REPAIR
+    )
     link = LinkConfig(delay=0.002, jitter=0.004)
     sim = Cluster(3, cfg, seed=3, q=8, trace=writer, link=link)
     key = b"a"
@@ -149,7 +157,9 @@ def late_read_repair() -> str:
     read response is repaired after the client has its answer, and a get whose reads are lost
     times out."""
     writer = TraceWriter(keep=True)
-    cfg = NodeConfig(n=3, r=2, w=2, sloppy=False, anti_entropy_interval=NO_REPAIR)
+    cfg = NodeConfig(
+        mode=VersionMode.VCLOCK, n=3, r=2, w=2, sloppy=False, anti_entropy_interval=NO_REPAIR
+    )
     sim = Cluster(3, cfg, seed=1, q=8, trace=writer, manual=True)
     key = b"a"
     c, x, y = sim.replicas(key)

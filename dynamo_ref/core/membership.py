@@ -18,7 +18,7 @@ import hashlib
 import math
 import operator
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TypeAlias
@@ -26,6 +26,7 @@ from typing import TypeAlias
 import icontract
 
 from dynamo_ref.core.contracts import ENABLED
+from dynamo_ref.core.ring import Ring
 
 NodeId: TypeAlias = str
 
@@ -237,6 +238,49 @@ class Membership(Mapping[NodeId, MemberState]):
         if not peers:
             return None
         return peers[min(int(draw * len(peers)), len(peers) - 1)]
+
+
+# (node, status, zone, claims) of one member, as a view or a status reply states it.
+Claim: TypeAlias = tuple[NodeId, str, str | None, Sequence[int]]
+
+
+def ring_from_claims(members: Iterable[Claim], q: int | None, target_n: int) -> Ring:
+    """The ring that the members' claims describe: the one derivation of a ring from a view,
+    used by nodes, clients and launchers alike.
+
+    Members that have left are ignored; a member is in the ring while it is joining or up, or
+    still claims partitions. ``q`` None: as many partitions as are claimed (a node that has not
+    joined yet learns Q this way).
+
+    :raises ValueError: claims that overlap, fall outside 0..q-1 or leave a partition without an
+        owner; zones for some members only; no members.
+    """
+    entries = [m for m in members if m[1] != Status.LEFT.value]
+    if q is None:
+        q = sum(len(claims) for _, _, _, claims in entries)
+    owners: list[NodeId | None] = [None] * q
+    nodes: list[NodeId] = []
+    zones: list[tuple[NodeId, str]] = []
+    for node, status, zone, claims in entries:
+        if claims or status in (Status.JOINING.value, Status.UP.value):
+            nodes.append(node)
+            if zone is not None:
+                zones.append((node, zone))
+        for p in claims:
+            if not 0 <= p < q or owners[p] is not None:
+                raise ValueError(f"partition {p} is claimed twice or is out of range 0..{q - 1}")
+            owners[p] = node
+    if zones and len(zones) != len(nodes):
+        raise ValueError("some members have a zone and others none")
+    full = [o for o in owners if o is not None]
+    if len(full) != q or not q:
+        raise ValueError("the members' claims leave partitions without an owner")
+    return Ring(q, tuple(full), tuple(nodes), tuple(zones), target_n)
+
+
+def view_claims(view: Membership) -> list[Claim]:
+    """The claims of a membership view, for ``ring_from_claims``."""
+    return [(n, s.status.value, s.zone, s.claims) for n, s in view.items()]
 
 
 class _Arrivals:

@@ -72,6 +72,11 @@ def _widths(fanout: int, depth: int) -> tuple[int, ...]:
     return tuple(widths)
 
 
+def item_digest(encoded: bytes) -> bytes:
+    """The digest of a key's stored bytes that peers compare at the leaves (16-byte BLAKE2b)."""
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
 class MerkleTree:
     """A fixed-shape hash tree over (key, version digest) items, updated in place."""
 

@@ -472,6 +472,15 @@ class Gossip(_Msg, frozen=True, tag="gossip"):
     reply: bool = True
 
 
+class JoinRequest(_Msg, frozen=True, tag="join_request"):
+    """A node started with only seeds asks one to let it join at ``address``: the seed makes it
+    claim partitions and answers with its view as gossip."""
+
+    node: str
+    address: str
+    zone: str | None = None
+
+
 class MerkleQuery(_Msg, frozen=True, tag="merkle_query"):
     """Anti-entropy: the hashes of children of ``indexes`` at ``level`` of ``partition``'s
     tree (its leaves' items when ``level`` is the tree's depth). ``root`` is the asker's."""
@@ -546,6 +555,7 @@ PeerMessage: TypeAlias = (
     | Ping
     | Pong
     | Gossip
+    | JoinRequest
     | MerkleQuery
     | MerkleAnswer
     | SyncKeys

@@ -265,6 +265,11 @@ class _Tally:
         self._decide()
         return True
 
+    def add_target(self, target: Target) -> None:
+        """A fallback joins the request; what was decided stays decided."""
+        self.targets = (*self.targets, target)
+        self.by_node[target.node] = target
+
     def record_refusal(self, node: NodeId, reason: str) -> None:
         target = self.by_node.get(node)
         if target is None or self.answered(node):
@@ -336,9 +341,17 @@ _FALLBACKS_NEED_SLOPPY = "fallbacks only under a sloppy quorum"
     lambda self: (self.status is RequestStatus.FAILED) == (self.reason is not None),
     enabled=ENABLED,
 )
+@icontract.invariant(
+    lambda self: len(set(self.stand_ins.values())) == len(self.stand_ins),
+    "each fallback stands in for a different replica",
+    enabled=ENABLED,
+)
 class WriteCollector:
     """Decides a put: SUCCEEDED after W acks (PW of them from primaries), FAILED when that is
     impossible or on ``timeout()``. Acks after the decision are still recorded.
+
+    Under a sloppy quorum a fallback may join later (``add_fallback``), standing in for a
+    primary that seems down; its ack counts toward W, never toward PW.
     """
 
     @icontract.require(
@@ -365,6 +378,11 @@ class WriteCollector:
     @property
     def targets(self) -> tuple[Target, ...]:
         return self._tally.targets
+
+    @property
+    def stand_ins(self) -> dict[NodeId, NodeId]:
+        """Fallback -> the primary it stands in for."""
+        return {t.node: t.hint_for for t in self._tally.targets if t.hint_for is not None}
 
     @property
     def status(self) -> RequestStatus:
@@ -398,6 +416,27 @@ class WriteCollector:
 
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
+
+    @icontract.require(lambda self: self.config.sloppy, _FALLBACKS_NEED_SLOPPY, enabled=ENABLED)
+    @icontract.require(
+        lambda self, target: (
+            target.hint_for is not None
+            and not self.is_target(target.node)
+            and self.is_target(target.hint_for)
+            and self._tally.by_node[target.hint_for].is_primary
+            and target.hint_for not in self.stand_ins.values()
+        ),
+        "a new node stands in for a primary that has no stand-in yet",
+        enabled=ENABLED,
+    )
+    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self.ack_count, name="acks", enabled=ENABLED)
+    @icontract.ensure(lambda self, OLD: self.status is OLD.status, enabled=ENABLED)
+    @icontract.ensure(lambda self, OLD: self.ack_count == OLD.acks, enabled=ENABLED)
+    @icontract.ensure(lambda self, target: self.is_target(target.node), enabled=ENABLED)
+    def add_fallback(self, target: Target) -> None:
+        """``target.node`` stands in for primary ``target.hint_for``, which seems down."""
+        self._tally.add_target(target)
 
     @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
     @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)

@@ -12,11 +12,11 @@ batch in a worker thread (one batch at a time). A ``Send`` or ``Reply`` that com
 durable effect not yet applied is held until it is, so an acknowledgement never leaves before
 what it acknowledges is durable; one with no durable effect ahead of it goes at once.
 
-Bootstrapping the ring. With ``members``, every node starts from the same ring
-(``Ring.create`` over the sorted ids), so all agree without gossip. A restarted node starts from
-the membership it saved. A new node with only ``seeds`` asks a seed for its ``status`` (members,
-addresses, claims), starts with that ring, and then asks the seed to ``Join`` it at its
-advertised address; gossip brings the rest. With neither, the node is a one-node cluster.
+Bootstrapping the ring is the core's (``core.node.members``): with ``members`` every node
+starts from ``NodeConfig.initial_ring`` over their ids, so all agree without gossip; a
+restarted node resumes the ring its saved view describes; a node with only ``seeds`` hands the
+core one seed handle per address (``seed@HOST:PORT``, which ``peer_address`` resolves), and the
+core asks them to let it join. With neither, the node is a one-node cluster.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast
 
@@ -59,8 +59,6 @@ from dynamo_ref.core.messages import (
     Leave,
     MessageError,
     SetClockSkew,
-    StatusReply,
-    WireMember,
     decode_client,
     decode_peer,
     encode,
@@ -85,6 +83,7 @@ from dynamo_ref.net.handshake import (
 )
 from dynamo_ref.net.peers import PeerLink
 from dynamo_ref.storage.durable import DurableStore, MemoryStore
+from dynamo_ref.storage.memory import MemoryEngine
 
 log = logging.getLogger("dynamo_ref.net")
 
@@ -92,7 +91,8 @@ _DURABLE: Final = (Persist, PersistHint, DropHint, PersistMeta)
 _OUTBOUND: Final = (Send, Reply)
 # A connection that has not finished its handshake by then is closed.
 HANDSHAKE_TIMEOUT: Final = 10.0
-_MEMBERS_DECODER: Final = msgspec.msgpack.Decoder(list[WireMember])
+# How the core names a seed it knows only by address (it learns the seed's id from gossip).
+SEED_PREFIX: Final = "seed@"
 
 
 @dataclass
@@ -106,7 +106,6 @@ class ServerOptions:
     members: list[tuple[str, str]] = field(default_factory=list)  # (node id, "host:port")
     seeds: list[str] = field(default_factory=list)  # "host:port" of nodes to ask first
     config: NodeConfig = field(default_factory=NodeConfig)
-    partitions: int = 64
     store: DurableStore | None = None  # None: a MemoryStore
     secret: bytes | None = None  # the cluster secret peers prove
     client_token: str | None = None  # what clients must present, when set
@@ -138,7 +137,6 @@ class NodeServer:
         self._writing: asyncio.Task[None] | None = None
         self._flush_soon = False
         self._unreachable: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         self.batches = 0  # durable batches written (group commit: fewer than durable events)
 
@@ -175,8 +173,19 @@ class NodeServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         self._address = opts.advertise or f"{host}:{port}"
         split_address(self._address)  # a bad advertise fails here, not at the first peer
-        ring, seeds, join_via = await self._find_ring(durable.meta.get("membership"))
         self._book[opts.node_id] = self._address
+        ring: Ring | None = None
+        seeds: list[str] = []
+        if opts.members:
+            ids = sorted(n for n, _ in opts.members)
+            if opts.node_id not in ids:
+                raise ValueError(f"members must include this node ({opts.node_id})")
+            ring, seeds = opts.config.initial_ring(ids), ids
+        else:
+            for address in opts.seeds:
+                handle = SEED_PREFIX + address
+                self._book[handle] = address
+                seeds.append(handle)
         self._node = Node(
             opts.node_id,
             opts.config,
@@ -185,12 +194,12 @@ class NodeServer:
             durable,
             random.Random(),
             time.time(),
+            engine=MemoryEngine,
             addresses=self._book,
+            zone=opts.zone,
         )
         self._apply(self._node.start(time.time()))
         await self._server.start_serving()
-        if join_via is not None:
-            self._spawn(self._join(join_via))
         log.info("node %s serving at %s", opts.node_id, self._address)
 
     async def serve_forever(self) -> None:
@@ -211,8 +220,6 @@ class NodeServer:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
         for link in self._links.values():
             await link.close()
         while self._writing is not None:
@@ -223,88 +230,6 @@ class NodeServer:
                 await asyncio.to_thread(self.store.apply, self._durables(self._held))
         self._held.clear()
         await asyncio.to_thread(self.store.close)
-
-    async def _find_ring(
-        self, saved: bytes | None
-    ) -> tuple[Ring, list[str], tuple[str, StatusReply] | None]:
-        opts = self.options
-        cfg = opts.config
-        if saved is not None:
-            with contextlib.suppress(msgspec.DecodeError, ValueError):
-                saved_view = _MEMBERS_DECODER.decode(saved)
-                for w in saved_view:
-                    self._learn(w.node, w.address)
-                ring = ring_from_claims(
-                    [(w.node, w.status, w.zone, w.claims) for w in saved_view],
-                    opts.partitions,
-                    cfg.n,
-                )
-                return ring, [w.node for w in saved_view], None
-        if opts.members:
-            ids = sorted(n for n, _ in opts.members)
-            if opts.node_id not in ids:
-                raise ValueError(f"members must include this node ({opts.node_id})")
-            return Ring.create(ids, opts.partitions, target_n=cfg.n), ids, None
-        if opts.seeds:
-            seed, status = await self._ask_seeds()
-            for m in status.members:
-                self._learn(m.node, m.address)
-            ring = ring_from_claims(
-                [(m.node, m.status, m.zone, m.claims) for m in status.members], status.q, cfg.n
-            )
-            joined = opts.node_id in ring.nodes
-            return ring, [status.node], None if joined else (seed, status)
-        return Ring.create([opts.node_id], opts.partitions, target_n=cfg.n), [], None
-
-    async def _ask_seeds(self) -> tuple[str, StatusReply]:
-        from dynamo_ref.client import AsyncClient, ClientError  # it imports this module
-
-        delay = 0.1
-        while True:
-            for seed in self.options.seeds:
-                try:
-                    client = await AsyncClient.connect([seed], token=self.options.client_token)
-                    try:
-                        return seed, await client.status()
-                    finally:
-                        await client.close()
-                except (ClientError, OSError) as e:
-                    log.info("seed %s did not answer yet: %s", seed, e)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    async def _join(self, via: tuple[str, StatusReply]) -> None:
-        from dynamo_ref.client import AsyncClient, ClientError
-
-        opts = self.options
-        delay = 0.1
-        while True:
-            try:
-                client = await AsyncClient.connect(
-                    [via[0]], token=opts.client_token, secret=opts.secret
-                )
-                try:
-                    detail = await client.join(opts.node_id, self._address, opts.zone)
-                finally:
-                    await client.close()
-                log.info("joined through %s: %s", via[0], detail)
-                return
-            except (ClientError, OSError) as e:
-                log.info("join through %s failed, retrying: %s", via[0], e)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _learn(self, node: str, address: str) -> None:
-        try:
-            split_address(address)
-        except ValueError:
-            return
-        self._book.setdefault(node, address)
 
     # ---- events in -----------------------------------------------------------------------
 
@@ -629,33 +554,6 @@ def _guess_rid(frame: bytes) -> int:
         return 0
     rid = raw.get("rid") if isinstance(raw, dict) else None
     return rid if type(rid) is int and 0 <= rid < 1 << 63 else 0
-
-
-def ring_from_claims(
-    members: Sequence[tuple[str, str, str | None, Sequence[int]]], q: int, n: int
-) -> Ring:
-    """The ring that (node, status, zone, claims) entries describe.
-
-    :raises ValueError: claims that overlap or do not cover every partition.
-    """
-    owners: list[str | None] = [None] * q
-    nodes: list[str] = []
-    zones: list[tuple[str, str]] = []
-    for node, status, zone, claims in members:
-        if status == "left":
-            continue
-        if claims or status in ("joining", "up"):
-            nodes.append(node)
-            if zone is not None:
-                zones.append((node, zone))
-        for p in claims:
-            if not 0 <= p < q or owners[p] is not None:
-                raise ValueError(f"partition {p} is claimed twice or is out of range")
-            owners[p] = node
-    full = [o for o in owners if o is not None]
-    if len(full) != q:
-        raise ValueError("the members' claims leave partitions without an owner")
-    return Ring(q, tuple(full), tuple(nodes), tuple(zones), n)
 
 
 async def serve(options: ServerOptions) -> None:

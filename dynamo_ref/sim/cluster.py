@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import IO
 
 from dynamo_ref.core.messages import Delete, Get, Put
 from dynamo_ref.core.node import DurableState, Node, NodeConfig
-from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.sim.network import LinkConfig
 from dynamo_ref.sim.simulation import ClientHandle, Simulation, SpecView
 from dynamo_ref.sim.spec_view import NodeSpecView
 from dynamo_ref.sim.trace import TraceWriter
+from dynamo_ref.storage.memory import MemoryEngine
 
 
 def node_names(count: int) -> tuple[NodeId, ...]:
@@ -23,7 +24,7 @@ def node_names(count: int) -> tuple[NodeId, ...]:
 
 
 class Cluster(Simulation):
-    """``nodes`` real nodes (a count, or their ids) on a ring of ``q`` partitions.
+    """``nodes`` real nodes (a count, or their ids) on the ring ``config.initial_ring`` gives.
 
     Every node starts from an empty disk with every other node as a gossip seed. Client calls
     go to the node given, or by default to the key's first replica, as a partition-aware
@@ -36,7 +37,7 @@ class Cluster(Simulation):
         config: NodeConfig | None = None,
         *,
         seed: int = 0,
-        q: int = 64,
+        q: int | None = None,
         link: LinkConfig | None = None,
         trace: IO[str] | TraceWriter | None = None,
         manual: bool = False,
@@ -45,12 +46,14 @@ class Cluster(Simulation):
         view: SpecView | None = None,
     ) -> None:
         ids = node_names(nodes) if isinstance(nodes, int) else tuple(nodes)
-        self.config = config or NodeConfig()
-        self.ring = Ring.create(ids, q, target_n=self.config.n)
+        config = config or NodeConfig()
+        # ``q``: the partition count, when it is the only setting that differs.
+        self.config = config if q is None else replace(config, partitions=q)
+        self.ring = self.config.initial_ring(ids)
         cfg, ring, seeds = self.config, self.ring, ids
 
         def factory(nid: NodeId, durable: DurableState, rng: random.Random, now: float) -> Node:
-            return Node(nid, cfg, ring, seeds, durable, rng, now)
+            return Node(nid, cfg, ring, seeds, durable, rng, now, engine=MemoryEngine)
 
         super().__init__(
             ids,

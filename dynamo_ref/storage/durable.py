@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from dynamo_ref.core.effects import Effect
-from dynamo_ref.core.node_state import DurableState
+from dynamo_ref.core.node.config import DurableState
 
 
 class DurableStore(Protocol):

@@ -13,13 +13,12 @@ about 40 microseconds with contracts off.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 
 import icontract
 
 from dynamo_ref.core.contracts import ENABLED
-from dynamo_ref.core.merkle import MerkleTree
+from dynamo_ref.core.merkle import MerkleTree, item_digest
 from dynamo_ref.core.messages import decode_siblings, encode_siblings
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings, is_canonical
@@ -28,11 +27,6 @@ from dynamo_ref.core.versions import Siblings, is_canonical
 # cost a dict each (2.8x the raw size with 16^2); fewer make every write rehash a long leaf.
 DEFAULT_FANOUT = 8
 DEFAULT_DEPTH = 2
-
-
-def item_digest(encoded: bytes) -> bytes:
-    """The digest of a key's stored bytes that peers compare at the leaves."""
-    return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
 class MemoryEngine:

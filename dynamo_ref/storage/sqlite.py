@@ -28,7 +28,7 @@ from typing import Final, Literal, TypeAlias
 
 from dynamo_ref.core.effects import DropHint, Effect, Persist, PersistHint, PersistMeta
 from dynamo_ref.core.messages import decode_siblings, encode_siblings
-from dynamo_ref.core.node_state import DurableState
+from dynamo_ref.core.node.config import DurableState
 from dynamo_ref.core.versions import Siblings
 
 Synchronous: TypeAlias = Literal["full", "normal", "off"]

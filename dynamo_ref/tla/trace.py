@@ -39,7 +39,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from dynamo_ref.core.node_base import text as key_text
+from dynamo_ref.core.node.outbox import text as key_text
 from dynamo_ref.core.node_versions import VersionMode
 from dynamo_ref.sim.cluster import Cluster
 from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc

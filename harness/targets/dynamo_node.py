@@ -20,7 +20,7 @@ import signal
 import socket
 from pathlib import Path
 
-from dynamo_ref.core.node_state import NodeConfig
+from dynamo_ref.core.node.config import NodeConfig
 from dynamo_ref.net.server import NodeServer, ServerOptions, _Connection
 from dynamo_ref.storage.sqlite import SqliteStore
 
@@ -88,6 +88,7 @@ async def serve(args: argparse.Namespace) -> None:
         handoff_interval=args.handoff_interval,
         reap_delay=args.reap_delay,
         detector_pause=args.detector_pause,
+        partitions=args.partitions,
     )
     routes = dict(args.route)
     members = [(n, a) for n, a in routes.items() if n != args.id] + [(args.id, args.listen)]
@@ -99,7 +100,6 @@ async def serve(args: argparse.Namespace) -> None:
         port=int(port),
         members=members,
         config=config,
-        partitions=args.partitions,
         store=store,
         sock=None if args.listen_fd is None else socket.socket(fileno=args.listen_fd),
     )

@@ -1,31 +1,23 @@
-"""The node's settings, its durable state, and the records of requests it coordinates.
+"""A node's settings and its durable state.
 
-``DurableState`` is exactly what the node's ``Persist``/``PersistHint``/``DropHint``/
-``PersistMeta`` effects have written; a driver keeps one per node (``apply``) and hands it to
-the next ``Node`` after a crash. Everything else here is volatile and dies with the node,
-as the spec's ``putOps`` and ``getOps`` do in ``Crash``.
+``NodeConfig`` is where every setting's default is written, once: the CLI, the launchers and the
+harness take their defaults and choices from it. ``DurableState`` is exactly what the node's
+``Persist``/``PersistHint``/``DropHint``/``PersistMeta`` effects have written; a driver keeps one
+per node (``apply``) and hands it to the next ``Node`` after a crash.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dynamo_ref.core.effects import (
-    ClientId,
-    DropHint,
-    Effect,
-    Persist,
-    PersistHint,
-    PersistMeta,
-)
-from dynamo_ref.core.merkle import TreeWalk
-from dynamo_ref.core.messages import DataRequest
+from dynamo_ref.core.effects import DropHint, Effect, Persist, PersistHint, PersistMeta
 from dynamo_ref.core.node_versions import PruneSettings, VersionMode
-from dynamo_ref.core.quorum import QuorumError, ReadCollector, quorum_problems
+from dynamo_ref.core.quorum import QuorumError, quorum_problems
+from dynamo_ref.core.ring import MAX_Q, Ring
 from dynamo_ref.core.vclock import NodeId
-from dynamo_ref.core.versions import Siblings, Version
+from dynamo_ref.core.versions import Siblings
 
 
 @dataclass(frozen=True)
@@ -39,7 +31,9 @@ class NodeConfig:
     r: int = 2
     w: int = 2
     sloppy: bool = True
-    mode: VersionMode = VersionMode.VCLOCK
+    # Dotted version vectors: plain per-coordinator clocks lose concurrent writes through one
+    # coordinator (node_versions explains why); VCLOCK and LWW stay as modes and negative controls.
+    mode: VersionMode = VersionMode.DVV
     pr: int = 0
     pw: int = 0
     # Seconds. A coordinator answers within request_timeout; a forwarder waits forward_timeout
@@ -70,6 +64,8 @@ class NodeConfig:
     merkle_depth: int = 2
     transfer_chunk: int = 100
     handoff_batch: int = 256
+    # Q, fixed when the cluster is created: a power of two (core.ring's strategy 3).
+    partitions: int = 64
 
     def __post_init__(self) -> None:
         mode: object = self.mode
@@ -100,10 +96,20 @@ class NodeConfig:
         for name in ("max_key_size", "max_value_size", "max_pending", "transfer_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        q = self.partitions
+        if type(q) is not int or not 1 <= q <= MAX_Q or q & (q - 1):
+            raise ValueError(f"partitions must be a power of two in 1..{MAX_Q}, got {q!r}")
 
     @property
     def forward_deadline(self) -> float:
         return 2 * self.request_timeout if self.forward_timeout is None else self.forward_timeout
+
+    def initial_ring(self, nodes: Sequence[NodeId]) -> Ring:
+        """The ring every node of a new cluster of ``nodes`` starts from, without gossip.
+
+        :raises ValueError: no nodes, or duplicates.
+        """
+        return Ring.create(nodes, self.partitions, target_n=self.n)
 
 
 @dataclass
@@ -134,121 +140,3 @@ class DurableState:
                 self.hints.pop((e.owner, e.key), None)
             elif isinstance(e, PersistMeta):
                 self.meta[e.name] = e.data
-
-
-# ---- who gets the answer --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ClientOrigin:
-    """A request straight from a client connection."""
-
-    client: ClientId
-    rid: int
-
-
-@dataclass(frozen=True, slots=True)
-class PeerOrigin:
-    """A request a peer forwarded: the answer goes back to it as ``ForwardReply(fid)``."""
-
-    node: NodeId
-    fid: int
-    rid: int
-
-
-Origin = ClientOrigin | PeerOrigin
-
-
-# ---- requests in progress -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class PutOp:
-    """A put or delete this node coordinates: the spec's putOps record, plus PW and its client.
-
-    ``extra`` maps each fallback used to the replica it stands in for. After the answer, a
-    delete is kept until every primary has acked (or the timer fires) to know when to reap.
-    """
-
-    id: int
-    key: bytes
-    version: Version
-    origin: Origin
-    primaries: tuple[NodeId, ...]
-    w: int
-    pw: int
-    acks: set[NodeId]
-    hinted: set[NodeId] = field(default_factory=set)
-    extra: dict[NodeId, NodeId] = field(default_factory=dict)
-    answered: bool = False
-    return_body: bool = False
-
-    def primary_acks(self) -> int:
-        return sum(1 for p in self.primaries if p in self.acks)
-
-    def quorum_met(self) -> bool:
-        return len(self.acks) >= self.w and self.primary_acks() >= self.pw
-
-
-@dataclass(slots=True)
-class GetOp:
-    """A get this node coordinates. It outlives its answer until every target has responded
-    or the timer fires, so that late responses are repaired too."""
-
-    id: int
-    key: bytes
-    origin: Origin
-    collector: ReadCollector[Siblings]
-    hint_for: dict[NodeId, NodeId]  # fallback target -> the replica it stands in for
-    primaries: tuple[NodeId, ...]
-    answered: bool = False
-    # What each responder holds as far as this node knows: its response, then the repair sent.
-    believed: dict[NodeId, Siblings] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class ForwardOp:
-    """A client request handed to a replica; ``tried`` are the replicas asked so far."""
-
-    id: int
-    origin: Origin
-    request: DataRequest
-    target: NodeId
-    tried: set[NodeId]
-    hops: int
-
-
-@dataclass(slots=True)
-class SyncSession:
-    """One anti-entropy exchange this node started with ``peer`` over ``partition``."""
-
-    id: int
-    peer: NodeId
-    partition: int
-    started: float
-    walk: TreeWalk | None = None  # once the peer's root is known
-    keys: int = 0
-
-
-@dataclass(slots=True)
-class TransferOp:
-    """Handing ``partition`` to ``target`` in chunks of keys; ``root`` is the partition's
-    Merkle root when the key list was taken, to notice writes that came in meanwhile."""
-
-    id: int
-    partition: int
-    target: NodeId
-    keys: list[bytes]
-    root: bytes
-    next: int = 0
-    sent_at: float = -math.inf
-    done: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AntiEntropyRecord:
-    """The last completed exchange with a peer, for ``status``."""
-
-    time: float
-    partition: int
-    keys: int

@@ -25,6 +25,7 @@ from click.testing import CliRunner, Result
 
 from dynamo_ref.cli import main
 from dynamo_ref.client import Client, ClientError
+from dynamo_ref.core.membership import ring_from_claims
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.localcluster import (
     STATE_FILE,
@@ -36,7 +37,6 @@ from dynamo_ref.localcluster import (
     stop_recorded,
     wait_healthy,
 )
-from dynamo_ref.core.membership import ring_from_claims
 
 FAKE_NODE = textwrap.dedent(
     """

@@ -64,19 +64,100 @@ def largest_class(package: str) -> tuple[str, int, int]:
 
 
 def shared_attributes(files: list[Path]) -> dict[str, list[str]]:
-    """Private attributes (``x._name``) used in more than one of ``files``."""
-    where: dict[str, set[str]] = defaultdict(set)
+    """Private attributes of one object used in more than one file: ``self._x`` across the
+    classes of an inheritance chain, and ``other._x`` reached into from outside its class."""
+    classes: dict[str, tuple[str, list[str], set[str]]] = {}
+    outside: dict[str, set[str]] = defaultdict(set)
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                attrs = {
+                    n.attr
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Attribute)
+                    and isinstance(n.value, ast.Name)
+                    and n.value.id == "self"
+                    and n.attr.startswith("_")
+                    and not n.attr.startswith("__")
+                }
+                bases = [b.id for b in node.bases if isinstance(b, ast.Name)]
+                classes[node.name] = (path.name, bases, attrs)
             if (
                 isinstance(node, ast.Attribute)
                 and node.attr.startswith("_")
                 and not node.attr.startswith("__")
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "self"
+                and isinstance(node.value, ast.Attribute)
+                and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "self"
             ):
-                where[node.attr].add(path.name)
-    return {a: sorted(f) for a, f in sorted(where.items()) if len(f) > 1}
+                outside[node.attr].add(path.name)  # self._part._x: into another object
+    where: dict[str, set[str]] = defaultdict(set)
+    for name in classes:
+        chain, todo = [], [name]
+        while todo:
+            c = todo.pop()
+            if c in classes and c not in chain:
+                chain.append(c)
+                todo += classes[c][1]
+        if len(chain) < 2:
+            continue
+        for c in chain:
+            for attr in classes[c][2]:
+                where[f"{name}.{attr}"].add(classes[c][0])
+    shared = {a: sorted(f) for a, f in where.items() if len(f) > 1}
+    # Keep the widest chain's view of each attribute only.
+    by_attr: dict[str, list[str]] = {}
+    for key, files_ in sorted(shared.items(), key=lambda kv: -len(kv[1])):
+        attr = key.split(".", 1)[1]
+        by_attr.setdefault(attr, files_)
+    for attr, files_ in outside.items():
+        by_attr.setdefault(attr + " (reached into)", sorted(files_))
+    return dict(sorted(by_attr.items()))
+
+
+def calls_elsewhere(files: list[Path]) -> int:
+    """Call sites ``self.m(...)`` whose method is defined in another file of the class's
+    inheritance chain: where a reader has to search for what a call does."""
+    defined: dict[str, dict[str, str]] = {}  # class -> method -> file
+    bases: dict[str, list[str]] = {}
+    calls: list[tuple[str, str, str]] = []  # (class, method called, file)
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
+                defined[node.name] = {
+                    n.name: path.name for n in node.body if isinstance(n, ast.FunctionDef)
+                }
+                for n in ast.walk(node):
+                    if (
+                        isinstance(n, ast.Call)
+                        and isinstance(n.func, ast.Attribute)
+                        and isinstance(n.func.value, ast.Name)
+                        and n.func.value.id == "self"
+                    ):
+                        calls.append((node.name, n.func.attr, path.name))
+
+    def where(cls: str, method: str, seen: frozenset[str] = frozenset()) -> str | None:
+        found = defined.get(cls, {}).get(method)
+        if found is not None:
+            return found
+        for b in bases.get(cls, []):
+            if b not in seen:
+                hit = where(b, method, seen | {cls})
+                if hit is not None:
+                    return hit
+        return None
+
+    subclasses = {c for bs in bases.values() for c in bs}
+    count = 0
+    for cls, method, file in calls:
+        # A method may be overridden below: judge the call from the most derived class.
+        leaf = next((c for c, bs in bases.items() if cls in bs and c not in subclasses), cls)
+        target = where(leaf, method)
+        if target is not None and target != file:
+            count += 1
+    return count
 
 
 def import_cycles(*packages: str) -> list[list[str]]:
@@ -130,8 +211,9 @@ def import_cycles(*packages: str) -> list[list[str]]:
     return out
 
 
-def put_walk() -> tuple[int, int, int]:
-    """(stops, files, comebacks) of one put through its coordinator."""
+def put_walk(node_only: bool) -> tuple[int, int, int]:
+    """(stops, files, comebacks) of one put through its coordinator; ``node_only``: calls of
+    the node's own files (``core/node*``) only, what a reader of the node follows."""
     from dynamo_ref.core.effects import ClientRequest
     from dynamo_ref.core.messages import Put
     from dynamo_ref.sim.cluster import Cluster
@@ -141,13 +223,13 @@ def put_walk() -> tuple[int, int, int]:
     key = b"walk"
     coordinator = sim.replicas(key)[0]
     node = sim.node(coordinator)
-    package = str(ROOT / "dynamo_ref")
+    package = str(ROOT / ("dynamo_ref/core/node" if node_only else "dynamo_ref"))
     files: list[str] = []
 
     def tracer(frame: FrameType, event: str, arg: Any) -> None:
         if event == "call":
             name = frame.f_code.co_filename
-            if name.startswith(package):
+            if name.startswith(package) and not name.endswith("node_versions.py"):
                 files.append(name)
 
     sys.setprofile(None)
@@ -173,17 +255,19 @@ def main() -> None:
     name, methods, lines = largest_class("dynamo_ref/core")
     print(f"largest class in dynamo_ref/core: {name}, {methods} methods, {lines} lines")
     node_files = sorted((ROOT / "dynamo_ref/core").glob("node*.py"))
-    node_files += [p for p in (ROOT / "dynamo_ref/core/parts").glob("*.py")]
+    node_files += sorted((ROOT / "dynamo_ref/core/node").glob("*.py"))
     shared = shared_attributes(node_files)
-    print(f"self._attributes used in more than one node file: {len(shared)}")
+    print(f"attributes of one object used in more than one file: {len(shared)}")
     for attr, where in shared.items():
         print(f"  {attr}: {', '.join(where)}")
+    print(f"calls to a method of self defined in another file: {calls_elsewhere(node_files)}")
     cycles = import_cycles("dynamo_ref", "harness")
     print(f"import cycles (dynamo_ref, harness): {len(cycles)}")
     for c in cycles:
         print("  " + " <-> ".join(c))
-    stops, nfiles, comebacks = put_walk()
-    print(f"a put's walk: {stops} stops in {nfiles} files, {comebacks} comebacks")
+    for node_only, what in ((True, "the node's files"), (False, "all of dynamo_ref")):
+        stops, nfiles, comebacks = put_walk(node_only)
+        print(f"a put's walk ({what}): {stops} stops in {nfiles} files, {comebacks} comebacks")
 
 
 if __name__ == "__main__":

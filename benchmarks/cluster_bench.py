@@ -32,6 +32,7 @@ os.environ.setdefault("DYNAMO_REF_CONTRACTS", "0")  # this process is only the l
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dynamo_ref.client import AsyncClient, ClientError
+from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
 from harness.targets.etcd import EtcdClient, EtcdCluster, EtcdError
 
@@ -213,7 +214,7 @@ def node_env(contracts: bool, loop: str) -> dict[str, str]:
 def bench_dynamo(
     base: Path, *, seconds: float, warmup: float, contracts: bool, loop: str, rss_keys: int
 ) -> tuple[list[PhaseResult], float, dict[str, float]]:
-    options = NodeOptions(n=3, r=2, w=2, sync="full")
+    options = NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full")
     extra: dict[str, float] = {}
     with LocalCluster(3, base, options=options, env=node_env(contracts, loop)) as lc:
         lc.wait_healthy()

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dynamo_ref.client import AsyncClient, ClientError
+from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
 
 
@@ -76,7 +77,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=4)
     args = ap.parse_args()
     env = dict(os.environ, DYNAMO_REF_CONTRACTS="0")
-    options = NodeOptions(extra_args=(f"--max-pending={args.max_pending}",))
+    options = NodeOptions(config=NodeConfig(max_pending=args.max_pending))
     with (
         tempfile.TemporaryDirectory() as tmp,
         LocalCluster(3, Path(tmp), options=options, env=env) as lc,

@@ -1,14 +1,20 @@
-"""The `dynamo-ref` command line."""
+"""The `dynamo-ref` command line.
+
+It imports only click at start: every command imports what it uses when it runs, and commands
+that live elsewhere are loaded on first use (``LazyGroup``): ``node`` (``node_cli``), ``spec``
+(``tla.cli``) and, registered by the harness's entry point (``harness.cli``), ``check``,
+``campaign`` and ``serve``. So ``dynamo-ref --help``, ``get`` and ``put`` start fast, and
+``dynamo_ref`` never imports the harness.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import importlib
 import json
 import os
-import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,17 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from dynamo_ref import __version__
-from dynamo_ref.localcluster import STORE_FILE
-from dynamo_ref.tla.cli import spec
 
 if TYPE_CHECKING:
     from dynamo_ref.client import Client
     from dynamo_ref.core.messages import StatusReply
-    from dynamo_ref.net.server import ServerOptions
 
 DEFAULT_NODE = "127.0.0.1:7001"
 CLUSTER_DIR_ENV = "DYNAMO_REF_CLUSTER_DIR"
@@ -39,25 +40,70 @@ def default_cluster_dir() -> Path:
     return Path(os.environ.get(CLUSTER_DIR_ENV, ".dynamo-ref-cluster"))
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose commands may live in modules imported only when the command runs.
+
+    ``lazy(name, "module:attribute", help)``: the help line is given here, so that listing the
+    commands imports none of them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, tuple[str, str]] = {}
+
+    def lazy(self, name: str, target: str, help_line: str) -> None:
+        self._lazy[name] = (target, help_line)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy and cmd_name not in self.commands:
+            module, _, attribute = self._lazy[cmd_name][0].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self._lazy[cmd_name][0]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                cmd = self.commands[name]
+                if cmd.hidden:
+                    continue
+                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+            else:
+                rows.append((name, self._lazy[name][1]))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="dynamo-ref")
 def main() -> None:
     """dynamo-ref: a formally checked reference implementation of Amazon's Dynamo."""
 
 
-main.add_command(spec)
+assert isinstance(main, LazyGroup)
+main.lazy("node", "dynamo_ref.node_cli:node", "Run one node.")
+main.lazy("spec", "dynamo_ref.tla.cli:spec", "Model-check the TLA+ spec; validate traces.")
+main.lazy("cluster", "dynamo_ref.cluster_cli:cluster", "A local cluster of node processes.")
 
 
-def _add_harness_commands() -> None:
-    # The harness's commands: `check` (histories from anywhere) and `campaign` (fault runs).
-    from harness.campaign_cli import campaign_command
-    from harness.check_cli import check_command
-
-    main.add_command(check_command, "check")
-    main.add_command(campaign_command, "campaign")
-
-
-_add_harness_commands()
+def run_loop(coro: Any) -> None:
+    """On uvloop when it is installed, or asyncio's loop with ``DYNAMO_REF_LOOP=asyncio``."""
+    if os.environ.get(LOOP_ENV, "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(coro)
+            return
+    asyncio.run(coro)
 
 
 # ---- argument types -------------------------------------------------------------------------
@@ -81,7 +127,7 @@ def parse_address(text: str, *, allow_port_zero: bool = False) -> tuple[str, int
     return host, port
 
 
-def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def validate_listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     try:
@@ -91,7 +137,7 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return f"{host}:{port}"
 
 
-def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def validate_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     try:
@@ -101,36 +147,31 @@ def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return f"{host}:{port}"
 
 
-def _addresses(
+def validate_seeds(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
     """Repeatable and comma-separated: ``--node a:1 --node b:2`` or ``--node a:1,b:2``."""
     out: list[str] = []
     for part in (p for v in value for p in v.split(",")):
         if part.strip():
-            out.append(_address(ctx, param, part) or "")
+            out.append(validate_address(ctx, param, part) or "")
     return tuple(out)
 
 
-def _members(
-    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+def validate_members(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...], what: str = "a member"
 ) -> list[tuple[str, str]]:
+    """``ID=HOST:PORT`` pairs, each id once."""
     out: list[tuple[str, str]] = []
     for item in value:
         node, sep, addr = item.partition("=")
         if not sep or not node.strip():
-            raise click.BadParameter(f"{item!r} is not ID=HOST:PORT")
-        out.append((node.strip(), _address(ctx, param, addr) or ""))
+            raise click.BadParameter(f"{what}: {item!r} is not ID=HOST:PORT")
+        out.append((node.strip(), validate_address(ctx, param, addr) or ""))
     ids = [n for n, _ in out]
     if len(set(ids)) != len(ids):
         raise click.BadParameter("a node id is given twice")
     return out
-
-
-def _partitions(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    if value < 1 or value & (value - 1):
-        raise click.BadParameter(f"{value} is not a power of 2")
-    return value
 
 
 def encode_context(context: bytes) -> str:
@@ -189,183 +230,6 @@ def read_secret(secret_file: Path | None) -> bytes | None:
     return secret
 
 
-@main.command()
-@click.option("--id", "node_id", required=True, help="This node's id (stable across restarts).")
-@click.option("--listen", required=True, callback=_listen, help="HOST:PORT to listen on.")
-@click.option("--advertise", callback=_address, help="HOST:PORT peers use (default: --listen).")
-@click.option(
-    "--member",
-    "members",
-    multiple=True,
-    callback=_members,
-    metavar="ID=HOST:PORT",
-    help="A node of the initial ring (repeatable; give every node the same list).",
-)
-@click.option(
-    "--seeds", multiple=True, callback=_addresses, help="HOST:PORT,... to gossip with first."
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the durable store lives (required unless --memory).",
-)
-@click.option("--memory", is_flag=True, help="Keep data in memory only: lost on a crash.")
-@click.option(
-    "--sync",
-    type=click.Choice(["full", "normal", "off"]),
-    default="full",
-    show_default=True,
-    help="SQLite synchronous: full survives kill -9 and power loss; normal and off are faster.",
-)
-@click.option("--n", "n", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--r", "r", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--w", "w", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--pr", type=click.IntRange(0, 64), default=0, show_default=True)
-@click.option("--pw", type=click.IntRange(0, 64), default=0, show_default=True)
-@click.option("--sloppy/--strict", default=True, show_default=True, help="Sloppy quorum or not.")
-@click.option(
-    "--mode", type=click.Choice(["vclock", "lww", "dvv"]), default="dvv", show_default=True
-)
-@click.option("--partitions", type=int, default=64, show_default=True, callback=_partitions)
-@click.option(
-    "--secret-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"The cluster secret (else ${SECRET_ENV}).",
-)
-@click.option("--client-token", envvar=TOKEN_ENV, help="Clients must present this token.")
-@click.option("--request-timeout", type=click.FloatRange(min=0.001), default=1.0)
-@click.option("--gossip-interval", type=click.FloatRange(min=0.001), default=1.0)
-@click.option("--anti-entropy-interval", type=click.FloatRange(min=0.001), default=5.0)
-@click.option("--max-frame", type=click.IntRange(1024), default=16 << 20)
-@click.option(
-    "--max-pending",
-    type=click.IntRange(1),
-    default=10_000,
-    show_default=True,
-    help="Client requests in progress past which new ones fail at once with `overload`.",
-)
-def node(
-    *,
-    node_id: str,
-    listen: str,
-    advertise: str | None,
-    members: list[tuple[str, str]],
-    seeds: tuple[str, ...],
-    data_dir: Path | None,
-    memory: bool,
-    sync: str,
-    n: int,
-    r: int,
-    w: int,
-    pr: int,
-    pw: int,
-    sloppy: bool,
-    mode: str,
-    partitions: int,
-    secret_file: Path | None,
-    client_token: str | None,
-    request_timeout: float,
-    gossip_interval: float,
-    anti_entropy_interval: float,
-    max_frame: int,
-    max_pending: int,
-) -> None:
-    """Run one node; prints "listening on HOST:PORT" once it serves. SIGTERM stops it."""
-    from dynamo_ref.core.node.config import NodeConfig
-    from dynamo_ref.net.server import ServerOptions
-
-    if not node_id.strip():
-        raise click.BadParameter("the node id is empty", param_hint="--id")
-    if data_dir is None and not memory:
-        raise click.UsageError("give --data-dir, or --memory for a node without durable storage")
-    if members and node_id not in {m for m, _ in members}:
-        raise click.UsageError(f"--member lists the initial ring; it must include {node_id}")
-    try:
-        config = NodeConfig(
-            n=n,
-            r=r,
-            w=w,
-            pr=pr,
-            pw=pw,
-            sloppy=sloppy,
-            mode=mode,  # type: ignore[arg-type]  # NodeConfig converts the name
-            request_timeout=request_timeout,
-            gossip_interval=gossip_interval,
-            anti_entropy_interval=anti_entropy_interval,
-            max_pending=max_pending,
-            partitions=partitions,
-        )
-    except ValueError as e:
-        raise click.UsageError(f"invalid settings: {e}") from None
-    options = ServerOptions(
-        node_id=node_id,
-        host=parse_address(listen, allow_port_zero=True)[0],
-        port=parse_address(listen, allow_port_zero=True)[1],
-        advertise=advertise,
-        members=members,
-        seeds=list(seeds),
-        config=config,
-        secret=read_secret(secret_file),
-        client_token=client_token,
-        max_frame=max_frame,
-    )
-    if not memory:
-        assert data_dir is not None
-        from dynamo_ref.storage.sqlite import SqliteStore, StorageError
-
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            options.store = SqliteStore(data_dir / STORE_FILE, synchronous=sync)  # type: ignore[arg-type]
-        except (OSError, StorageError) as e:
-            raise click.ClickException(f"cannot open the store in {data_dir}: {e}") from None
-    try:
-        _run(_serve_node(options))
-    finally:
-        if options.store is not None:
-            options.store.close()
-
-
-def _run(coro: Any) -> None:
-    """On uvloop when it is installed, or asyncio's loop with ``DYNAMO_REF_LOOP=asyncio``."""
-    if os.environ.get(LOOP_ENV, "uvloop") == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(coro)
-            return
-    asyncio.run(coro)
-
-
-async def _serve_node(options: ServerOptions) -> None:
-    from dynamo_ref.net.server import NodeServer
-
-    server = NodeServer(options)
-    try:
-        await server.start()
-    except OSError as e:
-        await server.stop()
-        where = f"{options.host}:{options.port}"
-        raise click.ClickException(f"{options.node_id} cannot listen on {where}: {e}") from None
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    print(f"listening on {server.address}", flush=True)
-    serving = asyncio.create_task(server.serve_forever())
-    stop_wait = asyncio.create_task(stopping.wait())
-    try:
-        await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (serving, stop_wait):
-            task.cancel()
-        await asyncio.gather(serving, stop_wait, return_exceptions=True)
-        await server.stop()
-    if serving.done() and not serving.cancelled() and serving.exception() is not None:
-        raise serving.exception()  # type: ignore[misc]
-
-
 # ---- client commands ---------------------------------------------------------------------------
 
 
@@ -374,7 +238,7 @@ def client_options(f: Any) -> Any:
         "--node",
         "nodes",
         multiple=True,
-        callback=_addresses,
+        callback=validate_seeds,
         help=(
             "HOST:PORT of a node (repeatable). Default: the nodes of the cluster in --dir, "
             f"else {DEFAULT_NODE}."
@@ -548,7 +412,7 @@ def _write_done(what: str, key: str, context: bytes, ts: float, as_json: bool) -
 
 @main.command()
 @click.argument("node_id", metavar="NODE")
-@click.argument("address", callback=_address)
+@click.argument("address", callback=validate_address)
 @click.option("--zone", help="The node's zone (replicas are spread across zones).")
 @client_options
 @admin_secret_option
@@ -651,6 +515,9 @@ def status(
     if as_json:
         _emit_json([status_json(a, r) for a, r in replies])
         return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     seen: list[tuple[str, StatusReply]] = []
     for a, rep in replies:
@@ -695,122 +562,6 @@ def status(
             console.print(f"[red]{a}: no answer[/] ({got})", soft_wrap=True)
 
 
-# ---- cluster ---------------------------------------------------------------------------------
-
-
-@main.group()
-def cluster() -> None:
-    """A local cluster of node processes (ports and data directories chosen for you)."""
-
-
-@cluster.command("up")
-@click.option("-n", "count", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option(
-    "--dir",
-    "cluster_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=f"State, logs and data (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
-)
-@click.option("--n", "n", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--r", "r", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--w", "w", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--sloppy/--strict", default=True, show_default=True)
-@click.option(
-    "--mode", type=click.Choice(["vclock", "lww", "dvv"]), default="dvv", show_default=True
-)
-@click.option("--partitions", type=int, default=64, show_default=True, callback=_partitions)
-@click.option("--memory", is_flag=True, help="Nodes keep data in memory only.")
-@click.option("--sync", type=click.Choice(["full", "normal", "off"]), default="full")
-@click.option(
-    "--secret-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"A cluster secret for every node (else ${SECRET_ENV}).",
-)
-def cluster_up(
-    *,
-    count: int,
-    cluster_dir: Path | None,
-    n: int,
-    r: int,
-    w: int,
-    sloppy: bool,
-    mode: str,
-    partitions: int,
-    memory: bool,
-    sync: str,
-    secret_file: Path | None,
-) -> None:
-    """Start COUNT nodes in the foreground; Ctrl-C (or `cluster down`) stops them all."""
-    from dynamo_ref.localcluster import ClusterError, LocalCluster, NodeOptions, is_our_node
-    from dynamo_ref.localcluster import read_state as read_cluster
-
-    directory = cluster_dir or default_cluster_dir()
-    try:
-        running = [x for x in read_cluster(directory) if is_our_node(x)]
-    except ClusterError:
-        running = []
-    if running:
-        raise click.ClickException(
-            f"a cluster is already running in {directory} (pids "
-            f"{', '.join(str(x.pid) for x in running)}); `dynamo-ref cluster down` first"
-        )
-    options = NodeOptions(
-        n=n, r=r, w=w, sloppy=sloppy, mode=mode, partitions=partitions, memory=memory, sync=sync
-    )
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        lc = LocalCluster(count, directory, options=options, secret=read_secret(secret_file))
-    except ClusterError as e:
-        raise click.ClickException(str(e)) from None
-    with lc:
-        try:
-            lc.wait_healthy()
-        except ClusterError as e:
-            click.echo(f"warning: {e}", err=True)
-        table = Table(title=f"dynamo-ref cluster in {lc.base_dir}")
-        for col in ("node", "address", "pid", "log"):
-            table.add_column(col)
-        for i, x in enumerate(lc.nodes):
-            table.add_row(x.node_id, x.address, str(x.pid), str(lc.log_path(i)))
-        Console().print(table)
-        click.echo(f"nodes: {','.join(lc.addresses)}")
-        click.echo("Ctrl-C or `dynamo-ref cluster down` stops them.", err=True)
-        sys.stdout.flush()
-        while not stopping and any(x.running for x in lc.nodes):
-            time.sleep(0.2)
-        click.echo("stopping the cluster", err=True)
-
-
-@cluster.command("down")
-@click.option(
-    "--dir",
-    "cluster_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=f"The `cluster up` directory (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
-)
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
-def cluster_down(cluster_dir: Path | None, timeout: float) -> None:
-    """Stop the nodes `cluster up` started, by PID (SIGTERM, then SIGKILL after --timeout)."""
-    from dynamo_ref.localcluster import ClusterError, stop_recorded
-
-    directory = cluster_dir or default_cluster_dir()
-    try:
-        stopped = stop_recorded(directory, timeout)
-    except ClusterError as e:
-        raise click.ClickException(str(e)) from None
-    if not stopped:
-        click.echo(f"no running nodes in {directory}")
-    for x in stopped:
-        click.echo(f"stopped {x.node_id} (pid {x.pid})")
-
-
 # ---- ring ----------------------------------------------------------------------------------------
 
 
@@ -821,10 +572,15 @@ def cluster_down(cluster_dir: Path | None, timeout: float) -> None:
 @click.option("--key", "keys", multiple=True, help="show this key's preference list (repeatable)")
 def ring(node_count: int, q: int, n: int, keys: tuple[str, ...]) -> None:
     """Show a sample ring: partitions per node and the preference lists of keys."""
-    from dynamo_ref.core.ring import Ring
+    from rich.console import Console
+    from rich.table import Table
+
+    from dynamo_ref.core.node.config import NodeConfig
 
     try:
-        r = Ring.create([f"n{i + 1}" for i in range(node_count)], q=q, target_n=n)
+        r = NodeConfig(n=n, r=1, w=1, partitions=q).initial_ring(
+            [f"n{i + 1}" for i in range(node_count)]
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     console = Console()

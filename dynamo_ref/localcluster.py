@@ -25,11 +25,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+from dynamo_ref.core.node.config import NodeConfig
+from dynamo_ref.launch import READY_PREFIX, NodeSpec, node_command, spawn
+from dynamo_ref.storage.sqlite import DEFAULT_SYNC, Synchronous
+
 STATE_FILE: Final = "cluster.json"
 PORT_TAKEN: Final = "address already in use"  # in a node's error: another process won the port
 STORE_FILE: Final = "store.sqlite3"
 SECRET_FILE: Final = "secret"
-READY_PREFIX: Final = "listening on "
 HOST: Final = "127.0.0.1"
 
 
@@ -39,29 +42,14 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class NodeOptions:
-    """The settings every node of a local cluster starts with (`dynamo-ref node` options)."""
+    """What every node of a local cluster runs with: its settings (``NodeConfig``, whose
+    defaults are the cluster's) and its storage."""
 
-    n: int = 3
-    r: int = 2
-    w: int = 2
-    sloppy: bool = True
-    mode: str = "dvv"  # plain vclock loses concurrent writes through one coordinator
-    partitions: int = 64
+    config: NodeConfig = field(default_factory=NodeConfig)
     memory: bool = False
-    sync: str = "full"
+    sync: Synchronous = DEFAULT_SYNC
+    log_level: str | None = None
     extra_args: tuple[str, ...] = ()
-
-    def args(self) -> list[str]:
-        out = [
-            f"--n={self.n}",
-            f"--r={self.r}",
-            f"--w={self.w}",
-            "--sloppy" if self.sloppy else "--strict",
-            f"--mode={self.mode}",
-            f"--partitions={self.partitions}",
-        ]
-        out += ["--memory"] if self.memory else [f"--sync={self.sync}"]
-        return out + list(self.extra_args)
 
 
 @dataclass
@@ -144,7 +132,7 @@ class LocalCluster:
         self.base_dir = Path(base_dir).resolve()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.options = options or NodeOptions()
-        self.command = list(command) if command is not None else [python, "-m", "dynamo_ref"]
+        self.command = list(command) if command is not None else node_command(python)
         self.env = dict(os.environ if env is None else env)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -246,41 +234,40 @@ class LocalCluster:
             self.start(i)
         return i
 
-    def node_argv(self, i: int) -> list[str]:
+    def spec(self, i: int) -> NodeSpec:
+        """How node ``i`` is started (``launch.NodeSpec``)."""
         node = self.nodes[i]
-        others = [self.nodes[j].address for j in self._members if j != i]
-        argv = [
-            *self.command,
-            "node",
-            f"--id={node.node_id}",
-            f"--listen={node.address}",
-            f"--data-dir={node.data_dir}",
-        ]
+        opts = self.options
+        members: tuple[tuple[str, str], ...] = ()
         if i in self._members:
             # Each member's address as of now: a restarted node learns newer ones by gossip.
-            for j in self._members:
-                argv.append(f"--member={self.nodes[j].node_id}={self.nodes[j].address}")
-        if others:
-            argv.append(f"--seeds={','.join(others)}")
-        if self.secret_file is not None:
-            argv.append(f"--secret-file={self.secret_file}")
-        return argv + self.options.args()
+            members = tuple((self.nodes[j].node_id, self.nodes[j].address) for j in self._members)
+        return NodeSpec(
+            node.node_id,
+            node.address,
+            data_dir=node.data_dir,
+            memory=opts.memory,
+            config=opts.config,
+            sync=opts.sync,
+            members=members,
+            seeds=tuple(self.nodes[j].address for j in self._members if j != i),
+            secret_file=self.secret_file,
+            log_level=opts.log_level,
+            extra_args=opts.extra_args,
+        )
+
+    def node_argv(self, i: int) -> list[str]:
+        return self.spec(i).argv(self.command)
 
     def _spawn(self, i: int) -> None:
         node = self.nodes[i]
         node.data_dir.mkdir(parents=True, exist_ok=True)
-        node.argv = self.node_argv(i)
+        spec = self.spec(i)
+        node.argv = spec.argv(self.command)
         out = self.base_dir / f"{node.node_id}.out"
         with out.open("wb") as stdout, self.log_path(i).open("ab") as stderr:
-            node.process = subprocess.Popen(
-                node.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                env=self.env,
-                # Its own session: a Ctrl-C at the launcher's terminal reaches the launcher only,
-                # which then stops the nodes in order.
-                start_new_session=True,
+            node.process = spawn(
+                spec, stdout=stdout, stderr=stderr, env=self.env, command=self.command
             )
 
     def _wait_ready(self, i: int) -> None:

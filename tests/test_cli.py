@@ -58,7 +58,7 @@ NODE = ("node", "--id", "n1", "--listen", "127.0.0.1:0", "--memory")
         (("get", "k", "--r", "0"), "0 is not in the range"),
         (("get", "k", "--node", "127.0.0.1"), "is not HOST:PORT"),
         (("join", "n4", "nowhere"), "is not HOST:PORT"),
-        (("cluster", "up", "-n", "0"), "0 is not in the range"),
+        (("cluster", "up", "--nodes", "0"), "0 is not in the range"),
         (("cluster", "up", "--partitions", "3"), "3 is not a power of 2"),
     ],
 )

@@ -14,17 +14,19 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dynamo_ref.client import Client, ClientError
+from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
 from dynamo_ref.storage.sqlite import SqliteStore
 
 ROUNDS = 3
 VICTIM = 2
-FAST_ARGS = ("--gossip-interval=0.2", "--request-timeout=1", "--anti-entropy-interval=3600")
+FAST = NodeConfig(gossip_interval=0.2, request_timeout=1, anti_entropy_interval=3600)
 
 
 class Writers:
@@ -106,7 +108,7 @@ def keys_held(address: str) -> int:
 def crash_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalCluster]:
     memory: bool = request.param
     options = NodeOptions(
-        n=3, r=2, w=3, sloppy=False, partitions=16, memory=memory, extra_args=FAST_ARGS
+        config=replace(FAST, n=3, r=2, w=3, sloppy=False, partitions=16), memory=memory
     )
     with LocalCluster(3, tmp_path / "cluster", options=options) as lc:
         lc.wait_healthy()

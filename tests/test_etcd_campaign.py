@@ -305,7 +305,7 @@ def test_an_etcd_campaign_gives_verdicts_in_its_report(tmp_path: Path) -> None:
     partitions (namespaces) and kills, checked, with the verdicts on the report page."""
     from click.testing import CliRunner
 
-    from dynamo_ref.cli import main
+    from harness.cli import main
 
     out = tmp_path / "campaign"
     args = ["campaign", "--target", "etcd", "--nodes", "3", "--workload", "register"]

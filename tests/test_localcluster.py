@@ -26,6 +26,7 @@ from click.testing import CliRunner, Result
 from dynamo_ref.cli import main
 from dynamo_ref.client import Client, ClientError
 from dynamo_ref.core.membership import ring_from_claims
+from dynamo_ref.core.node import NodeConfig, VersionMode
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.localcluster import (
     STATE_FILE,
@@ -139,7 +140,10 @@ def test_start_gives_each_node_a_port_a_dir_and_the_ring(fake: list[str], tmp_pa
 
 
 def test_node_options_reach_the_command_line(fake: list[str], tmp_path: Path) -> None:
-    options = NodeOptions(n=2, r=1, w=2, sloppy=False, mode="lww", partitions=16, memory=True)
+    options = NodeOptions(
+        config=NodeConfig(n=2, r=1, w=2, sloppy=False, mode=VersionMode.LWW, partitions=16),
+        memory=True,
+    )
     with make(fake, tmp_path / "c", count=2, options=options, secret=b"s3cret") as lc:
         argv = json.loads((lc.nodes[0].data_dir / "argv.json").read_text())
         for arg in ("--n=2", "--r=1", "--w=2", "--strict", "--mode=lww", "--partitions=16"):
@@ -309,10 +313,12 @@ def test_stop_recorded_without_a_state_file(tmp_path: Path) -> None:
 # ---- real node processes ------------------------------------------------------------------
 
 # Fast failure detection; anti-entropy off so that what a node holds is what it was sent.
-FAST_ARGS = (
-    "--gossip-interval=0.2",
-    "--request-timeout=2",
-    "--anti-entropy-interval=3600",
+FAST = NodeConfig(
+    sloppy=False,
+    partitions=16,
+    gossip_interval=0.2,
+    request_timeout=2.0,
+    anti_entropy_interval=3600.0,
 )
 
 
@@ -346,7 +352,7 @@ def suspected_by(lc: LocalCluster, i: int) -> set[str]:
 
 @pytest.fixture
 def net_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    options = NodeOptions(sloppy=False, partitions=16, extra_args=FAST_ARGS)
+    options = NodeOptions(config=FAST)
     with LocalCluster(3, tmp_path / "cluster", options=options) as lc:
         lc.wait_healthy()
         yield lc
@@ -507,7 +513,7 @@ def cluster_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]
     d = tmp_path / "up"
     with (tmp_path / "launcher.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dynamo_ref", "cluster", "up", "-n", "3", "--dir", str(d)],
+            [sys.executable, "-m", "dynamo_ref", "cluster", "up", "--nodes", "3", "--dir", str(d)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -566,7 +572,7 @@ def test_cluster_up_stops_its_nodes_on_ctrl_c(
 
 @pytest.mark.net
 def test_the_cluster_secret_reaches_every_node(tmp_path: Path) -> None:
-    options = NodeOptions(sloppy=False, partitions=16, extra_args=FAST_ARGS)
+    options = NodeOptions(config=FAST)
     with LocalCluster(3, tmp_path / "c", options=options, secret=b"open sesame") as lc:
         lc.wait_healthy()
         with Client(lc.addresses[:1]) as c:

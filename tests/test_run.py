@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from dynamo_ref.cli import main
+from harness.cli import main
 from harness.history import pair, read_jsonl
 from harness.run import RunConfig, RunResult, make_target, run_once
 

@@ -31,6 +31,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final, cast
 
 import msgspec
@@ -113,6 +114,10 @@ class ServerOptions:
     zone: str | None = None  # this node's zone, when it joins through a seed
     peer_queue: int = 10_000  # frames queued per peer link before the oldest is dropped
     sock: socket.socket | None = None  # an already bound socket to listen on (host/port unused)
+    # Fixed addresses for some peers, used whatever gossip advertises: the fault harness puts a
+    # proxy on every link, which a gossiped address would bypass.
+    routes: dict[str, str] = field(default_factory=dict)
+    client_socket: Path | None = None  # also serve clients on this Unix socket
 
 
 class NodeServer:
@@ -125,6 +130,7 @@ class NodeServer:
         self.store: DurableStore = options.store if options.store is not None else MemoryStore()
         self._node: Node | None = None
         self._server: asyncio.Server | None = None
+        self._unix: asyncio.Server | None = None
         self._address = ""
         self._book: dict[str, str] = dict(options.members)
         self._links: dict[str, PeerLink] = {}
@@ -200,6 +206,12 @@ class NodeServer:
         )
         self._apply(self._node.start(time.time()))
         await self._server.start_serving()
+        if opts.client_socket is not None:
+            # A network namespace is unreachable from outside it; a Unix socket is not.
+            opts.client_socket.unlink(missing_ok=True)
+            self._unix = await loop.create_unix_server(
+                lambda: _Connection(self), str(opts.client_socket)
+            )
         log.info("node %s serving at %s", opts.node_id, self._address)
 
     async def serve_forever(self) -> None:
@@ -215,6 +227,8 @@ class NodeServer:
         self._stopped = True
         if self._server is not None:
             self._server.close()
+        if self._unix is not None:
+            self._unix.close()
         for conn in list(self._conns):
             conn.close()
         for handle in self._timers.values():
@@ -352,7 +366,11 @@ class NodeServer:
                 conn.send(encode(e.msg))
 
     def peer_address(self, peer: str) -> str | None:
-        """Where ``peer`` listens: the membership view's address, else the one configured."""
+        """Where ``peer`` listens: its fixed route, else the membership view's address, else
+        the one configured."""
+        route = self.options.routes.get(peer)
+        if route is not None:
+            return route
         if self._node is not None:
             state = self._node.membership.get(peer)
             if state is not None:

@@ -32,6 +32,9 @@ from dynamo_ref.core.node.config import DurableState
 from dynamo_ref.core.versions import Siblings
 
 Synchronous: TypeAlias = Literal["full", "normal", "off"]
+SYNC_CHOICES: Final = ("full", "normal", "off")
+# An acknowledged write survives kill -9 and power loss.
+DEFAULT_SYNC: Final[Synchronous] = "full"
 
 SCHEMA_VERSION: Final = 1
 
@@ -71,8 +74,8 @@ class SqliteStore:
     :raises StorageError: the file cannot be opened as a SQLite database.
     """
 
-    def __init__(self, path: str | Path, synchronous: Synchronous = "full") -> None:
-        if synchronous not in ("full", "normal", "off"):
+    def __init__(self, path: str | Path, synchronous: Synchronous = DEFAULT_SYNC) -> None:
+        if synchronous not in SYNC_CHOICES:
             raise ValueError(f"synchronous must be 'full', 'normal' or 'off', not {synchronous!r}")
         self.path = Path(path)
         self.synchronous: Synchronous = synchronous

@@ -1,14 +1,15 @@
 """dynamo-ref as a target: node processes on SQLite, every node-to-node link through a Network.
 
-Each node is a process of `python -m harness.targets.dynamo_node` (the `dynamo-ref node`
-server with fixed peer routes, see that module for why) with its own data directory and log
-under `base_dir/<node>/`. Processes are controlled by PID only: `stop` (SIGTERM, then
-SIGKILL), `kill` (SIGKILL), `pause` (SIGSTOP), `resume` (SIGCONT), `start` (again, on the
-same data directory).
+Each node is a `dynamo-ref node` process started through the one launcher
+(`dynamo_ref.launch`), with its own data directory and log under `base_dir/<node>/`. Its
+settings are `NodeConfig`'s defaults but for the short times a run needs (`Timing`). Processes
+are controlled by PID only: `stop` (SIGTERM, then SIGKILL), `kill` (SIGKILL), `pause`
+(SIGSTOP), `resume` (SIGCONT), `start` (again, on the same data directory).
 
 Networks:
 - `proxy`: node A is told to reach node B at `ProxyNetwork.address_for(A, B)` (`--route`),
-  and its runtime dials that address whatever gossip advertises, so every link's faults hold.
+  and its runtime dials that address whatever gossip advertises (gossip would otherwise hand
+  it B's real port), so every link's faults hold.
   The first start hands each node a socket the harness bound (no port race with other tests).
 - `netns`: each node in its namespace (`NetnsNetwork.popen`) at `address(node):7100`; clients,
   which live in the harness' namespace, reach it over a Unix socket through a small relay.
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,14 +44,15 @@ from typing import IO, Literal
 
 from dynamo_ref.client import AsyncClient, ClientError
 from dynamo_ref.core.messages import ErrorCode, SiblingClock, WireVersion, decode_context
-from dynamo_ref.core.ring import Ring
+from dynamo_ref.core.node_versions import VersionMode
 from dynamo_ref.core.vclock import VClock
+from dynamo_ref.launch import DEFAULTS, READY_PREFIX, NodeSpec, spawn
+from dynamo_ref.storage.sqlite import Synchronous
 from harness.checkers.causal import DOT, dotted_descends
 from harness.net.netns import NetnsNetwork
 from harness.net.network import Link, Network
 from harness.net.proxy import ProxyNetwork
 from harness.targets.base import OpFailed, OpUnknown
-from harness.targets.dynamo_node import READY_PREFIX
 
 __all__ = ["DynamoClient", "DynamoContext", "DynamoTarget", "Timing", "dvv_dominates"]
 
@@ -92,6 +94,8 @@ class Timing:
     client_timeout: float = 3.0
     start_timeout: float = 30.0
     stop_timeout: float = 5.0
+    # In WAL mode a kill -9 loses nothing at "normal" (only power loss would), and it is faster.
+    sync: Synchronous = "normal"
 
 
 # ---- clocks as the checkers want them --------------------------------------------------------
@@ -250,13 +254,13 @@ class DynamoTarget:
         base_dir: Path,
         *,
         net: NetKind = "proxy",
-        mode: ModeKind = "vclock",
-        quorum: QuorumKind = "sloppy",
-        n: int = 3,
-        r: int = 2,
-        w: int = 2,
+        mode: ModeKind = DEFAULTS.mode.value,
+        quorum: QuorumKind = "sloppy" if DEFAULTS.sloppy else "strict",
+        n: int = DEFAULTS.n,
+        r: int = DEFAULTS.r,
+        w: int = DEFAULTS.w,
         seed: int = 0,
-        partitions: int = 32,
+        partitions: int = DEFAULTS.partitions,
         timing: Timing | None = None,
     ) -> None:
         names = [f"n{i + 1}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
@@ -271,7 +275,26 @@ class DynamoTarget:
         self.seed = seed
         self.partitions = partitions
         self.timing = timing or Timing()
-        self.ring = Ring.create(sorted(names), partitions, target_n=self.n)
+        t = self.timing
+        # The harness's short times, so handoff and anti-entropy finish within a run; every
+        # other setting is the node's default.
+        self.config = dataclasses.replace(
+            DEFAULTS,
+            n=self.n,
+            r=r,
+            w=w,
+            sloppy=quorum == "sloppy",
+            mode=VersionMode(mode),
+            partitions=partitions,
+            request_timeout=t.request_timeout,
+            fallback_delay=t.fallback_delay,
+            gossip_interval=t.gossip_interval,
+            anti_entropy_interval=t.anti_entropy_interval,
+            handoff_interval=t.handoff_interval,
+            detector_pause=t.detector_pause,
+            reap_delay=t.reap_delay,
+        )
+        self.ring = self.config.initial_ring(names)
         self._nodes: dict[str, _Node] = {}
         self._network: Network | None = None
         self._relays: list[asyncio.Server] = []
@@ -387,64 +410,32 @@ class DynamoTarget:
 
         await asyncio.gather(pump(reader, uw), pump(ur, writer))
 
-    def _routes(self, name: str) -> list[str]:
+    def _routes(self, name: str) -> list[tuple[str, str]]:
         out = []
         for peer, nd in self._nodes.items():
             if peer == name:
                 continue
             if isinstance(self._network, ProxyNetwork):
                 host, port = self._network.address_for(name, peer)
-                out.append(f"{peer}={host}:{port}")
+                out.append((peer, f"{host}:{port}"))
             else:
-                out.append(f"{peer}={nd.listen}")
+                out.append((peer, nd.listen))
         return out
 
-    def _argv(self, nd: _Node, fd: int | None) -> list[str]:
-        t = self.timing
-        argv = [
-            sys.executable,
-            "-m",
-            "harness.targets.dynamo_node",
-            "--id",
+    def _spec(self, nd: _Node, fd: int | None) -> NodeSpec:
+        routes = self._routes(nd.name)
+        return NodeSpec(
             nd.name,
-            "--listen",
             nd.listen,
-            "--data-dir",
-            str(nd.dir / "data"),
-            "--mode",
-            self.mode,
-            "--n",
-            str(self.n),
-            "--r",
-            str(self.r),
-            "--w",
-            str(self.w),
-            "--partitions",
-            str(self.partitions),
-            "--request-timeout",
-            str(t.request_timeout),
-            "--fallback-delay",
-            str(t.fallback_delay),
-            "--gossip-interval",
-            str(t.gossip_interval),
-            "--anti-entropy-interval",
-            str(t.anti_entropy_interval),
-            "--handoff-interval",
-            str(t.handoff_interval),
-            "--detector-pause",
-            str(t.detector_pause),
-            "--reap-delay",
-            str(t.reap_delay),
-        ]
-        for route in self._routes(nd.name):
-            argv += ["--route", route]
-        if self.quorum == "strict":
-            argv.append("--strict")
-        if fd is not None:
-            argv += ["--listen-fd", str(fd)]
-        if self.net == "netns":
-            argv += ["--client-socket", str(nd.dir / "client.sock")]
-        return argv
+            data_dir=nd.dir / "data",
+            config=self.config,
+            sync=self.timing.sync,
+            members=((nd.name, nd.listen), *routes),
+            routes=tuple(routes),
+            listen_fd=fd,
+            client_socket=nd.dir / "client.sock" if self.net == "netns" else None,
+            log_level="info",
+        )
 
     async def start(self, node: str) -> None:
         nd = self._nodes[node]
@@ -458,22 +449,19 @@ class DynamoTarget:
         offset = nd.log_path.stat().st_size if nd.log_path.exists() else 0
         nd.log = open(nd.log_path, "ab")  # noqa: SIM115  # lives as long as the process
         fd = nd.sock.fileno() if nd.sock is not None else None
-        argv = self._argv(nd, fd)
-        env = {**os.environ, "PYTHONPATH": str(_REPO)}
-        kwargs: dict[str, object] = {
-            "stdin": subprocess.DEVNULL,
-            "stdout": nd.log,
-            "stderr": subprocess.STDOUT,
-            "env": env,
-            "cwd": str(_REPO),
-            "start_new_session": True,
-        }
-        if fd is not None:
-            kwargs["pass_fds"] = (fd,)
-        if isinstance(self._network, NetnsNetwork):
-            nd.process = self._network.popen(node, argv, **kwargs)
-        else:
-            nd.process = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+        popen = (
+            functools.partial(self._network.popen, node)
+            if isinstance(self._network, NetnsNetwork)
+            else subprocess.Popen
+        )
+        nd.process = spawn(
+            self._spec(nd, fd),
+            stdout=nd.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(_REPO)},
+            cwd=_REPO,
+            popen=popen,
+        )
         nd.paused = False
         await self._wait_ready(nd, offset)
         if nd.sock is not None:  # later starts bind the port themselves

@@ -6,6 +6,13 @@ per round trip (``MerkleQuery``/``MerkleAnswer``), compares leaf digests, then s
 versions of exactly the differing keys (``SyncKeys``); the peer merges them and answers with
 its merged versions (``SyncKeysReply``), which the initiator merges in turn.
 
+Which partitions. Each round queues, per peer, the partitions that may differ: those whose
+local root changed since this node last found it equal to that peer's (or that it never
+compared). ``BATCH`` exchanges per peer run at a time, and each one that ends starts the next
+in the queue at once, so a replica that missed writes catches up at the speed of the network,
+one sweep of its partitions after a restart; replicas in sync cost one root comparison per
+round (the next partition in turn).
+
 Spec action here: ``AntiEntropy`` (one key reconciled, in two halves: at the peer on SyncKeys,
 at the initiator on the reply). Node-only step: ``MerkleExchange`` (a session begins).
 """
@@ -35,6 +42,8 @@ from dynamo_ref.core.versions import Siblings
 
 # Sessions that have not finished after this many request timeouts are dropped.
 SESSION_LIFETIME = 10
+# Partitions that may differ, compared per round (each costs a root query per peer).
+BATCH = 8
 
 
 @dataclass(slots=True)
@@ -47,6 +56,7 @@ class SyncSession:
     started: float
     walk: TreeWalk | None = None  # once the peer's root is known
     keys: int = 0
+    differed: bool = False  # the roots differed
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +87,17 @@ class AntiEntropy:
         self._sessions: dict[int, SyncSession] = {}
         self._cursor = 0
         self._last: dict[NodeId, AntiEntropyRecord] = {}
+        # (peer, partition) -> this node's root when the two last agreed on it.
+        self._agreed: dict[tuple[NodeId, int], bytes] = {}
+        # Peer -> partitions to compare with it next, in order.
+        self._queue: dict[NodeId, list[int]] = {}
 
     def start(self, now: float) -> None:
-        # Jitter keeps nodes started together from comparing in lockstep.
-        interval = self._config.anti_entropy_interval
-        self._out.set_timer(TimerKind.ANTI_ENTROPY, 0, now + interval * (0.5 + self._rng.random()))
+        # The first round soon, once gossip has said who is up: after a restart everything may
+        # differ. Jitter keeps nodes started together from comparing in lockstep.
+        cfg = self._config
+        first = min(cfg.anti_entropy_interval, 2 * cfg.gossip_interval)
+        self._out.set_timer(TimerKind.ANTI_ENTROPY, 0, now + first * (0.5 + self._rng.random()))
 
     def last(self) -> dict[NodeId, AntiEntropyRecord]:
         """Peer -> the last completed exchange with it (either side started it)."""
@@ -92,37 +108,71 @@ class AntiEntropy:
             del self._sessions[sid]
 
     def round(self, ident: int, now: float) -> None:
-        """Compare the next partition this node replicates with its other replicas."""
+        """Compare, with each peer, the partitions that may differ; else the next one."""
         cfg = self._config
         self._out.set_timer(TimerKind.ANTI_ENTROPY, 0, now + cfg.anti_entropy_interval)
         stale = now - SESSION_LIFETIME * cfg.request_timeout
         for sid in [s.id for s in self._sessions.values() if s.started < stale]:
             del self._sessions[sid]
+        parts = self._replicated()
+        if not parts:
+            return
+        me = self._out.node_id
+        ring = self._routing.ring
+        queued = False
+        for p in parts:
+            root = self._replica.tree(p).root
+            for peer in ring.preference_list_for_partition(p, cfg.n):
+                if peer == me or self._agreed.get((peer, p)) == root:
+                    continue
+                queue = self._queue.setdefault(peer, [])
+                if p not in queue:
+                    queue.append(p)
+                queued = True
+        if not queued:
+            p = parts[self._cursor % len(parts)]
+            self._cursor += 1
+            for peer in ring.preference_list_for_partition(p, cfg.n):
+                if peer != me:
+                    self._start(peer, p, now)
+            return
+        for peer in list(self._queue):
+            for _ in range(BATCH):
+                if not self._next(peer, now):
+                    break
+
+    def _replicated(self) -> tuple[int, ...]:
         ring = self._routing.ring
         me = self._out.node_id
         if me not in ring.nodes:
-            return
-        parts = ring.partitions_replicated_by(me, cfg.n)
-        if not parts:
-            return
-        p = parts[self._cursor % len(parts)]
-        self._cursor += 1
-        self.start_exchange(p, now)
+            return ()
+        return ring.partitions_replicated_by(me, self._config.n)
 
-    def start_exchange(self, p: int, now: float) -> None:
-        """Begin a Merkle exchange of partition ``p`` with each other healthy replica."""
-        busy = {(s.peer, s.partition) for s in self._sessions.values()}
+    def _next(self, peer: NodeId, now: float) -> bool:
+        """Start the next queued exchange with ``peer``; False when there is none to start."""
+        queue = self._queue.get(peer)
+        if not queue or self._routing.held_down(peer, now):
+            return False
+        while queue:
+            p = queue.pop(0)
+            if self._start(peer, p, now):
+                return True
+        return False
+
+    def _start(self, peer: NodeId, p: int, now: float) -> bool:
+        """Begin a Merkle exchange of partition ``p`` with ``peer``, unless one runs or the
+        peer is held down."""
+        if self._routing.held_down(peer, now) or any(
+            s.peer == peer and s.partition == p for s in self._sessions.values()
+        ):
+            return False
         fanout, depth = self._replica.shape
         root = self._replica.tree(p).root
-        me = self._out.node_id
-        routing = self._routing
-        for peer in routing.ring.preference_list_for_partition(p, self._config.n):
-            if peer == me or (peer, p) in busy or routing.held_down(peer, now):
-                continue
-            s = SyncSession(self._out.new_id(), peer, p, now)
-            self._sessions[s.id] = s
-            self._out.action("MerkleExchange", me, peer, str(p))
-            self._out.send(peer, MerkleQuery(s.id, p, 0, [0], root, fanout, depth))
+        s = SyncSession(self._out.new_id(), peer, p, now)
+        self._sessions[s.id] = s
+        self._out.action("MerkleExchange", self._out.node_id, peer, str(p))
+        self._out.send(peer, MerkleQuery(s.id, p, 0, [0], root, fanout, depth))
+        return True
 
     def merkle_query(self, src: NodeId, m: MerkleQuery, now: float) -> None:
         """Answer a peer's walk of our tree of ``m.partition``: children hashes or leaf items."""
@@ -151,9 +201,14 @@ class AntiEntropy:
         s = self._sessions.get(m.session)
         if s is None or s.peer != src or s.partition != m.partition:
             return
-        if m.refused or m.in_sync:
+        if m.refused:
+            self._sessions.pop(s.id, None)  # neither agreed nor worth asking again
+            self._queue.pop(s.peer, None)
+            return
+        if m.in_sync:
             self._finish(s, now)
             return
+        s.differed = True
         tree = self._replica.tree(s.partition)
         walk = s.walk
         if walk is None:
@@ -231,3 +286,9 @@ class AntiEntropy:
     def _finish(self, s: SyncSession, now: float) -> None:
         self._sessions.pop(s.id, None)
         self._last[s.peer] = AntiEntropyRecord(now, s.partition, s.keys)
+        if s.differed:
+            self._agreed.pop((s.peer, s.partition), None)  # merged; the next round confirms
+        else:
+            self._agreed[(s.peer, s.partition)] = self._replica.tree(s.partition).root
+        # Go on with the next partition queued for this peer at once.
+        self._next(s.peer, now)

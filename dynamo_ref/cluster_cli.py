@@ -1,0 +1,144 @@
+"""`dynamo-ref cluster`: a local cluster of node processes, started through the one launcher
+(``launch``) with every node setting of ``node`` (``NodeConfig``'s defaults)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dynamo_ref.cli import CLUSTER_DIR_ENV, SECRET_ENV, default_cluster_dir, read_secret
+from dynamo_ref.launch import config_from_flags
+from dynamo_ref.node_cli import LOG_LEVELS, config_options
+from dynamo_ref.storage.sqlite import DEFAULT_SYNC, SYNC_CHOICES
+
+
+@click.group()
+def cluster() -> None:
+    """A local cluster of node processes (ports and data directories chosen for you)."""
+
+
+def _dir_option(f: Any) -> Any:
+    return click.option(
+        "--dir",
+        "cluster_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"State, logs and data (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
+    )(f)
+
+
+@cluster.command("up")
+@click.option(
+    "--nodes",
+    "--node-count",
+    "count",
+    type=click.IntRange(1, 64),
+    default=3,
+    show_default=True,
+    help="How many nodes (not N, the replicas per key: that is --n).",
+)
+@_dir_option
+@click.option("--memory", is_flag=True, help="Nodes keep data in memory only.")
+@click.option(
+    "--sync",
+    type=click.Choice(SYNC_CHOICES),
+    default=DEFAULT_SYNC,
+    show_default=True,
+    help="SQLite synchronous of every node.",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"A cluster secret for every node (else ${SECRET_ENV}).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS),
+    default="info",
+    show_default=True,
+    help="What each node logs to its log file.",
+)
+@config_options
+def cluster_up(
+    *,
+    count: int,
+    cluster_dir: Path | None,
+    memory: bool,
+    sync: str,
+    secret_file: Path | None,
+    log_level: str,
+    **settings: Any,
+) -> None:
+    """Start the nodes in the foreground; Ctrl-C (or `cluster down`) stops them all."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dynamo_ref.localcluster import ClusterError, LocalCluster, NodeOptions, is_our_node
+    from dynamo_ref.localcluster import read_state as read_cluster
+
+    directory = cluster_dir or default_cluster_dir()
+    try:
+        running = [x for x in read_cluster(directory) if is_our_node(x)]
+    except ClusterError:
+        running = []
+    if running:
+        raise click.ClickException(
+            f"a cluster is already running in {directory} (pids "
+            f"{', '.join(str(x.pid) for x in running)}); `dynamo-ref cluster down` first"
+        )
+    try:
+        config = config_from_flags(settings)
+    except ValueError as e:
+        raise click.UsageError(f"invalid settings: {e}") from None
+    options = NodeOptions(config=config, memory=memory, sync=sync, log_level=log_level)  # type: ignore[arg-type]
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        lc = LocalCluster(count, directory, options=options, secret=read_secret(secret_file))
+    except ClusterError as e:
+        raise click.ClickException(str(e)) from None
+    with lc:
+        try:
+            lc.wait_healthy()
+        except ClusterError as e:
+            click.echo(f"warning: {e}", err=True)
+        table = Table(title=f"dynamo-ref cluster in {lc.base_dir}")
+        for col in ("node", "address", "pid", "log"):
+            table.add_column(col)
+        for i, x in enumerate(lc.nodes):
+            table.add_row(x.node_id, x.address, str(x.pid), str(lc.log_path(i)))
+        Console().print(table)
+        click.echo(f"nodes: {','.join(lc.addresses)}")
+        click.echo("Ctrl-C or `dynamo-ref cluster down` stops them.", err=True)
+        sys.stdout.flush()
+        while not stopping and any(x.running for x in lc.nodes):
+            time.sleep(0.2)
+        click.echo("stopping the cluster", err=True)
+
+
+@cluster.command("down")
+@_dir_option
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+def cluster_down(cluster_dir: Path | None, timeout: float) -> None:
+    """Stop the nodes `cluster up` started, by PID (SIGTERM, then SIGKILL after --timeout)."""
+    from dynamo_ref.localcluster import ClusterError, stop_recorded
+
+    directory = cluster_dir or default_cluster_dir()
+    try:
+        stopped = stop_recorded(directory, timeout)
+    except ClusterError as e:
+        raise click.ClickException(str(e)) from None
+    if not stopped:
+        click.echo(f"no running nodes in {directory}")
+    for x in stopped:
+        click.echo(f"stopped {x.node_id} (pid {x.pid})")

@@ -3,6 +3,7 @@
 import ast
 import inspect
 import random
+from collections.abc import Callable, Iterable, Sequence
 
 import icontract
 import pytest
@@ -11,7 +12,24 @@ from hypothesis import strategies as st
 
 from dynamo_ref.core import merkle
 from dynamo_ref.core.contracts import ENABLED
-from dynamo_ref.core.merkle import EMPTY_HASH, MerkleTree, TreeWalk, diff, diff_via
+from dynamo_ref.core.merkle import EMPTY_HASH, Item, MerkleTree, TreeWalk, diff
+
+
+def diff_via(
+    local: MerkleTree,
+    remote_root: bytes,
+    children_hashes: Callable[[int, int], Sequence[bytes]],
+    leaf_items: Callable[[int], Iterable[Item]],
+) -> frozenset[bytes]:
+    """Run a ``TreeWalk`` to completion with synchronous fetches (what peers do over messages)."""
+    walk = TreeWalk(local, remote_root)
+    while not walk.done:
+        if walk.wants_leaves:
+            walk.receive_leaves({i: leaf_items(i) for i in walk.wanted})
+        else:
+            walk.receive_children({i: children_hashes(walk.level, i) for i in walk.wanted})
+    return walk.keys
+
 
 needs_contracts = pytest.mark.skipif(not ENABLED, reason="contracts are switched off")
 

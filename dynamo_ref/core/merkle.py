@@ -13,7 +13,7 @@ stored and a mostly empty tree costs little.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 
 import icontract
@@ -370,19 +370,3 @@ class TreeWalk:
         for index in self._wanted:
             self._keys |= _leaf_diff(dict(self._local.leaf_items(index)), dict(leaves[index]))
         self._wanted = ()
-
-
-def diff_via(
-    local: MerkleTree,
-    remote_root: bytes,
-    children_hashes: Callable[[int, int], Sequence[bytes]],
-    leaf_items: Callable[[int], Iterable[Item]],
-) -> frozenset[bytes]:
-    """Run a ``TreeWalk`` to completion with synchronous fetches (simulation, tests)."""
-    walk = TreeWalk(local, remote_root)
-    while not walk.done:
-        if walk.wants_leaves:
-            walk.receive_leaves({i: leaf_items(i) for i in walk.wanted})
-        else:
-            walk.receive_children({i: children_hashes(walk.level, i) for i in walk.wanted})
-    return walk.keys

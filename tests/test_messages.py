@@ -57,6 +57,7 @@ EXAMPLES: list[m.Message] = [
     m.Pong(),
     m.Gossip([m.WireMember("a", 1, "up", "a:1", None, [0, 3])], False),
     m.JoinRequest("n4", "127.0.0.1:7004", "zone-b"),
+    m.LeaveRequest("n4"),
     m.MerkleQuery(4, 0, 1, [0, 2], b"r" * 16, 16, 2),
     m.MerkleAnswer(4, 0, 1, b"r" * 16, children=[[b"h" * 16]]),
     m.MerkleAnswer(4, 0, 2, b"r", leaves=[[(b"k", b"d")]], in_sync=False),

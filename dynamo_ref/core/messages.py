@@ -473,12 +473,19 @@ class Gossip(_Msg, frozen=True, tag="gossip"):
 
 
 class JoinRequest(_Msg, frozen=True, tag="join_request"):
-    """A node started with only seeds asks one to let it join at ``address``: the seed makes it
-    claim partitions and answers with its view as gossip."""
+    """A node started with only seeds asks one to let it join at ``address`` (or a member
+    passes an admin's join on): the claimant makes it claim partitions and sends it its view
+    as gossip. ``address`` empty: the node's id is its address."""
 
     node: str
     address: str
     zone: str | None = None
+
+
+class LeaveRequest(_Msg, frozen=True, tag="leave_request"):
+    """A member asks the claimant to take ``node`` out of the ring (an admin's leave)."""
+
+    node: str
 
 
 class MerkleQuery(_Msg, frozen=True, tag="merkle_query"):
@@ -556,6 +563,7 @@ PeerMessage: TypeAlias = (
     | Pong
     | Gossip
     | JoinRequest
+    | LeaveRequest
     | MerkleQuery
     | MerkleAnswer
     | SyncKeys

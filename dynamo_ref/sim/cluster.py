@@ -9,6 +9,7 @@ from typing import IO
 
 from dynamo_ref.core.messages import Delete, Get, Put
 from dynamo_ref.core.node import DurableState, Node, NodeConfig
+from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.sim.network import LinkConfig
 from dynamo_ref.sim.simulation import ClientHandle, Simulation, SpecView
@@ -68,7 +69,24 @@ class Cluster(Simulation):
         )
 
     def replicas(self, key: bytes) -> tuple[NodeId, ...]:
+        """The key's replicas on the initial ring (``current_ring`` after a join)."""
         return self.ring.preference_list(key, self.config.n)
+
+    def current_ring(self) -> Ring:
+        """The ring most running nodes route by (the initial one until a join spreads)."""
+        rings = [n.ring for n in self.nodes.values() if isinstance(n, Node) and n.joined]
+        return max(rings, key=rings.count) if rings else self.ring
+
+    def join(self, nid: NodeId, seeds: Sequence[NodeId] | None = None) -> None:
+        """Start node ``nid`` with only ``seeds`` (default: the first node): it asks them to
+        let it join, claims partitions, and data moves to it."""
+        cfg = self.config
+        chosen = tuple(seeds) if seeds is not None else self.node_ids[:1]
+
+        def factory(n: NodeId, durable: DurableState, rng: random.Random, now: float) -> Node:
+            return Node(n, cfg, None, chosen, durable, rng, now, engine=MemoryEngine)
+
+        self.add_node(nid, factory)
 
     def node(self, nid: NodeId) -> Node:
         """The running node ``nid``.

@@ -195,6 +195,7 @@ class Simulation:
         self.manual = manual
         self.notify_unreachable = notify_unreachable
         self._factory = factory
+        self._factories: dict[NodeId, NodeFactory] = {}
         self._view = view
         self._history = history and view is not None
         if trace is None or isinstance(trace, TraceWriter):
@@ -345,12 +346,25 @@ class Simulation:
 
     def _boot(self, nid: NodeId) -> None:
         rng = random.Random(self.rng.getrandbits(64))
-        node = self._factory(nid, self.disks[nid], rng, self.clock.now)
+        node = self._factories.get(nid, self._factory)(nid, self.disks[nid], rng, self.clock.now)
         self.nodes[nid] = node
         self._apply(nid, node.start(self.clock.now))
 
     def is_up(self, nid: NodeId) -> bool:
         return nid in self.nodes
+
+    def add_node(self, nid: NodeId, factory: NodeFactory | None = None) -> None:
+        """Start a new node on an empty disk (``factory``: how to build it, now and after a
+        restart; default: the simulation's)."""
+        if nid in self._incarnation:
+            raise ValueError(f"{nid} is already a node")
+        self.node_ids = (*self.node_ids, nid)
+        self.disks[nid] = DurableState()
+        self._incarnation[nid] = 0
+        self._timers[nid] = {}
+        if factory is not None:
+            self._factories[nid] = factory
+        self._boot(nid)
 
     def _run(self, nid: NodeId, event: Event) -> None:
         self._apply(nid, self.nodes[nid].handle(event, self.clock.now))
@@ -641,7 +655,7 @@ class Simulation:
         if nid in self.nodes:
             raise ValueError(f"{nid} is already up")
         rng = random.Random(self.rng.getrandbits(64))
-        node = self._factory(nid, self.disks[nid], rng, self.clock.now)
+        node = self._factories.get(nid, self._factory)(nid, self.disks[nid], rng, self.clock.now)
         self.nodes[nid] = node
         self._node_texts.pop(nid, None)
         self._record_env(RECOVER, [nid], nid)

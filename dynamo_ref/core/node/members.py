@@ -47,6 +47,7 @@ from dynamo_ref.core.messages import (
     Join,
     JoinRequest,
     Leave,
+    LeaveRequest,
     MemberInfo,
     Ping,
     Pong,
@@ -277,17 +278,28 @@ class Members:
         self._out.send(seed, JoinRequest(me, self._address or me, self._zone))
         self._out.set_timer(TimerKind.BOOTSTRAP, 0, now + self._config.gossip_interval)
 
+    @property
+    def claimant(self) -> NodeId:
+        """The member that makes every ring change (the lowest id), so that two changes are
+        never made at once from the same ring: their claims would overlap."""
+        return min(self.ring.nodes)
+
     def join_request(self, src: NodeId, m: JoinRequest, now: float) -> None:
-        """A seed's side of bootstrap: admit the node, or tell a member again what it missed."""
+        """Bootstrap at a seed (passed on to the claimant), or an admin's join at the
+        claimant: admit the node, or tell a member again what it missed."""
         me = self._out.node_id
         if self._ring is None:
             return  # not serving yet itself: the joiner asks another seed
-        if m.node != src:
+        passed_on = src != m.node
+        if passed_on and src not in self._view:
             self._out.action("RejectMessage", me, src, f"a join request for {m.node!r}")
+            return
+        if not passed_on and self.claimant != me:
+            self._out.send(self.claimant, m)  # once: the claimant acts on what it gets
             return
         if m.node not in self._ring.nodes:
             try:
-                self._admit(m.node, m.address, m.zone, now)
+                self._admit(m.node, m.address or None, m.zone, now)
             except ValueError as e:
                 self._out.action("RejectMessage", me, src, f"cannot join {m.node!r}: {e}")
             return
@@ -295,6 +307,15 @@ class Members:
         if s is not None and m.address and s.address != m.address:
             self._set_view(self._view.update(m.node, s.successor(address=m.address)), now)
         self._out.send(m.node, Gossip(self._wire_view(self._view), True))
+
+    def leave_request(self, src: NodeId, m: LeaveRequest, now: float) -> None:
+        """An admin's leave, passed on by a member to the claimant."""
+        me = self._out.node_id
+        if self._ring is None or src not in self._view:
+            self._out.action("RejectMessage", me, src, f"a leave request for {m.node!r}")
+            return
+        with contextlib.suppress(ValueError):
+            self._remove(m.node, now)
 
     # ---- gossip ---------------------------------------------------------------------------
 
@@ -397,12 +418,26 @@ class Members:
     # ---- join and leave -------------------------------------------------------------------
 
     def admin_join(self, origin: Origin, m: Join, now: float) -> None:
-        """``m.node`` joins: it claims partitions from the others, and the view spreads."""
+        """``m.node`` joins: it claims partitions from the others, and the view spreads.
+        Checked here, made by the claimant."""
         try:
-            taken = self._admit(m.node, m.address, m.zone, now)
+            self.ring.join(m.node, m.zone)
         except ValueError as e:
             self._out.error(origin, ErrorCode.INVALID_REQUEST, f"cannot join {m.node!r}: {e}")
             return
+        claimant = self.claimant
+        if claimant != self._out.node_id:
+            self._out.send(claimant, JoinRequest(m.node, m.address or "", m.zone))
+            self._out.reply(
+                origin,
+                AdminOk(
+                    f"{m.node} joins through the claimant {claimant}, which assigns its "
+                    "partitions; `status` shows them",
+                    origin.rid,
+                ),
+            )
+            return
+        taken = self._admit(m.node, m.address, m.zone, now)
         self._out.reply(
             origin, AdminOk(f"{m.node} joined and claims {taken} partitions", origin.rid)
         )
@@ -428,27 +463,39 @@ class Members:
         return len(ring.partitions_of(node))
 
     def admin_leave(self, origin: Origin, m: Leave, now: float) -> None:
-        """``m.node`` leaves: its partitions go to the others, which it hands its data."""
+        """``m.node`` leaves: its partitions go to the others, which it hands its data.
+        Checked here, made by the claimant."""
         if m.node not in self.ring.nodes:
             self._out.error(origin, ErrorCode.NOT_FOUND, f"{m.node!r} is not in the ring")
             return
         try:
-            ring = self.ring.leave(m.node)
+            self.ring.leave(m.node)
         except ValueError as e:
             self._out.error(origin, ErrorCode.INVALID_REQUEST, f"cannot remove {m.node!r}: {e}")
             return
+        claimant = self.claimant
+        if claimant != self._out.node_id:
+            self._out.send(claimant, LeaveRequest(m.node))
+            detail = f"{m.node} leaves through the claimant {claimant}; its partitions move"
+        else:
+            self._remove(m.node, now)
+            detail = f"{m.node} is leaving; its partitions move"
+        self._out.reply(origin, AdminOk(detail, origin.rid))
+
+    def _remove(self, node: NodeId, now: float) -> None:
+        """:raises ValueError: the ring cannot lose ``node`` (not a member, the last one)."""
+        ring = self.ring.leave(node)
         view = self._view
-        for node, s in view.items():
-            if node == m.node:
-                view = view.update(node, s.successor(status=Status.LEAVING, claims=()))
-            elif node in ring.nodes:
-                claims = claims_of(ring.partitions_of(node))
+        for n, s in view.items():
+            if n == node:
+                view = view.update(n, s.successor(status=Status.LEAVING, claims=()))
+            elif n in ring.nodes:
+                claims = claims_of(ring.partitions_of(n))
                 if claims != s.claims:
-                    view = view.update(node, s.successor(claims=claims))
-        self._out.action("AdminLeave", self._out.node_id, m.node)
+                    view = view.update(n, s.successor(claims=claims))
+        self._out.action("AdminLeave", self._out.node_id, node)
         self._set_view(view, now)
-        self._out.send(m.node, Gossip(self._wire_view(view), True))
-        self._out.reply(origin, AdminOk(f"{m.node} is leaving; its partitions move", origin.rid))
+        self._out.send(node, Gossip(self._wire_view(view), True))
 
     # ---- partition transfer ---------------------------------------------------------------
 

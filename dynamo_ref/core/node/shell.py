@@ -82,6 +82,7 @@ from dynamo_ref.core.messages import (
     Join,
     JoinRequest,
     Leave,
+    LeaveRequest,
     MerkleAnswer,
     MerkleQuery,
     Ping,
@@ -174,6 +175,7 @@ class Node:
             Ping: members.ping,
             Pong: members.pong,
             JoinRequest: members.join_request,
+            LeaveRequest: members.leave_request,
         }
         self._on_client: dict[type, ClientHandler] = {
             StatusRequest: self._status_request,

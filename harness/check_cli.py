@@ -27,15 +27,14 @@ from typing import Any
 
 import click
 
+from harness.checkers import datatypes as D
 from harness.checkers import models as M
-from harness.checkers.causal import REPLICA_READ_F, as_dynamo_writes, fault_windows, is_final
+from harness.checkers.causal import REPLICA_READ_F, fault_windows, is_final
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo_operations
-from harness.checkers.finding_timeline import write_findings
 from harness.checkers.linearizable import CheckResult, as_result, check
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.models import Model, ModelError
-from harness.checkers.timeline import write_timeline
 from harness.checkers.verdict import Case, Result, Verdict, combine
 from harness.history import (
     HistoryError,
@@ -47,6 +46,8 @@ from harness.history import (
     read_porcupine_etcd_log,
     read_porcupine_kv,
 )
+from harness.report.finding_timeline import write_findings
+from harness.report.timeline import write_timeline
 
 __all__ = ["EXIT", "check_command", "detect_format", "load_history", "run_checks", "write_junit"]
 
@@ -136,29 +137,33 @@ def run_checks(
     has_final = any(is_final(op) for op in pair(client))
     has_replicas = len(client) != len(history)
     linear: CheckResult | None = None
+    datatype = D.siblings()
     if model in LINEARIZABLE:
         ops = pair(client)
         linear = check(_linear_model(model, initial, ops), ops, time_limit=time_limit)
         results.append(as_result(linear))
+        datatype = D.register()
         if model == "register" and has_final:
-            results.append(check_lost_writes(client, kind="register"))
+            results.append(check_lost_writes(client, datatype))
     elif model in ("dynamo", "set") and any(
         op.f == "add" and "written" in op.extra for op in client
     ):
         # A Dynamo set-add (or counter) history: each add wrote the whole set it read plus
         # its element (`extra.written`), so the writes can be checked as Dynamo writes too.
-        results.append(check_lost_writes(client, kind="set"))
+        datatype = D.set_add()
+        results.append(check_lost_writes(client, datatype))
         results.append(
-            check_dynamo_operations(pair(as_dynamo_writes(client)), strict_quorum=strict_quorum)
+            check_dynamo_operations(pair(client), strict_quorum=strict_quorum, datatype=datatype)
         )
     elif model == "dynamo":
         results.append(check_dynamo_operations(pair(client), strict_quorum=strict_quorum))
         if has_final:
-            results.append(check_lost_writes(client, kind="siblings"))
+            results.append(check_lost_writes(client, datatype))
     elif model == "set":
-        results.append(check_lost_writes(client, kind="set"))
+        datatype = D.set_add()
+        results.append(check_lost_writes(client, datatype))
     if has_replicas and model in ("register", "dynamo", "set"):
-        results.append(check_convergence_history(history))
+        results.append(check_convergence_history(history, datatype=datatype))
     if timeline is not None:
         if linear is not None and (linear.failure is not None or len(results) == 1):
             write_timeline(linear, timeline)

@@ -38,19 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from harness.checkers.causal import (
-    REPLICA_READ_F,
-    Dominates,
-    as_dynamo_writes,
-    descends,
-    replace_op,
-)
+from harness.checkers import datatypes
+from harness.checkers.causal import REPLICA_READ_F, replace_op
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo
 from harness.checkers.linearizable import as_result, check
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.models import register
 from harness.checkers.verdict import Result, Verdict, combine
+from harness.clocks import Dominates, descends
 from harness.history import Op, pair, write_jsonl
 from harness.nemesis import PATTERNS, Nemesis, NemesisConfig
 from harness.recorder import Recorder
@@ -328,6 +324,15 @@ def _as_register(history: Sequence[Op]) -> list[Op]:
     return out
 
 
+# The data type each workload's history holds, for the lost-writes, Dynamo and convergence
+# checkers; a register workload against a versioned target reads siblings.
+WORKLOAD_DATATYPES: dict[str, Callable[[Dominates], datatypes.Datatype]] = {
+    "register": datatypes.siblings,
+    "set-add": datatypes.set_add,
+    "counter": datatypes.set_add,
+}
+
+
 def linearizable_result(history: Sequence[Op], time_limit: float | None) -> Result:
     """The register-per-key linearizability check as a `Result`."""
     return as_result(check(register(None), pair(history), time_limit=time_limit))
@@ -346,18 +351,17 @@ def check_run(
     """The checks a run of `workload` calls for (see the module docstring)."""
     client = [op for op in history if op.f != REPLICA_READ_F]
     checks: dict[str, Result] = {}
-    if workload in ("set-add", "counter"):
-        checks["lost_writes"] = check_lost_writes(client, kind="set")
-        checks["dynamo"] = check_dynamo(
-            as_dynamo_writes(client), strict_quorum=strict_quorum, dominates=dominates
-        )
-    elif versioned:
-        checks["lost_writes"] = check_lost_writes(client, kind="siblings", dominates=dominates)
-        checks["dynamo"] = check_dynamo(client, strict_quorum=strict_quorum, dominates=dominates)
-        checks["linearizable"] = linearizable_result(_as_register(client), time_limit)
-    else:
+    if workload == "register" and not versioned:
         checks["linearizable"] = linearizable_result(client, time_limit)
-        checks["lost_writes"] = check_lost_writes(client, kind="register")
+        checks["lost_writes"] = check_lost_writes(client, datatypes.register(dominates))
+        return checks
+    datatype = WORKLOAD_DATATYPES[workload](dominates)
+    checks["lost_writes"] = check_lost_writes(client, datatype)
+    checks["dynamo"] = check_dynamo(client, strict_quorum=strict_quorum, datatype=datatype)
+    if workload == "register":
+        checks["linearizable"] = linearizable_result(_as_register(client), time_limit)
     if versioned:
-        checks["convergence"] = check_convergence_history(history, replicas=replicas or None)
+        checks["convergence"] = check_convergence_history(
+            history, datatype=datatype, replicas=replicas or None
+        )
     return checks

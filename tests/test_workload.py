@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.checkers import datatypes as D
 from harness.checkers.lost_writes import check_lost_writes
 from harness.history import Op, pair
 from harness.recorder import Recorder
@@ -166,7 +167,7 @@ def test_set_add_records_reads_and_adds_and_a_final_set() -> None:
     finals = [o for o in ops if o.f == "read" and o.type == "ok" and o.extra.get("final")]
     assert {o.key for o in finals} == {"a", "b"}
     # The fake store keeps every concurrent add as a sibling: nothing is lost.
-    assert check_lost_writes(ops, kind="set").verdict == "valid"
+    assert check_lost_writes(ops, D.set_add()).verdict == "valid"
 
 
 def test_counter_elements_match_the_merged_map() -> None:
@@ -176,7 +177,7 @@ def test_counter_elements_match_the_merged_map() -> None:
     for o in adds:
         client, count = str(o.value).split(":")
         assert o.extra["written"][client] == int(count)  # type: ignore[index]
-    assert check_lost_writes(ops, kind="set").verdict == "valid"
+    assert check_lost_writes(ops, D.set_add()).verdict == "valid"
 
 
 def test_the_lost_write_check_sees_a_store_that_drops_siblings() -> None:
@@ -192,7 +193,7 @@ def test_the_lost_write_check_sees_a_store_that_drops_siblings() -> None:
         else o
         for o in ops
     ]
-    assert check_lost_writes(doctored, kind="set").verdict == "invalid"
+    assert check_lost_writes(doctored, D.set_add()).verdict == "invalid"
 
 
 def test_register_workload_drives_a_register_client() -> None:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from harness.checkers.models import Fast, Model, freeze, partition_by_key
-from harness.checkers.timeline import write_timeline
 from harness.checkers.verdict import Case, Finding, Result
 from harness.history import Op, Operation, pair
 
@@ -184,6 +183,8 @@ def check(
         elapsed=time.monotonic() - started,
     )
     if timeline is not None and failure is not None:
+        from harness.report.timeline import write_timeline  # drawing is the report's business
+
         write_timeline(outcome, timeline)
     return outcome
 

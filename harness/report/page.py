@@ -2,7 +2,7 @@
 
 A run's page is one self-contained file (`report.html`; plots are embedded as PNG data URIs)
 beside the files it links: the raw history (`history.jsonl`) and the failing keys' timelines
-(`timelines/*.html`, drawn by `harness.checkers.finding_timeline`). Every piece of text that
+(`timelines/*.html`, drawn by `harness.report.finding_timeline`). Every piece of text that
 comes from a run (config, values, checker explanations) is escaped.
 """
 
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.checkers.causal import Fault, fault_windows
-from harness.checkers.finding_timeline import render_findings
 from harness.checkers.verdict import Finding, Result, Verdict, json_able
 from harness.history import NO_TIME, HistoryError, Op, Operation, is_nemesis, pair, write_jsonl
-from harness.report.plots import Timebase, latency_png, throughput_png
+from harness.report.finding_timeline import render_findings
+from harness.report.timebase import Timebase
 
 __all__ = [
     "HISTORY_FILE",
@@ -268,6 +268,8 @@ def write_run_report(run: RunPage, out_dir: Path, *, max_timelines: int = 5) -> 
     marked = {
         i for r in run.checks.values() if r.verdict == "invalid" for f in r.findings for i in f.ops
     }
+    from harness.report.plots import latency_png, throughput_png  # matplotlib: only here
+
     parts.append(_img(latency_png(operations, faults, base, marked), "latency over time"))
     parts.append(_img(throughput_png(operations, faults, base), "throughput over time"))
     parts += [

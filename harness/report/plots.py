@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
 import matplotlib
 
@@ -18,6 +17,7 @@ from matplotlib.figure import Figure
 
 from harness.checkers.causal import Fault
 from harness.history import NO_TIME, Operation
+from harness.report.timebase import Timebase
 
 __all__ = ["OUTCOME_COLORS", "Timebase", "latency_png", "throughput_png"]
 
@@ -28,29 +28,6 @@ _FAULT_COLORS = {
     "pause": "#1565c0",
     "clock-skew": "#00838f",
 }
-_NS = 1e9
-
-
-@dataclass(frozen=True, slots=True)
-class Timebase:
-    """Seconds since the first recorded time; `end` is the last recorded time, in seconds."""
-
-    origin: int
-    end: float
-
-    @staticmethod
-    def of(operations: Sequence[Operation], faults: Sequence[Fault]) -> Timebase:
-        times = [op.invoke.time for op in operations if op.invoke.time != NO_TIME]
-        times += [t for op in operations if (t := op.return_time) is not None and t != NO_TIME]
-        times += [f.start_time for f in faults if f.start_time != NO_TIME]
-        times += [t for f in faults if (t := f.end_time) is not None and t != NO_TIME]
-        if not times:
-            return Timebase(0, 0.0)
-        origin = min(times)
-        return Timebase(origin, (max(times) - origin) / _NS)
-
-    def seconds(self, t: int) -> float:
-        return (t - self.origin) / _NS
 
 
 def _shade(ax: Axes, faults: Sequence[Fault], base: Timebase) -> None:

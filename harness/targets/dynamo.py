@@ -45,7 +45,7 @@ from dynamo_ref.client import AsyncClient, ClientError
 from dynamo_ref.core.messages import ErrorCode, SiblingClock, WireVersion, decode_context
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import VClock
-from harness.checkers.causal import DOT, dotted_descends
+from harness.clocks import DOT, dotted_descends
 from harness.net.netns import NetnsNetwork
 from harness.net.network import Link, Network
 from harness.net.proxy import ProxyNetwork

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from harness.checkers.causal import Fault
 from harness.checkers.models import ModelError, freeze
-from harness.checkers.timeline import _COLORS, _CSS
 from harness.checkers.verdict import Result
 from harness.history import NO_TIME, Operation
+from harness.report.timeline import _COLORS, _CSS
 
 __all__ = ["render_findings", "write_findings"]
 

@@ -27,6 +27,7 @@ import msgspec
 __all__ = [
     "NO_TIME",
     "EdnValue",
+    "EmptyHistoryError",
     "HistoryError",
     "Keyword",
     "Op",
@@ -81,6 +82,10 @@ class HistoryError(ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class EmptyHistoryError(HistoryError):
+    """A history with nothing to check in it (no operations, or only nemesis events)."""
 
 
 class Op(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -567,6 +567,11 @@ class Operation:
                 return op.extra["node"]
         return None
 
+    def at_node(self) -> str:
+        """`", node N"` when the serving node is recorded, else "" (for messages)."""
+        node = self.node
+        return "" if node is None else f", node {node}"
+
     @property
     def unknown(self) -> bool:
         """Outcome unknown: `:info`, or never returned."""

@@ -35,6 +35,7 @@ class Handle:
     index: int
     done: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    node: str | None = None
 
 
 class Recorder:
@@ -51,6 +52,7 @@ class Recorder:
         key: object,
         extra: dict[str, object] | None,
         error: object = None,
+        node: str | None = None,
     ) -> int:
         index = len(self.ops)
         self.ops.append(
@@ -63,6 +65,7 @@ class Recorder:
                 index=index,
                 key=key,
                 error=error,
+                node=node,
                 extra=dict(extra) if extra else {},
             )
         )
@@ -75,12 +78,15 @@ class Recorder:
         key: object,
         value: object = None,
         extra: dict[str, object] | None = None,
+        *,
+        node: str | None = None,
     ) -> Handle:
+        """`node`: the node the client talks to, which serves the op (both events record it)."""
         for h in self._open.values():
             if h.process == process:
                 raise ValueError(f"process {process!r} already has {h.f!r} open")
-        index = self._append(process, "invoke", f, value, key, extra)
-        handle = Handle(process, f, key, value, index, extra=dict(extra or {}))
+        index = self._append(process, "invoke", f, value, key, extra, node=node)
+        handle = Handle(process, f, key, value, index, extra=dict(extra or {}), node=node)
         self._open[index] = handle
         return handle
 
@@ -97,7 +103,7 @@ class Recorder:
         if handle.done or self._open.pop(handle.index, None) is None:
             raise ValueError(f"op {handle.index} ({handle.f}) is already complete")
         handle.done = True
-        self._append(handle.process, typ, handle.f, value, handle.key, extra, error)
+        self._append(handle.process, typ, handle.f, value, handle.key, extra, error, handle.node)
 
     @contextmanager
     def op(
@@ -107,10 +113,12 @@ class Recorder:
         key: object,
         value: object = None,
         extra: dict[str, object] | None = None,
+        *,
+        node: str | None = None,
     ) -> Iterator[Handle]:
         """Invoke; the body completes the handle. If it leaves without doing so (an exception,
         a cancellation), the op is completed as `info` with the reason."""
-        handle = self.invoke(process, f, key, value, extra)
+        handle = self.invoke(process, f, key, value, extra, node=node)
         try:
             yield handle
         except BaseException as e:

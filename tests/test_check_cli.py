@@ -8,13 +8,14 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner, Result
 from dynamo_histories import H
 from test_conformance import _files, _verdict_rows, require_conformance
 
 from harness.check_cli import check_command
-from harness.history import dumps_jsonl
+from harness.history import Op, dumps_jsonl
 
 EXIT = {"valid": 0, "invalid": 1, "unknown": 2}
 
@@ -361,3 +362,26 @@ def test_a_history_no_model_explains_asks_for_one(tmp_path: Path) -> None:
     assert out.exit_code == 2
     assert "cannot tell the model" in out.output
     assert "pass --model" in out.output
+
+
+# ---------------------------------------------------------------------------------------------
+# A stale read names the node that served it
+
+
+def _served(h: H, nodes: dict[int, str]) -> list[Op]:
+    """`h`'s ops with each client op's `node` set from its process."""
+    return [
+        msgspec.structs.replace(op, node=nodes[op.process]) if op.process in nodes else op
+        for op in h.ops
+    ]
+
+
+def test_a_stale_read_names_its_node(tmp_path: Path) -> None:
+    h = H().write(0, 1).write(0, 2).read(1, 1, final=True)
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(dumps_jsonl(_served(h, {0: "n1", 1: "n3"})))
+    out = run(path, "--model", "register")
+    assert out.exit_code == 1, out.output
+    assert "cannot linearize: process 1 ok   read -> 1  (index 4..5, node n3)" in out.output
+    assert "the final read (index 5, node n3) returned [1]" in out.output
+    assert "write 2 by process 0 (index 2..3, node n1," in out.output

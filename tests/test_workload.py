@@ -251,3 +251,20 @@ def test_every_invoke_completes_when_nodes_die_and_clients_are_cancelled(tmp_pat
     assert invokes == len(ops) == sum(1 for o in rec.ops if o.type != "invoke")
     assert any(o.status == "info" for o in ops)  # the cancelled ones
     assert any(o.status == "ok" for o in ops)
+
+
+@pytest.mark.parametrize(("kind", "register"), [("set-add", False), ("register", True)])
+def test_every_op_names_the_node_that_served_it(kind: str, register: bool) -> None:
+    ops = run_fake(kind, register=register)
+    operations = pair(ops)
+    assert operations
+    for op in operations:
+        assert op.invoke.node in ("n1", "n2", "n3"), op
+        assert op.completion is not None
+        assert op.completion.node == op.invoke.node
+    # Clients are spread round-robin over the nodes (4 clients, 3 nodes).
+    by_process = {op.process: op.node for op in operations if isinstance(op.process, int)}
+    assert by_process == {0: "n1", 1: "n2", 2: "n3", 3: "n1"}
+    finals = [op for op in operations if op.invoke.extra.get("final")]
+    assert finals
+    assert all(op.node is not None for op in finals)

@@ -153,7 +153,8 @@ def _versions(shape: Shape, dominates: Dominates) -> Datatype:
 
     def describe_missing(r: Read) -> str:
         shown = "[" + ", ".join(repr(s.value) for s in r.siblings) + "]" if r.siblings else None
-        return f"the final read (index {_ret_index(r.op)}) returned {shown or 'nothing'}"
+        where = f"index {_ret_index(r.op)}{r.op.at_node()}"
+        return f"the final read ({where}) returned {shown or 'nothing'}"
 
     return Datatype(
         name=shape,
@@ -278,7 +279,8 @@ def set_add(dominates: Dominates = descends) -> Datatype:
         describe_replica=describe_versions,
         describe_write=lambda w: f"add {w.op.input!r}",
         describe_missing=lambda r: (
-            f"is not in the final read (index {_ret_index(r.op)}, {len(r.siblings)} elements)"
+            f"is not in the final read (index {_ret_index(r.op)}{r.op.at_node()}, "
+            f"{len(r.siblings)} elements)"
         ),
         dominates=dominates,
     )

@@ -53,7 +53,7 @@ def _ret_index(op: Operation) -> int:
 
 
 def _span(op: Operation) -> str:
-    return f"index {op.invoke.index}..{_ret_index(op)}"
+    return f"index {op.invoke.index}..{_ret_index(op)}{op.at_node()}"
 
 
 def _text(values: Sequence[Sibling]) -> str:

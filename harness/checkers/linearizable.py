@@ -132,6 +132,7 @@ def _describe_op(model: AnyModel, op: Operation) -> str:
     where = f"index {op.invoke.index}"
     if op.completion is not None:
         where += f"..{op.completion.index}"
+    where += op.at_node()
     return f"process {op.process!r} {op.status:4} {what}  ({where})"
 
 

@@ -54,6 +54,7 @@ def check_lost_writes(history: Sequence[Op], datatype: Datatype | None = None) -
 def _op_json(op: Operation) -> dict[str, object]:
     return {
         "process": op.process,
+        "node": json_able(op.node),
         "f": op.f,
         "status": op.status,
         "value": json_able(op.input),
@@ -156,7 +157,7 @@ def _around(ops: Sequence[Operation], target: Operation, final: Read | None) -> 
         tail = "" if op.status != "ok" or op.f not in ("read", "get") else f" -> {op.output!r}"
         out.append(
             f"{mark} process {op.process!r} {op.status:4} {op.f} {op.input!r}{tail}"
-            f"  (index {op.invoke.index}{ret})"
+            f"  (index {op.invoke.index}{ret}{op.at_node()})"
         )
     return out
 
@@ -199,8 +200,8 @@ def _check(dt: Datatype, h: DynamoHistory, faults: list[Fault]) -> Result:
             active = faults_during(faults, w.call, w.ret)
             msg = (
                 f"{dt.describe_write(w)} by process {w.op.process!r} (index {w.op.invoke.index}.."
-                f"{_ret_index(w.op)}, time {w.op.call_time}..{w.op.return_time}) was "
-                f"acknowledged but {dt.describe_missing(missing)}; {_fault_text(active)}"
+                f"{_ret_index(w.op)}{w.op.at_node()}, time {w.op.call_time}..{w.op.return_time}) "
+                f"was acknowledged but {dt.describe_missing(missing)}; {_fault_text(active)}"
             )
             tally.findings.append(
                 Finding(
@@ -232,7 +233,8 @@ def _check(dt: Datatype, h: DynamoHistory, faults: list[Fault]) -> Result:
                     kind="unexpected",
                     key=key,
                     message=(
-                        f"the final read (index {_ret_index(r.op)}) holds {len(unexpected)} "
+                        f"the final read (index {_ret_index(r.op)}{r.op.at_node()}) holds "
+                        f"{len(unexpected)} "
                         f"value(s) no {dt.noun} attempted: {unexpected[:10]!r}"
                     ),
                     ops=(_ret_index(r.op),),

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from dynamo_ref.cli import main
 from harness.history import pair, read_jsonl
+from harness.recorder import LiveStatus
 from harness.run import RunConfig, RunResult, make_target, run_once
 
 pytestmark = pytest.mark.net
@@ -43,9 +44,21 @@ def short(tmp_path: Path, **changes: object) -> RunConfig:
 
 def go(cfg: RunConfig) -> RunResult:
     phases: list[str] = []
-    result = asyncio.run(run_once(cfg, lambda phase, _fraction: phases.append(phase)))
+    statuses: list[LiveStatus] = []
+
+    def progress(phase: str, _fraction: float, status: LiveStatus | None = None, /) -> None:
+        phases.append(phase)
+        if status is not None:
+            statuses.append(status)
+
+    result = asyncio.run(run_once(cfg, progress))
     assert phases[0] == "setup"
     assert phases[-1] == "done"
+    # While the load ran, about once a second: what it had done, and the faults in force.
+    assert len(statuses) >= int(cfg.duration) - 1
+    assert all(s.completed > 0 and s.rate >= 0 for s in statuses)
+    fault_families = {f.split()[0] for s in statuses for f in s.faults}
+    assert fault_families <= {"partition", "kill", "pause", "clock-skew"}
     # The history on disk is the one checked, and nothing in it is left open.
     on_disk = read_jsonl(cfg.out / "history.jsonl")
     assert on_disk == result.history

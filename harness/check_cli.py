@@ -218,8 +218,7 @@ def run_checks(
     from harness.checkers.linearizable import as_result, check
     from harness.checkers.lost_writes import check_lost_writes
     from harness.history import pair
-    from harness.report.finding_timeline import write_findings
-    from harness.report.timeline import write_timeline
+    from harness.report.timeline import write_findings, write_timeline
 
     results: list[Result] = []
     client = [op for op in history if op.f != REPLICA_READ_F]

@@ -232,7 +232,7 @@ def test_real_campaign_end_to_end(tmp_path: Path) -> None:
     assert any(op.process == "nemesis" for op in history)
     assert "No faults were injected." not in html
     for href in re.findall(r"href='([^']+)'", html):
-        assert (page.parent / href).is_file(), href
+        assert (page.parent / href.split("#")[0]).is_file(), href
     assert f"report: {page}" in res.output
 
 

@@ -264,3 +264,15 @@ def test_a_cas_that_took_effect_supersedes_earlier_writes() -> None:
     bad = H().write(0, "v1").invoke(1, "cas", ["v0", "v2"]).fail(1, "cas", ["v0", "v2"])
     bad.read(2, "v2", final=True)
     assert verdict(bad, "register") == "invalid"
+
+
+def test_explanations_cut_long_values() -> None:
+    # A final read of thousands of elements is summarised, not printed whole.
+    h = H()
+    for i in range(3000):
+        h.invoke(i % 4, "add", i, key="s").ok(i % 4, "add", i, key="s")
+    h.read(9, list(range(1, 3000)), key="s", final=True)
+    result = check_lost_writes(h.ops, D.set_add())
+    assert result.verdict == "invalid"
+    assert "..., 2999 in all" in result.explanation
+    assert len(result.explanation) < 2000

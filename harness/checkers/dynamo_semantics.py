@@ -32,7 +32,7 @@ from collections.abc import Hashable, Sequence
 
 from harness.checkers.causal import DynamoHistory, Read, Sibling, Write, before, covers
 from harness.checkers.datatypes import Datatype, siblings
-from harness.checkers.verdict import Case, Finding, Result, Verdict, combine
+from harness.checkers.verdict import Case, Finding, Result, Verdict, brief, combine
 from harness.clocks import Clock, Dominates
 from harness.history import Op, Operation, pair
 
@@ -334,8 +334,9 @@ def _around(h: DynamoHistory, finding: Finding) -> list[str]:
     out = ["operations on that key around it:"]
     for op in ops[lo:hi]:
         mark = "->" if op.invoke.index in involved else "  "
-        tail = f" -> {op.output!r}" if op.status == "ok" and op.f in ("read", "get") else ""
+        tail = f" -> {brief(op.output)}" if op.status == "ok" and op.f in ("read", "get") else ""
         out.append(
-            f"{mark} process {op.process!r} {op.status:4} {op.f} {op.input!r}{tail}  ({_span(op)})"
+            f"{mark} process {op.process!r} {op.status:4} {op.f} {brief(op.input)}{tail}"
+            f"  ({_span(op)})"
         )
     return out

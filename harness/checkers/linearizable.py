@@ -685,4 +685,5 @@ def as_result(result: CheckResult) -> Result:
         findings=tuple(findings),
         cases=tuple(cases),
         elapsed=result.elapsed,
+        source=result,
     )

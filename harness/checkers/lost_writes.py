@@ -27,7 +27,15 @@ from collections.abc import Sequence
 
 from harness.checkers.causal import DynamoHistory, Fault, Read, fault_windows, faults_during
 from harness.checkers.datatypes import Datatype, Fate, siblings
-from harness.checkers.verdict import Case, Finding, Result, Verdict, case_summary, json_able
+from harness.checkers.verdict import (
+    Case,
+    Finding,
+    Result,
+    Verdict,
+    brief,
+    case_summary,
+    json_able,
+)
 from harness.history import Op, Operation, pair
 
 __all__ = ["check_lost_writes"]
@@ -154,9 +162,9 @@ def _around(ops: Sequence[Operation], target: Operation, final: Read | None) -> 
     for op in window:
         mark = "->" if op is target else "  "
         ret = "" if op.completion is None else f"..{op.completion.index}"
-        tail = "" if op.status != "ok" or op.f not in ("read", "get") else f" -> {op.output!r}"
+        tail = "" if op.status != "ok" or op.f not in ("read", "get") else f" -> {brief(op.output)}"
         out.append(
-            f"{mark} process {op.process!r} {op.status:4} {op.f} {op.input!r}{tail}"
+            f"{mark} process {op.process!r} {op.status:4} {op.f} {brief(op.input)}{tail}"
             f"  (index {op.invoke.index}{ret}{op.at_node()})"
         )
     return out

@@ -2,7 +2,7 @@
 
 A run's page is one self-contained file (`report.html`; plots are embedded as PNG data URIs)
 beside the files it links: the raw history (`history.jsonl`) and the failing keys' timelines
-(`timelines/*.html`, drawn by `harness.report.finding_timeline`). Every piece of text that
+(`timelines/*.html`, drawn by `harness.report.timeline`). Every piece of text that
 comes from a run (config, values, checker explanations) is escaped.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 from harness.checkers.causal import Fault, fault_windows
 from harness.checkers.verdict import Finding, Result, Verdict, json_able
 from harness.history import NO_TIME, HistoryError, Op, Operation, is_nemesis, pair, write_jsonl
-from harness.report.finding_timeline import render_findings
 from harness.report.timebase import Timebase
+from harness.report.timeline import render, render_findings
 
 __all__ = [
     "CAMPAIGNS_MARK",
@@ -175,19 +175,28 @@ def _write_timelines(
     faults: Sequence[Fault],
     limit: int,
 ) -> dict[tuple[str, str], str]:
-    """(check name, repr(key)) -> timeline path relative to `out_dir`, for up to `limit`
-    failing keys of each invalid check."""
+    """(check name, repr(key)) -> timeline link relative to `out_dir`: one page per invalid
+    check, a view per failing key (up to `limit`), the link opening that key's view. A
+    linearizability check's page has every key, with the state after each operation."""
+    from harness.checkers.linearizable import CheckResult
+    from harness.report.timeline import linearizability_data
+
     links: dict[tuple[str, str], str] = {}
     for name, result in checks.items():
         if result.verdict != "invalid":
             continue
-        for i, (key, findings) in enumerate(_failing_keys(result)[:limit]):
-            rel = f"{TIMELINE_DIR}/{_slug(name)}-{i}.html"
-            target = out_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            page = render_findings([replace(result, findings=tuple(findings))], operations, faults)
-            target.write_text(page, encoding="utf-8")
-            links[name, key] = rel
+        rel = f"{TIMELINE_DIR}/{_slug(name)}.html"
+        groups = _failing_keys(result)[:limit]
+        if isinstance(result.source, CheckResult):
+            page = render(linearizability_data(result.source, faults))
+        else:
+            kept = tuple(f for _, findings in groups for f in findings)
+            page = render_findings([replace(result, findings=kept)], operations, faults)
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+        for i, (key, _) in enumerate(groups):
+            links[name, key] = rel if isinstance(result.source, CheckResult) else f"{rel}#{i}"
     return links
 
 

@@ -22,7 +22,6 @@ Each campaign writes into a timestamped folder of `--out`, which `--out/latest` 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 import shlex
@@ -492,6 +491,8 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
 
 
 def _run(configs: Sequence[CampaignConfig], out: Path, run_once: RunOnce[Any]) -> int:
+    import asyncio
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

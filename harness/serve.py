@@ -8,10 +8,13 @@ run's page, history and timelines. It listens on loopback unless told otherwise.
 from __future__ import annotations
 
 import functools
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # http.server loads when the server starts, not when the CLI does
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "make_server", "serve_command"]
 
@@ -19,37 +22,44 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    root: Path
+def _handler_class() -> type[SimpleHTTPRequestHandler]:
+    from http.server import SimpleHTTPRequestHandler
 
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] in ("/", "/index.html"):
-            self._campaigns()
-            return
-        super().do_GET()
+    class _Handler(SimpleHTTPRequestHandler):
+        root: Path
 
-    def _campaigns(self) -> None:
-        from harness.campaign import list_campaigns
-        from harness.report import render_campaigns
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] in ("/", "/index.html"):
+                self._campaigns()
+                return
+            super().do_GET()
 
-        body = render_campaigns(f"Campaigns in {self.root}", list_campaigns(self.root))
-        data = body.encode("utf-8")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(data)
+        def _campaigns(self) -> None:
+            from harness.campaign import list_campaigns
+            from harness.report import render_campaigns
 
-    def log_message(self, format: str, *args: object) -> None:  # the base's name
-        """Quiet: a browser's every request is not news."""
+            body = render_campaigns(f"Campaigns in {self.root}", list_campaigns(self.root))
+            data = body.encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # the base's name
+            """Quiet: a browser's every request is not news."""
+
+    return _Handler
 
 
 def make_server(
     root: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 ) -> ThreadingHTTPServer:
     """A server for `root` (not started: call `serve_forever`, stop with `shutdown`)."""
-    handler = type("Handler", (_Handler,), {"root": root.resolve()})
+    from http.server import ThreadingHTTPServer
+
+    handler = type("Handler", (_handler_class(),), {"root": root.resolve()})
     server = ThreadingHTTPServer(
         (host, port), functools.partial(handler, directory=str(root.resolve()))
     )

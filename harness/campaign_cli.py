@@ -23,6 +23,7 @@ Each campaign writes into a timestamped folder of `--out`, which `--out/latest` 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 import time
@@ -229,8 +230,8 @@ class _Display:
     def __init__(self, progress: Progress, total: int) -> None:
         self.progress = progress
         self.console: Console = progress.console
-        self.overall = progress.add_task("campaign", total=total, status="")
-        self.current = progress.add_task("", total=1.0, status="")
+        self.overall = progress.add_task("campaign", total=total)
+        self.current = progress.add_task("", total=1.0)
         self.name = ""
         self.phase = ""
         self.printed = 0.0
@@ -238,25 +239,28 @@ class _Display:
     def started(self, index: int, total: int, name: str) -> None:
         self.name = f"[{index + 1}/{total}] {name}"
         self.phase = ""
-        self.progress.update(self.current, description=self.name, completed=0.0, status="")
+        self.progress.update(self.current, description=self.name, completed=0.0)
 
     def step(self, phase: str, fraction: float, status: LiveStatus | None) -> None:
         text = "" if status is None else status.describe()
         self.progress.update(
             self.current,
-            description=f"{self.name}: {phase}",
+            description=f"{self.name}: {phase}" + (f"\n{text}" if text else ""),
             completed=min(max(fraction, 0.0), 1.0),
-            status=text,
         )
         if self.console.is_terminal:
             return
         now = time.monotonic()
-        if phase != self.phase or (text and now - self.printed >= 10.0):
-            self.console.print(f"{self.name}: {phase}" + (f"  {text}" if text else ""))
-            self.phase, self.printed = phase, now
+        line = f"{self.name}: {phase}" + (f"  {text}" if text else "")
+        if phase != self.phase:
+            self.console.print(line)
+            self.phase, self.printed = phase, now if text else -math.inf
+        elif text and now - self.printed >= 10.0:  # the first status at once, then every 10 s
+            self.console.print(line)
+            self.printed = now
 
     def finished(self, verdict: str, name: str) -> None:
-        self.progress.update(self.current, completed=1.0, status="")
+        self.progress.update(self.current, completed=1.0)
         self.progress.advance(self.overall)
         style = {"valid": "green", "invalid": "bold red"}.get(verdict, "yellow")
         self.console.print(f"{name}: [{style}]{verdict}[/{style}]")
@@ -500,13 +504,13 @@ def _run(configs: Sequence[CampaignConfig], out: Path, run_once: RunOnce[Any]) -
 
     folder = new_campaign_dir(out)
     console = Console()
+    # The description last: it takes the room left, and its second line is the live status.
     columns = (
         SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.description}"),
     )
     try:
         with Progress(*columns, console=console, transient=True) as progress:

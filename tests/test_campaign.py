@@ -220,15 +220,16 @@ def test_real_campaign_end_to_end(tmp_path: Path) -> None:
     args = ["--nodes", "3", "--time", "4", "--nemesis", "partition,kill", "--mode", "dvv"]
     res = CliRunner().invoke(command, [*args, "--clients", "4", "--out", str(out)])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.output
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    campaign = (out / "latest").resolve()
+    summary = json.loads((campaign / "summary.json").read_text(encoding="utf-8"))
     assert res.exit_code == summary["exit_code"] == EXIT[summary["verdict"]]
     (run,) = summary["runs"]
     assert run["error"] is None
     assert set(run["checks"]) >= {"lost_writes", "convergence"}
-    page = out / run["report"]
+    page = campaign / run["report"]
     html = page.read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2
-    history = read_jsonl(out / run["history"])
+    history = read_jsonl(campaign / run["history"])
     assert any(op.process == "nemesis" for op in history)
     assert "No faults were injected." not in html
     for href in re.findall(r"href='([^']+)'", html):
@@ -434,3 +435,17 @@ def test_progress_shows_elapsed_rate_and_the_fault_in_force() -> None:
     assert "12.5 s" in line
     assert "40 ops/s" in line
     assert "fault: partition (halves) + kill n3" in line
+
+
+def test_on_a_terminal_the_status_is_the_bars_second_line() -> None:
+    rec = Recorder()
+    rec.nemesis_start("pause", {"nodes": ["n1"]})
+    console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    progress = Progress(console=console)
+    display = _Display(progress, total=2)
+    display.started(1, 2, "run-b")
+    display.step("running", 0.3, rec.live(3.0, rate=12.0))
+    (line, status) = progress.tasks[1].description.split("\n")
+    assert line == "[2/2] run-b: running"
+    assert "12 ops/s" in status
+    assert "fault: pause n1" in status

@@ -318,7 +318,9 @@ async def run_campaign(
             verdict = _normalize_verdict(result.verdict, checks)
         page = RunPage(name, config, history, checks, verdict, timings, error)
         report = write_run_report(page, run_dir)
-        summary = RunSummary(name, run_dir, config, verdict, checks, timings, report, error)
+        # The page is drawn: the campaign keeps the verdicts, not the checkers' searches.
+        kept = {n: dataclasses.replace(r, source=None) for n, r in checks.items()}
+        summary = RunSummary(name, run_dir, config, verdict, kept, timings, report, error)
         summaries.append(summary)
         _write_summary(out, summaries, summary_path, index_path, title, started)
         obs.run_finished(i, summary)

@@ -254,7 +254,7 @@ def run_checks(
         results.append(check_convergence_history(history, datatype=datatype))
     if timeline is not None:
         if linear is not None and (linear.failure is not None or len(results) == 1):
-            write_timeline(linear, timeline)
+            write_timeline(linear, timeline, faults=fault_windows(history))
         else:
             write_findings(timeline, results, pair(client), fault_windows(history))
     return results

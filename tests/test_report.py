@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -14,9 +15,12 @@ import msgspec
 import numpy as np
 import pytest
 from campaign_support import check_set, set_history
+from dynamo_histories import H
 from PIL import Image
 
+from harness.checkers import models
 from harness.checkers.causal import fault_windows
+from harness.checkers.linearizable import as_result, check
 from harness.checkers.verdict import combine
 from harness.history import Op, pair, read_jsonl
 from harness.report import IndexRow, RunPage, write_index, write_run_report
@@ -306,3 +310,23 @@ def test_latency_is_split_by_operation_type(tmp_path: Path) -> None:
         "replica-read",
     ]
     assert f"<td>{stats['add']['p95']:.1f}</td>" in table
+
+
+def test_a_linearizability_failure_gets_its_timeline_with_states(tmp_path: Path) -> None:
+    h = H().write(0, 1).write(1, 2).read(2, 1)
+    h.nemesis("start-partition", {"pattern": "halves"}).write(0, 3, key="j").read(2, 3, key="j")
+    result = as_result(check(models.register(), pair(h.ops)))
+    assert result.verdict == "invalid"
+    run = RunPage("lin", {}, h.ops, {"linearizable": result}, "invalid")
+    page = write_run_report(run, tmp_path / "lin")
+    (href,) = [x for x in _parse(page).hrefs if x.startswith("timelines/")]
+    text = (page.parent / href).read_text(encoding="utf-8")
+    data = json.loads(text.split("id='data'>", 1)[1].split("</script>", 1)[0])
+    first, second = data["views"]
+    assert first["key"] == "key k"
+    assert [op.get("m") for op in first["ops"]] == [None, None, "failed"]
+    assert [op.get("st") for op in first["ops"]] == ["1", "2", None]  # the state after each
+    assert second["key"] == "key j"
+    assert second["verdict"] == "valid"  # checked before: keys go smallest first
+    assert [op.get("st") for op in second["ops"]] == ["3", "3"]
+    assert [f["name"] for f in second["faults"]] == ["partition"]

@@ -102,12 +102,14 @@ def _fault_strip(ax: Axes, faults: Sequence[Fault], base: Timebase) -> None:
 
 
 def _whole_decades(ax: Axes, values: Sequence[float]) -> None:
-    """Log y limits spanning whole decades around `values`, and labels on decades only (a
-    narrow range would otherwise get crowded minor labels)."""
+    """A log y axis spanning whole decades around `values`, labels on decades only (a narrow
+    range would otherwise get crowded minor labels)."""
+    low, high = 1.0, 10.0
     if values:
         low = 10.0 ** math.floor(math.log10(min(values)))
-        high = 10.0 ** math.ceil(math.log10(max(values)))
-        ax.set_ylim(low, high if high > low else low * 10)
+        high = max(10.0 ** math.ceil(math.log10(max(values))), low * 10)
+    ax.set_ylim(low, high)  # before the log scale, which would autoscale a single value
+    ax.set_yscale("log")
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
@@ -194,7 +196,6 @@ def latency_figure(
                 linewidths=1.5,
                 label=f"named by a finding ({len(flagged[i][0])})",
             )
-        ax.set_yscale("log")
         _whole_decades(ax, [y for _, ys in points[i].values() for y in ys])
         ax.set_ylabel("ms", fontsize=8)
         ax.text(

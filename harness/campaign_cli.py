@@ -320,8 +320,14 @@ def _configs(
     return done
 
 
-def _validate(configs: Sequence[CampaignConfig]) -> None:
+def _validate(configs: Sequence[CampaignConfig], given: Mapping[str, str | None]) -> None:
+    """Every config's problems, and options given that apply to none of the runs (a version
+    mode for an external program, say): refused, not silently ignored."""
     problems = list(dict.fromkeys(p for cfg in configs for p in cfg.problems()))
+    for name, text in given.items():
+        if text is not None and not any(name in cfg.settings() for cfg in configs):
+            targets = sorted({str(getattr(cfg, "target", "?")) for cfg in configs})
+            problems.append(f"--{name} does not apply to the {' or '.join(targets)} target")
     if problems:
         raise click.UsageError(
             "the campaign cannot run:\n" + "\n".join(f"  - {p}" for p in problems)
@@ -365,23 +371,20 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
     )
     @click.option(
         "--mode",
-        default="dvv",
-        show_default=True,
-        help="dynamo-ref's version mode: dvv, vclock or lww (plain vclock loses concurrent "
-        "writes through one coordinator).",
+        default=None,
+        help="dynamo-ref's version mode: dvv (the default), vclock or lww (plain vclock loses "
+        "concurrent writes through one coordinator).",
     )
     @click.option(
         "--quorum",
-        default="sloppy",
-        show_default=True,
-        help="dynamo-ref's quorum: sloppy (hinted handoff) or strict.",
+        default=None,
+        help="dynamo-ref's quorum: sloppy (hinted handoff, the default) or strict.",
     )
     @click.option(
         "--net",
-        default="proxy",
-        show_default=True,
-        help="How partitions cut links: proxy (a TCP proxy per link) or netns (namespaces and "
-        "iptables, root).",
+        default=None,
+        help="How partitions cut links: proxy (a TCP proxy per link, the default) or netns "
+        "(namespaces and iptables, root). An external program's links go through the harness.",
     )
     @click.option("--seed", default="0", show_default=True, help="Seed; with --matrix 1,2 or 1..5.")
     @click.option(
@@ -440,9 +443,9 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         time_: str,
         nemesis: tuple[str, ...],
         workload: str | None,
-        mode: str,
-        quorum: str,
-        net: str,
+        mode: str | None,
+        quorum: str | None,
+        net: str | None,
         seed: str,
         clients: str,
         keys: str | None,
@@ -487,7 +490,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             per_node=per_node,
             rate=rate,
         )
-        _validate(configs)
+        _validate(configs, {"mode": mode, "quorum": quorum, "net": net})
         code = _run(configs, out, run_once)
         raise SystemExit(code)
 

@@ -265,6 +265,9 @@ def _refusing_cli(tmp_path: Path, *args: str) -> Any:
         (["--rate", "-1"], "--rate must be a positive number"),
         (["--program", "prog", "--target", "dynamo"], "--program (--bin) is for --target external"),
         (["--matrix", "--time", "5,-1"], "--time must be a positive number of seconds, got -1"),
+        (["--bin", "node", "--mode", "lww"], "--mode does not apply to the external target"),
+        (["--bin", "node", "--quorum", "strict"], "--quorum does not apply to the external"),
+        (["--bin", "node", "--net", "netns"], "--net does not apply to the external target"),
     ],
 )
 def test_bad_options_exit_2_before_anything_starts(

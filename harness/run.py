@@ -226,7 +226,7 @@ def make_target(cfg: RunConfig) -> Any:
         from harness.targets.etcd_target import EtcdTarget
 
         return EtcdTarget(
-            cfg.nodes, cfg.out / "cluster", net="netns" if cfg.net == "netns" else "none"
+            cfg.nodes, _cluster_dir(cfg), net="netns" if cfg.net == "netns" else "none"
         )
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget
@@ -236,7 +236,7 @@ def make_target(cfg: RunConfig) -> Any:
 
     return DynamoTarget(
         cfg.nodes,
-        cfg.out / "cluster",
+        _cluster_dir(cfg),
         net=cast(Any, cfg.net),
         mode=cast(Any, cfg.mode),
         quorum=cast(Any, cfg.quorum),
@@ -245,6 +245,12 @@ def make_target(cfg: RunConfig) -> Any:
         w=cfg.w,
         seed=cfg.seed,
     )
+
+
+def _cluster_dir(cfg: RunConfig) -> Path:
+    """Where the nodes keep their data: absolute, since node processes have a working
+    directory of their own."""
+    return (cfg.out / "cluster").resolve()
 
 
 def _noop(_phase: str, _fraction: float, _status: LiveStatus | None = None, /) -> None:

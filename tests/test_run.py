@@ -240,3 +240,17 @@ def test_a_second_run_in_the_same_directory_starts_from_empty_nodes(tmp_path: Pa
         result = go(short(tmp_path, nemesis=(), duration=1.5, clients=3, keys=4))
         assert acked(result, "add") > 10
         assert result.verdict == "valid", explain(result)
+
+
+def test_a_relative_out_keeps_the_nodes_data_in_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node processes run in a directory of their own: a relative --out must still put their
+    data under the run, not under that directory."""
+    monkeypatch.chdir(tmp_path)
+    cfg = short(tmp_path, nemesis=(), duration=1.0, clients=2, keys=2, out=Path("rel") / "run")
+    result = go(cfg)
+    assert result.verdict == "valid", explain(result)
+    stores = sorted((tmp_path / "rel" / "run" / "cluster").glob("n*/data/store.sqlite3"))
+    assert len(stores) == 3
+    assert not (Path(__file__).resolve().parents[1] / "rel").exists()

@@ -1,11 +1,15 @@
 """Campaigns: one run, or the matrix nemesis x workload x config x seed, each run in its own
 directory, with a summary (JSON and an HTML index) of the verdicts.
 
-Layout of a campaign's `out` directory:
+`dynamo-ref campaign --out ROOT` never reuses a directory: each campaign gets a timestamped
+folder of its own (`new_campaign_dir`), `ROOT/latest` links to the newest, and `ROOT/index.html`
+lists every campaign in ROOT, newest first (`dynamo-ref serve ROOT` serves the same):
 
-    out/summary.json          every run: config, verdict, each check's verdict and explanation
-    out/index.html            the runs in a table, linking each run's page
-    out/<run>/report.html     a run's page (`harness.report`), beside its history.jsonl
+    ROOT/index.html                   every campaign, newest first
+    ROOT/latest -> 20250101T120000Z   the newest campaign
+    ROOT/<stamp>/summary.json         every run: config, verdict, each check's verdict and why
+    ROOT/<stamp>/index.html           the runs in a table, linking each run's page
+    ROOT/<stamp>/<run>/report.html    a run's page (`harness.report`), beside its history.jsonl
 
 Exit code (`CampaignResult.exit_code`), the same as `dynamo-ref check`'s: 0 when every run is
 valid, 1 when any is invalid, else 2 when any is unknown. Unknown is never a pass: a run whose
@@ -23,22 +27,33 @@ import dataclasses
 import enum
 import itertools
 import json
+import os
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from harness.checkers.verdict import Result, Verdict, combine, json_able
 from harness.history import HistoryError, Op, read_jsonl
-from harness.report import HISTORY_FILE, IndexRow, RunPage, write_index, write_run_report
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+from harness.recorder import LiveStatus, Progress
+from harness.report import (
+    CAMPAIGNS_MARK,
+    HISTORY_FILE,
+    CampaignEntry,
+    IndexRow,
+    RunPage,
+    write_campaigns,
+    write_index,
+    write_run_report,
+)
 
 __all__ = [
     "EXIT",
+    "LATEST",
     "NAME_FIELDS",
+    "CampaignConfig",
     "CampaignObserver",
     "CampaignResult",
     "RunOnce",
@@ -47,20 +62,36 @@ __all__ = [
     "config_json",
     "exit_code",
     "expand_matrix",
+    "list_campaigns",
+    "new_campaign_dir",
     "run_campaign",
     "run_name",
+    "write_campaigns_index",
 ]
 
-C = TypeVar("C", bound="DataclassInstance")
+
+class CampaignConfig(Protocol):
+    """What a campaign needs of a run's config (`harness.run.RunConfig`): a dataclass with an
+    `out` directory, that says what keeps it from running and which of its fields apply."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    out: Path
+
+    def problems(self) -> list[str]:
+        """What keeps this config from running; empty when it can."""
+
+    def settings(self) -> dict[str, object]:
+        """The fields that apply to this run, by name, in the order to show them."""
+
+
+C = TypeVar("C", bound=CampaignConfig)
 
 EXIT: dict[Verdict, int] = {"valid": 0, "invalid": 1, "unknown": 2}
 SUMMARY_FILE = "summary.json"
 INDEX_FILE = "index.html"
+LATEST = "latest"
 # Config fields that name a run, in this order (those a config lacks are skipped).
 NAME_FIELDS = ("target", "nemesis", "workload", "mode", "quorum", "net", "nodes", "seed")
-
-Progress = Callable[[str, float], None]
-"""`harness.run`'s progress callback: the run's phase and how far it is (0..1)."""
 
 
 class RunResultLike(Protocol):
@@ -85,8 +116,11 @@ class CampaignObserver:
     def run_started(self, index: int, total: int, name: str, config: Mapping[str, object]) -> None:
         """Run `index` (0-based) of `total` begins."""
 
-    def run_progress(self, phase: str, fraction: float) -> None:
-        """The current run's phase and how far it is (0..1)."""
+    def run_progress(
+        self, phase: str, fraction: float, status: LiveStatus | None = None, /
+    ) -> None:
+        """The current run's phase and how far it is (0..1); while its load runs, about once a
+        second, what it has done so far."""
 
     def run_finished(self, index: int, summary: RunSummary) -> None:
         """Run `index` ended; its page is written."""
@@ -175,9 +209,10 @@ def _plain(value: object) -> object:
     return json_able(value)
 
 
-def config_json(cfg: DataclassInstance) -> dict[str, object]:
-    """A run config as JSON-able data (paths as strings, tuples as lists)."""
-    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+def config_json(cfg: CampaignConfig) -> dict[str, object]:
+    """The settings that apply to a run, as JSON-able data (paths as strings, tuples as
+    lists)."""
+    return {name: _plain(value) for name, value in cfg.settings().items()}
 
 
 def _name_part(value: object) -> str:
@@ -186,15 +221,15 @@ def _name_part(value: object) -> str:
     return str(value)
 
 
-def run_name(cfg: DataclassInstance) -> str:
-    """A directory name from the config fields that tell runs apart: `partition+kill_set-add_
-    dvv_sloppy_proxy_5_s0` (the seed prefixed with s)."""
-    names = {f.name for f in dataclasses.fields(cfg)}
+def run_name(cfg: CampaignConfig) -> str:
+    """A directory name from the settings that tell runs apart and apply to the run:
+    `partition+kill_set-add_dvv_sloppy_proxy_n5_s0` (nodes prefixed with n, the seed with s)."""
+    settings = cfg.settings()
     parts: list[str] = []
     for name in NAME_FIELDS:
-        if name not in names:
+        if name not in settings:
             continue
-        value = getattr(cfg, name)
+        value = settings[name]
         if name == "target" and value == "dynamo":
             continue
         text = _name_part(value)
@@ -236,7 +271,7 @@ def _partial_history(out: Path) -> list[Op]:
         return []
 
 
-def _unique_names(configs: Sequence[DataclassInstance]) -> list[str]:
+def _unique_names(configs: Sequence[CampaignConfig]) -> list[str]:
     names = [run_name(c) for c in configs]
     if len(configs) > 1:
         width = len(str(len(configs)))
@@ -258,6 +293,7 @@ async def run_campaign(
     recorded as unknown with its traceback; the campaign goes on."""
     obs = observer or CampaignObserver()
     out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     names = _unique_names(configs)
     summaries: list[RunSummary] = []
     summary_path, index_path = out / SUMMARY_FILE, out / INDEX_FILE
@@ -282,20 +318,35 @@ async def run_campaign(
             verdict = _normalize_verdict(result.verdict, checks)
         page = RunPage(name, config, history, checks, verdict, timings, error)
         report = write_run_report(page, run_dir)
-        summary = RunSummary(name, run_dir, config, verdict, checks, timings, report, error)
+        # The page is drawn: the campaign keeps the verdicts, not the checkers' searches.
+        kept = {n: dataclasses.replace(r, source=None) for n, r in checks.items()}
+        summary = RunSummary(name, run_dir, config, verdict, kept, timings, report, error)
         summaries.append(summary)
-        _write_summary(out, summaries, summary_path, index_path, title)
+        _write_summary(out, summaries, summary_path, index_path, title, started)
         obs.run_finished(i, summary)
     if not summaries:
-        _write_summary(out, summaries, summary_path, index_path, title)
+        _write_summary(out, summaries, summary_path, index_path, title, started)
     return CampaignResult(out, tuple(summaries), summary_path, index_path)
 
 
-def _write_summary(
-    out: Path, runs: Sequence[RunSummary], summary_path: Path, index_path: Path, title: str
+def _iso(t: float) -> str:
+    """UTC, to the millisecond (campaigns a second apart still sort)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def _write_summary(  # noqa: PLR0917  # one campaign's facts
+    out: Path,
+    runs: Sequence[RunSummary],
+    summary_path: Path,
+    index_path: Path,
+    title: str,
+    started: float,
 ) -> None:
     verdict = combine(r.verdict for r in runs)
     payload = {
+        "title": title,
+        "started": _iso(started),
+        "updated": _iso(time.time()),
         "verdict": verdict,
         "exit_code": EXIT[verdict],
         "counts": {v: sum(1 for r in runs if r.verdict == v) for v in EXIT},
@@ -314,3 +365,99 @@ def _write_summary(
         for r in runs
     ]
     write_index(index_path, rows, title=title)
+
+
+# ---------------------------------------------------------------------------------------------
+# A root of campaigns: one timestamped folder each, `latest`, and an index of them all
+
+
+def new_campaign_dir(root: Path, now: float | None = None) -> Path:
+    """A fresh folder for one campaign under `root`, named by the UTC time
+    (`20250101T120000Z`, then `-2`, `-3` within one second), with `root/latest` pointing at it.
+    Nothing already in `root` is touched, so earlier campaigns stay where they are."""
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    for n in itertools.count(1):
+        path = root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        break
+    link, tmp = root / LATEST, root / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(path.name, tmp)
+    try:
+        os.replace(tmp, link)  # atomic: a reader sees the old link or the new one
+    except OSError:  # `latest` is a real directory (made by hand): leave it alone
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _entry(root: Path, folder: Path, index: str) -> CampaignEntry | None:
+    try:
+        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    runs = summary.get("runs") if isinstance(summary, dict) else None
+    if not isinstance(runs, list):
+        return None
+    verdict = summary.get("verdict")
+    counts = summary.get("counts")
+    started = summary.get("started")
+    if not isinstance(started, str):
+        started = _iso((folder / SUMMARY_FILE).stat().st_mtime)
+    rel = "" if folder == root else folder.name + "/"
+    failing = [
+        str(run.get("name"))
+        for run in runs
+        if isinstance(run, dict) and run.get("verdict") in ("invalid", "unknown")
+    ]
+    single = runs[0] if len(runs) == 1 and isinstance(runs[0], dict) else None
+    report = single.get("report") if single is not None else None
+    return CampaignEntry(
+        path=rel + index,
+        title=str(summary.get("title", folder.name)),
+        started=started,
+        verdict=verdict if verdict in EXIT else "unknown",
+        counts={str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {},
+        runs=len(runs),
+        run_page=rel + report if isinstance(report, str) else None,
+        failing=tuple(failing),
+    )
+
+
+def list_campaigns(root: Path) -> list[CampaignEntry]:
+    """Every campaign under `root` (its folders with a `summary.json`, and `root` itself if an
+    earlier version wrote one there), newest first."""
+    entries: list[CampaignEntry] = []
+    if (root / SUMMARY_FILE).is_file():
+        legacy = _entry(root, root, LEGACY_INDEX_FILE)
+        if legacy is not None:
+            entries.append(legacy)
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            entry = _entry(root, folder, INDEX_FILE)
+            if entry is not None:
+                entries.append(entry)
+    return sorted(entries, key=lambda e: (e.started, e.path), reverse=True)
+
+
+LEGACY_INDEX_FILE = "runs.html"
+
+
+def write_campaigns_index(root: Path) -> Path:
+    """`root/index.html`: every campaign under `root`, newest first. A campaign an earlier
+    version wrote straight into `root` keeps its run index, renamed `runs.html`."""
+    index = root / INDEX_FILE
+    legacy = root / LEGACY_INDEX_FILE
+    if (
+        (root / SUMMARY_FILE).is_file()
+        and index.is_file()
+        and not legacy.exists()
+        and CAMPAIGNS_MARK not in index.read_text(encoding="utf-8", errors="replace")
+    ):
+        index.rename(legacy)
+    return write_campaigns(index, list_campaigns(root), title=f"Campaigns in {root.name}")

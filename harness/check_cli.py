@@ -1,4 +1,4 @@
-"""`dynamo-ref check HISTORY --model M`: check a history from anywhere.
+"""`dynamo-ref check HISTORY [--model M]`: check a history from anywhere.
 
 Formats: our JSON lines (`.jsonl`, `.json`), Jepsen/Knossos EDN (`.edn`), Porcupine's kv files
 (`.txt`, EDN maps) and etcd logs (`.log`); `auto` goes by extension, then by content.
@@ -13,53 +13,60 @@ Models and the checks they run:
 - `set`: lost writes of the set-add workload (needs final reads).
 
 `register`, `dynamo` and `set` also check convergence when the history has replica reads.
-Exit status: 0 valid, 1 invalid, 2 unknown or unreadable.
+Without `--model` the model is detected from the history (`detect_model`). `--initial null`
+is nil, as in Knossos' `(cas-register nil)`.
+
+Exit status: 0 valid, 1 invalid, 2 unknown, empty (no operations) or unreadable.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from harness.checkers import models as M
-from harness.checkers.causal import REPLICA_READ_F, as_dynamo_writes, fault_windows, is_final
-from harness.checkers.convergence import check_convergence_history
-from harness.checkers.dynamo_semantics import check_dynamo_operations
-from harness.checkers.finding_timeline import write_findings
-from harness.checkers.linearizable import CheckResult, as_result, check
-from harness.checkers.lost_writes import check_lost_writes
-from harness.checkers.models import Model, ModelError
-from harness.checkers.timeline import write_timeline
-from harness.checkers.verdict import Case, Result, Verdict, combine
-from harness.history import (
-    HistoryError,
-    Op,
-    Operation,
-    loads_jsonl,
-    pair,
-    read_edn_history,
-    read_porcupine_etcd_log,
-    read_porcupine_kv,
-)
+if TYPE_CHECKING:  # the checkers load when a history is checked, not when the CLI starts
+    from harness.checkers.linearizable import CheckResult
+    from harness.checkers.models import Model
+    from harness.checkers.verdict import Result, Verdict
+    from harness.history import Op, Operation
 
-__all__ = ["EXIT", "check_command", "detect_format", "load_history", "run_checks", "write_junit"]
+    AnyModel = Model[Any, Any, Any]
+
+__all__ = [
+    "EXIT",
+    "NOT_GIVEN",
+    "check_command",
+    "detect_format",
+    "detect_model",
+    "load_history",
+    "run_checks",
+    "write_junit",
+]
 
 MODELS = ("register", "kv", "set", "dynamo", "cas-register", "etcd", "mutex", "multi-register")
 FORMATS = ("auto", "jsonl", "edn", "porcupine-kv", "porcupine-etcd")
 LINEARIZABLE = {"register", "kv", "cas-register", "etcd", "mutex", "multi-register"}
 EXIT: dict[Verdict, int] = {"valid": 0, "invalid": 1, "unknown": 2}
 
-AnyModel = Model[Any, Any, Any]
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = _NotGiven()
+"""`--initial` not given (JSON `null` is a value: Knossos' `(cas-register nil)`)."""
 
 
 def detect_format(path: Path, text: str) -> str:
     """By extension, else by the first non-blank line."""
+    from harness.history import HistoryError
+
     by_ext = {
         ".jsonl": "jsonl",
         ".json": "jsonl",
@@ -84,28 +91,100 @@ def detect_format(path: Path, text: str) -> str:
 
 
 def load_history(path: Path, fmt: str = "auto") -> list[Op]:
+    """The history in `path` (`fmt`: one of `FORMATS`). Raises `EmptyHistoryError` when it holds
+    no operations (an empty history vouches for nothing) and `HistoryError` when it cannot be
+    read or parsed."""
+    return read_history_file(path, fmt)[0]
+
+
+def read_history_file(path: Path, fmt: str = "auto") -> tuple[list[Op], str]:
+    """(the history, the format it was read as); raises as `load_history`."""
+    from harness.history import (
+        EmptyHistoryError,
+        HistoryError,
+        loads_jsonl,
+        read_edn_history,
+        read_porcupine_etcd_log,
+        read_porcupine_kv,
+    )
+
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise HistoryError(f"not UTF-8 text: {exc}", source=str(path)) from None
+    except OSError as exc:
+        raise HistoryError(f"cannot read it: {exc.strerror or exc}", source=str(path)) from None
+    if not text.strip():
+        raise EmptyHistoryError("the file is empty: no operations to check", source=str(path))
     if fmt == "auto":
         fmt = detect_format(path, text)
     if fmt == "jsonl":
-        return loads_jsonl(text, source=str(path))
-    if fmt == "edn":
-        return read_edn_history(text, source=str(path))
-    if fmt == "porcupine-kv":
-        return read_porcupine_kv(text, source=str(path))
-    return read_porcupine_etcd_log(text, source=str(path))
+        ops = loads_jsonl(text, source=str(path))
+    elif fmt == "edn":
+        ops = read_edn_history(text, source=str(path))
+    elif fmt == "porcupine-kv":
+        ops = read_porcupine_kv(text, source=str(path))
+    else:
+        ops = read_porcupine_etcd_log(text, source=str(path))
+    if not ops:
+        raise EmptyHistoryError("the history holds no operations", source=str(path))
+    return ops, fmt
+
+
+_VERSIONED_EXTRA = frozenset({"clock", "clocks", "context", "siblings", "written"})
+
+
+def detect_model(history: Sequence[Op], fmt: str) -> str:
+    """The model a history's operations call for, when they say: our JSON lines (set-add and
+    counter runs: `set`; Dynamo reads of siblings or replica reads: `dynamo`; plain reads,
+    writes and cas: `register`), Porcupine's logs (`etcd`, `kv`) and Knossos' EDN (`txn`:
+    `multi-register`; `acquire`/`release`: `mutex`; read/write/cas: `cas-register`).
+
+    :raises HistoryError: no client operations, or operations no model here explains.
+    """
+    from harness.history import EmptyHistoryError, HistoryError, is_nemesis
+
+    client = [op for op in history if not is_nemesis(op)]
+    fs = {op.f for op in client}
+    if fmt == "porcupine-etcd":
+        return "etcd"
+    if not fs:
+        raise EmptyHistoryError("the history holds no client operations, only nemesis events")
+    if fs <= {"get", "put", "append"}:
+        return "kv"
+    if fs <= {"txn"}:
+        return "multi-register"
+    if fs <= {"acquire", "release"}:
+        return "mutex"
+    if fmt in ("jsonl", "auto"):
+        if "add" in fs:
+            return "set"
+        versioned = "replica-read" in fs or any(
+            (op.f == "read" and op.type == "ok" and isinstance(op.value, list))
+            or not _VERSIONED_EXTRA.isdisjoint(op.extra)
+            for op in client
+        )
+        if versioned and fs <= {"read", "write", "delete", "cas", "replica-read"}:
+            return "dynamo"
+        if fs <= {"read", "write", "cas"}:
+            return "register"
+    elif fs <= {"read", "write", "cas"}:
+        return "cas-register"
+    raise HistoryError(
+        f"cannot tell the model from its operations ({', '.join(sorted(fs))}): pass --model"
+    )
 
 
 def _linear_model(name: str, initial: object, ops: Sequence[Operation]) -> AnyModel:
+    from harness.checkers import models as M
+
+    given = initial is not NOT_GIVEN
     if name == "register":
-        return M.register(initial)
+        return M.register(initial if given else None)
     if name == "kv":
         return M.kv()
     if name == "cas-register":
-        return M.cas_register(0 if initial is None else initial)
+        return M.cas_register(initial if given else 0)
     if name == "etcd":
         return M.etcd_register()
     if name == "mutex":
@@ -126,42 +205,56 @@ def run_checks(
     model: str,
     *,
     strict_quorum: bool = False,
-    initial: object = None,
+    initial: object = NOT_GIVEN,
     time_limit: float | None = None,
     timeline: Path | None = None,
 ) -> list[Result]:
-    """The checks `model` calls for. Raises `HistoryError` / `ModelError` on malformed input."""
+    """The checks `model` calls for. Raises `HistoryError` / `ModelError` on malformed input.
+    `initial`: the register's initial value (`None` is nil), or a multi-register's map."""
+    from harness.checkers import datatypes as D
+    from harness.checkers.causal import REPLICA_READ_F, fault_windows, is_final
+    from harness.checkers.convergence import check_convergence_history
+    from harness.checkers.dynamo_semantics import check_dynamo_operations
+    from harness.checkers.linearizable import as_result, check
+    from harness.checkers.lost_writes import check_lost_writes
+    from harness.history import pair
+    from harness.report.timeline import write_findings, write_timeline
+
     results: list[Result] = []
     client = [op for op in history if op.f != REPLICA_READ_F]
     has_final = any(is_final(op) for op in pair(client))
     has_replicas = len(client) != len(history)
     linear: CheckResult | None = None
+    datatype = D.siblings()
     if model in LINEARIZABLE:
         ops = pair(client)
         linear = check(_linear_model(model, initial, ops), ops, time_limit=time_limit)
         results.append(as_result(linear))
+        datatype = D.register()
         if model == "register" and has_final:
-            results.append(check_lost_writes(client, kind="register"))
+            results.append(check_lost_writes(client, datatype))
     elif model in ("dynamo", "set") and any(
         op.f == "add" and "written" in op.extra for op in client
     ):
         # A Dynamo set-add (or counter) history: each add wrote the whole set it read plus
         # its element (`extra.written`), so the writes can be checked as Dynamo writes too.
-        results.append(check_lost_writes(client, kind="set"))
+        datatype = D.set_add()
+        results.append(check_lost_writes(client, datatype))
         results.append(
-            check_dynamo_operations(pair(as_dynamo_writes(client)), strict_quorum=strict_quorum)
+            check_dynamo_operations(pair(client), strict_quorum=strict_quorum, datatype=datatype)
         )
     elif model == "dynamo":
         results.append(check_dynamo_operations(pair(client), strict_quorum=strict_quorum))
         if has_final:
-            results.append(check_lost_writes(client, kind="siblings"))
+            results.append(check_lost_writes(client, datatype))
     elif model == "set":
-        results.append(check_lost_writes(client, kind="set"))
+        datatype = D.set_add()
+        results.append(check_lost_writes(client, datatype))
     if has_replicas and model in ("register", "dynamo", "set"):
-        results.append(check_convergence_history(history))
+        results.append(check_convergence_history(history, datatype=datatype))
     if timeline is not None:
         if linear is not None and (linear.failure is not None or len(results) == 1):
-            write_timeline(linear, timeline)
+            write_timeline(linear, timeline, faults=fault_windows(history))
         else:
             write_findings(timeline, results, pair(client), fault_windows(history))
     return results
@@ -169,6 +262,10 @@ def run_checks(
 
 def write_junit(path: Path, results: Sequence[Result], *, name: str, elapsed: float) -> None:
     """One testsuite; a testcase per key, partition or property of every result."""
+    import xml.etree.ElementTree as ET
+
+    from harness.checkers.verdict import Case
+
     suite = ET.Element("testsuite", name=f"dynamo-ref check {name}")
     counts = {"tests": 0, "failures": 0, "errors": 0}
     for r in results:
@@ -198,7 +295,7 @@ def write_junit(path: Path, results: Sequence[Result], *, name: str, elapsed: fl
 
 def _parse_initial(_ctx: click.Context, _param: click.Parameter, value: str | None) -> object:
     if value is None:
-        return None
+        return NOT_GIVEN
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
@@ -212,8 +309,22 @@ def _fail(message: str) -> None:
 
 @click.command("check")
 @click.argument("history", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", "model", type=click.Choice(MODELS), required=True)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option(
+    "--model",
+    "model",
+    type=click.Choice(MODELS),
+    default=None,
+    help="What to check the history against. Default: detected from the history "
+    "(ours, Porcupine's logs, Knossos' EDN by its operations).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="The file's format; auto goes by extension, then by content.",
+)
 @click.option(
     "--timeline",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -242,7 +353,9 @@ def _fail(message: str) -> None:
     "--initial",
     callback=_parse_initial,
     default=None,
-    help="Initial register value, or map of multi-register keys, as JSON.",
+    help="Initial register value as JSON (null: nil, as Knossos' (cas-register nil)), or "
+    "a map of multi-register keys. Default: 0 for cas-register (Knossos' tests), nil for "
+    "register.",
 )
 @click.option(
     "--time-limit",
@@ -253,7 +366,7 @@ def _fail(message: str) -> None:
 def check_command(
     *,
     history: Path,
-    model: str,
+    model: str | None,
     fmt: str,
     timeline: Path | None,
     junit: Path | None,
@@ -262,10 +375,18 @@ def check_command(
     initial: object,
     time_limit: float | None,
 ) -> None:
-    """Check a history (ours, Jepsen EDN or Porcupine) and exit 0 valid, 1 invalid, 2 unknown."""
+    """Check a history (ours, Jepsen EDN or Porcupine) and exit 0 valid, 1 invalid, 2 unknown,
+    empty or unreadable."""
+    from harness.checkers.models import ModelError
+    from harness.checkers.verdict import combine
+    from harness.history import EmptyHistoryError, HistoryError
+
     started = time.monotonic()
     try:
-        ops = load_history(history, fmt)
+        ops, used = read_history_file(history, fmt)
+        if model is None:
+            model = detect_model(ops, used)
+            click.echo(f"model: {model} (detected from the history; --model to choose)")
         results = run_checks(
             ops,
             model,
@@ -274,8 +395,12 @@ def check_command(
             time_limit=time_limit,
             timeline=timeline,
         )
+    except EmptyHistoryError as exc:
+        _fail(f"nothing to check: {exc}")
+        return
     except HistoryError as exc:
-        _fail(f"malformed history: {exc}")
+        why = "cannot read history" if exc.message.startswith("cannot read") else "malformed"
+        _fail(f"{why} history: {exc}" if why == "malformed" else f"{why}: {exc}")
         return
     except ModelError as exc:
         _fail(f"{history}: {exc}")

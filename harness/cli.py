@@ -10,6 +10,7 @@ from dynamo_ref.cli import main as _main
 assert isinstance(_main, LazyGroup)
 _main.lazy("check", "harness.check_cli:check_command", "Check a history: verdict and timeline.")
 _main.lazy("campaign", "harness.campaign_cli:campaign_command", "Run a fault campaign.")
+_main.lazy("serve", "harness.serve:serve_command", "Serve campaign reports on loopback.")
 
 main = _main
 

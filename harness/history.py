@@ -27,6 +27,7 @@ import msgspec
 __all__ = [
     "NO_TIME",
     "EdnValue",
+    "EmptyHistoryError",
     "HistoryError",
     "Keyword",
     "Op",
@@ -83,8 +84,13 @@ class HistoryError(ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
+class EmptyHistoryError(HistoryError):
+    """A history with nothing to check in it (no operations, or only nemesis events)."""
+
+
 class Op(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One history event. `value` and `extra` hold JSON-able data only."""
+    """One history event. `value` and `extra` hold JSON-able data only. `node`: the node that
+    served the operation (the one its client talked to), when the recorder knows it."""
 
     process: int | str
     type: OpType
@@ -94,6 +100,7 @@ class Op(msgspec.Struct, frozen=True, omit_defaults=True):
     index: int
     key: object = None
     error: object = None
+    node: str | None = None
     extra: dict[str, object] = {}
 
 
@@ -547,6 +554,23 @@ class Operation:
     @property
     def key(self) -> object:
         return self.invoke.key
+
+    @property
+    def node(self) -> object:
+        """The node that served it: the completion's `node`, else the invocation's, else an
+        `extra.node` (older histories, other tools); None when not recorded."""
+        for op in (self.completion, self.invoke):
+            if op is not None and op.node is not None:
+                return op.node
+        for op in (self.completion, self.invoke):
+            if op is not None and "node" in op.extra:
+                return op.extra["node"]
+        return None
+
+    def at_node(self) -> str:
+        """`", node N"` when the serving node is recorded, else "" (for messages)."""
+        node = self.node
+        return "" if node is None else f", node {node}"
 
     @property
     def unknown(self) -> bool:

@@ -23,14 +23,18 @@ Checks by workload (`harness.checkers`):
   reads nil, of several reads a value no write wrote);
 - `register` on a register target: linearizability and lost writes (register).
 
-`progress(phase, fraction)` is called at each phase (`setup`, `running`, `healing`,
+`progress(phase, fraction, status)` is called at each phase (`setup`, `running`, `healing`,
 `quiescing`, `final-reads`, `replica-reads`, `teardown`, `checking`, `done`) with how far the
-run is (0..1; the workload's `duration` is 0.05..0.8), and about once a second while it runs.
+run is (0..1; the workload's `duration` is 0.05..0.8), and about once a second while the load
+runs, with a `LiveStatus` (operations, operations per second, the faults in force).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -38,27 +42,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from harness.checkers.causal import (
-    REPLICA_READ_F,
-    Dominates,
-    as_dynamo_writes,
-    descends,
-    replace_op,
-)
+from harness.checkers import datatypes
+from harness.checkers.causal import REPLICA_READ_F, replace_op
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.dynamo_semantics import check_dynamo
 from harness.checkers.linearizable import as_result, check
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.models import register
 from harness.checkers.verdict import Result, Verdict, combine
+from harness.clocks import Dominates, descends
 from harness.history import Op, pair, write_jsonl
-from harness.nemesis import PATTERNS, Nemesis, NemesisConfig
-from harness.recorder import Recorder
-from harness.workload import Workload, WorkloadConfig, WorkloadKind, default_keys
+from harness.nemesis import FAULTS, PATTERNS, Nemesis, NemesisConfig
+from harness.recorder import LiveStatus, Progress, Recorder
+from harness.targets.dynamo_settings import DEFAULT_MODE, DEFAULT_QUORUM, DEFAULTS, MODES, QUORUMS
+from harness.workload import WORKLOADS, Workload, WorkloadConfig, WorkloadKind, default_keys
 
-__all__ = ["TARGETS", "RunConfig", "RunResult", "check_run", "make_target", "run_once"]
+__all__ = [
+    "MODES",
+    "NETS",
+    "QUORUMS",
+    "TARGETS",
+    "RunConfig",
+    "RunResult",
+    "check_run",
+    "make_target",
+    "run_once",
+]
 
-Progress = Callable[[str, float], None]
+
+TARGETS = ("dynamo", "etcd", "external")
+NETS = ("proxy", "netns")
 
 
 @dataclass
@@ -67,10 +80,10 @@ class RunConfig:
     duration: float = 60.0
     nemesis: tuple[str, ...] = ("partition",)
     workload: str = "set-add"
-    # Plain vclock, the paper's rule, loses concurrent writes through one coordinator (the later
-    # write's counter dominates a sibling it never saw); dvv keeps them (Riak 2.0's fix).
-    mode: str = "dvv"
-    quorum: str = "sloppy"
+    # The node's defaults: dvv (plain vclock, the paper's rule, loses concurrent writes through
+    # one coordinator), sloppy quorum, N/R/W.
+    mode: str = DEFAULT_MODE
+    quorum: str = DEFAULT_QUORUM
     net: str = "proxy"
     seed: int = 0
     clients: int = 10
@@ -78,9 +91,9 @@ class RunConfig:
     target: str = "dynamo"  # dynamo | etcd | external
     program: tuple[str, ...] = ()  # the external target's node command
     out: Path = field(default_factory=lambda: Path("runs/run"))
-    n: int = 3
-    r: int = 2
-    w: int = 2
+    n: int = DEFAULTS.n
+    r: int = DEFAULTS.r
+    w: int = DEFAULTS.w
     rate: float | None = None  # ops/s per client; None: closed loop
     key_per_client: bool = False  # client i only works on key i (mod keys)
     patterns: tuple[str, ...] = tuple(PATTERNS)
@@ -91,6 +104,89 @@ class RunConfig:
     quiesce: float = 20.0  # at most, after the heal
     settle: float = 2.0  # at least, after the heal (anti-entropy rounds)
     check_time_limit: float = 60.0  # the linearizability search's budget
+
+    def problems(self) -> list[str]:
+        """Everything that keeps this run from starting, in the campaign's option names (empty:
+        it can run). Checked before any process starts."""
+        out: list[str] = []
+        known = {
+            "--target": (self.target, TARGETS),
+            "--workload": (self.workload, WORKLOADS),
+            "--mode": (self.mode, MODES),
+            "--quorum": (self.quorum, QUORUMS),
+            "--net": (self.net, NETS),
+        }
+        for option, (value, choices) in known.items():
+            if value not in choices:
+                what = option.removeprefix("--")
+                out.append(f"{option} {value!r}: unknown {what}, one of {', '.join(choices)}")
+        bad = [f for f in self.nemesis if f not in FAULTS]
+        if bad:
+            out.append(
+                f"--nemesis: unknown fault {', '.join(map(repr, bad))}; the faults are "
+                f"{', '.join(FAULTS)} (comma-separated), or none"
+            )
+        if not (self.duration > 0 and math.isfinite(self.duration)):
+            out.append(f"--time must be a positive number of seconds, got {self.duration:g}")
+        for option, count in (("--nodes", self.nodes), ("--clients", self.clients)):
+            if count < 1:
+                out.append(f"{option} must be at least 1, got {count}")
+        if self.keys < 1:
+            out.append(f"--keys must be at least 1, got {self.keys}")
+        if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
+            out.append(f"--rate must be a positive number of operations a second, not {self.rate}")
+        if self.net == "netns" and self.target != "external" and os.geteuid() != 0:
+            out.append("--net netns needs root (network namespaces and iptables)")
+        if self.program and self.target != "external":
+            out.append("--program (--bin) is for --target external, the node program's command")
+        out += self._target_problems()
+        return out
+
+    def _target_problems(self) -> list[str]:
+        out: list[str] = []
+        if self.target in ("etcd", "external") and self.workload != "register":
+            out.append(
+                f"the {self.target} target stores registers: use --workload register (lin-kv), "
+                f"not {self.workload}"
+            )
+        if self.target in ("etcd", "external") and "skew" in self.nemesis:
+            out.append(f"the {self.target} target cannot skew clocks: drop skew from --nemesis")
+        if self.target == "etcd":
+            # Each etcd member advertises one peer URL to all, so per-link proxies cannot cut
+            # its links: partitions need namespaces.
+            if "partition" in self.nemesis and self.net != "netns":
+                out.append("etcd partitions need --net netns (root)")
+            if self.nodes not in (3, 5):
+                out.append(f"an etcd cluster here has 3 or 5 members, not --nodes {self.nodes}")
+        if self.target == "external" and not self.program:
+            out.append("the external target needs the node program's command (--program or --bin)")
+        if self.target == "dynamo":
+            n = min(self.n, self.nodes)
+            if not (1 <= self.r <= n and 1 <= self.w <= n):
+                out.append(f"R={self.r} and W={self.w} must be between 1 and N={n}")
+        return out
+
+    def settings(self) -> dict[str, object]:
+        """The fields that apply to this run, in declaration order: what names it and what its
+        page and summary show. Only dynamo-ref has N/R/W, a version mode and a quorum kind; an
+        external program routes its own messages (no --net); fault settings only matter for
+        the faults drawn."""
+        skip = set()
+        if self.target != "dynamo":
+            skip |= {"mode", "quorum", "n", "r", "w"}
+        if self.target == "external":
+            skip.add("net")
+        else:
+            skip.add("program")
+        if "partition" not in self.nemesis:
+            skip.add("patterns")
+        if "skew" not in self.nemesis:
+            skip |= {"skew", "skew_nodes"}
+        if not self.nemesis:
+            skip |= {"fault_time", "heal_time"}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
+        }
 
 
 @dataclass
@@ -115,42 +211,31 @@ class RunResult:
         }
 
 
-TARGETS = ("dynamo", "etcd", "external")
-
-
 def make_target(cfg: RunConfig) -> Any:
     """The target `cfg.target` names: dynamo-ref processes, an etcd cluster, or the external
     node program `cfg.program` speaking the Maelstrom protocol (harness/examples/README.md).
 
-    :raises ValueError: an unknown target, or faults or a workload the target cannot take.
+    :raises ValueError: `cfg.problems()`: an unknown target, faults or a workload the target
+        cannot take, ...
     """
-    if cfg.target not in TARGETS:
-        raise ValueError(f"unknown target {cfg.target!r}: one of {', '.join(TARGETS)}")
-    if cfg.target != "dynamo" and cfg.workload != "register":
-        raise ValueError(f"the {cfg.target} target stores registers: use --workload register")
+    problems = cfg.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
     if cfg.target == "etcd":
         from harness.targets.etcd_target import EtcdTarget
 
-        # Each etcd member advertises one peer URL to all, so per-link proxies cannot cut its
-        # links: partitions need namespaces.
-        if "partition" in cfg.nemesis and cfg.net != "netns":
-            raise ValueError("etcd partitions need --net netns (root)")
-        if cfg.nodes not in (3, 5):
-            raise ValueError("an etcd cluster here has 3 or 5 members")
         return EtcdTarget(
-            cfg.nodes, cfg.out / "cluster", net="netns" if cfg.net == "netns" else "none"
+            cfg.nodes, _cluster_dir(cfg), net="netns" if cfg.net == "netns" else "none"
         )
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget
 
-        if not cfg.program:
-            raise ValueError("the external target needs the node program's command (--program)")
         return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed)
     from harness.targets.dynamo import DynamoTarget
 
     return DynamoTarget(
         cfg.nodes,
-        cfg.out / "cluster",
+        _cluster_dir(cfg),
         net=cast(Any, cfg.net),
         mode=cast(Any, cfg.mode),
         quorum=cast(Any, cfg.quorum),
@@ -161,7 +246,13 @@ def make_target(cfg: RunConfig) -> Any:
     )
 
 
-def _noop(_phase: str, _fraction: float) -> None:
+def _cluster_dir(cfg: RunConfig) -> Path:
+    """Where the nodes keep their data: absolute, since node processes have a working
+    directory of their own."""
+    return (cfg.out / "cluster").resolve()
+
+
+def _noop(_phase: str, _fraction: float, _status: LiveStatus | None = None, /) -> None:
     pass
 
 
@@ -215,7 +306,7 @@ async def run_once(
         t = time.monotonic()
         deadline = t + cfg.duration
         say("running", 0.05)
-        ticker = asyncio.create_task(_tick(say, t, cfg.duration))
+        ticker = asyncio.create_task(_tick(say, recorder, t, cfg.duration))
         try:
             await asyncio.gather(workload.run(deadline), nemesis.run(deadline))
         finally:
@@ -275,11 +366,16 @@ async def run_once(
     return result
 
 
-async def _tick(say: Progress, started: float, duration: float) -> None:
+async def _tick(say: Progress, recorder: Recorder, started: float, duration: float) -> None:
+    last, last_done = started, 0
     while True:
         await asyncio.sleep(1.0)
-        done = min(1.0, (time.monotonic() - started) / duration) if duration > 0 else 1.0
-        say("running", 0.05 + 0.75 * done)
+        now = time.monotonic()
+        status = recorder.live(now - started)
+        rate = (status.completed - last_done) / max(now - last, 1e-9)
+        last, last_done = now, status.completed
+        done = min(1.0, (now - started) / duration) if duration > 0 else 1.0
+        say("running", 0.05 + 0.75 * done, dataclasses.replace(status, rate=rate))
 
 
 async def _quiesce(target: Any, cfg: RunConfig) -> None:
@@ -328,6 +424,15 @@ def _as_register(history: Sequence[Op]) -> list[Op]:
     return out
 
 
+# The data type each workload's history holds, for the lost-writes, Dynamo and convergence
+# checkers; a register workload against a versioned target reads siblings.
+WORKLOAD_DATATYPES: dict[str, Callable[[Dominates], datatypes.Datatype]] = {
+    "register": datatypes.siblings,
+    "set-add": datatypes.set_add,
+    "counter": datatypes.set_add,
+}
+
+
 def linearizable_result(history: Sequence[Op], time_limit: float | None) -> Result:
     """The register-per-key linearizability check as a `Result`."""
     return as_result(check(register(None), pair(history), time_limit=time_limit))
@@ -346,18 +451,17 @@ def check_run(
     """The checks a run of `workload` calls for (see the module docstring)."""
     client = [op for op in history if op.f != REPLICA_READ_F]
     checks: dict[str, Result] = {}
-    if workload in ("set-add", "counter"):
-        checks["lost_writes"] = check_lost_writes(client, kind="set")
-        checks["dynamo"] = check_dynamo(
-            as_dynamo_writes(client), strict_quorum=strict_quorum, dominates=dominates
-        )
-    elif versioned:
-        checks["lost_writes"] = check_lost_writes(client, kind="siblings", dominates=dominates)
-        checks["dynamo"] = check_dynamo(client, strict_quorum=strict_quorum, dominates=dominates)
-        checks["linearizable"] = linearizable_result(_as_register(client), time_limit)
-    else:
+    if workload == "register" and not versioned:
         checks["linearizable"] = linearizable_result(client, time_limit)
-        checks["lost_writes"] = check_lost_writes(client, kind="register")
+        checks["lost_writes"] = check_lost_writes(client, datatypes.register(dominates))
+        return checks
+    datatype = WORKLOAD_DATATYPES[workload](dominates)
+    checks["lost_writes"] = check_lost_writes(client, datatype)
+    checks["dynamo"] = check_dynamo(client, strict_quorum=strict_quorum, datatype=datatype)
+    if workload == "register":
+        checks["linearizable"] = linearizable_result(_as_register(client), time_limit)
     if versioned:
-        checks["convergence"] = check_convergence_history(history, replicas=replicas or None)
+        checks["convergence"] = check_convergence_history(
+            history, datatype=datatype, replicas=replicas or None
+        )
     return checks

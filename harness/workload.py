@@ -12,11 +12,13 @@ record every operation through a `Recorder`, in the shapes of `harness.checkers.
   increment writes its own entry + 1, recorded as `add` of the element `"<client>:<count>"`,
   so the set checker sees exactly which increments a final read holds.
 
-Clients are spread over the nodes round-robin; keys come from `target.pick_keys` when the target
-can place keys on its ring (one per partition first), else `k0`, `k1`, ... Values are unique
-across the run. `final_reads` (after heal and quiescence; `extra.final`) reads every key once,
-retrying on other nodes; for set-add and counter the value is the final set of elements and the
-siblings go in `extra.siblings`. `replica_reads` reads each replica of each key directly.
+Every op records the node its client talks to, which serves it (`node`: a stale read names the
+node that served it). Clients are spread over the nodes round-robin; keys come from
+`target.pick_keys` when the target can place keys on its ring (one per partition first), else
+`k0`, `k1`, ... Values are unique across the run. `final_reads` (after heal and quiescence;
+`extra.final`) reads every key once, retrying on other nodes; for set-add and counter the value
+is the final set of elements and the siblings go in `extra.siblings`. `replica_reads` reads
+each replica of each key directly.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def default_keys(target: object, count: int) -> list[str]:
         keys: list[str] = pick(count)
         return keys
     return [f"k{i}" for i in range(count)]
+
+
+def _node(client: object) -> str | None:
+    """The node a client talks to: it serves (coordinates or forwards) the client's ops."""
+    node = getattr(client, "node", None)
+    return node if isinstance(node, str) else None
 
 
 def _ctx_extra(ctx: object) -> dict[str, object]:
@@ -217,7 +225,7 @@ class Workload:
         self, process: int | str, client: Any, key: str, *, final: bool = False
     ) -> tuple[list[object], object]:
         extra: dict[str, object] = {"final": True} if final else {}
-        with self.recorder.op(process, "read", key, None, extra) as h:
+        with self.recorder.op(process, "read", key, None, extra, node=_node(client)) as h:
             try:
                 if isinstance(client, VersionedClient):
                     values, ctx = await self._call(client.get(key))
@@ -245,7 +253,9 @@ class Workload:
 
     async def write(self, process: int, client: Any, key: str, value: object) -> None:
         ctx = self._contexts.get((process, key))
-        with self.recorder.op(process, "write", key, value, _ctx_extra(ctx)) as h:
+        with self.recorder.op(
+            process, "write", key, value, _ctx_extra(ctx), node=_node(client)
+        ) as h:
             try:
                 if isinstance(client, VersionedClient):
                     await self._call(client.put(key, value, ctx))
@@ -265,7 +275,7 @@ class Workload:
     async def cas(self, process: int, client: Any, key: str, expected: object, new: object) -> None:
         """Compare-and-set on a register target; a cas that found another value is `fail`
         (it did not take effect), as Knossos records it."""
-        with self.recorder.op(process, "cas", key, [expected, new]) as h:
+        with self.recorder.op(process, "cas", key, [expected, new], node=_node(client)) as h:
             try:
                 swapped = await self._call(client.cas(key, expected, new))
                 if swapped:
@@ -287,7 +297,7 @@ class Workload:
         self, process: int, client: Any, key: str, element: object, *, written: object, ctx: object
     ) -> None:
         extra = {**_ctx_extra(ctx), "written": written}
-        with self.recorder.op(process, "add", key, element, extra) as h:
+        with self.recorder.op(process, "add", key, element, extra, node=_node(client)) as h:
             try:
                 await self._call(client.put(key, written, ctx))
                 self.recorder.complete(h, "ok", element, {**extra, **self._put_extra(client)})
@@ -354,7 +364,7 @@ class Workload:
             while jobs:
                 key, node = jobs.pop()
                 with self.recorder.op(
-                    f"replica-{w}", "replica-read", key, None, {"node": node}
+                    f"replica-{w}", "replica-read", key, None, {"node": node}, node=node
                 ) as h:
                     try:
                         versions = await self._call(reader(node, key))

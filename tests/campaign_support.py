@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.checkers import datatypes as D
 from harness.checkers.convergence import check_convergence_history
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.verdict import Result, combine
@@ -86,7 +87,7 @@ def set_history(
 def check_set(history: Sequence[Op]) -> dict[str, Result]:
     client = [op for op in history if op.f != "replica-read"]
     return {
-        "lost_writes": check_lost_writes(client, kind="set"),
+        "lost_writes": check_lost_writes(client, D.set_add()),
         "convergence": check_convergence_history(history),
     }
 

@@ -5,27 +5,38 @@ a pass), and the exit code is 0 valid, 1 invalid, 2 unknown."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import io
 import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from campaign_support import fake_config, fake_run_once
 from click.testing import CliRunner
+from rich.console import Console
+from rich.progress import Progress
 
 from harness.campaign import (
     EXIT,
     CampaignObserver,
     RunSummary,
+    config_json,
     exit_code,
     expand_matrix,
+    list_campaigns,
+    new_campaign_dir,
     run_campaign,
     run_name,
+    write_campaigns_index,
 )
-from harness.campaign_cli import make_campaign_command, parse_axes
+from harness.campaign_cli import _Display, make_campaign_command, parse_axes
 from harness.history import read_jsonl
+from harness.recorder import Recorder
+from harness.run import RunConfig
 
 
 def test_exit_codes() -> None:
@@ -166,14 +177,15 @@ def test_cli_single_run(tmp_path: Path) -> None:
 def test_cli_matrix_exit_code_follows_the_worst_verdict(tmp_path: Path) -> None:
     res = _cli(tmp_path, "--matrix", "--mode", "vclock,lww", "--seed", "1,2")
     assert res.exit_code == 1, res.output
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    campaign = (tmp_path / "out" / "latest").resolve()
+    summary = json.loads((campaign / "summary.json").read_text(encoding="utf-8"))
     assert [(r["config"]["mode"], r["config"]["seed"], r["verdict"]) for r in summary["runs"]] == [
         ("vclock", 1, "valid"),
         ("vclock", 2, "valid"),
         ("lww", 1, "invalid"),
         ("lww", 2, "invalid"),
     ]
-    assert "report: " + str(tmp_path / "out" / "index.html") in res.output
+    assert "report: " + str(campaign / "index.html") in res.output
 
 
 def test_cli_unknown_fails(tmp_path: Path) -> None:
@@ -208,17 +220,235 @@ def test_real_campaign_end_to_end(tmp_path: Path) -> None:
     args = ["--nodes", "3", "--time", "4", "--nemesis", "partition,kill", "--mode", "dvv"]
     res = CliRunner().invoke(command, [*args, "--clients", "4", "--out", str(out)])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.output
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    campaign = (out / "latest").resolve()
+    summary = json.loads((campaign / "summary.json").read_text(encoding="utf-8"))
     assert res.exit_code == summary["exit_code"] == EXIT[summary["verdict"]]
     (run,) = summary["runs"]
     assert run["error"] is None
     assert set(run["checks"]) >= {"lost_writes", "convergence"}
-    page = out / run["report"]
+    page = campaign / run["report"]
     html = page.read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2
-    history = read_jsonl(out / run["history"])
+    history = read_jsonl(campaign / run["history"])
     assert any(op.process == "nemesis" for op in history)
     assert "No faults were injected." not in html
     for href in re.findall(r"href='([^']+)'", html):
-        assert (page.parent / href).is_file(), href
+        assert (page.parent / href.split("#")[0]).is_file(), href
     assert f"report: {page}" in res.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Every option is checked before anything starts
+
+
+def _refusing_cli(tmp_path: Path, *args: str) -> Any:
+    async def never(cfg: Any, progress: Any = None) -> Any:
+        raise AssertionError("a run started despite bad options")
+
+    command = make_campaign_command(lambda: (fake_config, never))
+    return CliRunner().invoke(command, ["--out", str(tmp_path / "out"), *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time", "-5"], "--time must be a positive number of seconds, got -5"),
+        (["--time-limit", "0"], "--time must be a positive number of seconds"),
+        (["--nemesis", "explode"], "--nemesis: unknown fault 'explode'"),
+        (["--nemesis", "partition,explode"], "unknown fault 'explode'"),
+        (["--target", "external"], "needs the node program's command"),
+        (["--bin", "prog", "--workload", "set-add"], "stores registers: use --workload register"),
+        (["--target", "etcd", "--nodes", "4", "--net", "netns"], "3 or 5 members"),
+        (["--target", "etcd", "--nemesis", "skew", "--nodes", "3"], "cannot skew clocks"),
+        (["--clients", "0"], "--clients must be at least 1"),
+        (["--keys", "0"], "--keys must be at least 1"),
+        (["--rate", "-1"], "--rate must be a positive number"),
+        (["--program", "prog", "--target", "dynamo"], "--program (--bin) is for --target external"),
+        (["--matrix", "--time", "5,-1"], "--time must be a positive number of seconds, got -1"),
+        (["--bin", "node", "--mode", "lww"], "--mode does not apply to the external target"),
+        (["--bin", "node", "--quorum", "strict"], "--quorum does not apply to the external"),
+        (["--bin", "node", "--net", "netns"], "--net does not apply to the external target"),
+    ],
+)
+def test_bad_options_exit_2_before_anything_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    res = _refusing_cli(tmp_path, *args)
+    assert res.exit_code == 2, res.output
+    assert "the campaign cannot run" in res.output
+    assert message in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    res = _refusing_cli(tmp_path, "--time", "-5", "--nemesis", "explode", "--clients", "0")
+    assert res.exit_code == 2
+    for message in ("--time must", "unknown fault 'explode'", "--clients must"):
+        assert message in res.output
+
+
+def test_every_option_has_help() -> None:
+    command = make_campaign_command()
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    assert len(options) >= 16
+    assert all(p.help for p in options), [p.name for p in options if not p.help]
+
+
+# ---------------------------------------------------------------------------------------------
+# Jepsen's and Maelstrom's names
+
+
+def _capturing_cli(tmp_path: Path, *args: str) -> tuple[Any, list[RunConfig]]:
+    seen: list[RunConfig] = []
+
+    async def capture(cfg: RunConfig, progress: Any = None) -> Any:
+        seen.append(cfg)
+        return await fake_run_once(dataclasses.replace(cfg, mode="vclock"), progress)
+
+    command = make_campaign_command(lambda: (fake_config, capture))
+    res = CliRunner().invoke(command, ["--out", str(tmp_path / "out"), *args])
+    return res, seen
+
+
+def test_maelstrom_and_jepsen_option_names(tmp_path: Path) -> None:
+    res, seen = _capturing_cli(
+        tmp_path,
+        *("-w", "lin-kv", "--bin", "python node.py --fast", "--node-count", "3"),
+        *("--time-limit", "2.5", "--concurrency", "2n", "--rate", "60", "--test-count", "2"),
+    )
+    assert res.exit_code == 0, res.output
+    assert [c.seed for c in seen] == [0, 1]
+    for cfg in seen:
+        assert cfg.target == "external"
+        assert cfg.workload == "register"
+        assert cfg.program == ("python", "node.py", "--fast")
+        assert (cfg.nodes, cfg.duration, cfg.clients) == (3, 2.5, 6)
+        assert cfg.rate == pytest.approx(10.0)  # 60 a second over 6 clients
+
+
+def test_external_and_etcd_targets_default_to_registers(tmp_path: Path) -> None:
+    _, seen = _capturing_cli(tmp_path, "--target", "external", "--program", "node")
+    assert [c.workload for c in seen] == ["register"]
+    _, seen = _capturing_cli(tmp_path, "--nodes", "3")
+    assert [c.workload for c in seen] == ["set-add"]
+
+
+def test_test_count_needs_one_seed(tmp_path: Path) -> None:
+    res = _refusing_cli(tmp_path, "--matrix", "--seed", "1,2", "--test-count", "3")
+    assert res.exit_code == 2
+    assert "give one" in res.output
+
+
+# ---------------------------------------------------------------------------------------------
+# A reused --out keeps every campaign
+
+
+def test_a_reused_out_keeps_earlier_campaigns(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for _ in range(2):
+        res = _cli(tmp_path, "--seed", "3")
+        assert res.exit_code == 0, res.output
+    folders = sorted(p for p in out.iterdir() if p.is_dir() and not p.is_symlink())
+    assert len(folders) == 2
+    for folder in folders:
+        (run,) = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["runs"]
+        assert (folder / run["report"]).is_file()
+        assert read_jsonl(folder / run["history"])
+    assert (out / "latest").is_symlink()
+    assert (out / "latest").resolve() == folders[-1]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    links = re.findall(r"href='([^']+)/index\.html'", index)
+    assert links == [folders[1].name, folders[0].name]  # newest first
+    assert "all campaigns: " + str(out / "index.html") in res.output
+
+
+def test_campaign_folders_never_collide(tmp_path: Path) -> None:
+    first = new_campaign_dir(tmp_path, now=1_700_000_000.0)
+    second = new_campaign_dir(tmp_path, now=1_700_000_000.0)
+    assert first.name == "20231114T221320Z"
+    assert second.name == "20231114T221320Z-2"
+    assert (tmp_path / "latest").resolve() == second
+
+
+def test_a_campaign_written_straight_into_out_stays_listed(tmp_path: Path) -> None:
+    # An earlier version wrote a campaign's files straight into --out.
+    asyncio.run(run_campaign([fake_config(seed=1)], tmp_path, fake_run_once))
+    old_index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    asyncio.run(run_campaign([fake_config(seed=2)], new_campaign_dir(tmp_path), fake_run_once))
+    write_campaigns_index(tmp_path)
+    entries = list_campaigns(tmp_path)
+    assert len(entries) == 2
+    assert (tmp_path / "runs.html").read_text(encoding="utf-8") == old_index
+    assert {e.path for e in entries} == {"runs.html", f"{entries[0].path.split('/')[0]}/index.html"}
+    write_campaigns_index(tmp_path)  # again: the campaigns index is not mistaken for runs
+    assert (tmp_path / "runs.html").read_text(encoding="utf-8") == old_index
+
+
+# ---------------------------------------------------------------------------------------------
+# External runs carry only the settings that apply to them
+
+
+def test_external_runs_are_named_and_shown_without_dynamo_settings() -> None:
+    external = fake_config(target="external", workload="register", program=("node",))
+    assert run_name(external) == "external_partition_register_n5_s0"
+    settings = config_json(external)
+    for absent in ("mode", "quorum", "n", "r", "w", "net"):
+        assert absent not in settings
+    assert settings["program"] == ["node"]
+    dynamo = config_json(fake_config())
+    assert {"mode", "quorum", "n", "r", "w", "net"} <= set(dynamo)
+    assert "program" not in dynamo
+    assert "skew" not in dynamo  # no skew drawn
+    assert "skew" in config_json(fake_config(nemesis=("skew",)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The console: the failing checker's explanation, and live progress
+
+
+def test_the_failing_checkers_explanation_is_printed(tmp_path: Path) -> None:
+    res = _cli(tmp_path, "--mode", "lww")
+    assert res.exit_code == 1
+    assert "lost_writes is invalid:" in res.output
+    assert "was acknowledged but is not in the final read" in res.output
+    assert "smallest failing key" in res.output
+
+
+def test_progress_shows_elapsed_rate_and_the_fault_in_force() -> None:
+    rec = Recorder()
+    h = rec.invoke(0, "read", "k")
+    rec.nemesis_start("partition", {"pattern": "halves", "links": []})
+    rec.complete(h, "ok", 1)
+    h = rec.invoke(1, "write", "k", 2)
+    rec.nemesis_start("kill", {"nodes": ["n3"]})
+    rec.complete(h, "info")
+    status = rec.live(12.5, rate=40.0)
+    assert (status.ok, status.unknown, status.completed) == (1, 1, 2)
+    assert status.faults == ("partition (halves)", "kill n3")
+    rec.nemesis_stop("partition")
+    assert rec.live(13.0).faults == ("kill n3",)
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, force_terminal=False)
+    display = _Display(Progress(console=console), total=1)
+    display.started(0, 1, "run-a")
+    display.step("running", 0.4, status)
+    line = buffer.getvalue()
+    assert "[1/1] run-a: running" in line
+    assert "12.5 s" in line
+    assert "40 ops/s" in line
+    assert "fault: partition (halves) + kill n3" in line
+
+
+def test_on_a_terminal_the_status_is_the_bars_second_line() -> None:
+    rec = Recorder()
+    rec.nemesis_start("pause", {"nodes": ["n1"]})
+    console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    progress = Progress(console=console)
+    display = _Display(progress, total=2)
+    display.started(1, 2, "run-b")
+    display.step("running", 0.3, rec.live(3.0, rate=12.0))
+    (line, status) = progress.tasks[1].description.split("\n")
+    assert line == "[2/2] run-b: running"
+    assert "12 ops/s" in status
+    assert "fault: pause n1" in status

@@ -8,13 +8,14 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner, Result
 from dynamo_histories import H
 from test_conformance import _files, _verdict_rows, require_conformance
 
 from harness.check_cli import check_command
-from harness.history import dumps_jsonl
+from harness.history import Op, dumps_jsonl
 
 EXIT = {"valid": 0, "invalid": 1, "unknown": 2}
 
@@ -33,6 +34,10 @@ def test_porcupine_through_cli(row: dict[str, str]) -> None:
     model = "etcd" if row["model"] == "etcd-cas-register" else "kv"
     expected = {"true": "valid", "false": "invalid", "": "valid"}[row["expected_linearizable"]]
     out = run(path, "--model", model)
+    if row["operations"] == "0":  # Porcupine asserts nothing; an empty file is not a pass
+        assert out.exit_code == 2, out.output
+        assert "nothing to check" in out.output
+        return
     assert out.exit_code == EXIT[expected], out.output
     assert out.output.rstrip().splitlines()[-1].startswith(f"verdict: {expected}")
 
@@ -240,3 +245,143 @@ def test_set_and_register_models(tmp_path: Path) -> None:
     assert out.exit_code == 1
     assert "linearizable (register): invalid" in out.output
     assert "lost-writes (register): invalid" in out.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing to check is not a pass; unreadable is not a pass
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("h.jsonl", b""),
+        ("h.jsonl", b"\n  \n"),
+        ("h.edn", b"[]"),
+    ],
+)
+def test_empty_history_exits_2_saying_there_is_nothing_to_check(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    for args in (["--model", "register"], []):
+        out = run(path, *args)
+        assert out.exit_code == 2, out.output
+        assert "error: nothing to check" in out.output
+        assert "valid" not in out.output
+
+
+def test_only_nemesis_events_are_valid_with_a_model_and_undetectable_without(
+    tmp_path: Path,
+) -> None:
+    # As in Knossos and Porcupine, no client operations are linearizable; but nothing says
+    # what they were meant to be, so without --model there is nothing to check.
+    path = _write(tmp_path, H().nemesis("start-partition", "n1|n2"))
+    assert run(path, "--model", "register").exit_code == 0
+    out = run(path)
+    assert out.exit_code == 2
+    assert "error: nothing to check" in out.output
+
+
+def test_binary_history_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    out = run(path)
+    assert out.exit_code == 2
+    assert "not UTF-8" in out.output
+
+
+# ---------------------------------------------------------------------------------------------
+# --initial null is Knossos' (cas-register nil)
+
+
+def test_initial_null_is_nil_not_the_default(tmp_path: Path) -> None:
+    # A first read of 0: legal from (cas-register 0), not from (cas-register nil).
+    path = tmp_path / "h.edn"
+    path.write_text(
+        "[{:process 0 :type :invoke :f :read :value nil}\n"
+        " {:process 0 :type :ok :f :read :value 0}]\n"
+    )
+    assert run(path, "--model", "cas-register").exit_code == 0
+    out = run(path, "--model", "cas-register", "--initial", "null")
+    assert out.exit_code == 1, out.output
+    assert "cas-register(None)" in out.output
+    assert run(path, "--model", "cas-register", "--initial", "0").exit_code == 0
+    # A nil read matches any value, from any start (Knossos' rule).
+    nil = tmp_path / "nil.edn"
+    nil.write_text(
+        "[{:process 0 :type :invoke :f :write :value 3} {:process 0 :type :ok :f :write :value 3}"
+        " {:process 1 :type :invoke :f :read :value nil} {:process 1 :type :ok :f :read}]\n"
+    )
+    assert run(nil, "--model", "cas-register", "--initial", "null").exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The model is detected when --model is not given
+
+
+def test_our_histories_need_no_model(tmp_path: Path) -> None:
+    out = run(_write(tmp_path, _good_dynamo()))
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("model: dynamo (detected")
+    assert "lost-writes (siblings)" in out.output
+    assert "convergence" in out.output
+
+    h = H()
+    for i in range(3):
+        h.invoke(i, "add", i, key="s").ok(i, "add", i, key="s")
+    h.read(9, [0, 2], key="s", final=True)
+    out = run(_write(tmp_path, h))
+    assert out.exit_code == 1, out.output
+    assert "model: set" in out.output
+    assert "add 1 by process 1" in out.output
+
+    lost = H().write(0, "a").write(1, "b").read(2, "a", final=True)
+    out = run(_write(tmp_path, lost))
+    assert out.exit_code == 1
+    assert "model: register" in out.output
+    assert "linearizable (register): invalid" in out.output
+
+
+def test_porcupine_and_knossos_models_are_detected() -> None:
+    root = require_conformance()
+    out = run(root / "porcupine" / "kv" / "c10-ok.txt")
+    assert out.exit_code == 0, out.output
+    assert "model: kv" in out.output
+    bad = root / "knossos" / "cas-register" / "bad" / "bad-analysis.edn"
+    out = run(bad)
+    assert out.exit_code == 1
+    assert "model: cas-register" in out.output
+    log = next(iter(sorted((root / "porcupine" / "jepsen").glob("*.log"))))
+    assert "model: etcd" in run(log).output
+
+
+def test_a_history_no_model_explains_asks_for_one(tmp_path: Path) -> None:
+    path = _write(tmp_path, H().invoke(0, "frob", 1).ok(0, "frob", 1))
+    out = run(path)
+    assert out.exit_code == 2
+    assert "cannot tell the model" in out.output
+    assert "pass --model" in out.output
+
+
+# ---------------------------------------------------------------------------------------------
+# A stale read names the node that served it
+
+
+def _served(h: H, nodes: dict[int, str]) -> list[Op]:
+    """`h`'s ops with each client op's `node` set from its process."""
+    return [
+        msgspec.structs.replace(op, node=nodes[op.process]) if op.process in nodes else op
+        for op in h.ops
+    ]
+
+
+def test_a_stale_read_names_its_node(tmp_path: Path) -> None:
+    h = H().write(0, 1).write(0, 2).read(1, 1, final=True)
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(dumps_jsonl(_served(h, {0: "n1", 1: "n3"})))
+    out = run(path, "--model", "register")
+    assert out.exit_code == 1, out.output
+    assert "cannot linearize: process 1 ok   read -> 1  (index 4..5, node n3)" in out.output
+    assert "the final read (index 5, node n3) returned [1]" in out.output
+    assert "write 2 by process 0 (index 2..3, node n1," in out.output

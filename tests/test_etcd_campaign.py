@@ -312,7 +312,7 @@ def test_an_etcd_campaign_gives_verdicts_in_its_report(tmp_path: Path) -> None:
     args += ["--net", "netns", "--nemesis", "partition,kill", "--time", "5", "--clients", "4"]
     result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    (page,) = out.glob("*/report.html")
+    (page,) = (out / "latest").glob("*/report.html")  # each campaign in its own folder
     html = page.read_text()
     assert "linearizable" in html
     assert "valid" in html

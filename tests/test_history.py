@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from harness.history import (
     read_porcupine_kv,
     write_jsonl,
 )
+from harness.recorder import Recorder
 
 # ---------------------------------------------------------------------------------------------
 # EDN reader
@@ -344,3 +346,22 @@ def test_pair_errors(
         pair(_ops(*events))
     assert info.value.index == index
     assert info.value.field == field
+
+
+def test_node_is_recorded_and_read_back() -> None:
+    rec = Recorder()
+    h = rec.invoke(0, "read", "k", node="n2")
+    rec.complete(h, "ok", 1)
+    rec.nemesis("start-partition")
+    (op,) = pair(loads_jsonl(dumps_jsonl(rec.ops)))
+    assert (op.invoke.node, op.completion.node if op.completion else None) == ("n2", "n2")
+    assert op.node == "n2"
+    assert op.at_node() == ", node n2"
+    # Histories of other tools may name it in extra; unnamed is None.
+    other = Op(process=1, type="invoke", f="read", value=None, time=0, index=0, extra={"node": 3})
+    (theirs,) = pair([other])
+    assert theirs.node == 3
+    (none,) = pair([msgspec.structs.replace(other, extra={})])
+    assert none.node is None
+    assert none.at_node() == ""
+    assert b"node" not in dumps_jsonl([msgspec.structs.replace(other, extra={})])

@@ -11,13 +11,16 @@ from dynamo_histories import H, run_store, steps
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.checkers import datatypes as D
 from harness.checkers.causal import fault_windows
 from harness.checkers.lost_writes import check_lost_writes
 from harness.history import Op
 
+TYPES = {"siblings": D.siblings, "register": D.register, "set": D.set_add}
+
 
 def verdict(h: H, kind: str = "siblings") -> str:
-    return check_lost_writes(h.ops, kind=kind).verdict  # type: ignore[arg-type]
+    return check_lost_writes(h.ops, TYPES[kind]()).verdict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -29,7 +32,7 @@ def test_register_write_lost_under_partition_is_reported_with_its_fault() -> Non
     h.nemesis("start", ["isolated", "n1"]).write(1, "v2").nemesis("stop", None, "invoke")
     h.nemesis("stop", "healed").write(2, "v3", key="other")
     h.read(3, "v1", final=True).read(3, "v3", key="other", final=True)
-    result = check_lost_writes(h.ops, kind="register")
+    result = check_lost_writes(h.ops, D.register())
     assert result.verdict == "invalid"
     (lost,) = result.findings
     assert lost.key == "k"
@@ -76,14 +79,14 @@ def test_set_lost_add_and_unexpected_element() -> None:
     for i in range(4):
         h.invoke(i, "add", i, key="s").ok(i, "add", i, key="s")
     h.read(9, [0, 1, 3], key="s", final=True)
-    result = check_lost_writes(h.ops, kind="set")
+    result = check_lost_writes(h.ops, D.set_add())
     assert result.verdict == "invalid"
     assert [f.kind for f in result.findings] == ["lost"]
     assert "add 2" in result.findings[0].message
 
     h2 = H().invoke(0, "add", 1, key="s").ok(0, "add", 1, key="s")
     h2.read(9, [1, 7], key="s", final=True)
-    bad = check_lost_writes(h2.ops, kind="set")
+    bad = check_lost_writes(h2.ops, D.set_add())
     assert bad.verdict == "invalid"
     assert [f.kind for f in bad.findings] == ["unexpected"]
 
@@ -94,7 +97,7 @@ def test_custom_dominates_is_used() -> None:
     h = H().write(0, "x", clock={"n1": 1}).write(1, "y", clock={"n1": 2}, context={"n1": 1})
     h.read(2, ["y"], clocks=[{"n1": 2}], final=True)
     assert check_lost_writes(h.ops).verdict == "valid"
-    never = check_lost_writes(h.ops, dominates=lambda a, b: a == b)
+    never = check_lost_writes(h.ops, D.siblings(dominates=lambda a, b: a == b))
     assert never.verdict == "invalid"
 
 
@@ -261,3 +264,15 @@ def test_a_cas_that_took_effect_supersedes_earlier_writes() -> None:
     bad = H().write(0, "v1").invoke(1, "cas", ["v0", "v2"]).fail(1, "cas", ["v0", "v2"])
     bad.read(2, "v2", final=True)
     assert verdict(bad, "register") == "invalid"
+
+
+def test_explanations_cut_long_values() -> None:
+    # A final read of thousands of elements is summarised, not printed whole.
+    h = H()
+    for i in range(3000):
+        h.invoke(i % 4, "add", i, key="s").ok(i % 4, "add", i, key="s")
+    h.read(9, list(range(1, 3000)), key="s", final=True)
+    result = check_lost_writes(h.ops, D.set_add())
+    assert result.verdict == "invalid"
+    assert "..., 2999 in all" in result.explanation
+    assert len(result.explanation) < 2000

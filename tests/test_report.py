@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from campaign_support import check_set, set_history
+from dynamo_histories import H
 from PIL import Image
 
+from harness.checkers import models
 from harness.checkers.causal import fault_windows
+from harness.checkers.linearizable import as_result, check
 from harness.checkers.verdict import combine
 from harness.history import Op, pair, read_jsonl
 from harness.report import IndexRow, RunPage, write_index, write_run_report
-from harness.report.plots import latency_png, throughput_png
+from harness.report.page import latency_by_f
+from harness.report.plots import latency_figure, latency_png, throughput_png
 
 
 class _Links(HTMLParser):
@@ -117,9 +123,9 @@ def test_lost_write_shows_the_failing_key(tmp_path: Path) -> None:
     timelines = [h for h in parsed.hrefs if h.startswith("timelines/")]
     assert len(timelines) == 1
     for href in parsed.hrefs:
-        assert (page.parent / href).is_file(), href
-    timeline = (page.parent / timelines[0]).read_text(encoding="utf-8")
-    assert "Key &#x27;alpha&#x27;" in timeline
+        assert (page.parent / href.split("#")[0]).is_file(), href  # a fragment picks the key
+    timeline = (page.parent / timelines[0].split("#")[0]).read_text(encoding="utf-8")
+    assert "key alpha: lost-writes (set): add" in timeline
     assert "lost-writes (set): INVALID" in timeline
 
 
@@ -132,7 +138,7 @@ def test_everything_is_escaped(tmp_path: Path) -> None:
     assert "<b>" not in html
     assert "&lt;script&gt;" in html
     for href in _parse(page).hrefs:
-        assert (page.parent / href).is_file()
+        assert (page.parent / href.split("#")[0]).is_file()
 
 
 def _pixels_near(png: bytes, rgb: tuple[int, int, int], tol: int = 6) -> int:
@@ -196,3 +202,131 @@ def test_index_links_runs(tmp_path: Path) -> None:
     assert "<th>mode</th>" in header
     assert "<th>nodes</th>" not in header
     assert "1 <span class='valid'>valid</span>, 1 <span class='invalid'>invalid</span>" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# The page opens with the verdicts; the index shows the verdict early
+
+
+def test_run_page_opens_with_the_verdicts(tmp_path: Path) -> None:
+    history = set_history(seed=2, keys=("alpha", "beta"), lose=1)
+    html = _page(tmp_path, history).read_text(encoding="utf-8")
+    verdicts, config = html.index("id='verdicts'"), html.index("id='configuration'")
+    assert verdicts < config
+    # The failing checker's explanation comes before any configuration row.
+    assert html.index("was acknowledged but is not in the final read") < config
+    assert html.index("<th>mode</th>") > config
+
+
+def test_index_verdict_is_the_second_column(tmp_path: Path) -> None:
+    rows = [
+        IndexRow(f"r{i}", {f"axis{j}": i * j for j in range(30)}, v, {"c": v}, None)
+        for i, v in enumerate(("valid", "invalid"))
+    ]
+    html = write_index(tmp_path / "index.html", rows).read_text(encoding="utf-8")
+    header = re.findall(r"<th>([^<]*)</th>", html.split("</tr>", 1)[0])
+    assert header[:3] == ["run", "verdict", "c"]
+    first_row = html.split("</tr>", 2)[1]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", first_row)
+    assert "valid" in cells[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fault windows: labelled, and overlapping ones stay apart
+
+_STRIP = {"partition": (0xD3, 0x2F, 0x2F), "kill": (0x6A, 0x1B, 0x9A)}
+
+
+def _overlapping_faults(overlap: bool) -> list[Op]:
+    history = set_history(seed=5, faults=False)
+    end = max(op.time for op in history)
+    start = history[0].time
+    cut = (start + end) // 4
+    kill_at = cut + (end - start) // 8 if overlap else cut + (end - start) // 3
+    events = [
+        (cut, "start-partition", [["n1"], ["n2"]]),
+        (kill_at, "start-kill", {"nodes": ["n3"]}),
+        (cut + (end - start) // 4, "stop-partition", None),
+        (kill_at + (end - start) // 4, "stop-kill", None),
+    ]
+    merged = sorted(
+        [(op.time, 1, op) for op in history]
+        + [
+            (t, 0, Op(process="nemesis", type="info", f=f, value=v, time=t, index=0))
+            for t, f, v in events
+        ],
+        key=lambda e: (e[0], e[1]),
+    )
+    return [msgspec.structs.replace(op, index=i) for i, (_, _, op) in enumerate(merged)]
+
+
+def _columns_with(png: bytes, rgb: tuple[int, int, int]) -> set[int]:
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    hit = (np.abs(pixels - np.array(rgb)) <= 4).all(axis=-1)
+    return set(np.nonzero(hit.any(axis=0))[0].tolist())
+
+
+@pytest.mark.parametrize("plot", [latency_png, throughput_png])
+def test_overlapping_faults_are_drawn_apart_and_labelled(plot: Callable[..., bytes]) -> None:
+    for overlap in (True, False):
+        history = _overlapping_faults(overlap)
+        faults = fault_windows(history)
+        assert [f.name for f in faults] == ["partition", "kill"]
+        png = plot(pair(history), faults)
+        both = _columns_with(png, _STRIP["partition"]) & _columns_with(png, _STRIP["kill"])
+        # Where the windows overlap, both colours show in the same columns (one row each).
+        assert bool(both) == overlap
+    figure = latency_figure(pair(history), faults)
+    strip = figure.axes[0]
+    assert [t.get_text() for t in strip.get_yticklabels()] == ["kill", "partition"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Latency by operation type
+
+
+def test_latency_is_split_by_operation_type(tmp_path: Path) -> None:
+    history = set_history(seed=7)
+    ops = pair(history)
+    stats = latency_by_f(ops)
+    assert set(stats) == {"add", "read", "replica-read"}
+    adds = sorted(
+        (op.return_time - op.call_time) / 1e6
+        for op in ops
+        if op.f == "add" and op.status == "ok" and op.return_time is not None
+    )
+    assert stats["add"]["ok"] == len(adds)
+    assert stats["add"]["max"] == adds[-1]
+    assert stats["add"]["p50"] == adds[(len(adds) + 1) // 2 - 1]
+    assert stats["add"]["fail"] == sum(1 for op in ops if op.f == "add" and op.status == "fail")
+    # The plot draws a panel per type under the fault strip; the page tabulates each type.
+    figure = latency_figure(ops, fault_windows(history))
+    assert len(figure.axes) == 1 + 3
+    html = _page(tmp_path, history).read_text(encoding="utf-8")
+    table = html.split("class='latency'", 1)[1].split("</table>", 1)[0]
+    assert [re.sub("<[^>]+>", "", c) for c in re.findall(r"<tr><td>(\w[\w-]*)</td>", table)] == [
+        "add",
+        "read",
+        "replica-read",
+    ]
+    assert f"<td>{stats['add']['p95']:.1f}</td>" in table
+
+
+def test_a_linearizability_failure_gets_its_timeline_with_states(tmp_path: Path) -> None:
+    h = H().write(0, 1).write(1, 2).read(2, 1)
+    h.nemesis("start-partition", {"pattern": "halves"}).write(0, 3, key="j").read(2, 3, key="j")
+    result = as_result(check(models.register(), pair(h.ops)))
+    assert result.verdict == "invalid"
+    run = RunPage("lin", {}, h.ops, {"linearizable": result}, "invalid")
+    page = write_run_report(run, tmp_path / "lin")
+    (href,) = [x for x in _parse(page).hrefs if x.startswith("timelines/")]
+    text = (page.parent / href).read_text(encoding="utf-8")
+    data = json.loads(text.split("id='data'>", 1)[1].split("</script>", 1)[0])
+    first, second = data["views"]
+    assert first["key"] == "key k"
+    assert [op.get("m") for op in first["ops"]] == [None, None, "failed"]
+    assert [op.get("st") for op in first["ops"]] == ["1", "2", None]  # the state after each
+    assert second["key"] == "key j"
+    assert second["verdict"] == "valid"  # checked before: keys go smallest first
+    assert [op.get("st") for op in second["ops"]] == ["3", "3"]
+    assert [f["name"] for f in second["faults"]] == ["partition"]

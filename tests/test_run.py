@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from harness.cli import main
 from harness.history import pair, read_jsonl
+from harness.recorder import LiveStatus
 from harness.run import RunConfig, RunResult, make_target, run_once
 
 pytestmark = pytest.mark.net
@@ -43,9 +44,21 @@ def short(tmp_path: Path, **changes: object) -> RunConfig:
 
 def go(cfg: RunConfig) -> RunResult:
     phases: list[str] = []
-    result = asyncio.run(run_once(cfg, lambda phase, _fraction: phases.append(phase)))
+    statuses: list[LiveStatus] = []
+
+    def progress(phase: str, _fraction: float, status: LiveStatus | None = None, /) -> None:
+        phases.append(phase)
+        if status is not None:
+            statuses.append(status)
+
+    result = asyncio.run(run_once(cfg, progress))
     assert phases[0] == "setup"
     assert phases[-1] == "done"
+    # While the load ran, about once a second: what it had done, and the faults in force.
+    assert len(statuses) >= int(cfg.duration) - 1
+    assert all(s.completed > 0 and s.rate >= 0 for s in statuses)
+    fault_families = {f.split()[0] for s in statuses for f in s.faults}
+    assert fault_families <= {"partition", "kill", "pause", "clock-skew"}
     # The history on disk is the one checked, and nothing in it is left open.
     on_disk = read_jsonl(cfg.out / "history.jsonl")
     assert on_disk == result.history
@@ -197,6 +210,9 @@ def test_external_node_programs_are_passed_or_caught(
         program=(sys.executable, str(EXAMPLES / program)),
         workload="register",
         nemesis=("partition",),
+        # Isolating a node cuts a follower off the leader's replication either way (a one-way
+        # cut of a follower's own sends would not), so every run has stale reads to serve.
+        patterns=("isolate",),
         clients=4,
         keys=4,
     )
@@ -227,3 +243,17 @@ def test_a_second_run_in_the_same_directory_starts_from_empty_nodes(tmp_path: Pa
         result = go(short(tmp_path, nemesis=(), duration=1.5, clients=3, keys=4))
         assert acked(result, "add") > 10
         assert result.verdict == "valid", explain(result)
+
+
+def test_a_relative_out_keeps_the_nodes_data_in_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node processes run in a directory of their own: a relative --out must still put their
+    data under the run, not under that directory."""
+    monkeypatch.chdir(tmp_path)
+    cfg = short(tmp_path, nemesis=(), duration=1.0, clients=2, keys=2, out=Path("rel") / "run")
+    result = go(cfg)
+    assert result.verdict == "valid", explain(result)
+    stores = sorted((tmp_path / "rel" / "run" / "cluster").glob("n*/data/store.sqlite3"))
+    assert len(stores) == 3
+    assert not (Path(__file__).resolve().parents[1] / "rel").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.checkers import datatypes as D
 from harness.checkers.lost_writes import check_lost_writes
 from harness.history import Op, pair
 from harness.recorder import Recorder
@@ -166,7 +167,7 @@ def test_set_add_records_reads_and_adds_and_a_final_set() -> None:
     finals = [o for o in ops if o.f == "read" and o.type == "ok" and o.extra.get("final")]
     assert {o.key for o in finals} == {"a", "b"}
     # The fake store keeps every concurrent add as a sibling: nothing is lost.
-    assert check_lost_writes(ops, kind="set").verdict == "valid"
+    assert check_lost_writes(ops, D.set_add()).verdict == "valid"
 
 
 def test_counter_elements_match_the_merged_map() -> None:
@@ -176,7 +177,7 @@ def test_counter_elements_match_the_merged_map() -> None:
     for o in adds:
         client, count = str(o.value).split(":")
         assert o.extra["written"][client] == int(count)  # type: ignore[index]
-    assert check_lost_writes(ops, kind="set").verdict == "valid"
+    assert check_lost_writes(ops, D.set_add()).verdict == "valid"
 
 
 def test_the_lost_write_check_sees_a_store_that_drops_siblings() -> None:
@@ -192,7 +193,7 @@ def test_the_lost_write_check_sees_a_store_that_drops_siblings() -> None:
         else o
         for o in ops
     ]
-    assert check_lost_writes(doctored, kind="set").verdict == "invalid"
+    assert check_lost_writes(doctored, D.set_add()).verdict == "invalid"
 
 
 def test_register_workload_drives_a_register_client() -> None:
@@ -250,3 +251,20 @@ def test_every_invoke_completes_when_nodes_die_and_clients_are_cancelled(tmp_pat
     assert invokes == len(ops) == sum(1 for o in rec.ops if o.type != "invoke")
     assert any(o.status == "info" for o in ops)  # the cancelled ones
     assert any(o.status == "ok" for o in ops)
+
+
+@pytest.mark.parametrize(("kind", "register"), [("set-add", False), ("register", True)])
+def test_every_op_names_the_node_that_served_it(kind: str, register: bool) -> None:
+    ops = run_fake(kind, register=register)
+    operations = pair(ops)
+    assert operations
+    for op in operations:
+        assert op.invoke.node in ("n1", "n2", "n3"), op
+        assert op.completion is not None
+        assert op.completion.node == op.invoke.node
+    # Clients are spread round-robin over the nodes (4 clients, 3 nodes).
+    by_process = {op.process: op.node for op in operations if isinstance(op.process, int)}
+    assert by_process == {0: "n1", 1: "n2", 2: "n3", 3: "n1"}
+    finals = [op for op in operations if op.invoke.extra.get("final")]
+    assert finals
+    assert all(op.node is not None for op in finals)

@@ -34,17 +34,20 @@ op supersedes another that completed before it was invoked.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 import msgspec
 
 from harness.checkers.models import ModelError, freeze
+from harness.clocks import DOT, Clock, Dominates, descends, dotted_descends, split_dot
 from harness.history import HistoryError, Op, Operation, is_nemesis
 
 __all__ = [
     "DOT",
+    "READ_FS",
+    "REPLICA_READ_F",
     "Clock",
     "Dominates",
     "DynamoHistory",
@@ -53,12 +56,13 @@ __all__ = [
     "Shape",
     "Sibling",
     "Write",
-    "as_dynamo_writes",
     "covers",
     "descends",
     "dotted_descends",
     "fault_windows",
     "faults_during",
+    "frozen_value",
+    "is_final",
     "parse_clock",
     "parse_history",
     "replace_op",
@@ -66,10 +70,6 @@ __all__ = [
     "supersedes",
 ]
 
-Clock: TypeAlias = tuple[tuple[str, int], ...]
-"""Sorted (node, counter) pairs; zero counters dropped, so equal clocks are equal tuples."""
-
-Dominates: TypeAlias = Callable[[Clock, Clock], bool]
 Shape: TypeAlias = Literal["siblings", "register"]
 
 READ_FS = frozenset({"read", "get"})
@@ -77,49 +77,6 @@ WRITE_FS = frozenset({"write", "put"})
 DELETE_FS = frozenset({"delete", "del"})
 CAS_FS = frozenset({"cas"})
 REPLICA_READ_F = "replica-read"
-
-
-def descends(a: Clock, b: Clock) -> bool:
-    """Vector clock order: `a` has seen every event `b` has (equal clocks included). Clocks
-    with a dot (an `"@node": n` entry, see `dotted_descends`) are compared as dotted version
-    vectors."""
-    if any(n.startswith(DOT) for n, _ in a) or any(n.startswith(DOT) for n, _ in b):
-        return dotted_descends(a, b)
-    da = dict(a)
-    return all(da.get(node, 0) >= counter for node, counter in b)
-
-
-# A dotted version vector (Riak 2.0's fix for false siblings) in a plain JSON map: the version's
-# own event, its dot, is the entry "@node": n; the other entries are the history it saw.
-DOT = "@"
-
-
-def split_dot(clock: Clock) -> tuple[dict[str, int], tuple[str, int] | None]:
-    """(the history it saw, its dot) of a clock written with a `"@node"` entry."""
-    seen: dict[str, int] = {}
-    dot = None
-    for node, counter in clock:
-        if node.startswith(DOT):
-            dot = (node[len(DOT) :], counter)
-        else:
-            seen[node] = counter
-    return seen, dot
-
-
-def dotted_descends(a: Clock, b: Clock) -> bool:
-    """`a` has seen `b`: `b`'s event (its dot, else every entry of its clock) is in `a`'s
-    history. Two versions written through one node with the same history are concurrent here,
-    where plain vector clocks would order them."""
-    if tuple(a) == tuple(b):
-        return True
-    seen_a, dot_a = split_dot(a)
-    seen_b, dot_b = split_dot(b)
-    if dot_b is None:  # b is a plain clock (a context): a's own event counts too
-        if dot_a is not None:
-            seen_a[dot_a[0]] = max(seen_a.get(dot_a[0], 0), dot_a[1])
-        return all(seen_a.get(n, 0) >= c for n, c in seen_b.items())
-    # A version never saw its own dot; its history must hold b's.
-    return dot_a != dot_b and seen_a.get(dot_b[0], 0) >= dot_b[1]
 
 
 def _bad(op: Op, field_name: str, message: str) -> HistoryError:
@@ -157,7 +114,8 @@ def parse_clock(raw: object, op: Op, field_name: str) -> Clock | None:
     return tuple(entries)
 
 
-def _frozen(value: object, op: Op, field_name: str) -> Hashable:
+def frozen_value(value: object, op: Op, field_name: str) -> Hashable:
+    """`freeze(value)`, or a `HistoryError` naming the op and field."""
     try:
         return freeze(value)
     except ModelError as exc:
@@ -217,6 +175,8 @@ class DynamoHistory:
     final_attempts: dict[Hashable, int] = field(default_factory=dict)
     # writers[key][value]: the writes of that value (deletes under None), in call order.
     writers: dict[Hashable, dict[Hashable, list[Write]]] = field(default_factory=dict)
+    # deletes[key]: the deletes that may have happened (not `fail`), in call order.
+    deletes: dict[Hashable, list[Write]] = field(default_factory=dict)
     other: list[Operation] = field(default_factory=list)  # ops of no kind parsed here
 
     def final_reads(self, key: Hashable) -> list[Read]:
@@ -235,10 +195,10 @@ def parse_history(
     h = DynamoHistory(list(operations))
     for op in operations:
         inv = op.invoke
-        key = _frozen(op.key, inv, "key")
+        key = frozen_value(op.key, inv, "key")
         if op.f in WRITE_FS or op.f in DELETE_FS:
             deleted = op.f in DELETE_FS
-            value = None if deleted else _frozen(op.input, inv, "value")
+            value = None if deleted else frozen_value(op.input, inv, "value")
             clock = None
             if op.completion is not None and op.status == "ok":
                 clock = parse_clock(op.completion.extra.get("clock"), op.completion, "clock")
@@ -252,6 +212,8 @@ def parse_history(
             )
             h.writes.setdefault(key, []).append(w)
             h.writers.setdefault(key, {}).setdefault(value, []).append(w)
+            if deleted and op.status != "fail":
+                h.deletes.setdefault(key, []).append(w)
         elif op.f in CAS_FS:
             # A cas that took effect wrote its `to`; one that failed (found another value)
             # did not take effect.
@@ -264,7 +226,7 @@ def parse_history(
             w = Write(
                 op=op,
                 key=key,
-                value=_frozen(pair[1], inv, "value"),
+                value=frozen_value(pair[1], inv, "value"),
                 deleted=False,
                 context=None,
                 clock=None,
@@ -305,7 +267,7 @@ def _parse_read(op: Operation, comp: Op, key: Hashable, final: bool, shape: Shap
     else:
         raise _bad(comp, "clocks", f"expected one clock per sibling ({len(values)})")
     siblings = tuple(
-        Sibling(_frozen(v, comp, "value"), c) for v, c in zip(values, clocks, strict=True)
+        Sibling(frozen_value(v, comp, "value"), c) for v, c in zip(values, clocks, strict=True)
     )
     return Read(op=op, key=key, siblings=siblings, context=context, final=final)
 
@@ -486,21 +448,6 @@ def ops_between(ops: Sequence[Operation], first: int, last: int) -> list[Operati
     calls = [op.call for op in ops]
     hi = bisect.bisect_right(calls, last)
     return [op for op in ops[:hi] if op.ret is None or op.ret >= first]
-
-
-def as_dynamo_writes(history: Sequence[Op]) -> list[Op]:
-    """The history with each `add` as the write of the value it wrote (`extra.written`), and
-    each final read's value its siblings, for the Dynamo-semantics checker."""
-    out: list[Op] = []
-    for op in history:
-        if op.f == "add":
-            value = op.extra.get("written") if op.type in ("invoke", "ok") else None
-            out.append(replace_op(op, f="write", value=value))
-        elif op.f == "read" and op.type == "ok" and "siblings" in op.extra:
-            out.append(replace_op(op, value=op.extra["siblings"]))
-        else:
-            out.append(op)
-    return out
 
 
 def replace_op(op: Op, **changes: object) -> Op:

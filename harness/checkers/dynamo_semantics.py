@@ -1,5 +1,7 @@
 """Dynamo semantics (`dynamo-ref check --model dynamo`): what a Dynamo-style store promises its
-clients, checked on the history shape of `harness.checkers.causal`.
+clients, checked on the history shape of `harness.checkers.causal`. The `Datatype`
+(`harness.checkers.datatypes`) says how the history's ops read as versioned writes and reads
+(`Datatype.dynamo`) and which clock order they follow.
 
 Properties, each a `Case` of the result:
 
@@ -28,20 +30,10 @@ import bisect
 import time
 from collections.abc import Hashable, Sequence
 
-from harness.checkers.causal import (
-    Clock,
-    Dominates,
-    DynamoHistory,
-    Read,
-    Shape,
-    Sibling,
-    Write,
-    before,
-    covers,
-    descends,
-    parse_history,
-)
-from harness.checkers.verdict import Case, Finding, Result, Verdict, combine
+from harness.checkers.causal import DynamoHistory, Read, Sibling, Write, before, covers
+from harness.checkers.datatypes import Datatype, siblings
+from harness.checkers.verdict import Case, Finding, Result, Verdict, brief, combine
+from harness.clocks import Clock, Dominates
 from harness.history import Op, Operation, pair
 
 __all__ = ["PROPERTIES", "check_dynamo", "check_dynamo_operations"]
@@ -50,15 +42,10 @@ PROPERTIES = ("siblings-written", "no-dominated-sibling", "strict-quorum", "dele
 
 
 def check_dynamo(
-    history: Sequence[Op],
-    *,
-    strict_quorum: bool = False,
-    dominates: Dominates = descends,
-    shape: Shape = "siblings",
+    history: Sequence[Op], *, strict_quorum: bool = False, datatype: Datatype | None = None
 ) -> Result:
-    return check_dynamo_operations(
-        pair(history), strict_quorum=strict_quorum, dominates=dominates, shape=shape
-    )
+    """Dynamo semantics of `history` read as `datatype` (default: `datatypes.siblings()`)."""
+    return check_dynamo_operations(pair(history), strict_quorum=strict_quorum, datatype=datatype)
 
 
 def _ret_index(op: Operation) -> int:
@@ -66,7 +53,7 @@ def _ret_index(op: Operation) -> int:
 
 
 def _span(op: Operation) -> str:
-    return f"index {op.invoke.index}..{_ret_index(op)}"
+    return f"index {op.invoke.index}..{_ret_index(op)}{op.at_node()}"
 
 
 def _text(values: Sequence[Sibling]) -> str:
@@ -118,7 +105,7 @@ class _Checker:
         reads = self.h.reads.get(key, [])
         writes = self.h.writes.get(key, [])
         writers = self.h.writers.get(key, {})
-        deletes = [w for w in writes if w.deleted and w.op.status != "fail"]
+        deletes = self.h.deletes.get(key, [])
         acked_deletes = sorted(
             (d for d in deletes if d.op.status == "ok" and d.ret is not None),
             key=lambda d: d.ret or 0,
@@ -290,12 +277,12 @@ def check_dynamo_operations(
     operations: Sequence[Operation],
     *,
     strict_quorum: bool = False,
-    dominates: Dominates = descends,
-    shape: Shape = "siblings",
+    datatype: Datatype | None = None,
 ) -> Result:
     started = time.monotonic()
-    h = parse_history(operations, shape=shape)
-    checker = _Checker(h, strict_quorum, dominates)
+    dt = datatype or siblings()
+    h = dt.dynamo(operations)
+    checker = _Checker(h, strict_quorum, dt.dominates)
     checker.run()
     cases = checker.cases()
     verdict = combine(c.verdict for c in cases)
@@ -347,8 +334,9 @@ def _around(h: DynamoHistory, finding: Finding) -> list[str]:
     out = ["operations on that key around it:"]
     for op in ops[lo:hi]:
         mark = "->" if op.invoke.index in involved else "  "
-        tail = f" -> {op.output!r}" if op.status == "ok" and op.f in ("read", "get") else ""
+        tail = f" -> {brief(op.output)}" if op.status == "ok" and op.f in ("read", "get") else ""
         out.append(
-            f"{mark} process {op.process!r} {op.status:4} {op.f} {op.input!r}{tail}  ({_span(op)})"
+            f"{mark} process {op.process!r} {op.status:4} {op.f} {brief(op.input)}{tail}"
+            f"  ({_span(op)})"
         )
     return out

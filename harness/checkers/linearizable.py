@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from harness.checkers.models import Fast, Model, freeze, partition_by_key
-from harness.checkers.timeline import write_timeline
 from harness.checkers.verdict import Case, Finding, Result
 from harness.history import Op, Operation, pair
 
@@ -133,6 +132,7 @@ def _describe_op(model: AnyModel, op: Operation) -> str:
     where = f"index {op.invoke.index}"
     if op.completion is not None:
         where += f"..{op.completion.index}"
+    where += op.at_node()
     return f"process {op.process!r} {op.status:4} {what}  ({where})"
 
 
@@ -184,6 +184,8 @@ def check(
         elapsed=time.monotonic() - started,
     )
     if timeline is not None and failure is not None:
+        from harness.report.timeline import write_timeline  # drawing is the report's business
+
         write_timeline(outcome, timeline)
     return outcome
 
@@ -683,4 +685,5 @@ def as_result(result: CheckResult) -> Result:
         findings=tuple(findings),
         cases=tuple(cases),
         elapsed=result.elapsed,
+        source=result,
     )

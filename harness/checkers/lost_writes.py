@@ -4,13 +4,15 @@ Input: one history whose final reads are tagged in it (`"final": true` in the re
 see `harness.checkers.causal`), taken after the last heal once anti-entropy and handoff have
 had time. Tagging keeps one file per run, which `dynamo-ref check` reads as is.
 
-- `kind="siblings"` (Dynamo reads: a list of siblings) or `"register"` (one value per read):
-  every `ok` write or delete must be covered by every final read of its key: present, or
-  superseded by a version present there (`causal.covers`: clock dominance, pluggable, or real
-  time where a clock is missing).
-- `kind="set"` (the set-add workload): `f: "add"` ops of one element, final reads of the whole
-  set; every `ok` element must be in every final read of its key, and a final read must not
-  hold an element no add attempted.
+The checker takes a `Datatype` (`harness.checkers.datatypes`), which says what the history's
+writes and reads are and what a final read shows of each write: present, superseded (by a
+version that has seen it) or lost. Every `ok` write must be present or superseded in every final
+read of its key; what a final read holds that no write attempted is reported too (sets).
+
+- `datatypes.siblings()` (Dynamo reads: a list of siblings) and `register()` (one value per
+  read): a write or delete is covered when it is present, or superseded by a version present
+  there (`causal.covers`: clock dominance, pluggable, or real time where a clock is missing);
+- `datatypes.set_add()`: `f: "add"` ops of one element, final reads of the whole set.
 
 Writes with an unknown outcome (`info`) are not required; the ones missing are counted as
 "maybe lost". A key with acknowledged writes and no successful final read makes the verdict
@@ -21,46 +23,33 @@ time and the faults active while it ran.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
-from typing import Literal, TypeAlias
+from collections.abc import Sequence
 
-from harness.checkers.causal import (
-    Dominates,
-    DynamoHistory,
-    Fault,
-    Read,
-    Write,
-    covers,
-    descends,
-    fault_windows,
-    faults_during,
-    is_final,
-    parse_history,
+from harness.checkers.causal import DynamoHistory, Fault, Read, fault_windows, faults_during
+from harness.checkers.datatypes import Datatype, Fate, siblings
+from harness.checkers.verdict import (
+    Case,
+    Finding,
+    Result,
+    Verdict,
+    brief,
+    case_summary,
+    json_able,
 )
-from harness.checkers.models import ModelError, freeze
-from harness.checkers.verdict import Case, Finding, Result, Verdict, case_summary, json_able
-from harness.history import HistoryError, Op, Operation, pair
+from harness.history import Op, Operation, pair
 
-__all__ = ["Kind", "check_lost_writes"]
-
-Kind: TypeAlias = Literal["siblings", "register", "set"]
-
-ADD_FS = frozenset({"add"})
+__all__ = ["check_lost_writes"]
 
 
-def check_lost_writes(
-    history: Sequence[Op], *, kind: Kind = "siblings", dominates: Dominates = descends
-) -> Result:
+def check_lost_writes(history: Sequence[Op], datatype: Datatype | None = None) -> Result:
+    """Lost writes of `history` read as `datatype` (default: `datatypes.siblings()`)."""
     started = time.monotonic()
+    dt = datatype if datatype is not None else siblings()
     operations = pair(history)
     faults = fault_windows(history)
-    if kind == "set":
-        result = _check_set(operations, faults)
-    else:
-        h = parse_history(operations, shape=kind, final_only=True)
-        result = _check_writes(h, faults, dominates)
+    result = _check(dt, dt.parse(operations, True), faults)
     return Result(
-        checker=f"lost-writes ({kind})",
+        checker=f"lost-writes ({dt.name})",
         verdict=result.verdict,
         explanation=result.explanation,
         details=result.details,
@@ -73,6 +62,7 @@ def check_lost_writes(
 def _op_json(op: Operation) -> dict[str, object]:
     return {
         "process": op.process,
+        "node": json_able(op.node),
         "f": op.f,
         "status": op.status,
         "value": json_able(op.input),
@@ -93,7 +83,7 @@ def _fault_text(faults: Sequence[Fault]) -> str:
 
 
 class _Tally:
-    """What both kinds report, and how the verdict follows from it."""
+    """The counts, findings and per-key cases, and how the verdict follows from them."""
 
     def __init__(self, noun: str) -> None:
         self.noun = noun
@@ -104,7 +94,7 @@ class _Tally:
         self.key_sizes: dict[str, int] = {}
         self.lost_per_key: dict[str, int] = {}
 
-    def finish(self, ops: Sequence[Operation], extra: dict[str, object]) -> Result:
+    def finish(self, extra: dict[str, object]) -> Result:
         lost = [f for f in self.findings if f.kind == "lost"]
         bad = [f for f in self.findings if f.kind != "lost"]
         details: dict[str, object] = {
@@ -172,54 +162,54 @@ def _around(ops: Sequence[Operation], target: Operation, final: Read | None) -> 
     for op in window:
         mark = "->" if op is target else "  "
         ret = "" if op.completion is None else f"..{op.completion.index}"
-        tail = "" if op.status != "ok" or op.f not in ("read", "get") else f" -> {op.output!r}"
+        tail = "" if op.status != "ok" or op.f not in ("read", "get") else f" -> {brief(op.output)}"
         out.append(
-            f"{mark} process {op.process!r} {op.status:4} {op.f} {op.input!r}{tail}"
-            f"  (index {op.invoke.index}{ret})"
+            f"{mark} process {op.process!r} {op.status:4} {op.f} {brief(op.input)}{tail}"
+            f"  (index {op.invoke.index}{ret}{op.at_node()})"
         )
     return out
 
 
-def _check_writes(h: DynamoHistory, faults: list[Fault], dominates: Dominates) -> Result:
-    tally = _Tally("write")
-    for key, writes in h.writes.items():
+def _ret_index(op: Operation) -> int:
+    return op.invoke.index if op.completion is None else op.completion.index
+
+
+def _check(dt: Datatype, h: DynamoHistory, faults: list[Fault]) -> Result:
+    tally = _Tally(dt.noun)
+    for key in sorted(h.writes.keys() | h.reads.keys(), key=repr):
         name = repr(key)
-        key_ops = sorted(
-            [w.op for w in writes] + [r.op for r in h.reads.get(key, ())], key=lambda op: op.call
-        )
+        writes = h.writes.get(key, [])
+        finals = h.final_reads(key)
+        key_ops = sorted([w.op for w in writes] + [r.op for r in finals], key=lambda op: op.call)
         tally.key_sizes[name] = len(key_ops)
         acked = [w for w in writes if w.op.status == "ok"]
         unsure = [w for w in writes if w.op.status == "info"]
         tally.acked += len(acked)
-        finals = h.final_reads(key)
         if not finals:
             if acked:
                 tally.unknown_keys.append(name)
-                attempts = h.final_attempts.get(key, 0)
-                why = "final read failed" if attempts else "no final read"
+                why = "final read failed" if h.final_attempts.get(key, 0) else "no final read"
                 tally.cases.append(Case(f"key {name}", "unknown", why))
             continue
-        writers = h.writers.get(key, {})
-        deletes = [w for w in writes if w.deleted and w.op.status != "fail"]
-        lost_here = 0
-        for w in acked:
-            missing = next(
-                (r for r in finals if not covers(r, w, writers, deletes, dominates)), None
-            )
+        judged = [dt.judge(h, r, acked + unsure) for r in finals]
+        fates: list[list[Fate]] = [list(col) for col in zip(*judged, strict=True)] or [
+            [] for _ in acked + unsure
+        ]
+        lost_here = unexplained = 0
+        for w, seen in zip(acked, fates[: len(acked)], strict=True):
+            missing = next((r for r, f in zip(finals, seen, strict=True) if f == "lost"), None)
             if missing is None:
-                if all(_present(r, w) for r in finals):
+                if all(f == "present" for f in seen):
                     tally.present += 1
                 else:
                     tally.superseded += 1
                 continue
             lost_here += 1
             active = faults_during(faults, w.call, w.ret)
-            what = "delete" if w.deleted else f"write {w.op.input!r}"
             msg = (
-                f"{what} by process {w.op.process!r} (index {w.op.invoke.index}.."
-                f"{_ret_index(w.op)}, time {w.op.call_time}..{w.op.return_time}) was "
-                f"acknowledged but the final read (index {_ret_index(missing.op)}) returned "
-                f"{_siblings_text(missing)}; {_fault_text(active)}"
+                f"{dt.describe_write(w)} by process {w.op.process!r} (index {w.op.invoke.index}.."
+                f"{_ret_index(w.op)}{w.op.at_node()}, time {w.op.call_time}..{w.op.return_time}) "
+                f"was acknowledged but {dt.describe_missing(missing)}; {_fault_text(active)}"
             )
             tally.findings.append(
                 Finding(
@@ -236,149 +226,37 @@ def _check_writes(h: DynamoHistory, faults: list[Fault], dominates: Dominates) -
                     },
                 )
             )
-        for w in unsure:
-            if all(covers(r, w, writers, deletes, dominates) for r in finals):
-                if all(_present(r, w) for r in finals):
-                    tally.unacked_present += 1
-            else:
+        for seen in fates[len(acked) :]:
+            if all(f == "present" for f in seen):
+                tally.unacked_present += 1
+            elif "lost" in seen:
                 tally.maybe_lost += 1
-        if lost_here:
-            tally.lost_per_key[name] = lost_here
-        tally.cases.append(
-            Case(
-                f"key {name}",
-                "invalid" if lost_here else "valid",
-                f"{lost_here} of {len(acked)} acknowledged writes lost" if lost_here else "",
-            )
-        )
-    return tally.finish(h.operations, {"keys": len(h.writes), "faults": len(faults)})
-
-
-def _present(r: Read, w: Write) -> bool:
-    if w.deleted:
-        return not r.siblings
-    return any(s.value == w.value for s in r.siblings)
-
-
-def _ret_index(op: Operation) -> int:
-    return op.invoke.index if op.completion is None else op.completion.index
-
-
-def _siblings_text(r: Read) -> str:
-    if not r.siblings:
-        return "nothing"
-    return "[" + ", ".join(repr(s.value) for s in r.siblings) + "]"
-
-
-def _frozen(value: object, op: Op, name: str) -> Hashable:
-    try:
-        return freeze(value)
-    except ModelError as exc:
-        raise HistoryError(str(exc), index=op.index, field=name) from None
-
-
-def _check_set(operations: Sequence[Operation], faults: list[Fault]) -> Result:
-    tally = _Tally("add")
-    adds: dict[Hashable, list[Operation]] = {}
-    finals: dict[Hashable, list[tuple[Operation, frozenset[Hashable]]]] = {}
-    attempts: dict[Hashable, int] = {}
-    for op in operations:
-        key = _frozen(op.key, op.invoke, "key")
-        if op.f in ADD_FS:
-            adds.setdefault(key, []).append(op)
-        elif op.f in ("read", "get") and is_final(op):
-            attempts[key] = attempts.get(key, 0) + 1
-            if op.status != "ok":
+        for r in finals:
+            unexpected = dt.unexplained(h, r)
+            if not unexpected:
                 continue
-            assert op.completion is not None
-            raw = op.output
-            if raw is None:
-                raw = []
-            if not isinstance(raw, list):
-                raise HistoryError(
-                    f"a set read's value is a list of elements, got {raw!r}",
-                    index=op.completion.index,
-                    field="value",
-                )
-            elements = frozenset(_frozen(v, op.completion, "value") for v in raw)
-            finals.setdefault(key, []).append((op, elements))
-    for key in sorted(adds.keys() | finals.keys(), key=repr):
-        name = repr(key)
-        key_adds = adds.get(key, [])
-        key_finals = finals.get(key, [])
-        tally.key_sizes[name] = len(key_adds) + len(key_finals)
-        acked = [op for op in key_adds if op.status == "ok"]
-        tally.acked += len(acked)
-        if not key_finals:
-            if acked:
-                tally.unknown_keys.append(name)
-                why = "final read failed" if attempts.get(key) else "no final read"
-                tally.cases.append(Case(f"key {name}", "unknown", why))
-            continue
-        attempted = {_frozen(op.input, op.invoke, "value") for op in key_adds}
-        problems = 0
-        key_ops = sorted(key_adds + [op for op, _ in key_finals], key=lambda op: op.call)
-        for op in key_adds:
-            element = _frozen(op.input, op.invoke, "value")
-            missing = next(((r, s) for r, s in key_finals if element not in s), None)
-            if op.status == "info":
-                if missing is None:
-                    tally.unacked_present += 1
-                else:
-                    tally.maybe_lost += 1
-                continue
-            if op.status != "ok":
-                continue
-            if missing is None:
-                tally.present += 1
-                continue
-            problems += 1
-            read_op = missing[0]
-            active = faults_during(faults, op.call, op.ret)
+            unexplained += 1
             tally.findings.append(
                 Finding(
-                    kind="lost",
+                    kind="unexpected",
                     key=key,
                     message=(
-                        f"add {op.input!r} by process {op.process!r} (index "
-                        f"{op.invoke.index}..{_ret_index(op)}, time {op.call_time}.."
-                        f"{op.return_time}) was acknowledged but is not in the final read "
-                        f"(index {_ret_index(read_op)}, {len(missing[1])} elements); "
-                        f"{_fault_text(active)}"
+                        f"the final read (index {_ret_index(r.op)}{r.op.at_node()}) holds "
+                        f"{len(unexpected)} "
+                        f"value(s) no {dt.noun} attempted: {unexpected[:10]!r}"
                     ),
-                    ops=(op.invoke.index, _ret_index(op), _ret_index(read_op)),
-                    details={
-                        "add": _op_json(op),
-                        "final_read_index": _ret_index(read_op),
-                        "faults": [f.to_json() for f in active],
-                        "around": _around(key_ops, op, None),
-                    },
+                    ops=(_ret_index(r.op),),
+                    details={"unexpected": list(unexpected)},
                 )
             )
-        for read_op, elements in key_finals:
-            unexpected = sorted(elements - attempted, key=repr)
-            if unexpected:
-                problems += 1
-                tally.findings.append(
-                    Finding(
-                        kind="unexpected",
-                        key=key,
-                        message=(
-                            f"the final read (index {_ret_index(read_op)}) holds "
-                            f"{len(unexpected)} element(s) no add attempted: "
-                            f"{unexpected[:10]!r}"
-                        ),
-                        ops=(_ret_index(read_op),),
-                        details={"unexpected": list(unexpected)},
-                    )
-                )
-        if problems:
-            tally.lost_per_key[name] = problems
-        tally.cases.append(
-            Case(
-                f"key {name}",
-                "invalid" if problems else "valid",
-                f"{problems} problem(s)" if problems else "",
-            )
+        problems = (
+            [f"{lost_here} of {len(acked)} acknowledged {dt.noun}s lost"] if lost_here else []
         )
-    return tally.finish(operations, {"keys": len(adds), "faults": len(faults)})
+        if unexplained:
+            problems.append(f"{unexplained} final read(s) hold values no {dt.noun} attempted")
+        if problems:
+            tally.lost_per_key[name] = lost_here + unexplained
+        tally.cases.append(
+            Case(f"key {name}", "invalid" if problems else "valid", "; ".join(problems))
+        )
+    return tally.finish({"keys": len(h.writes), "faults": len(faults)})

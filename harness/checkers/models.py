@@ -8,10 +8,12 @@ checker remembers its answers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
+from harness.checkers.verdict import json_able
 from harness.history import Operation
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "mutex",
     "partition_by_key",
     "register",
+    "show",
 ]
 
 S = TypeVar("S", bound=Hashable)
@@ -35,6 +38,12 @@ Out = TypeVar("Out")
 
 class ModelError(ValueError):
     """An operation the model cannot interpret (an unknown `f`, a malformed value)."""
+
+
+def show(value: object) -> str:
+    """A value as compact JSON text, for people: `"a"`, `null`, `[1, 2]` (tuples as lists,
+    sets sorted), not a Python repr."""
+    return json.dumps(json_able(value), ensure_ascii=False)
 
 
 def _no_partition(ops: Sequence[Operation]) -> list[list[Operation]]:
@@ -86,8 +95,10 @@ class Model(Generic[S, In, Out]):
     partition: Callable[[Sequence[Operation]], list[list[Operation]]] = _no_partition
     read_only: Callable[[In, Out], bool] = _never
     fast: Callable[[In, Out], Fast | None] = _no_fast
-    describe_operation: Callable[[In, Out], str] = field(default=lambda i, o: f"{i!r} -> {o!r}")
-    describe_state: Callable[[S], str] = repr
+    describe_operation: Callable[[In, Out], str] = field(
+        default=lambda i, o: f"{show(i)} -> {show(o)}"
+    )
+    describe_state: Callable[[S], str] = show
 
 
 Value: TypeAlias = Hashable
@@ -148,13 +159,13 @@ def _fast_reg(inp: RegInput, out: Value) -> Fast | None:
 def _describe_reg(inp: RegInput, out: object) -> str:
     f, a, b = inp
     if f == "read":
-        return f"read -> {out!r}"
+        return f"read -> {show(out)}"
     if f == "write":
-        return f"write {a!r}"
+        return f"write {show(a)}"
     if f == "cas":
-        status = {True: " ok", False: " failed", None: ""}.get(out, f" -> {out!r}")  # type: ignore[call-overload]
-        return f"cas {a!r}->{b!r}{status}"
-    return f"{f} {a!r} {b!r} -> {out!r}"
+        status = {True: " ok", False: " failed", None: ""}.get(out, f" -> {show(out)}")  # type: ignore[call-overload]
+        return f"cas {show(a)}->{show(b)}{status}"
+    return f"{f} {show(a)} {show(b)} -> {show(out)}"
 
 
 def cas_register(initial: object = 0) -> Model[Value, RegInput, Value]:
@@ -299,8 +310,8 @@ KvState: TypeAlias = str | tuple[tuple[Value, str], ...]
 def _describe_kv(inp: KvInput, out: object) -> str:
     f, key, value = inp
     if f == "get":
-        return f"get {key!r} -> {out!r}"
-    return f"{f} {key!r} {value!r}"
+        return f"get {show(key)} -> {show(out)}"
+    return f"{f} {show(key)} {show(value)}"
 
 
 def _fast_kv(inp: KvInput, out: object) -> Fast | None:
@@ -370,7 +381,7 @@ MultiState: TypeAlias = tuple[tuple[Value, Value], ...]
 
 
 def _describe_txn(inp: Txn, out: object) -> str:
-    return " ".join(f"{f}({k!r}, {v!r})" for f, k, v in inp)
+    return " ".join(f"{f}({show(k)}, {show(v)})" for f, k, v in inp)
 
 
 def multi_register(initial: Mapping[str, object]) -> Model[MultiState, Txn, None]:
@@ -411,7 +422,7 @@ def multi_register(initial: Mapping[str, object]) -> Model[MultiState, Txn, None
         encode=encode,
         read_only=lambda txn, out: all(m[0] == "read" for m in txn),
         describe_operation=_describe_txn,
-        describe_state=lambda s: "{" + ", ".join(f"{k}: {v!r}" for k, v in s) + "}",
+        describe_state=lambda s: "{" + ", ".join(f"{k}: {show(v)}" for k, v in s) + "}",
     )
 
 

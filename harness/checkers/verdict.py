@@ -11,7 +11,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-__all__ = ["Case", "Finding", "Result", "Verdict", "combine", "json_able"]
+__all__ = ["Case", "Finding", "Result", "Verdict", "brief", "combine", "json_able"]
 
 Verdict: TypeAlias = Literal["valid", "invalid", "unknown"]
 
@@ -67,6 +67,8 @@ class Result:
     findings: tuple[Finding, ...] = ()
     cases: tuple[Case, ...] = ()
     elapsed: float = 0.0
+    # The checker's own result, for drawing it (a linearizability `CheckResult`); not JSON.
+    source: object = field(default=None, compare=False, repr=False)
 
     @property
     def valid(self) -> bool:
@@ -87,6 +89,16 @@ class Result:
 
     def describe(self) -> str:
         return f"{self.checker}: {self.explanation}"
+
+
+def brief(value: object, limit: int = 120) -> str:
+    """`repr(value)`, cut to about `limit` characters (a final read may hold thousands of
+    elements; the explanation needs the start and the count)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    count = f", {len(value)} in all" if isinstance(value, list | tuple | set | frozenset) else ""
+    return f"{text[:limit]}...{count}"
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:

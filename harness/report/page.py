@@ -2,7 +2,7 @@
 
 A run's page is one self-contained file (`report.html`; plots are embedded as PNG data URIs)
 beside the files it links: the raw history (`history.jsonl`) and the failing keys' timelines
-(`timelines/*.html`, drawn by `harness.checkers.finding_timeline`). Every piece of text that
+(`timelines/*.html`, drawn by `harness.report.timeline`). Every piece of text that
 comes from a run (config, values, checker explanations) is escaped.
 """
 
@@ -11,23 +11,29 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.checkers.causal import Fault, fault_windows
-from harness.checkers.finding_timeline import render_findings
 from harness.checkers.verdict import Finding, Result, Verdict, json_able
 from harness.history import NO_TIME, HistoryError, Op, Operation, is_nemesis, pair, write_jsonl
-from harness.report.plots import Timebase, latency_png, throughput_png
+from harness.report.timebase import Timebase
+from harness.report.timeline import render, render_findings
 
 __all__ = [
+    "CAMPAIGNS_MARK",
     "HISTORY_FILE",
     "REPORT_FILE",
+    "CampaignEntry",
     "IndexRow",
     "RunPage",
+    "latency_by_f",
+    "render_campaigns",
     "render_index",
+    "write_campaigns",
     "write_index",
     "write_run_report",
 ]
@@ -63,6 +69,23 @@ class RunPage:
     verdict: Verdict
     timings: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignEntry:
+    """One campaign on the page of every campaign in a folder; paths relative to that page."""
+
+    path: str  # the campaign's index page
+    title: str
+    started: str  # ISO 8601, UTC
+    verdict: Verdict
+    counts: Mapping[str, int]
+    runs: int
+    run_page: str | None = None  # a single run's page
+    failing: tuple[str, ...] = ()  # names of the runs not valid
+
+
+CAMPAIGNS_MARK = "<meta name='generator' content='dynamo-ref campaigns'>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,19 +175,28 @@ def _write_timelines(
     faults: Sequence[Fault],
     limit: int,
 ) -> dict[tuple[str, str], str]:
-    """(check name, repr(key)) -> timeline path relative to `out_dir`, for up to `limit`
-    failing keys of each invalid check."""
+    """(check name, repr(key)) -> timeline link relative to `out_dir`: one page per invalid
+    check, a view per failing key (up to `limit`), the link opening that key's view. A
+    linearizability check's page has every key, with the state after each operation."""
+    from harness.checkers.linearizable import CheckResult
+    from harness.report.timeline import linearizability_data
+
     links: dict[tuple[str, str], str] = {}
     for name, result in checks.items():
         if result.verdict != "invalid":
             continue
-        for i, (key, findings) in enumerate(_failing_keys(result)[:limit]):
-            rel = f"{TIMELINE_DIR}/{_slug(name)}-{i}.html"
-            target = out_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            page = render_findings([replace(result, findings=tuple(findings))], operations, faults)
-            target.write_text(page, encoding="utf-8")
-            links[name, key] = rel
+        rel = f"{TIMELINE_DIR}/{_slug(name)}.html"
+        groups = _failing_keys(result)[:limit]
+        if isinstance(result.source, CheckResult):
+            page = render(linearizability_data(result.source, faults))
+        else:
+            kept = tuple(f for _, findings in groups for f in findings)
+            page = render_findings([replace(result, findings=kept)], operations, faults)
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+        for i, (key, _) in enumerate(groups):
+            links[name, key] = rel if isinstance(result.source, CheckResult) else f"{rel}#{i}"
     return links
 
 
@@ -223,6 +255,62 @@ def _ops_table(operations: Sequence[Operation]) -> str:
     return "".join(out)
 
 
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """The nearest-rank quantile of a sorted, non-empty sequence."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def latency_by_f(operations: Sequence[Operation]) -> dict[str, dict[str, float]]:
+    """Per operation type (`f`), the latency (ms) of its `ok` operations: count, p50, p95, p99
+    and max (nearest rank), and how many failed or had an unknown outcome."""
+    latencies: dict[str, list[float]] = {}
+    others: dict[str, dict[str, float]] = {}
+    for op in operations:
+        row = others.setdefault(op.f, {"fail": 0, "info": 0})
+        if op.status != "ok":
+            row[op.status] += 1
+            continue
+        ret = op.return_time
+        if op.invoke.time == NO_TIME or ret is None or ret == NO_TIME:
+            continue
+        latencies.setdefault(op.f, []).append((ret - op.invoke.time) / 1e6)
+    out: dict[str, dict[str, float]] = {}
+    for f in sorted(others):
+        values = sorted(latencies.get(f, []))
+        stats: dict[str, float] = {"ok": len(values), **others[f]}
+        if values:
+            stats |= {
+                "p50": _quantile(values, 0.50),
+                "p95": _quantile(values, 0.95),
+                "p99": _quantile(values, 0.99),
+                "max": values[-1],
+            }
+        out[f] = stats
+    return out
+
+
+def _latency_table(operations: Sequence[Operation]) -> str:
+    stats = latency_by_f(operations)
+    if not stats:
+        return "<p>No client operations.</p>"
+    out = [
+        "<table class='latency'><tr><th>operation</th><th>ok</th><th>p50 (ms)</th>"
+        "<th>p95 (ms)</th><th>p99 (ms)</th><th>max (ms)</th><th>fail</th><th>info</th></tr>"
+    ]
+    for f, row in stats.items():
+        cells = "".join(
+            f"<td>{row[q]:.1f}</td>" if q in row else "<td></td>"
+            for q in ("p50", "p95", "p99", "max")
+        )
+        out.append(
+            f"<tr><td>{_e(f)}</td><td>{int(row['ok'])}</td>{cells}"
+            f"<td>{int(row['fail'])}</td><td>{int(row['info'])}</td></tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
 def _kv_table(items: Mapping[str, object]) -> str:
     rows = "".join(
         f"<tr><th>{_e(k)}</th><td class='mono'>{_e(_value(v))}</td></tr>" for k, v in items.items()
@@ -252,27 +340,31 @@ def write_run_report(run: RunPage, out_dir: Path, *, max_timelines: int = 5) -> 
     ]
     if run.error:
         parts.append(f"<p class='unknown'>The run did not complete:</p><pre>{_e(run.error)}</pre>")
+    # The verdicts first: what a reader opens the page for. The configuration is below.
     parts += [
-        "<h2>Configuration</h2>",
-        _kv_table(run.config),
-        "<h2>Verdicts</h2>",
+        "<h2 id='verdicts'>Verdicts</h2>",
         _checks_table(run.checks),
         "<h2>Failing keys</h2>",
         _failing_section(run.checks, links),
         "<h2>Faults</h2>",
         _faults_table(faults, base),
-        "<h2>Plots</h2>",
+        "<h2>Latency and throughput</h2>",
+        _latency_table(operations),
     ]
     if pairing_error is not None:
         parts.append(f"<p class='invalid'>History malformed: {_e(pairing_error)}</p>")
     marked = {
         i for r in run.checks.values() if r.verdict == "invalid" for f in r.findings for i in f.ops
     }
+    from harness.report.plots import latency_png, throughput_png  # matplotlib: only here
+
     parts.append(_img(latency_png(operations, faults, base, marked), "latency over time"))
     parts.append(_img(throughput_png(operations, faults, base), "throughput over time"))
     parts += [
         "<h2>Operations</h2>",
         _ops_table(operations),
+        "<h2 id='configuration'>Configuration</h2>",
+        _kv_table(run.config),
         "<h2>Timings</h2>",
         _kv_table({k: f"{v:.2f} s" for k, v in run.timings.items()})
         if run.timings
@@ -300,15 +392,16 @@ def render_index(title: str, rows: Sequence[IndexRow]) -> str:
         + ", ".join(f"{n} {_verdict(v)}" for v, n in counts.items() if n)
         + "</p><table><tr><th>run</th>",
     ]
-    out += [f"<th>{_e(a)}</th>" for a in varying]
+    out.append("<th>verdict</th>")
     out += [f"<th>{_e(c)}</th>" for c in checks]
-    out.append("<th>verdict</th><th>note</th></tr>")
+    out += [f"<th>{_e(a)}</th>" for a in varying]
+    out.append("<th>note</th></tr>")
     for r in rows:
         name = f"<a href='{_e(r.report)}'>{_e(r.name)}</a>" if r.report else _e(r.name)
-        out.append(f"<tr><td>{name}</td>")
-        out += [f"<td class='mono'>{_e(_value(r.config.get(a, '')))}</td>" for a in varying]
+        out.append(f"<tr><td>{name}</td><td>{_verdict(r.verdict)}</td>")
         out += [f"<td>{_verdict(r.checks[c]) if c in r.checks else ''}</td>" for c in checks]
-        out.append(f"<td>{_verdict(r.verdict)}</td><td>{_e(r.note)}</td></tr>")
+        out += [f"<td class='mono'>{_e(_value(r.config.get(a, '')))}</td>" for a in varying]
+        out.append(f"<td>{_e(r.note)}</td></tr>")
     shared = [a for a in axes if a not in varying]
     out.append("</table>")
     if shared and rows:
@@ -321,4 +414,39 @@ def render_index(title: str, rows: Sequence[IndexRow]) -> str:
 def write_index(path: Path, rows: Sequence[IndexRow], *, title: str = "Campaign") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_index(title, rows), encoding="utf-8")
+    return path
+
+
+def render_campaigns(title: str, entries: Sequence[CampaignEntry]) -> str:
+    """Every campaign in a folder, in the order given (newest first): when, the verdict, how
+    many runs and which failed, a link to each campaign (and to a single run's page)."""
+    out = [
+        _head(title).replace("<title>", CAMPAIGNS_MARK + "<title>", 1),
+        f"<h1>{_e(title)}</h1>",
+    ]
+    if not entries:
+        out.append("<p>No campaigns yet.</p></body></html>\n")
+        return "".join(out)
+    out.append(
+        "<table><tr><th>started (UTC)</th><th>verdict</th><th>campaign</th><th>runs</th>"
+        "<th>not valid</th></tr>"
+    )
+    for c in entries:
+        counts = ", ".join(f"{n} {_verdict(v)}" for v, n in c.counts.items() if n)
+        link = f"<a href='{_e(c.path)}'>{_e(c.title)}</a>"
+        if c.run_page is not None:
+            link += f" (<a href='{_e(c.run_page)}'>the run</a>)"
+        failing = ", ".join(c.failing[:5]) + (" ..." if len(c.failing) > 5 else "")
+        out.append(
+            f"<tr><td class='mono'>{_e(c.started.replace('T', ' ')[:19])}</td>"
+            f"<td>{_verdict(c.verdict)}</td><td>{link}</td><td>{c.runs}: {counts}</td>"
+            f"<td class='mono'>{_e(failing)}</td></tr>"
+        )
+    out.append("</table></body></html>\n")
+    return "".join(out)
+
+
+def write_campaigns(path: Path, entries: Sequence[CampaignEntry], *, title: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_campaigns(title, entries), encoding="utf-8")
     return path

@@ -48,7 +48,7 @@ from dynamo_ref.core.node_versions import VersionMode
 from dynamo_ref.core.vclock import VClock
 from dynamo_ref.launch import DEFAULTS, READY_PREFIX, NodeSpec, spawn
 from dynamo_ref.storage.sqlite import Synchronous
-from harness.checkers.causal import DOT, dotted_descends
+from harness.clocks import DOT, dotted_descends
 from harness.net.netns import NetnsNetwork
 from harness.net.network import Link, Network
 from harness.net.proxy import ProxyNetwork

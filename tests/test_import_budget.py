@@ -1,0 +1,35 @@
+"""The harness's commands start fast: importing them loads click and the standard library, not
+matplotlib, rich, the checkers or the campaign machinery, which load when a command runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ("harness.check_cli", "harness.campaign_cli", "harness.serve")
+# Heavy, or only needed once a command runs.
+LATER = ("matplotlib", "numpy", "PIL", "rich", "asyncio", "http.server", "harness.checkers")
+
+
+def _loaded(module: str) -> list[str]:
+    code = f"import sys, json; import {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    names: list[str] = json.loads(out.stdout)
+    return names
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_importing_a_command_loads_nothing_heavy(module: str) -> None:
+    loaded = _loaded(module)
+    heavy = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in LATER)]
+    assert heavy == [], f"{module} imports {heavy[:10]} at import time"
+
+
+def test_the_control_sees_matplotlib_where_it_is_used() -> None:
+    # The check above can fail: the report's plots module does load matplotlib.
+    assert "matplotlib" in _loaded("harness.report.plots")

@@ -1,32 +1,22 @@
 """A hand-driven cluster of sans-I/O nodes, and the basic put/get behaviour it shows.
 
-``Cluster`` is a deliberately tiny driver: messages are delivered in send order at the current
-time, timers fire in time order, and a test decides what is lost, held or down. The other
-``test_node_*`` files import it from here.
+``Cluster`` is the simulator (``dynamo_ref.sim.Simulation``) in manual mode, with helpers a
+test reads like a script: messages are delivered in send order at the current time
+(``settle``), timers fire in time order with the messages they cause delivered after each
+(``advance``), a message that reaches a node that is down is lost, and a test decides what is
+dropped or held (``drop``, ``hold``, ``release``). The other ``test_node_*`` files import it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Literal
 
 import pytest
 
-from dynamo_ref.core.effects import (
-    Action,
-    CancelTimer,
-    ClientRequest,
-    Effect,
-    Event,
-    PeerReceived,
-    PeerUnreachable,
-    Reply,
-    Send,
-    SetTimer,
-    TimerFired,
-    TimerId,
-)
+from dynamo_ref.core.effects import Event
 from dynamo_ref.core.messages import (
     ClientMessage,
     Delete,
@@ -43,114 +33,117 @@ from dynamo_ref.core.node import DurableState, Node, NodeConfig, VersionMode
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings
+from dynamo_ref.sim import ClientHandle, LinkConfig, Simulation
 from dynamo_ref.storage.memory import MemoryEngine
 
-# Decides the fate of a message: True drops it (the sender is not told).
+# Decides the fate of a message: True drops it (the sender is not told), or holds it.
 Filter = Callable[[NodeId, NodeId, PeerMessage], bool]
 
 
-@dataclass
-class Cluster:
+class Cluster(Simulation):
     """Nodes, their disks, messages in flight and timers, all under the test's control."""
 
-    names: tuple[NodeId, ...]
-    config: NodeConfig
-    q: int = 16
-    seed: int = 7
-    ring: Ring = field(init=False)
-    now: float = 0.0
-    nodes: dict[NodeId, Node] = field(default_factory=dict)
-    disks: dict[NodeId, DurableState] = field(default_factory=dict)
-    flight: list[tuple[NodeId, NodeId, PeerMessage]] = field(default_factory=list)
-    held: list[tuple[NodeId, NodeId, PeerMessage]] = field(default_factory=list)
-    timers: dict[NodeId, dict[TimerId, float]] = field(default_factory=dict)
-    replies: dict[int, list[ReplyMessage]] = field(default_factory=dict)
-    actions: list[tuple[NodeId, Action]] = field(default_factory=list)
-    sent: list[tuple[NodeId, NodeId, PeerMessage]] = field(default_factory=list)
-    drop: Filter | None = None
-    hold: Filter | None = None
-    notify: bool = True
-    seeds: tuple[NodeId, ...] = ()
-    _clients: int = 0
+    def __init__(
+        self,
+        names: tuple[NodeId, ...],
+        config: NodeConfig,
+        *,
+        q: int = 16,
+        seed: int = 7,
+        notify: bool = True,
+        seeds: tuple[NodeId, ...] = (),
+    ) -> None:
+        self.names = names
+        self.config = replace(config, partitions=q)
+        self.q = q
+        self.ring = self.config.initial_ring(names)
+        self.seeds = seeds
+        self.drop: Filter | None = None
+        self.hold: Filter | None = None
+        self._handles: dict[int, ClientHandle] = {}
+        self._strays = 0
+        super().__init__(
+            names,
+            self._factory_for(self.ring, self.config),
+            seed=seed,
+            link=LinkConfig(delay=0.0),
+            manual=True,
+            notify_unreachable=notify,
+        )
+        self.sent = []
+        self.actions = []
+        self.intercept = self._fate
 
-    def __post_init__(self) -> None:
-        self.ring = Ring.create(self.names, self.q)
-        for name in self.names:
-            self.boot(name)
+    def _factory_for(
+        self, ring: Ring, config: NodeConfig
+    ) -> Callable[[NodeId, DurableState, random.Random, float], Node]:
+        seeds = self.seeds or self.names
+
+        def factory(name: NodeId, durable: DurableState, rng: random.Random, now: float) -> Node:
+            return Node(name, config, ring, seeds, durable, rng, now, engine=MemoryEngine)
+
+        return factory
+
+    def _fate(self, src: NodeId, dst: NodeId, msg: PeerMessage) -> Literal["drop", "hold"] | None:
+        if self.drop is not None and self.drop(src, dst, msg):
+            return "drop"
+        if self.hold is not None and self.hold(src, dst, msg):
+            return "hold"
+        return None
 
     # ---- nodes ------------------------------------------------------------------------
+
+    @property
+    def notify(self) -> bool:
+        """Senders hear of a peer they cannot reach (a refused connection)."""
+        return self.notify_unreachable
+
+    @notify.setter
+    def notify(self, value: bool) -> None:
+        self.notify_unreachable = value
 
     def boot(
         self, name: NodeId, ring: Ring | None = None, config: NodeConfig | None = None
     ) -> Node:
-        disk = self.disks.setdefault(name, DurableState())
-        rng = random.Random(f"{self.seed}/{name}/{len(self.actions)}")
-        node = Node(
-            name,
-            config or self.config,
-            ring or self.ring,
-            self.seeds or self.names,
-            disk,
-            rng,
-            self.now,
-            engine=MemoryEngine,
-        )
-        self.nodes[name] = node
-        self.timers[name] = {}
-        self.apply(name, node.start(self.now))
+        """(Re)start ``name`` from its disk, a new node if it has none; ``ring``/``config``:
+        what it starts with instead of the cluster's."""
+        factory = None
+        if ring is not None or config is not None:
+            factory = self._factory_for(ring or self.ring, config or self.config)
+        if name in self.disks:
+            self.restart(name, factory)
+        else:
+            self.add_node(name, factory)
+        self.run_until(self.now)
+        node = self.nodes[name]
+        assert isinstance(node, Node)
         return node
-
-    def crash(self, name: NodeId) -> None:
-        del self.nodes[name]
-        self.timers[name] = {}
-
-    def is_up(self, name: NodeId) -> bool:
-        return name in self.nodes
 
     # ---- effects and events -----------------------------------------------------------
 
-    def apply(self, name: NodeId, effects: Iterable[Effect]) -> None:
-        effects = list(effects)
-        self.disks[name].apply(effects)
-        for e in effects:
-            if isinstance(e, Send):
-                self.sent.append((name, e.dest, e.msg))
-                if self.drop is not None and self.drop(name, e.dest, e.msg):
-                    continue
-                if self.hold is not None and self.hold(name, e.dest, e.msg):
-                    self.held.append((name, e.dest, e.msg))
-                    continue
-                self.flight.append((name, e.dest, e.msg))
-            elif isinstance(e, Reply):
-                self.replies.setdefault(e.client, []).append(e.msg)
-            elif isinstance(e, SetTimer):
-                self.timers[name][e.timer] = e.at
-            elif isinstance(e, CancelTimer):
-                self.timers[name].pop(e.timer, None)
-            elif isinstance(e, Action):
-                self.actions.append((name, e))
-
     def event(self, name: NodeId, event: Event) -> None:
-        self.apply(name, self.nodes[name].handle(event, self.now))
+        self.inject(name, event)
 
     def settle(self, limit: int = 100_000) -> None:
         """Deliver every message in flight (and those they cause) at the current time."""
         for _ in range(limit):
-            if not self.flight:
+            self.run_until(self.now)  # client requests and unreachable notices due now
+            lost = [m for m in self.in_flight() if m.dst not in self.nodes]
+            for m in lost:
+                self.drop_message(m)
+            ready = self.deliverable()
+            if not ready and not lost:
                 return
-            src, dst, msg = self.flight.pop(0)
-            if dst not in self.nodes:
-                if self.notify and src in self.nodes:
-                    self.event(src, PeerUnreachable(dst))
-                continue
-            self.event(dst, PeerReceived(src, msg))
+            if ready:
+                self.deliver(ready[0])
         raise AssertionError("messages did not settle")
 
-    def release(self, keep: Filter | None = None) -> None:
+    def drop_message(self, m: object) -> None:
+        Simulation.drop(self, m)  # type: ignore[arg-type]
+
+    def release(self, keep: Filter | None = None) -> None:  # type: ignore[override]
         """Put held messages back in flight (all, or those ``keep`` does not match)."""
-        back = [m for m in self.held if keep is None or not keep(*m)]
-        self.held = [m for m in self.held if m not in back]
-        self.flight.extend(back)
+        super().release(keep)
         self.settle()
 
     def advance(self, seconds: float) -> None:
@@ -158,30 +151,27 @@ class Cluster:
         end = self.now + seconds
         self.settle()
         while True:
-            due = [
-                (at, name, timer)
-                for name, ts in self.timers.items()
-                if name in self.nodes
-                for timer, at in ts.items()
-                if at <= end
-            ]
-            if not due:
+            due = self.next_time()
+            if due is None or due > end:
                 break
-            at, name, timer = min(due)
-            del self.timers[name][timer]
-            self.now = max(self.now, at)
-            self.event(name, TimerFired(timer))
+            self.step()
             self.settle()
-        self.now = end
+        self.clock.advance(end)
 
     # ---- clients ----------------------------------------------------------------------
 
     def send(self, name: NodeId, msg: ClientMessage) -> int:
         """A client request to ``name``; returns the client id to read the reply with."""
-        self._clients += 1
-        client = self._clients
-        self.event(name, ClientRequest(client, msg))
-        return client
+        handle = self.client_request(name, msg)
+        self._handles[handle.client] = handle
+        self.run_until(self.now)
+        return handle.client
+
+    @property
+    def replies(self) -> dict[int, list[ReplyMessage]]:
+        """Client id -> its replies (one, or none yet); a second reply fails the test."""
+        assert self.stray_replies == 0, "a client got a second reply"
+        return {c: [h.reply] for c, h in self._handles.items() if h.reply is not None}
 
     def call(self, name: NodeId, msg: ClientMessage, wait: float = 0.0) -> ReplyMessage:
         """Send, settle (and wait), and return the single reply."""
@@ -209,11 +199,10 @@ class Cluster:
     # ---- looking inside ---------------------------------------------------------------
 
     def stored(self, name: NodeId, key: bytes) -> Siblings:
-        return (
-            self.nodes[name].engine.get(key)
-            if name in self.nodes
-            else self.disks[name].store.get(key, ())
-        )
+        node = self.nodes.get(name)
+        if isinstance(node, Node):
+            return node.engine.get(key)
+        return self.disks[name].store.get(key, ())
 
     def values(self, name: NodeId, key: bytes) -> set[bytes | None]:
         return {v.value for v in self.stored(name, key)}
@@ -225,6 +214,7 @@ class Cluster:
         return next(n for n in self.names if n not in self.replicas(key))
 
     def action_names(self, name: NodeId | None = None) -> list[str]:
+        assert self.actions is not None
         return [a.name for n, a in self.actions if name is None or n == name]
 
 

@@ -89,6 +89,7 @@ class SimNode(Protocol):
 NodeFactory = Callable[[NodeId, DurableState, random.Random, float], SimNode]
 
 HistoryKind = Literal["acked", "answered"]
+Verdict = Literal["drop", "hold"]
 
 
 class SpecView(Protocol):
@@ -218,6 +219,14 @@ class Simulation:
         self._clients: dict[ClientId, ClientHandle] = {}
         self._next_client = 0
         self.outstanding = 0
+        self.stray_replies = 0
+        # Tests' hooks: every message sent (when a list), every spec action taken (when a list),
+        # and a verdict on each message as it is sent: dropped (the sender is not told) or held
+        # (until ``release``).
+        self.sent: list[tuple[NodeId, NodeId, PeerMessage]] | None = None
+        self.actions: list[tuple[NodeId, Action]] | None = None
+        self.intercept: Callable[[NodeId, NodeId, PeerMessage], Verdict | None] | None = None
+        self.held: list[tuple[NodeId, NodeId, PeerMessage]] = []
         # Spec history and counters.
         self.acked: list[dict[str, object]] = []
         self.answered: list[dict[str, object]] = []
@@ -369,6 +378,17 @@ class Simulation:
     def _run(self, nid: NodeId, event: Event) -> None:
         self._apply(nid, self.nodes[nid].handle(event, self.clock.now))
 
+    def inject(self, nid: NodeId, event: Event) -> None:
+        """Hand a running node an event now (a test's stand-in for the world)."""
+        self._run(nid, event)
+
+    def release(self, keep: Callable[[NodeId, NodeId, PeerMessage], bool] | None = None) -> None:
+        """Send the held messages (all, or those ``keep`` does not match) on their way."""
+        back = [m for m in self.held if keep is None or not keep(*m)]
+        self.held = [m for m in self.held if keep is not None and keep(*m)]
+        for src, dst, msg in back:
+            self._transmit(src, dst, msg)
+
     def _apply(self, nid: NodeId, effects: list[Effect]) -> None:
         """Carry out a node's effects in order, then record its spec actions."""
         disk = self.disks[nid]
@@ -380,6 +400,8 @@ class Simulation:
             if type(e) is Send:
                 self._send(nid, e.dest, e.msg)
             elif isinstance(e, Action):
+                if self.actions is not None:
+                    self.actions.append((nid, e))
                 if e.name == "ClientPut":
                     self.puts += 1
                 elif e.name == "ClientGet":
@@ -451,6 +473,19 @@ class Simulation:
     # ---- the network -----------------------------------------------------------------------
 
     def _send(self, src: NodeId, dst: NodeId, msg: PeerMessage) -> None:
+        if self.sent is not None:
+            self.sent.append((src, dst, msg))
+        if self.intercept is not None:
+            verdict = self.intercept(src, dst, msg)
+            if verdict == "drop":
+                self.stats.lost += 1
+                return
+            if verdict == "hold":
+                self.held.append((src, dst, msg))
+                return
+        self._transmit(src, dst, msg)
+
+    def _transmit(self, src: NodeId, dst: NodeId, msg: PeerMessage) -> None:
         now = self.clock.now
         net = self.network
         cfg = net.link(src, dst)
@@ -605,6 +640,7 @@ class Simulation:
     def _reply(self, client: ClientId, msg: ReplyMessage) -> None:
         handle = self._clients.get(client)
         if handle is None or handle.done:
+            self.stray_replies += 1  # a second answer, or one to a client long gone
             return
         handle.reply = msg
         handle.replied = self.clock.now
@@ -650,10 +686,12 @@ class Simulation:
         self.stats.faults["crash"] += 1
         self._record_env(CRASH, [nid], nid)
 
-    def restart(self, nid: NodeId) -> None:
-        """Start a node again from its disk."""
+    def restart(self, nid: NodeId, factory: NodeFactory | None = None) -> None:
+        """Start a node again from its disk (``factory``: built another way from now on)."""
         if nid in self.nodes:
             raise ValueError(f"{nid} is already up")
+        if factory is not None:
+            self._factories[nid] = factory
         rng = random.Random(self.rng.getrandbits(64))
         node = self._factories.get(nid, self._factory)(nid, self.disks[nid], rng, self.clock.now)
         self.nodes[nid] = node

@@ -382,3 +382,60 @@ def test_module_is_pure() -> None:
         )
     }
     assert imported.isdisjoint({"time", "random", "datetime", "os", "socket", "asyncio", "secrets"})
+
+
+@needs_contracts
+def test_the_invariants_catch_a_collector_whose_tally_lies() -> None:
+    # A planted bug: the decision says success with no answers. The next call must object.
+    writer = WriteCollector(QuorumConfig(n=3, r=2, w=2, sloppy=False), [Target("a"), Target("b")])
+    writer._tally.status = SUCCEEDED
+    with pytest.raises(icontract.ViolationError, match="success implies W acks"):
+        writer.ack("a")
+    reader: ReadCollector[int] = ReadCollector(
+        QuorumConfig(n=3, r=2, w=2, sloppy=False), [Target("a"), Target("b")]
+    )
+    reader._tally.status = SUCCEEDED
+    with pytest.raises(icontract.ViolationError, match="success implies R responses"):
+        reader.respond("a", 1)
+
+
+def test_a_fallback_added_later_counts_toward_w_never_toward_pw() -> None:
+    config = QuorumConfig(n=3, r=2, w=2, sloppy=True, pw=2)
+    writer = WriteCollector(config, [Target("a"), Target("b"), Target("c")])
+    writer.ack("a")
+    writer.add_fallback(Target("d", hint_for="b"))
+    assert writer.stand_ins == {"d": "b"}
+    assert writer.ack("d") is PENDING  # W=2 acks, but only one from primaries (PW=2)
+    assert writer.ack_count == 2
+    assert writer.primary_ack_count == 1
+    assert writer.ack("c") is SUCCEEDED
+
+
+@needs_contracts
+@pytest.mark.parametrize(
+    ("sloppy", "fallback"),
+    [
+        (False, Target("d", hint_for="b")),  # no fallbacks under a strict quorum
+        (True, Target("d", hint_for="z")),  # stands in for a node that is not a target
+        (True, Target("c", hint_for="b")),  # a node that is a target already
+        (True, Target("e", hint_for="a")),  # a second stand-in for a
+    ],
+    ids=["strict", "not-a-primary", "already-a-target", "second-stand-in"],
+)
+def test_contract_refuses_a_bad_fallback(sloppy: bool, fallback: Target) -> None:
+    writer = WriteCollector(
+        QuorumConfig(n=3, r=2, w=2, sloppy=sloppy), [Target("a"), Target("b"), Target("c")]
+    )
+    if sloppy:
+        writer.add_fallback(Target("d", hint_for="a"))
+    with pytest.raises(icontract.ViolationError):
+        writer.add_fallback(fallback)
+
+
+@needs_contracts
+def test_the_invariant_refuses_two_stand_ins_for_one_replica() -> None:
+    with pytest.raises(icontract.ViolationError, match="different replica"):
+        WriteCollector(
+            QuorumConfig(n=3, r=2, w=2, sloppy=True),
+            [Target("d", hint_for="b"), Target("e", hint_for="b")],
+        )

@@ -321,28 +321,46 @@ class _Tally:
             )
 
 
+def _stand_ins_distinct(targets: Sequence[Target]) -> bool:
+    owners = [t.hint_for for t in targets if t.hint_for is not None]
+    return len(set(owners)) == len(owners)
+
+
+def _may_stand_in(tally: _Tally, target: Target) -> bool:
+    owner = None if target.hint_for is None else tally.by_node.get(target.hint_for)
+    return (
+        owner is not None
+        and owner.is_primary
+        and target.node not in tally.by_node
+        and all(t.hint_for != target.hint_for for t in tally.targets)
+    )
+
+
 _TARGETS_DISTINCT = "each node is targeted at most once"
 _TARGETS_AT_MOST_N = "a request has at most N targets"
 _FALLBACKS_NEED_SLOPPY = "fallbacks only under a sloppy quorum"
 
 
+# The invariants read the tally directly: through the public properties each check would run
+# the invariants' own wrappers again, for the same values.
 @icontract.invariant(
-    lambda self: self.ack_count + len(self.refused) <= len(self.targets), enabled=ENABLED
+    lambda self: len(self._tally.ok) + len(self._tally.refused) <= len(self._tally.targets),
+    enabled=ENABLED,
 )
 @icontract.invariant(
     lambda self: (
-        self.status is not RequestStatus.SUCCEEDED
-        or (self.ack_count >= self.config.w and self.primary_ack_count >= self.config.pw)
+        self._tally.status is not RequestStatus.SUCCEEDED
+        or (len(self._tally.ok) >= self._config.w and self._tally.primary_ok >= self._config.pw)
     ),
     "success implies W acks, PW of them from primaries",
     enabled=ENABLED,
 )
 @icontract.invariant(
-    lambda self: (self.status is RequestStatus.FAILED) == (self.reason is not None),
+    lambda self: (self._tally.status is RequestStatus.FAILED) == (self._tally.reason is not None),
     enabled=ENABLED,
 )
 @icontract.invariant(
-    lambda self: len(set(self.stand_ins.values())) == len(self.stand_ins),
+    lambda self: _stand_ins_distinct(self._tally.targets),
     "each fallback stands in for a different replica",
     enabled=ENABLED,
 )
@@ -419,13 +437,7 @@ class WriteCollector:
 
     @icontract.require(lambda self: self.config.sloppy, _FALLBACKS_NEED_SLOPPY, enabled=ENABLED)
     @icontract.require(
-        lambda self, target: (
-            target.hint_for is not None
-            and not self.is_target(target.node)
-            and self.is_target(target.hint_for)
-            and self._tally.by_node[target.hint_for].is_primary
-            and target.hint_for not in self.stand_ins.values()
-        ),
+        lambda self, target: _may_stand_in(self._tally, target),
         "a new node stands in for a primary that has no stand-in yet",
         enabled=ENABLED,
     )
@@ -485,18 +497,19 @@ class WriteCollector:
 
 
 @icontract.invariant(
-    lambda self: self.response_count + len(self.refused) <= len(self.targets), enabled=ENABLED
+    lambda self: len(self._responses) + len(self._tally.refused) <= len(self._tally.targets),
+    enabled=ENABLED,
 )
 @icontract.invariant(
     lambda self: (
-        self.status is not RequestStatus.SUCCEEDED
-        or (self.response_count >= self.config.r and self.primary_response_count >= self.config.pr)
+        self._tally.status is not RequestStatus.SUCCEEDED
+        or (len(self._responses) >= self._config.r and self._tally.primary_ok >= self._config.pr)
     ),
     "success implies R responses, PR of them from primaries",
     enabled=ENABLED,
 )
 @icontract.invariant(
-    lambda self: (self.status is RequestStatus.FAILED) == (self.reason is not None),
+    lambda self: (self._tally.status is RequestStatus.FAILED) == (self._tally.reason is not None),
     enabled=ENABLED,
 )
 class ReadCollector(Generic[T]):

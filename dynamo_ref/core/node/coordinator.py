@@ -335,7 +335,7 @@ class Coordinator:
         self._puts[op.id] = op
         self._out.action("ClientPut", me, text(key), TOMBSTONE if value is None else text(value))
         self._replica.merge(key, (version,), stored)
-        collector.ack(me)
+        status = collector.ack(me)
         wire = siblings_to_wire((version,))
         for j in primaries:
             if j != me:
@@ -347,19 +347,19 @@ class Coordinator:
                 if h != me and h not in up:
                     self.SloppyFallback(op, h, now)
             self._out.set_timer(TimerKind.FALLBACK, op.id, now + cfg.fallback_delay)
-        self._check_put(op, now)
+        self._check_put(op, status, now)
 
     def StoreAck(self, src: NodeId, m: StoreAck, now: float) -> None:
         """An ack for put ``m.op`` (the replica drops handed-off hints: ``hint_acked``)."""
         self._out.action("StoreAck", self._out.node_id, src, text(m.key), str(m.op))
         op = self._puts.get(m.op) if m.op else None
         if op is not None and op.key == m.key and op.collector.is_target(src):
-            op.collector.ack(src)
-            self._check_put(op, now)
+            self._check_put(op, op.collector.ack(src), now)
 
-    def _check_put(self, op: PutOp, now: float) -> None:
-        collector = op.collector
-        if not op.answered and collector.status is RequestStatus.SUCCEEDED:
+    def _check_put(self, op: PutOp, status: RequestStatus, now: float) -> None:
+        """Answer once the collector says the write succeeded; a delete stays until every
+        primary acked, to know when its tombstone can go."""
+        if not op.answered and status is RequestStatus.SUCCEEDED:
             op.answered = True
             self._out.cancel_timer(TimerKind.FALLBACK, op.id)
             body = self._replica.get(op.key) if op.return_body else (op.version,)
@@ -369,7 +369,7 @@ class Coordinator:
         if not op.answered:
             return
         reaping = op.version.is_tombstone and self._config.reap_tombstones
-        if reaping and collector.primary_ack_count == len(op.primaries):
+        if reaping and op.collector.primary_ack_count == len(op.primaries):
             self._replica.schedule_reap(op.key, (op.version,), now)
             self._finish_put(op)
         elif not reaping:

@@ -480,12 +480,15 @@ class JoinRequest(_Msg, frozen=True, tag="join_request"):
     node: str
     address: str
     zone: str | None = None
+    view: list[WireMember] = []  # passed on by a member: what it knows, for the claimant
 
 
 class LeaveRequest(_Msg, frozen=True, tag="leave_request"):
-    """A member asks the claimant to take ``node`` out of the ring (an admin's leave)."""
+    """A member asks the claimant to take ``node`` out of the ring (an admin's leave), with
+    its view, so that the claimant acts on no less than the member knew."""
 
     node: str
+    view: list[WireMember] = []
 
 
 class MerkleQuery(_Msg, frozen=True, tag="merkle_query"):

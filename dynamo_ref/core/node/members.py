@@ -134,10 +134,15 @@ class Members:
                 }
             )
         # Unreadable: the ring and gossip give it back.
+        saved_view = Membership()
         with contextlib.suppress(msgspec.DecodeError, ValueError):
             if saved is not None:
                 q = MAX_Q if ring is None else ring.q
-                view = view.merge(members_from_wire(_MEMBERS_DECODER.decode(saved), q))
+                saved_view = members_from_wire(_MEMBERS_DECODER.decode(saved), q)
+                view = view.merge(saved_view)
+        # Where peers last knew this node to be, if it was a member before this start.
+        known = saved_view.get(me)
+        self._known_address = None if known is None else known.address
         self._view = view
         derived = self._ring_of(view, None if ring is None else ring.q)
         if derived is not None:
@@ -249,9 +254,13 @@ class Members:
             return
         me = self._out.node_id
         own = self._view.get(me)
-        moved = own is not None and own.address != self._address
-        # A restart may be at a new address that the initial view cannot show (it was built
-        # from that address): restate the own entry then too, so peers stop using the old one.
+        # Restarted, perhaps at a new address (its view, or where peers last knew it, says
+        # another): a newer incarnation of its own entry spreads it.
+        moved = own is not None and self._address not in (own.address, None)
+        if own is not None and self._address is not None and self._known_address is not None:
+            moved = moved or self._known_address != self._address
+        # Without a saved view, peers may still know an older address: restate after any
+        # restart. A stale copy of the claims in it is undone by the claimant.
         if own is not None and self._address is not None and (moved or self._out.boot > 1):
             self._view = self._view.update(me, own.successor(address=self._address))
             self._persist_view()
@@ -295,9 +304,13 @@ class Members:
             self._out.action("RejectMessage", me, src, f"a join request for {m.node!r}")
             return
         if not passed_on and self.claimant != me:
-            self._out.send(self.claimant, m)  # once: the claimant acts on what it gets
+            # Once, with this node's view: the claimant acts on what it gets.
+            self._out.send(
+                self.claimant, msgspec.structs.replace(m, view=self._wire_view(self._view))
+            )
             return
-        if m.node not in self._ring.nodes:
+        self._learn(src, m.view, now)
+        if m.node not in self.ring.nodes:
             try:
                 self._admit(m.node, m.address or None, m.zone, now)
             except ValueError as e:
@@ -314,8 +327,20 @@ class Members:
         if self._ring is None or src not in self._view:
             self._out.action("RejectMessage", me, src, f"a leave request for {m.node!r}")
             return
-        with contextlib.suppress(ValueError):
+        self._learn(src, m.view, now)
+        with contextlib.suppress(ValueError, RuntimeError):
             self._remove(m.node, now)
+
+    def _learn(self, src: NodeId, view: list[WireMember], now: float) -> None:
+        """Merge the view a member passed on with its request."""
+        if not view or self._ring is None:
+            return
+        try:
+            theirs = members_from_wire(view, self._ring.q)
+        except ValueError as e:
+            self._out.action("RejectMessage", self._out.node_id, src, str(e))
+            return
+        self._set_view(self._view.merge(theirs), now)
 
     # ---- gossip ---------------------------------------------------------------------------
 
@@ -360,10 +385,13 @@ class Members:
     def pong(self, src: NodeId, m: Pong, now: float) -> None:
         """Nothing to do: hearing from ``src`` (``heard``) was the point."""
 
-    def _set_view(self, view: Membership, now: float) -> None:
+    def _set_view(self, view: Membership, now: float, *, change: bool = False) -> None:
+        """Adopt ``view``; ``change``: the claimant changes the ring with it."""
+        me = self._out.node_id
+        if not change and self._ring is not None and me == self.claimant:
+            view = self._restate_claims(view)
         if view == self._view:
             return
-        me = self._out.node_id
         old_members = set(self._view.live_members())
         self._view = view
         self._persist_view()
@@ -383,6 +411,19 @@ class Members:
                 return
             self._ring_changed(old, now)
         self._check_left()
+
+    def _restate_claims(self, view: Membership) -> Membership:
+        """The claimant's answer to a view whose claims differ from its ring: only it changes
+        claims, so any other claims are stale (a restarted node restating its own entry, say)
+        and it states its own again, each at a newer incarnation."""
+        ring = self.ring
+        if self._ring_of(view, ring.q) == ring:
+            return view
+        for n, s in view.items():
+            want = claims_of(ring.partitions_of(n)) if n in ring.nodes else ()
+            if s.claims != want:
+                view = view.update(n, s.successor(claims=want))
+        return view
 
     def _ring_of(self, view: Membership, q: int | None) -> Ring | None:
         """The ring the view's claims describe; None while they overlap or leave gaps."""
@@ -427,7 +468,8 @@ class Members:
             return
         claimant = self.claimant
         if claimant != self._out.node_id:
-            self._out.send(claimant, JoinRequest(m.node, m.address or "", m.zone))
+            view = self._wire_view(self._view)
+            self._out.send(claimant, JoinRequest(m.node, m.address or "", m.zone, view))
             self._out.reply(
                 origin,
                 AdminOk(
@@ -458,7 +500,7 @@ class Members:
             elif s.claims != claims or s.status is not Status.UP or addr not in (None, s.address):
                 view = view.update(n, s.successor(status=Status.UP, address=addr, claims=claims))
         self._out.action("AdminJoin", self._out.node_id, node)
-        self._set_view(view, now)
+        self._set_view(view, now, change=True)
         self._out.send(node, Gossip(self._wire_view(view), True))
         return len(ring.partitions_of(node))
 
@@ -475,7 +517,7 @@ class Members:
             return
         claimant = self.claimant
         if claimant != self._out.node_id:
-            self._out.send(claimant, LeaveRequest(m.node))
+            self._out.send(claimant, LeaveRequest(m.node, self._wire_view(self._view)))
             detail = f"{m.node} leaves through the claimant {claimant}; its partitions move"
         else:
             self._remove(m.node, now)
@@ -494,7 +536,7 @@ class Members:
                 if claims != s.claims:
                     view = view.update(n, s.successor(claims=claims))
         self._out.action("AdminLeave", self._out.node_id, node)
-        self._set_view(view, now)
+        self._set_view(view, now, change=True)
         self._out.send(node, Gossip(self._wire_view(view), True))
 
     # ---- partition transfer ---------------------------------------------------------------

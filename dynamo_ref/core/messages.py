@@ -52,6 +52,7 @@ class ErrorCode(enum.StrEnum):
     OVERLOAD = "overload"  # too many requests in progress at this node
     NOT_FOUND = "not_found"  # admin: no such node
     UNAUTHORIZED = "unauthorized"  # a connection without the cluster secret or client token
+    INTERNAL = "internal"  # the node failed on the request (a bug): nothing of it is pending
 
 
 class MessageError(ValueError):

@@ -159,11 +159,24 @@ def read_context(mode: VersionMode, siblings: Iterable[Version]) -> VClock:
     return merge_context(list(siblings))
 
 
+# The largest counter the wire carries (MessagePack's unsigned 64-bit integers).
+MAX_COUNTER = 2**64 - 1
+
+
+class CounterExhausted(ValueError):
+    """No counter is left above the context's and the stored versions' for this coordinator."""
+
+
 def next_counter(node: NodeId, context: VClock, stored: Iterable[Version]) -> int:
-    """The coordinator rule: one above the context and every stored clock's (or dot's) entry."""
+    """The coordinator rule: one above the context and every stored clock's (or dot's) entry.
+
+    :raises CounterExhausted: that would be past ``MAX_COUNTER``.
+    """
     top = context.counter(node)
     for v in stored:
         top = max(top, v.clock.counter(node), v.dot if v.writer == node else 0)
+    if top >= MAX_COUNTER:
+        raise CounterExhausted(f"{node}'s counter for this key is at the limit ({MAX_COUNTER})")
     return top + 1
 
 

@@ -63,6 +63,12 @@ HEAL: Final = "Heal"
 LOSE: Final = "LoseMessage"
 DUPLICATE: Final = "DuplicateMessage"
 INIT: Final = "Init"
+HANDLER_FAILED: Final = "HandlerFailed"
+
+
+class HandlerError(AssertionError):
+    """A node's handler raised while the simulation ran it."""
+
 
 # The spec's variables that are per node.
 _NODE_VARIABLES: Final = ("store", "hints", "putOps", "getOps")
@@ -220,6 +226,10 @@ class Simulation:
         self._next_client = 0
         self.outstanding = 0
         self.stray_replies = 0
+        # A node's handler raised (the node answered and went on): a bug, which fails the run
+        # unless a test expects it.
+        self.handler_failures: list[tuple[NodeId, Action]] = []
+        self.fail_on_handler_error = True
         # Tests' hooks: every message sent (when a list), every spec action taken (when a list),
         # and a verdict on each message as it is sent: dropped (the sender is not told) or held
         # (until ``release``).
@@ -393,6 +403,7 @@ class Simulation:
         """Carry out a node's effects in order, then record its spec actions."""
         disk = self.disks[nid]
         actions: list[Action] | None = None
+        failed: Action | None = None
         if self._trace is not None:
             self._node_texts.pop(nid, None)
         for e in effects:
@@ -402,6 +413,8 @@ class Simulation:
             elif isinstance(e, Action):
                 if self.actions is not None:
                     self.actions.append((nid, e))
+                if e.name == HANDLER_FAILED:
+                    failed = e
                 if e.name == "ClientPut":
                     self.puts += 1
                 elif e.name == "ClientGet":
@@ -440,6 +453,10 @@ class Simulation:
             for i, act in enumerate(actions):
                 state = self._trace_state() if i == last else None
                 self._trace.record(act.name, list(act.args), nid, now, state)
+        if failed is not None:
+            self.handler_failures.append((nid, failed))
+            if self.fail_on_handler_error:
+                raise HandlerError(f"{nid}: " + " ".join(failed.args[1:]))
         if self._duplicates:
             # After the sender's own step: the copy is a step of its own.
             copies, self._duplicates = self._duplicates, []

@@ -52,7 +52,12 @@ from dynamo_ref.core.node.outbox import (
 )
 from dynamo_ref.core.node.replica import Replica
 from dynamo_ref.core.node.routing import Routing
-from dynamo_ref.core.node_versions import read_context, reconcile_mode, write_version
+from dynamo_ref.core.node_versions import (
+    CounterExhausted,
+    read_context,
+    reconcile_mode,
+    write_version,
+)
 from dynamo_ref.core.quorum import (
     QuorumConfig,
     QuorumError,
@@ -136,6 +141,8 @@ class Coordinator:
         self._gets: dict[int, GetOp] = {}
         self._forwards: dict[int, ForwardOp] = {}
         self._targets: dict[NodeId, Target] = {}
+        # Requests registered while the current event is handled, to roll back if it fails.
+        self._opened: list[tuple[TimerKind, int]] = []
 
     @property
     def clock_skew(self) -> float:
@@ -144,6 +151,24 @@ class Coordinator:
     def pending(self) -> int:
         """Requests in progress: puts, gets and forwards."""
         return len(self._puts) + len(self._gets) + len(self._forwards)
+
+    def begin(self) -> None:
+        """An event is about to be handled."""
+        self._opened.clear()
+
+    def rollback(self) -> None:
+        """The event failed half way: forget the requests it registered, and their timers."""
+        tables: dict[TimerKind, dict[int, PutOp] | dict[int, GetOp] | dict[int, ForwardOp]] = {
+            TimerKind.PUT: self._puts,
+            TimerKind.GET: self._gets,
+            TimerKind.FORWARD: self._forwards,
+        }
+        for kind, ident in self._opened:
+            if tables[kind].pop(ident, None) is not None:
+                self._out.cancel_timer(kind, ident)
+                if kind is TimerKind.PUT:
+                    self._out.cancel_timer(TimerKind.FALLBACK, ident)
+        self._opened.clear()
 
     # ---- arrival --------------------------------------------------------------------------
 
@@ -254,6 +279,7 @@ class Coordinator:
         target = live[0]
         fid = self._out.new_id()
         self._forwards[fid] = ForwardOp(fid, origin, msg, target, {*tried, target}, hops)
+        self._opened.append((TimerKind.FORWARD, fid))
         self._out.action("ForwardRequest", me, target, text(msg.key))
         self._out.send(target, Forward(fid, msg, hops + 1))
         self._out.set_timer(TimerKind.FORWARD, fid, now + self._config.forward_deadline)
@@ -320,19 +346,24 @@ class Coordinator:
             )
             return
         stored = self._replica.get(key)
-        version = write_version(
-            self._mode,
-            me,
-            context,
-            stored,
-            value=value,
-            timestamp=self._timestamp(now),
-            prune=cfg.prune,
-        )
+        try:
+            version = write_version(
+                self._mode,
+                me,
+                context,
+                stored,
+                value=value,
+                timestamp=self._timestamp(now),
+                prune=cfg.prune,
+            )
+        except CounterExhausted as e:
+            self._out.error(origin, ErrorCode.INVALID_CONTEXT, f"no write is possible: {e}")
+            return
         collector = WriteCollector(quorum, [self._primary_target(p) for p in primaries])
         op = PutOp(self._out.new_id(), key, version, origin, primaries, collector)
         op.return_body = body
         self._puts[op.id] = op
+        self._opened.append((TimerKind.PUT, op.id))
         self._out.action("ClientPut", me, text(key), TOMBSTONE if value is None else text(value))
         self._replica.merge(key, (version,), stored)
         status = collector.ack(me)
@@ -470,6 +501,7 @@ class Coordinator:
             self._out.new_id(), key, origin, ReadCollector(quorum, targets), hint_for, primaries
         )
         self._gets[op.id] = op
+        self._opened.append((TimerKind.GET, op.id))
         self._out.action("ClientGet", me, text(key))
         local = self._replica.get(key)
         op.collector.respond(me, local)

@@ -107,7 +107,7 @@ from dynamo_ref.core.node.anti_entropy import AntiEntropy, AntiEntropyRecord
 from dynamo_ref.core.node.config import DurableState, NodeConfig
 from dynamo_ref.core.node.coordinator import Coordinator
 from dynamo_ref.core.node.members import Members
-from dynamo_ref.core.node.outbox import ClientOrigin, Origin, Outbox, TimerKind
+from dynamo_ref.core.node.outbox import ClientOrigin, Origin, Outbox, PeerOrigin, TimerKind
 from dynamo_ref.core.node.replica import Replica
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import NodeId
@@ -288,10 +288,33 @@ class Node:
         out.effects = []
         handler = self._on_event.get(type(event))
         if handler is not None:
-            handler(event, now)
+            if self._parts is not None:
+                self._parts.coordinator.begin()
+            try:
+                handler(event, now)
+            except Exception as e:
+                self._failed(event, e)
         if self._parts is None and self._members.joined:
             self._joined(now)
         return out.take()
+
+    def _failed(self, event: Event, error: Exception) -> None:
+        """A handler raised: what it changed stays (and its effects go out, so memory and disk
+        agree), the requests it registered are forgotten, and whoever asked gets an error.
+        ``HandlerFailed`` tells the driver (the simulator fails the test on it)."""
+        if self._parts is not None:
+            self._parts.coordinator.rollback()
+        reason = f"{type(error).__name__}: {error}"
+        self._out.action("HandlerFailed", self._id, type(event).__name__, reason)
+        origin: Origin | None = None
+        if isinstance(event, ClientRequest):
+            origin = ClientOrigin(event.client, rid_of(event.msg))
+        elif isinstance(event, PeerReceived) and isinstance(event.msg, Forward):
+            origin = PeerOrigin(event.src, event.msg.fid, rid_of(event.msg.request))
+        if origin is not None:
+            self._out.error(
+                origin, ErrorCode.INTERNAL, f"{self._id} failed on the request: {reason}"
+            )
 
     def _received(self, event: PeerReceived, now: float) -> None:
         self._members.heard(event.src, now)

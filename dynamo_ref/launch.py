@@ -124,6 +124,13 @@ CONFIG_FLAGS: Final[tuple[ConfigFlag, ...]] = (
     ),
     ConfigFlag("clock_skew", "--clock-skew", "float", "Seconds added to this node's timestamps."),
     ConfigFlag(
+        "skew_warning",
+        "--skew-warning",
+        "float",
+        "Report peers whose timestamps run this many seconds ahead.",
+        low=0.001,
+    ),
+    ConfigFlag(
         "reap_tombstones",
         "--reap-tombstones",
         "bool",

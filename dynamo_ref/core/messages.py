@@ -384,6 +384,8 @@ class StatusReply(_Msg, frozen=True, tag="status_ok"):
     rid: int = 0
     q: int = 0  # partitions on the ring
     n: int = 0  # replicas per key
+    # writer -> seconds its timestamps ran ahead of this node's clock, past the warning level
+    clocks_ahead: dict[str, float] = {}
 
 
 class ReplicaVersions(_Msg, frozen=True, tag="replica_versions"):

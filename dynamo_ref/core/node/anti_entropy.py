@@ -61,7 +61,7 @@ class SyncSession:
 
 @dataclass(frozen=True, slots=True)
 class AntiEntropyRecord:
-    """The last completed exchange with a peer, for ``status``."""
+    """The last completed exchange with a peer, for ``status`` (``time``: wall clock)."""
 
     time: float
     partition: int
@@ -187,7 +187,7 @@ class AntiEntropy:
         elif not all(0 <= i < fanout**m.level for i in m.indexes):
             answer = msgspec.structs.replace(answer, refused="no such tree nodes")
         elif m.level == 0 and m.root == tree.root:
-            self._last[src] = AntiEntropyRecord(now, m.partition, 0)
+            self._last[src] = AntiEntropyRecord(self._out.wall, m.partition, 0)
             answer = msgspec.structs.replace(answer, in_sync=True)
         elif m.level < depth:
             children = [list(tree.children_hashes(m.level, i)) for i in m.indexes]
@@ -261,7 +261,7 @@ class AntiEntropy:
                 return
             merged = self.AntiEntropy(src, me, key, theirs)
             out.append((key, siblings_to_wire(merged)))
-        self._last[src] = AntiEntropyRecord(now, m.partition, len(out))
+        self._last[src] = AntiEntropyRecord(self._out.wall, m.partition, len(out))
         self._out.send(src, SyncKeysReply(m.session, m.partition, out))
 
     def sync_keys_reply(self, src: NodeId, m: SyncKeysReply, now: float) -> None:
@@ -285,7 +285,7 @@ class AntiEntropy:
 
     def _finish(self, s: SyncSession, now: float) -> None:
         self._sessions.pop(s.id, None)
-        self._last[s.peer] = AntiEntropyRecord(now, s.partition, s.keys)
+        self._last[s.peer] = AntiEntropyRecord(self._out.wall, s.partition, s.keys)
         if s.differed:
             self._agreed.pop((s.peer, s.partition), None)  # merged; the next round confirms
         else:

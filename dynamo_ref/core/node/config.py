@@ -56,6 +56,9 @@ class NodeConfig:
     max_value_size: int = 1 << 20
     max_pending: int = 10_000
     clock_skew: float = 0.0
+    # A peer's timestamps this far ahead of this node's wall clock are reported (status, log):
+    # under LWW its writes win over later ones until real time catches up.
+    skew_warning: float = 5.0
     # Tombstones go once every replica holds them, reap_delay after that is known; or never.
     reap_tombstones: bool = True
     reap_delay: float = 5.0
@@ -83,6 +86,7 @@ class NodeConfig:
             "transfer_interval": self.transfer_interval,
             "reap_delay": self.reap_delay,
             "detector_pause": self.detector_pause,
+            "skew_warning": self.skew_warning,
         }
         if self.forward_timeout is not None:
             times["forward_timeout"] = self.forward_timeout

@@ -310,8 +310,8 @@ class Coordinator:
 
     # ---- puts -----------------------------------------------------------------------------
 
-    def _timestamp(self, now: float) -> float:
-        return now + self._skew
+    def _timestamp(self) -> float:
+        return self._out.wall + self._skew
 
     def ClientPut(
         self,
@@ -353,7 +353,7 @@ class Coordinator:
                 context,
                 stored,
                 value=value,
-                timestamp=self._timestamp(now),
+                timestamp=self._timestamp(),
                 prune=cfg.prune,
             )
         except CounterExhausted as e:

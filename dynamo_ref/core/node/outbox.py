@@ -74,19 +74,23 @@ Origin = ClientOrigin | PeerOrigin
 
 
 class Outbox:
-    """The effects of the event being handled, in order, and the node's request ids.
+    """The effects of the event being handled, in order, its wall-clock time, and the node's
+    request ids.
 
     ``boot`` counts this node's starts: request ids are ``boot << 32 | seq``, so a restarted
     node never reuses the id of a request its peers may still answer.
     """
 
-    __slots__ = ("boot", "effects", "node_id", "seq")
+    __slots__ = ("boot", "effects", "node_id", "seq", "wall")
 
     def __init__(self, node_id: NodeId, boot: int) -> None:
         self.node_id = node_id
         self.boot = boot
         self.seq = 0
         self.effects: list[Effect] = []
+        # The wall clock at the event being handled: for timestamps only; timers and the
+        # failure detector run on the driver's monotonic ``now``.
+        self.wall = 0.0
 
     def take(self) -> list[Effect]:
         fx, self.effects = self.effects, []

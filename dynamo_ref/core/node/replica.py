@@ -77,6 +77,7 @@ class Replica:
         for (owner, key), siblings in durable.hints.items():
             self._engine.put_hint(owner, key, canonical(siblings))
         self._reaps: dict[int, tuple[bytes, Siblings]] = {}
+        self._ahead: dict[NodeId, float] = {}
 
     @property
     def engine(self) -> Engine:
@@ -150,6 +151,22 @@ class Replica:
         self._engine.put_hint(owner, key, rest)
         self._out.emit(PersistHint(owner, key, rest) if rest else DropHint(owner, key))
 
+    def _watch_clocks(self, versions: Siblings) -> None:
+        """Note writers whose timestamps run ahead of this node's wall clock (each new worst
+        case once: ``ClockAhead``)."""
+        wall = self._out.wall
+        limit = self._config.skew_warning
+        for v in versions:
+            ahead = v.timestamp - wall
+            if ahead > limit and ahead > self._ahead.get(v.writer, 0.0) + limit:
+                self._ahead[v.writer] = ahead
+                self._out.action("ClockAhead", self._out.node_id, v.writer, f"{ahead:.3f}")
+
+    def clocks_ahead(self) -> dict[NodeId, float]:
+        """Writer -> the most its timestamps have run ahead of this node's clock (past the
+        warning level)."""
+        return dict(self._ahead)
+
     def pending_hints(self) -> dict[NodeId, int]:
         """Owner -> number of keys this node holds hinted versions of for it."""
         counts: dict[NodeId, int] = {}
@@ -166,6 +183,7 @@ class Replica:
         if versions is None:
             return
         me = self._out.node_id
+        self._watch_clocks(versions)
         self._out.action("ReplicaStore", me, src, text(m.key), str(m.op), m.hint or "")
         if m.hint is None or m.hint == me:
             self.merge(m.key, versions)

@@ -21,7 +21,8 @@ Interface (the simulator and the TCP runtime drive exactly this):
   resumes the ring its saved view describes).
 - ``start(now)``: the first effects (timers, the first gossip, or a join request). On a
   non-empty ``durable`` this is the spec's ``Recover``; the driver records that action itself.
-- ``handle(event, now)``: one event in, effects out, to be carried out in order.
+- ``handle(event, now, wall=...)``: one event in, effects out, to be carried out in order.
+  ``now`` is monotonic (timers, the failure detector); ``wall`` only stamps versions.
 - ``spec_state()``: this node's part of the spec's ``store``, ``hints``, ``putOps``, ``getOps``.
 - Status queries: ``membership``, ``suspected``, ``pending_hints``, ``last_anti_entropy``,
   ``in_progress``, ``status``; ``clock_skew``, ``ring``, ``engine``, ``joined``.
@@ -50,8 +51,10 @@ variables unless noted: ``ForwardRequest``, ``ForwardReply``, ``ForwardTimeout``
 ``GossipMerge``, ``JoinRequest``, ``Joined``, ``AdminJoin``, ``AdminLeave``, ``Left``,
 ``TransferPartition``, ``ReceiveTransfer`` (merges like ReplicaStore), ``DropPartition``
 (removes versions: the spec has no such step) (members); ``MerkleExchange`` (anti-entropy);
-``ReapTombstone`` (removes versions) (replica); ``RejectMessage`` (a peer message that does not
-decode). Failure-detector pings and ``replica_get`` take no action.
+``ReapTombstone`` (removes versions), ``ClockAhead`` (a writer's timestamps run ahead)
+(replica); ``RejectMessage`` (a peer message that does not decode); ``HandlerFailed`` (a
+handler raised: its requests are rolled back). Failure-detector pings and ``replica_get``
+take no action.
 """
 
 from __future__ import annotations
@@ -258,9 +261,10 @@ class Node:
 
     # ---- the driver's interface -----------------------------------------------------------
 
-    def start(self, now: float) -> list[Effect]:
+    def start(self, now: float, *, wall: float | None = None) -> list[Effect]:
         """Timers and the first gossip; the spec's ``Recover`` when there was durable state."""
         self._out.effects = []
+        self._out.wall = now if wall is None else wall
         if self._recovering:
             self.Recover(now)
         else:
@@ -283,9 +287,12 @@ class Node:
         self._parts.replica.start(now)
         self._members.start_transfers(now)
 
-    def handle(self, event: Event, now: float) -> list[Effect]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Effect]:
+        """``now``: the driver's monotonic clock (timers, failure detection); ``wall``: the
+        wall clock, for timestamps (default: ``now``, as in the simulator)."""
         out = self._out
         out.effects = []
+        out.wall = now if wall is None else wall
         handler = self._on_event.get(type(event))
         if handler is not None:
             if self._parts is not None:
@@ -460,6 +467,7 @@ class Node:
             rid=rid,
             q=self._members.ring.q if self._members.joined else 0,
             n=self._config.n,
+            clocks_ahead={} if parts is None else parts.replica.clocks_ahead(),
         )
 
     def spec_state(self) -> dict[str, object]:

@@ -439,3 +439,20 @@ def test_the_invariant_refuses_two_stand_ins_for_one_replica() -> None:
             QuorumConfig(n=3, r=2, w=2, sloppy=True),
             [Target("d", hint_for="b"), Target("e", hint_for="b")],
         )
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=6), st.sampled_from(["ack", "nack"])
+)
+def test_waiting_on_and_outstanding_agree_with_pending(answers: list[str], how: str) -> None:
+    targets = [Target("a"), Target("b"), Target("c", hint_for="z")]
+    config = QuorumConfig(n=3, r=2, w=2, sloppy=True)
+    writer = WriteCollector(config, targets)
+    reader: ReadCollector[int] = ReadCollector(config, targets)
+    for node in answers:
+        if writer.is_target(node):
+            writer.ack(node) if how == "ack" else writer.nack(node, "no")
+            reader.respond(node, 1) if how == "ack" else reader.nack(node, "no")
+        for c in (writer, reader):
+            assert c.outstanding() == len(c.pending)
+            assert all(c.waiting_on(n) == (n in c.pending) for n in ("a", "b", "c", "d"))

@@ -247,7 +247,7 @@ class _Tally:
         self.refused: dict[NodeId, str] = {}
         self.status = RequestStatus.PENDING
         self.reason: str | None = None
-        self.primary_targets = sum(1 for t in self.targets if t.is_primary)
+        self.primary_targets = sum(1 for t in self.targets if t.hint_for is None)
         self.primary_ok = 0
         self.primary_refused = 0
         self._decide()
@@ -261,7 +261,7 @@ class _Tally:
         if target is None or self.answered(node):
             return False
         self.ok[node] = None
-        self.primary_ok += target.is_primary
+        self.primary_ok += target.hint_for is None
         self._decide()
         return True
 
@@ -435,6 +435,16 @@ class WriteCollector:
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
 
+    def waiting_on(self, node: NodeId) -> bool:
+        """``node`` is a target that has not answered (``node in pending``, without the set)."""
+        tally = self._tally
+        return node in tally.by_node and node not in tally.ok and node not in tally.refused
+
+    def outstanding(self) -> int:
+        """How many targets have not answered (``len(pending)``)."""
+        tally = self._tally
+        return len(tally.targets) - len(tally.ok) - len(tally.refused)
+
     @icontract.require(lambda self: self.config.sloppy, _FALLBACKS_NEED_SLOPPY, enabled=ENABLED)
     @icontract.require(
         lambda self, target: _may_stand_in(self._tally, target),
@@ -577,6 +587,16 @@ class ReadCollector(Generic[T]):
 
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
+
+    def waiting_on(self, node: NodeId) -> bool:
+        """``node`` is a target that has not answered (``node in pending``, without the set)."""
+        tally = self._tally
+        return node in tally.by_node and node not in tally.ok and node not in tally.refused
+
+    def outstanding(self) -> int:
+        """How many targets have not answered (``len(pending)``)."""
+        tally = self._tally
+        return len(tally.targets) - len(tally.ok) - len(tally.refused)
 
     @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
     @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)

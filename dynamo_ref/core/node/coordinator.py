@@ -141,8 +141,6 @@ class Coordinator:
         self._gets: dict[int, GetOp] = {}
         self._forwards: dict[int, ForwardOp] = {}
         self._targets: dict[NodeId, Target] = {}
-        # Requests registered while the current event is handled, to roll back if it fails.
-        self._opened: list[tuple[TimerKind, int]] = []
 
     @property
     def clock_skew(self) -> float:
@@ -152,23 +150,19 @@ class Coordinator:
         """Requests in progress: puts, gets and forwards."""
         return len(self._puts) + len(self._gets) + len(self._forwards)
 
-    def begin(self) -> None:
-        """An event is about to be handled."""
-        self._opened.clear()
-
-    def rollback(self) -> None:
-        """The event failed half way: forget the requests it registered, and their timers."""
-        tables: dict[TimerKind, dict[int, PutOp] | dict[int, GetOp] | dict[int, ForwardOp]] = {
-            TimerKind.PUT: self._puts,
-            TimerKind.GET: self._gets,
-            TimerKind.FORWARD: self._forwards,
-        }
-        for kind, ident in self._opened:
-            if tables[kind].pop(ident, None) is not None:
+    def rollback(self, first: int) -> None:
+        """The event failed half way: forget the requests it registered (ids from ``first``
+        on), and their timers."""
+        for kind, table in (
+            (TimerKind.PUT, self._puts),
+            (TimerKind.GET, self._gets),
+            (TimerKind.FORWARD, self._forwards),
+        ):
+            for ident in [i for i in table if i >= first]:
+                del table[ident]
                 self._out.cancel_timer(kind, ident)
                 if kind is TimerKind.PUT:
                     self._out.cancel_timer(TimerKind.FALLBACK, ident)
-        self._opened.clear()
 
     # ---- arrival --------------------------------------------------------------------------
 
@@ -279,7 +273,6 @@ class Coordinator:
         target = live[0]
         fid = self._out.new_id()
         self._forwards[fid] = ForwardOp(fid, origin, msg, target, {*tried, target}, hops)
-        self._opened.append((TimerKind.FORWARD, fid))
         self._out.action("ForwardRequest", me, target, text(msg.key))
         self._out.send(target, Forward(fid, msg, hops + 1))
         self._out.set_timer(TimerKind.FORWARD, fid, now + self._config.forward_deadline)
@@ -363,7 +356,6 @@ class Coordinator:
         op = PutOp(self._out.new_id(), key, version, origin, primaries, collector)
         op.return_body = body
         self._puts[op.id] = op
-        self._opened.append((TimerKind.PUT, op.id))
         self._out.action("ClientPut", me, text(key), TOMBSTONE if value is None else text(value))
         self._replica.merge(key, (version,), stored)
         status = collector.ack(me)
@@ -422,7 +414,7 @@ class Coordinator:
             c = op.collector
             c.timeout()
             self._out.action("PutTimeout", self._out.node_id, str(op.id))
-            silent = [p for p in op.primaries if p in c.pending]
+            silent = [p for p in op.primaries if c.waiting_on(p)]
             stand_ins = c.stand_ins
             self._out.error(
                 op.origin,
@@ -442,7 +434,7 @@ class Coordinator:
         me = self._out.node_id
         c = op.collector
         for h in op.primaries:
-            if h in c.pending and h not in c.stand_ins.values() and h != me:
+            if c.waiting_on(h) and h not in c.stand_ins.values() and h != me:
                 self._routing.suspect(h)
                 self.SloppyFallback(op, h, now)
 
@@ -453,7 +445,7 @@ class Coordinator:
             return
         c = op.collector
         stand_ins = c.stand_ins
-        if h not in op.primaries or h not in c.pending or h in stand_ins.values():
+        if h not in op.primaries or not c.waiting_on(h) or h in stand_ins.values():
             return
         me = self._out.node_id
         for f in self._routing.fallbacks(op.key):
@@ -501,7 +493,6 @@ class Coordinator:
             self._out.new_id(), key, origin, ReadCollector(quorum, targets), hint_for, primaries
         )
         self._gets[op.id] = op
-        self._opened.append((TimerKind.GET, op.id))
         self._out.action("ClientGet", me, text(key))
         local = self._replica.get(key)
         op.collector.respond(me, local)
@@ -529,7 +520,7 @@ class Coordinator:
         if op is None or op.key != m.key:
             return
         c = op.collector
-        if not c.is_target(src) or src not in c.pending:
+        if not c.waiting_on(src):
             return
         held = reconcile_mode(self._mode, versions)
         c.respond(src, held)
@@ -555,7 +546,7 @@ class Coordinator:
             self.ReadRepair(op, now, answering=True, latest=latest)
         else:
             self.ReadRepair(op, now, answering=False)
-        if not op.collector.pending:
+        if not op.collector.outstanding():
             self._finish_get(op)
 
     def _latest(self, op: GetOp) -> Siblings:
@@ -594,7 +585,7 @@ class Coordinator:
             return
         if op.hint_for or any(op.believed.get(p) != latest for p in op.primaries):
             return
-        if all(v.is_tombstone for v in latest) and not op.collector.pending:
+        if all(v.is_tombstone for v in latest) and not op.collector.outstanding():
             self._replica.schedule_reap(op.key, latest, now)
 
     def get_timer(self, ident: int, now: float) -> None:
@@ -624,11 +615,11 @@ class Coordinator:
     def peer_unreachable(self, peer: NodeId, now: float) -> None:
         """The driver could not reach ``peer``: route the requests waiting on it around it."""
         for op in list(self._puts.values()):
-            if not op.answered and peer in op.primaries and peer in op.collector.pending:
+            if not op.answered and peer in op.primaries and op.collector.waiting_on(peer):
                 self.SloppyFallback(op, peer, now)
         for gop in list(self._gets.values()):
             c = gop.collector
-            if c.is_target(peer) and peer in c.pending:
+            if c.waiting_on(peer):
                 c.nack(peer, "unreachable")
                 self._after_response(gop, now)
         for fop in list(self._forwards.values()):

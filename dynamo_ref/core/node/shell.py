@@ -295,22 +295,21 @@ class Node:
         out.wall = now if wall is None else wall
         handler = self._on_event.get(type(event))
         if handler is not None:
-            if self._parts is not None:
-                self._parts.coordinator.begin()
+            first = out.seq + 1  # request ids this event hands out start here
             try:
                 handler(event, now)
             except Exception as e:
-                self._failed(event, e)
+                self._failed(event, e, first)
         if self._parts is None and self._members.joined:
             self._joined(now)
         return out.take()
 
-    def _failed(self, event: Event, error: Exception) -> None:
+    def _failed(self, event: Event, error: Exception, first: int) -> None:
         """A handler raised: what it changed stays (and its effects go out, so memory and disk
         agree), the requests it registered are forgotten, and whoever asked gets an error.
         ``HandlerFailed`` tells the driver (the simulator fails the test on it)."""
         if self._parts is not None:
-            self._parts.coordinator.rollback()
+            self._parts.coordinator.rollback(self._out.boot << 32 | first)
         reason = f"{type(error).__name__}: {error}"
         self._out.action("HandlerFailed", self._id, type(event).__name__, reason)
         origin: Origin | None = None
@@ -324,8 +323,13 @@ class Node:
             )
 
     def _received(self, event: PeerReceived, now: float) -> None:
-        self._members.heard(event.src, now)
-        self.Receive(event.src, event.msg, now)
+        src, msg = event.src, event.msg
+        self._members.heard(src, now)
+        handler = self._on_peer.get(type(msg))  # Receive, inlined: the hottest path
+        if handler is None:
+            self._out.action("RejectMessage", self._id, src, type(msg).__name__)
+            return
+        handler(src, msg, now)
 
     def _timer(self, event: TimerFired, now: float) -> None:
         kind, ident = event.timer

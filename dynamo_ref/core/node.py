@@ -61,6 +61,8 @@ from dynamo_ref.core.effects import (
     Event,
     PeerReceived,
     PeerUnreachable,
+    PersistMeta,
+    StorageFailed,
     TimerFired,
     TimerId,
 )
@@ -274,6 +276,34 @@ class Node(NodeSync):
                 self._forward(fop.origin, fop.request, now, fop.hops, fop.tried)
         for sid in [s.id for s in self._sessions.values() if s.peer == peer]:
             del self._sessions[sid]
+
+    def storage_failed(self, event: StorageFailed, now: float) -> list[Effect]:
+        """The driver could not make a batch durable: the engine returns to what is durable
+        for its keys and hints, the puts of those keys in progress fail with
+        ``storage_error`` (their acknowledgements never left), and metadata is written again.
+        Reads go on from the engine, which again holds only what is durable."""
+        self._fx = []
+        if event.store is not None:
+            for key, siblings in event.store.items():
+                self._engine.put(key, reconcile_mode(self._mode, siblings) if siblings else ())
+        if event.hints is not None:
+            for (owner, key), siblings in event.hints.items():
+                self._engine.put_hint(owner, key, canonical(siblings))
+        keys = set(event.keys)
+        for op in list(self._puts.values()):
+            if op.key in keys:
+                if not op.answered:
+                    self._error(
+                        op.origin,
+                        ErrorCode.STORAGE_ERROR,
+                        f"{self._id} could not store the write durably: {event.reason}",
+                    )
+                self._finish_put(op)
+        if "membership" in event.meta:
+            self._persist_view()
+        if "boot" in event.meta:
+            self._fx.append(PersistMeta("boot", self._boot.to_bytes(8, "big")))
+        return self._take()
 
     def _timer(self, timer: TimerId, now: float) -> None:
         kind, ident = timer

@@ -12,6 +12,27 @@ batch in a worker thread (one batch at a time). A ``Send`` or ``Reply`` that com
 durable effect not yet applied is held until it is, so an acknowledgement never leaves before
 what it acknowledges is durable; one with no durable effect ahead of it goes at once.
 
+A durable batch that fails (disk full, I/O error) takes everything held behind it along:
+the keys and hints it held are read back from the store and the node is told
+(``Node.storage_failed``), which returns its working copy to what is durable and fails the
+puts of those keys with ``storage_error``; a ``PutOk`` held behind the batch becomes that
+error too, and held peer messages are dropped (the protocol copes with loss). Reads go on.
+
+Bounded resources. Until its handshake is done a connection may send frames of a few KiB
+only (``MAX_HANDSHAKE``). Client connections (and those not yet authenticated) are capped
+(``max_connections``, kept below the file descriptor limit); one past the cap is refused with
+``overload``. Proven peers are not counted. A client connection idle for ``idle_timeout`` is
+closed, and so is any connection with a frame started ``frame_timeout`` ago and still not
+whole. What all client connections buffer of unfinished frames is bounded (``max_buffered``);
+a connection that would go past it with a large frame is refused. A connection whose frames
+do not decode ``max_invalid`` times is closed.
+
+Admission. A client connection's share is ``max_inflight`` over the client connections. A
+connection past its share is not read while the node holds
+``max_inflight`` requests or more: a client that pipelines deeply is slowed by TCP, not
+refused, and the others keep their share. Requests past twice ``max_inflight`` are refused at
+once with ``overload``. If the core raises on a request, its client gets ``internal_error``.
+
 Bootstrapping the ring. With ``members``, every node starts from the same ring
 (``Ring.create`` over the sorted ids), so all agree without gossip. A restarted node starts from
 the membership it saved. A new node with only ``seeds`` asks a seed for its ``status`` (members,
@@ -26,6 +47,7 @@ import contextlib
 import itertools
 import logging
 import random
+import resource
 import signal
 import socket
 import time
@@ -49,27 +71,35 @@ from dynamo_ref.core.effects import (
     Reply,
     Send,
     SetTimer,
+    StorageFailed,
     TimerFired,
     TimerId,
 )
 from dynamo_ref.core.messages import (
     ErrorCode,
     ErrorReply,
+    Forward,
+    ForwardReply,
     Join,
     Leave,
     MessageError,
+    PutOk,
+    ReplyMessage,
     SetClockSkew,
     StatusReply,
     WireMember,
     decode_client,
     decode_peer,
     encode,
+    rid_of,
 )
 from dynamo_ref.core.node import Node, NodeConfig
 from dynamo_ref.core.ring import Ring
+from dynamo_ref.core.versions import Siblings
 from dynamo_ref.net.connect import split_address
 from dynamo_ref.net.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from dynamo_ref.net.handshake import (
+    MAX_HANDSHAKE,
     NONCE_BYTES,
     HandshakeError,
     Hello,
@@ -92,6 +122,11 @@ _DURABLE: Final = (Persist, PersistHint, DropHint, PersistMeta)
 _OUTBOUND: Final = (Send, Reply)
 # A connection that has not finished its handshake by then is closed.
 HANDSHAKE_TIMEOUT: Final = 10.0
+# File descriptors kept aside from client connections: the listener, peer links and inbound
+# peer connections, the store's files.
+FD_RESERVE: Final = 64
+# Of an unfinished frame a connection may always buffer this much, whatever the others hold.
+BUFFER_FREE: Final = 64 << 10
 _MEMBERS_DECODER: Final = msgspec.msgpack.Decoder(list[WireMember])
 
 
@@ -114,6 +149,31 @@ class ServerOptions:
     zone: str | None = None  # this node's zone, when it joins through a seed
     peer_queue: int = 10_000  # frames queued per peer link before the oldest is dropped
     sock: socket.socket | None = None  # an already bound socket to listen on (host/port unused)
+    # Resources a connection may hold (see the module docstring).
+    max_connections: int = 1000  # client and unauthenticated connections; peers aside
+    max_inflight: int = 64  # client requests in the node at once
+    max_buffered: int = 64 << 20  # bytes of unfinished frames all client connections hold
+    idle_timeout: float = 300.0  # seconds a client connection may be idle
+    frame_timeout: float = 30.0  # seconds a started frame may take to arrive whole
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    max_invalid: int = 16  # frames that do not decode before the connection is closed
+
+    def check(self) -> None:
+        """:raises ValueError: settings that cannot work, or leave the node open."""
+        if self.client_token is not None and self.secret is None:
+            raise ValueError(
+                "a client token needs a cluster secret: without one, any process could connect "
+                "as a peer and skip the token (give a secret file or $DYNAMO_REF_SECRET)"
+            )
+        if self.client_token is not None and not self.client_token:
+            raise ValueError("the client token is empty")
+        for name in ("max_connections", "max_inflight", "max_buffered", "max_invalid"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("idle_timeout", "frame_timeout", "handshake_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be positive")
 
 
 class NodeServer:
@@ -122,6 +182,7 @@ class NodeServer:
     def __init__(self, options: ServerOptions) -> None:
         if not options.node_id:
             raise ValueError("a node needs an id")
+        options.check()
         self.options = options
         self.store: DurableStore = options.store if options.store is not None else MemoryStore()
         self._node: Node | None = None
@@ -141,6 +202,13 @@ class NodeServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
         self.batches = 0  # durable batches written (group commit: fewer than durable events)
+        self.failed_batches = 0  # durable batches the store could not write
+        self._max_connections = options.max_connections
+        self._guests = 0  # connections counted against max_connections
+        self._inflight: dict[int, int] = {}  # client id -> its requests in the node
+        self._inflight_total = 0
+        self._buffered_total = 0  # bytes of unfinished frames over all connections
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -188,6 +256,16 @@ class NodeServer:
             addresses=self._book,
         )
         self._apply(self._node.start(time.time()))
+        self._limit_connections()
+        if opts.secret is None:
+            log.warning(
+                "node %s has no cluster secret: anyone who can reach %s can join as a peer, "
+                "read and write every key and change the ring; give every node a secret "
+                "(--secret-file or $DYNAMO_REF_SECRET)",
+                opts.node_id,
+                self._address,
+            )
+        self._sweep()
         await self._server.start_serving()
         if join_via is not None:
             self._spawn(self._join(join_via))
@@ -208,6 +286,8 @@ class NodeServer:
             self._server.close()
         for conn in list(self._conns):
             conn.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -314,9 +394,9 @@ class NodeServer:
         try:
             effects = self._node.handle(event, time.time())
         except Exception:
-            # A bug in the core must not take the node down: log it, keep serving.
+            # A bug in the core must not take the node down: log it, answer, keep serving.
             log.exception("node %s failed on %r", self.options.node_id, event)
-            return
+            effects = _answer_failed(event)
         self._apply(effects)
 
     def _fire(self, timer: TimerId) -> None:
@@ -382,10 +462,10 @@ class NodeServer:
     async def _write(self, batch: list[Effect]) -> None:
         try:
             await asyncio.to_thread(self.store.apply, self._durables(batch))
-        except Exception:
-            # Nothing after the failed batch may claim it is durable: its replies are dropped
-            # and the clients time out, as after a crash.
-            log.exception("node %s could not write a batch", self.options.node_id)
+        except Exception as error:
+            self._writing = None
+            if not self._stopped:
+                self._storage_failed(batch, error)
         else:
             self.batches += 1
             for e in batch:
@@ -405,6 +485,52 @@ class NodeServer:
     def _durables(effects: Sequence[Effect]) -> list[Effect]:
         return [e for e in effects if isinstance(e, _DURABLE)]
 
+    def _storage_failed(self, batch: list[Effect], error: Exception) -> None:
+        """A batch was not written: it and all held behind it fail (the module docstring)."""
+        self.failed_batches += 1
+        failed, self._held = [*batch, *self._held], []
+        self._held_durable = False
+        keys: dict[bytes, None] = {}
+        hint_keys: dict[tuple[str, bytes], None] = {}
+        meta: dict[str, None] = {}
+        out: list[Effect] = []
+        for e in failed:
+            if isinstance(e, Persist):
+                keys[e.key] = None
+            elif isinstance(e, PersistHint | DropHint):
+                hint_keys[(e.owner, e.key)] = None
+            elif isinstance(e, PersistMeta):
+                meta[e.name] = None
+            elif isinstance(e, Reply):
+                out.append(Reply(e.client, _not_stored(e.msg, error)))
+            elif isinstance(e, Send) and isinstance(e.msg, ForwardReply):
+                reply = _not_stored(e.msg.reply, error)
+                if reply is not e.msg.reply:
+                    out.append(Send(e.dest, ForwardReply(e.msg.fid, reply)))
+        log.error(
+            "node %s could not write a batch of %d keys, %d hints: %s; they are back to what "
+            "the store holds and their puts fail with storage_error",
+            self.options.node_id,
+            len(keys),
+            len(hint_keys),
+            error,
+        )
+        store: dict[bytes, Siblings] | None = None
+        hints: dict[tuple[str, bytes], Siblings] | None = None
+        try:
+            # On the loop, not in a thread: no event may see the engine between the failure
+            # and its repair. A few keys; reads work on a full disk.
+            store, hints = self.store.read(list(keys), list(hint_keys))
+        except Exception:
+            log.exception("node %s cannot read its store back either", self.options.node_id)
+        event = StorageFailed(tuple(keys), tuple(hint_keys), tuple(meta), str(error), store, hints)
+        if self._node is not None:
+            try:
+                out.extend(self._node.storage_failed(event, time.time()))
+            except Exception:
+                log.exception("node %s failed on %r", self.options.node_id, event)
+        self._apply(out)
+
     def _out(self, e: Effect) -> None:
         if isinstance(e, Send):
             if self._stopped:
@@ -422,6 +548,7 @@ class NodeServer:
                 )
             link.send(encode(e.msg))
         elif isinstance(e, Reply):
+            self._answered(e.client)
             conn = self._clients.get(e.client)
             if conn is not None:
                 conn.send(encode(e.msg))
@@ -446,6 +573,73 @@ class NodeServer:
         self._clients[cid] = conn
         return cid
 
+    def _limit_connections(self) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        usable = max(1, soft - FD_RESERVE)
+        if self._max_connections > usable:
+            log.warning(
+                "node %s may open %d files: it takes at most %d client connections, not %d",
+                self.options.node_id,
+                soft,
+                usable,
+                self._max_connections,
+            )
+            self._max_connections = usable
+
+    def _sweep(self) -> None:
+        """Close connections idle too long or stuck in a frame; runs every fraction of the
+        shortest of those timeouts."""
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self._conns):
+            conn.check_timeouts(now)
+        period = max(0.05, min(1.0, opts.idle_timeout / 4, opts.frame_timeout / 4))
+        self._sweeper = loop.call_later(period, self._sweep)
+
+    # ---- admission -------------------------------------------------------------------------
+
+    def _share(self) -> int:
+        """A client connection's fair share of the limit."""
+        return max(1, self.options.max_inflight // max(1, len(self._clients)))
+
+    def may_read(self, conn: _Connection) -> bool:
+        """Whether ``conn``'s next frame may be taken now: not while it is past its share and
+        the node is at its limit (then ``conn`` is no longer read)."""
+        mine = self._inflight.get(conn.client_id, 0)
+        return self._inflight_total < self.options.max_inflight or mine < self._share()
+
+    def admit(self, conn: _Connection) -> bool:
+        """Whether a request of ``conn`` may go into the node; counted when it may. Past
+        twice the limit it may not: the excess is refused."""
+        if self._inflight_total >= 2 * self.options.max_inflight:
+            return False
+        self._inflight[conn.client_id] = self._inflight.get(conn.client_id, 0) + 1
+        self._inflight_total += 1
+        return True
+
+    def inflight(self, client: int) -> int:
+        return self._inflight.get(client, 0)
+
+    def _answered(self, client: int) -> None:
+        mine = self._inflight.get(client)
+        if mine is None:
+            return
+        if mine == 1:
+            del self._inflight[client]
+        else:
+            self._inflight[client] = mine - 1
+        self._inflight_total -= 1
+        conn = self._clients.get(client)
+        if conn is not None:
+            # Read again once half its share is answered, or the node has room: not after
+            # every answer.
+            left = mine - 1
+            roomy = self._inflight_total <= self.options.max_inflight // 2
+            conn.answered(left, left <= self._share() // 2 or roomy)
+
 
 # Admin requests that change the cluster: with a cluster secret, only admins may send them.
 ADMIN_CHANGES = (Join, Leave, SetClockSkew)
@@ -456,8 +650,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: NodeServer) -> None:
         self.server = server
-        opts = server.options
-        self.decoder = FrameDecoder(opts.max_frame)
+        # Until the handshake is done, a frame is a handshake message: a few KiB at most.
+        self.decoder = FrameDecoder(min(MAX_HANDSHAKE, server.options.max_frame))
         self.transport: asyncio.Transport | None = None
         self.state = "hello"  # -> "client" | "proof" -> "peer" or "client"; "closed"
         self.hello: Hello | None = None
@@ -465,56 +659,122 @@ class _Connection(asyncio.Protocol):
         self.client_id = 0
         self.admin = False  # proved the cluster secret (or the node has none)
         self.peer = ""
+        self.invalid = 0  # frames that did not decode
         self._deadline: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.last_rx = self._loop.time()  # when bytes last arrived
+        self.progress_at = self.last_rx  # when the frame being read began, or the last ended
+        self._paused: set[str] = set()  # why it is not read: "write", "share"
+        self._counted = False  # against the server's max_connections
+        self._accounted = 0  # bytes of this connection in the server's buffered total
+        self._eof = False
+
+    # ---- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but speak its interface.
         self.transport = cast(asyncio.Transport, transport)
-        self.server._conns.add(self)
-        self._deadline = asyncio.get_running_loop().call_later(
-            HANDSHAKE_TIMEOUT, self._handshake_timeout
+        server = self.server
+        server._conns.add(self)
+        if server._guests >= server._max_connections:
+            self.refuse(
+                ErrorCode.OVERLOAD,
+                f"{server._guests} client connections are open at {server.options.node_id}, "
+                "its limit: try again later",
+            )
+            return
+        server._guests += 1
+        self._counted = True
+        self._deadline = self._loop.call_later(
+            server.options.handshake_timeout, self._handshake_timeout
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
         self.state = "closed"
         self.server._conns.discard(self)
         if self.client_id:
             self.server._clients.pop(self.client_id, None)
-        if self._deadline is not None:
-            self._deadline.cancel()
 
     def pause_writing(self) -> None:
         # A client that does not read its replies stops being read: no unbounded buffers.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.pause("write")
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self.unpause("write")
 
     def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.decoder.feed(data)
-        except FrameError as e:
-            self.refuse(e.code, e.message)
+        if self.state == "closed":
             return
-        for frame in frames:
-            if self.state == "closed":
+        now = self._loop.time()
+        self.last_rx = now
+        if not self.decoder.buffered:
+            self.progress_at = now
+        self.decoder.receive(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        # Half closed: what it sent is still served, then the connection closes.
+        self._eof = True
+        self._process()
+        return True
+
+    # ---- frames ------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Take the whole frames received, one at a time, until none is left, the
+        connection is paused or it is closed."""
+        decoder = self.decoder
+        done = decoder.frames
+        server = self.server
+        while self.state != "closed" and not self._paused:
+            if self.state == "client" and not server.may_read(self):
+                self.pause("share")
+                break
+            try:
+                frame = decoder.next_frame()
+            except FrameError as e:
+                self.refuse(e.code, e.message)
                 return
+            if frame is None:
+                break
             try:
                 self.frame(frame)
             except Exception:
                 # A frame nothing above foresaw: refuse this connection, keep the node.
                 log.exception("unexpected failure on a frame from %s", self.peer or "a client")
                 self.refuse(ErrorCode.MALFORMED, "the frame could not be processed")
+                return
+        if self.state == "closed":
+            return
+        if decoder.frames != done:
+            self.progress_at = self._loop.time()
+        self._account()
+        if (
+            self.state != "peer"
+            and decoder.buffered > BUFFER_FREE
+            and server._buffered_total > server.options.max_buffered
+        ):
+            self.refuse(
+                ErrorCode.OVERLOAD,
+                f"{server._buffered_total} bytes of unfinished frames are buffered at "
+                f"{server.options.node_id}, past its limit: send the frame again later",
+            )
+            return
+        if self._eof:
+            self._finish()
 
-    def eof_received(self) -> bool | None:
-        if self.decoder.buffered and self.state != "closed":
+    def _finish(self) -> None:
+        # After EOF: close once every frame is served and every request answered.
+        if self._paused or self.state == "closed":
+            return
+        if self.decoder.buffered:
             self.refuse(
                 ErrorCode.MALFORMED,
                 f"truncated frame: the connection ended {self.decoder.buffered} bytes into it",
             )
-        return None
+        elif not self.server.inflight(self.client_id):
+            self.close()
 
     def frame(self, frame: bytes) -> None:
         if self.state == "client":
@@ -528,18 +788,22 @@ class _Connection(asyncio.Protocol):
                 self.refuse(e.code, e.message)
 
     def client_frame(self, frame: bytes) -> None:
+        server = self.server
+        opts = server.options
         try:
-            msg = decode_client(frame, self.server.options.max_frame)
+            msg = decode_client(frame, opts.max_frame)
         except MessageError as e:
-            self.send(encode(ErrorReply(e.code.value, e.message, _guess_rid(frame))))
+            self.send(encode(ErrorReply(e.code.value, e.message, e.rid)))
+            self.invalid += 1
             if e.code is ErrorCode.MALFORMED:
                 self.close()  # not our language: nothing more it sends can be trusted
+            elif self.invalid >= opts.max_invalid:
+                self.refuse(
+                    ErrorCode.INVALID_REQUEST,
+                    f"{self.invalid} frames on this connection were not valid requests: closing it",
+                )
             return
-        if (
-            isinstance(msg, ADMIN_CHANGES)
-            and self.server.options.secret is not None
-            and not self.admin
-        ):
+        if isinstance(msg, ADMIN_CHANGES) and opts.secret is not None and not self.admin:
             self.send(
                 encode(
                     ErrorReply(
@@ -551,7 +815,19 @@ class _Connection(asyncio.Protocol):
                 )
             )
             return
-        self.server.handle(ClientRequest(self.client_id, msg))
+        if not server.admit(self):
+            self.send(
+                encode(
+                    ErrorReply(
+                        ErrorCode.OVERLOAD,
+                        f"{server._inflight_total} requests in flight at {opts.node_id}, past "
+                        f"its limit of {opts.max_inflight}: try again later",
+                        msg.rid,
+                    )
+                )
+            )
+            return
+        server.handle(ClientRequest(self.client_id, msg))
 
     def peer_frame(self, frame: bytes) -> None:
         try:
@@ -596,15 +872,83 @@ class _Connection(asyncio.Protocol):
             else:
                 self.state = "peer"
                 self.peer = self.hello.node
+                if opts.secret is not None and self._counted:
+                    # A proven peer does not take a client's place.
+                    self._counted = False
+                    server._guests -= 1
 
     def _handshake_done(self) -> None:
+        self.decoder.max_frame = self.server.options.max_frame
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
     def _handshake_timeout(self) -> None:
         if self.state in ("hello", "proof"):
-            self.refuse(ErrorCode.TIMEOUT, f"no handshake within {HANDSHAKE_TIMEOUT:g}s")
+            timeout = self.server.options.handshake_timeout
+            self.refuse(ErrorCode.TIMEOUT, f"no handshake within {timeout:g}s")
+
+    def check_timeouts(self, now: float) -> None:
+        """Close this connection if a frame is stuck half sent, or a client is idle."""
+        if self.state not in ("client", "peer") or self._paused:
+            return
+        opts = self.server.options
+        if self.decoder.buffered and now - self.progress_at > opts.frame_timeout:
+            self.refuse(
+                ErrorCode.TIMEOUT,
+                f"a frame started {now - self.progress_at:.1f}s ago is still not whole "
+                f"(the limit is {opts.frame_timeout:g}s)",
+            )
+        elif (
+            self.state == "client"
+            and not self.decoder.buffered
+            and not self.server.inflight(self.client_id)
+            and now - self.last_rx > opts.idle_timeout
+        ):
+            self.refuse(ErrorCode.TIMEOUT, f"idle for {opts.idle_timeout:g}s: closing")
+
+    # ---- flow control ------------------------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def unpause(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if self._paused or self.state == "closed":
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        self.progress_at = self._loop.time()  # paused time is not the sender's
+        # Frames already received are taken after this step, not inside it.
+        self._loop.call_soon(self._process)
+
+    def answered(self, inflight: int, resume: bool) -> None:
+        """One of this connection's requests was answered; ``inflight`` are left."""
+        if resume:
+            self.unpause("share")
+        if self._eof and not inflight:
+            self._loop.call_soon(self._finish)
+
+    def _account(self) -> None:
+        buffered = self.decoder.buffered
+        self.server._buffered_total += buffered - self._accounted
+        self._accounted = buffered
+
+    def _release(self) -> None:
+        self.decoder.clear()
+        self._account()
+        if self._counted:
+            self._counted = False
+            self.server._guests -= 1
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    # ---- output ------------------------------------------------------------------------------
 
     def send(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -617,18 +961,32 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.state = "closed"
+        self._release()
         if self.transport is not None:
             self.transport.close()  # after what is buffered is written
 
 
-def _guess_rid(frame: bytes) -> int:
-    """The request id of a frame that did not validate, if it has a readable one."""
-    try:
-        raw = msgspec.msgpack.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return 0
-    rid = raw.get("rid") if isinstance(raw, dict) else None
-    return rid if type(rid) is int and 0 <= rid < 1 << 63 else 0
+def _answer_failed(event: Event) -> list[Effect]:
+    """When the core raised on ``event``: the answer its sender is owed (none for a timer)."""
+    message = "the node failed on this request (its log says why); it serves on"
+    if isinstance(event, ClientRequest):
+        return [
+            Reply(event.client, ErrorReply(ErrorCode.INTERNAL_ERROR, message, rid_of(event.msg)))
+        ]
+    if isinstance(event, PeerReceived) and isinstance(event.msg, Forward):
+        rid = rid_of(event.msg.request)
+        reply = ErrorReply(ErrorCode.INTERNAL_ERROR, message, rid)
+        return [Send(event.src, ForwardReply(event.msg.fid, reply))]
+    return []
+
+
+def _not_stored(msg: ReplyMessage, error: Exception) -> ReplyMessage:
+    """A reply held behind a batch that failed: a ``PutOk`` becomes ``storage_error``."""
+    if not isinstance(msg, PutOk):
+        return msg
+    return ErrorReply(
+        ErrorCode.STORAGE_ERROR, f"the write could not be stored durably: {error}", msg.rid
+    )
 
 
 def ring_from_claims(

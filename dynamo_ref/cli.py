@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -20,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dynamo_ref import __version__
-from dynamo_ref.localcluster import STORE_FILE
+from dynamo_ref.client import TOKEN_ENV, load_token
+from dynamo_ref.localcluster import SECRET_FILE, STORE_FILE
 from dynamo_ref.tla.cli import spec
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 DEFAULT_NODE = "127.0.0.1:7001"
 CLUSTER_DIR_ENV = "DYNAMO_REF_CLUSTER_DIR"
 SECRET_ENV = "DYNAMO_REF_SECRET"
-TOKEN_ENV = "DYNAMO_REF_CLIENT_TOKEN"
 LOOP_ENV = "DYNAMO_REF_LOOP"
 
 
@@ -189,6 +190,32 @@ def read_secret(secret_file: Path | None) -> bytes | None:
     return secret
 
 
+def _token(ctx: click.Context, param: click.Parameter, value: Path | None) -> str | None:
+    """The client token from the file named, else from the environment."""
+    try:
+        return load_token(value)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _not_on_the_command_line(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    if value is not None:
+        name = param.opts[0] if param.opts else "the token"
+        raise click.UsageError(
+            f"{name} VALUE is gone: a token on the command line shows in `ps`. Put it in a "
+            f"file ({name}-file FILE) or in ${TOKEN_ENV}."
+        )
+
+
+def cluster_secret(cluster_dir: Path | None) -> bytes | None:
+    """The secret `cluster up` wrote into its directory, if there is one."""
+    path = (cluster_dir or default_cluster_dir()) / SECRET_FILE
+    try:
+        return path.read_bytes().rstrip(b"\r\n") or None
+    except OSError:
+        return None
+
+
 @main.command()
 @click.option("--id", "node_id", required=True, help="This node's id (stable across restarts).")
 @click.option("--listen", required=True, callback=_listen, help="HOST:PORT to listen on.")
@@ -232,7 +259,20 @@ def read_secret(secret_file: Path | None) -> bytes | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=f"The cluster secret (else ${SECRET_ENV}).",
 )
-@click.option("--client-token", envvar=TOKEN_ENV, help="Clients must present this token.")
+@click.option(
+    "--client-token-file",
+    "client_token",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_token,
+    help=f"Clients must present the token in this file (else ${TOKEN_ENV}); needs a secret.",
+)
+@click.option(
+    "--client-token",
+    "client_token_value",
+    hidden=True,
+    expose_value=False,
+    callback=_not_on_the_command_line,
+)
 @click.option("--request-timeout", type=click.FloatRange(min=0.001), default=1.0)
 @click.option("--gossip-interval", type=click.FloatRange(min=0.001), default=1.0)
 @click.option("--anti-entropy-interval", type=click.FloatRange(min=0.001), default=5.0)
@@ -243,6 +283,28 @@ def read_secret(secret_file: Path | None) -> bytes | None:
     default=10_000,
     show_default=True,
     help="Client requests in progress past which new ones fail at once with `overload`.",
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Client requests in the node at once: a connection past its share is not read "
+    "meanwhile, and past twice this new ones fail at once with `overload`.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Client connections at once (kept below the file limit); one more is refused.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.001),
+    default=300.0,
+    show_default=True,
+    help="Seconds after which a client connection with nothing to do is closed.",
 )
 def node(
     *,
@@ -269,6 +331,9 @@ def node(
     anti_entropy_interval: float,
     max_frame: int,
     max_pending: int,
+    max_inflight: int,
+    max_connections: int,
+    idle_timeout: float,
 ) -> None:
     """Run one node; prints "listening on HOST:PORT" once it serves. SIGTERM stops it."""
     from dynamo_ref.core.node_state import NodeConfig
@@ -296,6 +361,13 @@ def node(
         )
     except ValueError as e:
         raise click.UsageError(f"invalid settings: {e}") from None
+    secret = read_secret(secret_file)
+    if client_token is not None and secret is None:
+        raise click.UsageError(
+            "a client token needs a cluster secret (--secret-file or "
+            f"${SECRET_ENV}): without one, any process could connect as a peer and skip the "
+            "token"
+        )
     options = ServerOptions(
         node_id=node_id,
         host=parse_address(listen, allow_port_zero=True)[0],
@@ -305,9 +377,12 @@ def node(
         seeds=list(seeds),
         config=config,
         partitions=partitions,
-        secret=read_secret(secret_file),
+        secret=secret,
         client_token=client_token,
         max_frame=max_frame,
+        max_inflight=max_inflight,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
     )
     if not memory:
         assert data_dir is not None
@@ -386,7 +461,20 @@ def client_options(f: Any) -> Any:
         type=click.Path(file_okay=False, path_type=Path),
         help=f"A `cluster up` directory (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
     )(f)
-    f = click.option("--token", envvar=TOKEN_ENV, help="The client token, if nodes need one.")(f)
+    f = click.option(
+        "--token-file",
+        "token",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=_token,
+        help=f"A file holding the client token, if nodes need one (else ${TOKEN_ENV}).",
+    )(f)
+    f = click.option(
+        "--token",
+        "token_value",
+        hidden=True,
+        expose_value=False,
+        callback=_not_on_the_command_line,
+    )(f)
     f = click.option("--timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True)(
         f
     )
@@ -397,7 +485,8 @@ def admin_secret_option(f: Any) -> Any:
     return click.option(
         "--secret-file",
         type=click.Path(dir_okay=False, exists=True, path_type=Path),
-        help=f"The cluster secret, which a node that has one asks of admins (else ${SECRET_ENV}).",
+        help=f"The cluster secret, which a node that has one asks of admins (else ${SECRET_ENV}, "
+        "else the one `cluster up` wrote in --dir).",
     )(f)
 
 
@@ -565,7 +654,8 @@ def join(
     secret_file: Path | None,
 ) -> None:
     """Add NODE (listening at ADDRESS) to the ring: it claims partitions, data moves to it."""
-    with connected(nodes, cluster_dir, token, timeout, read_secret(secret_file)) as client:
+    secret = read_secret(secret_file) or cluster_secret(cluster_dir)
+    with connected(nodes, cluster_dir, token, timeout, secret) as client:
         detail = client.join(node_id, address, zone)
     _emit_json({"detail": str(detail)}) if as_json else click.echo(str(detail))
 
@@ -585,7 +675,8 @@ def leave(
     secret_file: Path | None,
 ) -> None:
     """NODE hands its partitions to the others and leaves the ring."""
-    with connected(nodes, cluster_dir, token, timeout, read_secret(secret_file)) as client:
+    secret = read_secret(secret_file) or cluster_secret(cluster_dir)
+    with connected(nodes, cluster_dir, token, timeout, secret) as client:
         detail = client.leave(node_id)
     _emit_json({"detail": str(detail)}) if as_json else click.echo(str(detail))
 
@@ -724,7 +815,12 @@ def cluster() -> None:
 @click.option(
     "--secret-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"A cluster secret for every node (else ${SECRET_ENV}).",
+    help=f"A cluster secret for every node (else ${SECRET_ENV}, else a new one).",
+)
+@click.option(
+    "--no-secret",
+    is_flag=True,
+    help="Start without a cluster secret: anyone who can reach the nodes can join them.",
 )
 def cluster_up(
     *,
@@ -739,8 +835,12 @@ def cluster_up(
     memory: bool,
     sync: str,
     secret_file: Path | None,
+    no_secret: bool,
 ) -> None:
-    """Start COUNT nodes in the foreground; Ctrl-C (or `cluster down`) stops them all."""
+    """Start COUNT nodes in the foreground; Ctrl-C (or `cluster down`) stops them all.
+
+    Every node gets the cluster secret, by default a new one written (mode 0600) to the
+    cluster's directory, where `join` and `leave` find it."""
     from dynamo_ref.localcluster import ClusterError, LocalCluster, NodeOptions, is_our_node
     from dynamo_ref.localcluster import read_state as read_cluster
 
@@ -766,7 +866,12 @@ def cluster_up(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        lc = LocalCluster(count, directory, options=options, secret=read_secret(secret_file))
+        secret = read_secret(secret_file)
+        if no_secret:
+            (directory / SECRET_FILE).unlink(missing_ok=True)  # a stale one would mislead join
+        elif secret is None:
+            secret = cluster_secret(directory) or secrets.token_hex(32).encode()
+        lc = LocalCluster(count, directory, options=options, secret=secret)
     except ClusterError as e:
         raise click.ClickException(str(e)) from None
     with lc:

@@ -4,7 +4,8 @@
 
 ``SPEC_JSON``: ``{"node_id", "config": {NodeConfig fields}, "options": {ServerOptions fields},
 "sqlite": path (else a MemoryStore), "sync": "full"|"normal"|"off", "state_file": path,
-"nofile": the file descriptor limit to run with}``.
+"nofile": the file descriptor limit to run with, "plant": a bug to plant (``PLANTS``), for the
+negative controls}``.
 It prints "listening on HOST:PORT" once it serves. On SIGUSR1 it writes its request state to
 ``state_file`` (JSON): the core's requests in progress and the driver's connections, requests
 in flight and buffered bytes. SIGTERM stops it.
@@ -23,7 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from dynamo_ref.core import messages
 from dynamo_ref.core.node_state import NodeConfig
+from dynamo_ref.net import server as server_module
 from dynamo_ref.net.server import NodeServer, ServerOptions
 from dynamo_ref.storage.durable import DurableStore, MemoryStore
 from dynamo_ref.storage.sqlite import SqliteStore
@@ -36,6 +41,32 @@ def _count(obj: object, name: str) -> int | None:
     if isinstance(value, int):
         return value
     return len(value) if hasattr(value, "__len__") else None
+
+
+def _unbounded_contexts() -> None:
+    """Contexts decoded without the bounds on counters and entries."""
+
+    class Context(msgspec.Struct, frozen=True, array_like=True):
+        clock: list[messages.ClockEntry]
+
+    messages._CONTEXT_DECODER = msgspec.msgpack.Decoder(Context)  # type: ignore[assignment]
+
+
+def _open_handshake() -> None:
+    """Frames before the handshake as large as after it."""
+    server_module.MAX_HANDSHAKE = 1 << 24  # type: ignore[misc]
+
+
+def _no_timeouts() -> None:
+    """Neither idle connections nor unfinished frames are ever closed."""
+    server_module._Connection.check_timeouts = lambda self, now: None  # type: ignore[method-assign]
+
+
+PLANTS = {
+    "unbounded_contexts": _unbounded_contexts,
+    "open_handshake": _open_handshake,
+    "no_timeouts": _no_timeouts,
+}
 
 
 def request_state(server: NodeServer) -> dict[str, Any]:
@@ -88,6 +119,8 @@ async def serve(spec: dict[str, Any]) -> None:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    if spec.get("plant"):
+        PLANTS[spec["plant"]]()
     if spec.get("nofile"):
         resource.setrlimit(resource.RLIMIT_NOFILE, (spec["nofile"], spec["nofile"]))
     with contextlib.suppress(KeyboardInterrupt):

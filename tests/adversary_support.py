@@ -65,6 +65,7 @@ class NodeProcess:
         sync: str = "off",
         nofile: int | None = None,
         contracts: bool = True,
+        plant: str | None = None,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.state_file = tmp / f"{node_id}.state.json"
@@ -77,6 +78,7 @@ class NodeProcess:
             "sync": sync,
             "state_file": str(self.state_file),
             "nofile": nofile,
+            "plant": plant,
         }
         env = dict(os.environ)
         if not contracts:

@@ -90,10 +90,10 @@ MAX_PENDING = 300
 HUGE_CONTEXT = msgspec.msgpack.encode([[["solo", 2**64 - 1, 0.0]]])
 
 
-def test_crafted_contexts_are_refused_and_leave_no_request_state(tmp_path: Path) -> None:
+def crafted_contexts(tmp_path: Path, plant: str | None = None) -> None:
     crafted = 2 * MAX_PENDING
     config = {**SOLO, "max_pending": MAX_PENDING}
-    with NodeProcess(tmp_path, config=config) as node, Probe(node.address) as probe:
+    with NodeProcess(tmp_path, config=config, plant=plant) as node, Probe(node.address) as probe:
 
         async def attack() -> list[ReplyMessage]:
             reader, writer = await raw_connection(node.address)
@@ -109,7 +109,7 @@ def test_crafted_contexts_are_refused_and_leave_no_request_state(tmp_path: Path)
         state = node.settled_state(pending=0, inflight=0, connections=1)
         peak = node.peak_mb()
     figures(
-        "crafted_context",
+        f"crafted_context{'_' + plant if plant else ''}",
         crafted=crafted,
         answers=dict(codes(got)),
         pending_after=state["pending"],
@@ -117,10 +117,21 @@ def test_crafted_contexts_are_refused_and_leave_no_request_state(tmp_path: Path)
         probe_worst_ms=round(probe.worst * 1000),
         peak_mb=round(peak),
     )
-    assert codes(got) == {"invalid_context": crafted}
     check_no_leaks(state)
+    assert codes(got) == {"invalid_context": crafted}
     check_probe(probe)
     assert peak < RSS_LIMIT_MB
+
+
+def test_crafted_contexts_are_refused_and_leave_no_request_state(tmp_path: Path) -> None:
+    crafted_contexts(tmp_path)
+
+
+def test_negative_control_unbounded_contexts_leak_request_state(tmp_path: Path) -> None:
+    # Decoded without bounds, the contexts reach the handler, which fails half way: the
+    # driver still answers (internal_error), but the puts it registered stay pending.
+    with pytest.raises(AssertionError, match="pending"):
+        crafted_contexts(tmp_path, plant="unbounded_contexts")
 
 
 # ---- 2. authentication -----------------------------------------------------------------------
@@ -197,15 +208,16 @@ async def partial_frames(
     return sum(closed)
 
 
-@pytest.mark.parametrize("hello", [False, True], ids=["before-handshake", "after-handshake"])
-def test_partial_frames_cannot_take_the_node_s_memory(tmp_path: Path, hello: bool) -> None:
+def partial_frame_attack(
+    tmp_path: Path, hello: bool, plant: str | None = None, max_buffered: int = 64 << 20
+) -> None:
     """60 connections each start a 16 MiB frame and send 8 MiB of it, with or without a hello
     first (a node without a client token lets anyone say hello)."""
     connections, declared, send = 60, (16 << 20) - 1, 8 << 20
     # Those the buffer limit lets in are closed when their frames time out.
-    options = {"frame_timeout": 1.0}
+    options = {"frame_timeout": 1.0, "max_buffered": max_buffered}
     with (
-        NodeProcess(tmp_path, config=SOLO, options=options) as node,
+        NodeProcess(tmp_path, config=SOLO, options=options, plant=plant) as node,
         Probe(node.address) as probe,
     ):
         before = node.rss_mb()
@@ -213,7 +225,7 @@ def test_partial_frames_cannot_take_the_node_s_memory(tmp_path: Path, hello: boo
         state = node.settled_state(connections=1, buffered=0)
         peak = node.peak_mb()
     figures(
-        f"partial_frames_{'after' if hello else 'before'}_handshake",
+        f"partial_frames_{'after' if hello else 'before'}_handshake{'_' + plant if plant else ''}",
         connections=connections,
         closed_by_node=closed,
         rss_before_mb=round(before),
@@ -223,10 +235,21 @@ def test_partial_frames_cannot_take_the_node_s_memory(tmp_path: Path, hello: boo
     )
     # Before the handshake a frame is at most a few KiB; after it, what all connections may
     # buffer together is bounded (64 MiB by default).
-    assert peak < RSS_LIMIT_MB
+    assert peak < RSS_LIMIT_MB, f"peak RSS {peak:.0f} MB"
     assert closed == connections
     check_no_leaks(state)
     check_probe(probe)
+
+
+@pytest.mark.parametrize("hello", [False, True], ids=["before-handshake", "after-handshake"])
+def test_partial_frames_cannot_take_the_node_s_memory(tmp_path: Path, hello: bool) -> None:
+    partial_frame_attack(tmp_path, hello)
+
+
+def test_negative_control_large_frames_before_the_handshake_take_memory(tmp_path: Path) -> None:
+    # Both bounds off: frames before the handshake as large as after, no buffer limit.
+    with pytest.raises(AssertionError, match="peak RSS"):
+        partial_frame_attack(tmp_path, hello=False, plant="open_handshake", max_buffered=1 << 40)
 
 
 async def open_clients(address: str, count: int) -> tuple[Counter[str], list[Any]]:
@@ -301,10 +324,10 @@ def test_idle_connections_cannot_lock_clients_out(tmp_path: Path) -> None:
     check_probe(probe)
 
 
-def test_a_frame_that_never_finishes_is_timed_out(tmp_path: Path) -> None:
+def half_sent_frames(tmp_path: Path, plant: str | None = None) -> None:
     options = {"frame_timeout": 1.0, "idle_timeout": 60.0}
     with (
-        NodeProcess(tmp_path, config=SOLO, options=options) as node,
+        NodeProcess(tmp_path, config=SOLO, options=options, plant=plant) as node,
         Probe(node.address) as probe,
     ):
 
@@ -319,10 +342,24 @@ def test_a_frame_that_never_finishes_is_timed_out(tmp_path: Path) -> None:
 
         closed = asyncio.run(attack())
         state = node.settled_state(connections=1, buffered=0)
-    figures("half_sent_frame", connections=20, closed_within_4s=closed, probe=dict(probe.outcomes))
-    assert closed == 20
+    figures(
+        f"half_sent_frame{'_' + plant if plant else ''}",
+        connections=20,
+        closed_within_4s=closed,
+        probe=dict(probe.outcomes),
+    )
+    assert closed == 20, f"{closed} of 20 closed"
     check_no_leaks(state)
     check_probe(probe)
+
+
+def test_a_frame_that_never_finishes_is_timed_out(tmp_path: Path) -> None:
+    half_sent_frames(tmp_path)
+
+
+def test_negative_control_without_timeouts_a_half_sent_frame_stays(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="of 20 closed"):
+        half_sent_frames(tmp_path, plant="no_timeouts")
 
 
 # ---- 4. decode amplification -----------------------------------------------------------------

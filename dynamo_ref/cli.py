@@ -286,11 +286,12 @@ def cluster_secret(cluster_dir: Path | None) -> bytes | None:
 )
 @click.option(
     "--max-inflight",
-    type=click.IntRange(1),
-    default=64,
+    type=click.IntRange(8),
+    default=1024,
     show_default=True,
-    help="Client requests in the node at once: a connection past its share is not read "
-    "meanwhile, and past twice this new ones fail at once with `overload`.",
+    help="Client requests in the node at once, at most: the limit adapts below it to keep "
+    "requests fast. A connection past its share is not read meanwhile, and past twice the "
+    "limit new requests fail at once with `overload`.",
 )
 @click.option(
     "--max-connections",

@@ -27,11 +27,13 @@ whole. What all client connections buffer of unfinished frames is bounded (``max
 a connection that would go past it with a large frame is refused. A connection whose frames
 do not decode ``max_invalid`` times is closed.
 
-Admission. A client connection's share is ``max_inflight`` over the client connections. A
-connection past its share is not read while the node holds
-``max_inflight`` requests or more: a client that pipelines deeply is slowed by TCP, not
-refused, and the others keep their share. Requests past twice ``max_inflight`` are refused at
-once with ``overload``. If the core raises on a request, its client gets ``internal_error``.
+Admission. The node takes a limited number of client requests at once; the limit adapts
+(``admission.AdaptiveLimit``) between a few and ``max_inflight`` so that requests take about a
+quarter of the shorter of the request timeout and the fallback delay. A client connection's
+share is the limit over the client connections. A connection past its share is not read while
+the node holds the limit or more: a client that pipelines deeply is slowed by TCP, not
+refused, and the others keep their share. Requests past twice the limit are refused at once
+with ``overload``. If the core raises on a request, its client gets ``internal_error``.
 
 Bootstrapping the ring. With ``members``, every node starts from the same ring
 (``Ring.create`` over the sorted ids), so all agree without gossip. A restarted node starts from
@@ -51,6 +53,7 @@ import resource
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -96,6 +99,7 @@ from dynamo_ref.core.messages import (
 from dynamo_ref.core.node import Node, NodeConfig
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.versions import Siblings
+from dynamo_ref.net.admission import AdaptiveLimit
 from dynamo_ref.net.connect import split_address
 from dynamo_ref.net.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from dynamo_ref.net.handshake import (
@@ -151,7 +155,7 @@ class ServerOptions:
     sock: socket.socket | None = None  # an already bound socket to listen on (host/port unused)
     # Resources a connection may hold (see the module docstring).
     max_connections: int = 1000  # client and unauthenticated connections; peers aside
-    max_inflight: int = 64  # client requests in the node at once
+    max_inflight: int = 1024  # client requests in the node at once, at most (it adapts below)
     max_buffered: int = 64 << 20  # bytes of unfinished frames all client connections hold
     idle_timeout: float = 300.0  # seconds a client connection may be idle
     frame_timeout: float = 30.0  # seconds a started frame may take to arrive whole
@@ -205,10 +209,21 @@ class NodeServer:
         self.failed_batches = 0  # durable batches the store could not write
         self._max_connections = options.max_connections
         self._guests = 0  # connections counted against max_connections
-        self._inflight: dict[int, int] = {}  # client id -> its requests in the node
+        # client id -> when each of its requests in the node was taken (oldest first)
+        self._inflight: dict[int, deque[float]] = {}
+        cfg = options.config
+        self._limiter = AdaptiveLimit(
+            initial=64,
+            low=min(8, options.max_inflight),
+            high=options.max_inflight,
+            target=max(0.005, min(cfg.request_timeout, cfg.fallback_delay) / 4),
+        )
+        self._limit = self._limiter.limit  # client requests the node takes at once, now
         self._inflight_total = 0
         self._buffered_total = 0  # bytes of unfinished frames over all connections
         self._sweeper: asyncio.TimerHandle | None = None
+        self._share = self._limit  # a client connection's fair share of it
+        self._overload = ""  # the refusal's text, made once
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -571,7 +586,12 @@ class NodeServer:
     def _register(self, conn: _Connection) -> int:
         cid = next(self._client_ids)
         self._clients[cid] = conn
+        self._reshare()
         return cid
+
+    def _unregister(self, cid: int) -> None:
+        if self._clients.pop(cid, None) is not None:
+            self._reshare()
 
     def _limit_connections(self) -> None:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -601,44 +621,48 @@ class NodeServer:
 
     # ---- admission -------------------------------------------------------------------------
 
-    def _share(self) -> int:
-        """A client connection's fair share of the limit."""
-        return max(1, self.options.max_inflight // max(1, len(self._clients)))
-
-    def may_read(self, conn: _Connection) -> bool:
-        """Whether ``conn``'s next frame may be taken now: not while it is past its share and
-        the node is at its limit (then ``conn`` is no longer read)."""
-        mine = self._inflight.get(conn.client_id, 0)
-        return self._inflight_total < self.options.max_inflight or mine < self._share()
+    def _reshare(self) -> None:
+        # A client connection's fair share of the limit, kept as connections and limit change.
+        self._share = max(1, self._limit // max(1, len(self._clients)))
 
     def admit(self, conn: _Connection) -> bool:
         """Whether a request of ``conn`` may go into the node; counted when it may. Past
-        twice the limit it may not: the excess is refused."""
-        if self._inflight_total >= 2 * self.options.max_inflight:
+        twice the limit it may not: the excess is refused. (A connection past its share is
+        not even read while the node is at the limit: ``_Connection._process``.)"""
+        if self._inflight_total >= 2 * self._limit:
+            self._limiter.held_back()
             return False
-        self._inflight[conn.client_id] = self._inflight.get(conn.client_id, 0) + 1
+        taken = self._inflight.get(conn.client_id)
+        if taken is None:
+            taken = self._inflight[conn.client_id] = deque()
+        taken.append(conn._loop.time())
         self._inflight_total += 1
         return True
 
     def inflight(self, client: int) -> int:
-        return self._inflight.get(client, 0)
+        taken = self._inflight.get(client)
+        return 0 if taken is None else len(taken)
 
     def _answered(self, client: int) -> None:
-        mine = self._inflight.get(client)
-        if mine is None:
+        taken = self._inflight.get(client)
+        if taken is None:
             return
-        if mine == 1:
+        now = asyncio.get_running_loop().time()
+        self._limiter.sample(now - taken.popleft())
+        if not taken:
             del self._inflight[client]
-        else:
-            self._inflight[client] = mine - 1
         self._inflight_total -= 1
+        limit = self._limiter.update(now)
+        if limit != self._limit:
+            self._limit = limit
+            self._reshare()
         conn = self._clients.get(client)
         if conn is not None:
             # Read again once half its share is answered, or the node has room: not after
             # every answer.
-            left = mine - 1
-            roomy = self._inflight_total <= self.options.max_inflight // 2
-            conn.answered(left, left <= self._share() // 2 or roomy)
+            left = len(taken)
+            roomy = self._inflight_total <= limit // 2
+            conn.answered(left, left <= self._share // 2 or roomy)
 
 
 # Admin requests that change the cluster: with a cluster secret, only admins may send them.
@@ -694,7 +718,7 @@ class _Connection(asyncio.Protocol):
         self.state = "closed"
         self.server._conns.discard(self)
         if self.client_id:
-            self.server._clients.pop(self.client_id, None)
+            self.server._unregister(self.client_id)
 
     def pause_writing(self) -> None:
         # A client that does not read its replies stops being read: no unbounded buffers.
@@ -708,10 +732,11 @@ class _Connection(asyncio.Protocol):
             return
         now = self._loop.time()
         self.last_rx = now
-        if not self.decoder.buffered:
+        decoder = self.decoder
+        if not decoder.buffered:
             self.progress_at = now
-        self.decoder.receive(data)
-        self._process()
+        decoder.receive(data)
+        self._process(now)
 
     def eof_received(self) -> bool | None:
         # Half closed: what it sent is still served, then the connection closes.
@@ -721,14 +746,21 @@ class _Connection(asyncio.Protocol):
 
     # ---- frames ------------------------------------------------------------------------------
 
-    def _process(self) -> None:
+    def _process(self, now: float = 0.0) -> None:
         """Take the whole frames received, one at a time, until none is left, the
         connection is paused or it is closed."""
         decoder = self.decoder
         done = decoder.frames
         server = self.server
+        limit = server._limit
         while self.state != "closed" and not self._paused:
-            if self.state == "client" and not server.may_read(self):
+            # Past its share while the node is full: not read until answers come back.
+            if (
+                server._inflight_total >= limit
+                and self.state == "client"
+                and server.inflight(self.client_id) >= server._share
+            ):
+                server._limiter.held_back()
                 self.pause("share")
                 break
             try:
@@ -739,7 +771,10 @@ class _Connection(asyncio.Protocol):
             if frame is None:
                 break
             try:
-                self.frame(frame)
+                if self.state == "client":
+                    self.client_frame(frame)
+                else:
+                    self.frame(frame)
             except Exception:
                 # A frame nothing above foresaw: refuse this connection, keep the node.
                 log.exception("unexpected failure on a frame from %s", self.peer or "a client")
@@ -748,19 +783,21 @@ class _Connection(asyncio.Protocol):
         if self.state == "closed":
             return
         if decoder.frames != done:
-            self.progress_at = self._loop.time()
-        self._account()
-        if (
-            self.state != "peer"
-            and decoder.buffered > BUFFER_FREE
-            and server._buffered_total > server.options.max_buffered
-        ):
-            self.refuse(
-                ErrorCode.OVERLOAD,
-                f"{server._buffered_total} bytes of unfinished frames are buffered at "
-                f"{server.options.node_id}, past its limit: send the frame again later",
-            )
-            return
+            self.progress_at = now or self._loop.time()
+        buffered = decoder.buffered
+        if buffered or self._accounted:
+            self._account()
+            if (
+                buffered > BUFFER_FREE
+                and self.state != "peer"
+                and server._buffered_total > server.options.max_buffered
+            ):
+                self.refuse(
+                    ErrorCode.OVERLOAD,
+                    f"{server._buffered_total} bytes of unfinished frames are buffered at "
+                    f"{server.options.node_id}, past its limit: send the frame again later",
+                )
+                return
         if self._eof:
             self._finish()
 
@@ -816,16 +853,12 @@ class _Connection(asyncio.Protocol):
             )
             return
         if not server.admit(self):
-            self.send(
-                encode(
-                    ErrorReply(
-                        ErrorCode.OVERLOAD,
-                        f"{server._inflight_total} requests in flight at {opts.node_id}, past "
-                        f"its limit of {opts.max_inflight}: try again later",
-                        msg.rid,
-                    )
+            if not server._overload.startswith(f"{2 * server._limit} "):
+                server._overload = (
+                    f"{2 * server._limit} requests in flight at {opts.node_id}, its limit "
+                    "now: try again later"
                 )
-            )
+            self.send(encode(ErrorReply(ErrorCode.OVERLOAD, server._overload, msg.rid)))
             return
         server.handle(ClientRequest(self.client_id, msg))
 

@@ -35,7 +35,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dynamo_ref.core.messages import ErrorReply, Put, decode_reply, encode
+import msgspec
+
+from dynamo_ref.core.messages import ErrorReply, Put, ReplyMessage, encode
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
 from dynamo_ref.net.framing import FrameDecoder, encode_frame
 from dynamo_ref.net.handshake import PROTOCOL_VERSION, Hello, encode_handshake
@@ -43,6 +45,7 @@ from dynamo_ref.net.handshake import PROTOCOL_VERSION, Hello, encode_handshake
 KEYS = 10_000
 VALUE = b"x" * 100
 GRACE = 3.0  # seconds after the offered window for answers still on their way
+_REPLIES: msgspec.msgpack.Decoder[ReplyMessage] = msgspec.msgpack.Decoder(ReplyMessage)
 
 
 def rss_mb(pid: int) -> float:
@@ -72,11 +75,16 @@ class _Conn(asyncio.Protocol):
         self.transport.write(encode_frame(encode_handshake(hello)))  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
-        for frame in self.decoder.feed(data):
+        # One whole reply per read is the common case: no decoder in between.
+        if not self.decoder.buffered and int.from_bytes(data[:4], "big") == len(data) - 4:
+            frames = [data[4:]]
+        else:
+            frames = self.decoder.feed(data)
+        for frame in frames:
             if not self.ready.done():
                 self.ready.set_result(None)  # the welcome
                 continue
-            self.gen.answered(self, decode_reply(frame))
+            self.gen.answered(self, _REPLIES.decode(frame))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -101,6 +109,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     no_connection: int = 0  # arrivals that found every connection of the pool busy
     unanswered: int = 0
+    lag: list[float] = field(default_factory=list)  # the generator's own delay in sending
 
 
 class _Generator:
@@ -138,11 +147,14 @@ class _Generator:
             self.rid += 1
             key = b"k%d" % self.rng.randrange(KEYS)
             conn.send(encode(Put(key, VALUE, rid=self.rid)), arrival)
+            if self.measuring and self.rid % 16 == 0:
+                self.result.lag.append(time.perf_counter() - arrival)
             return True
         return False
 
 
 async def _generate(
+    *,
     addresses: list[str],
     pool: int,
     rate: float,
@@ -199,19 +211,19 @@ async def _generate(
     return gen.result
 
 
-def _worker(args: tuple[Any, ...], out: Any) -> None:
+def _worker(kwargs: dict[str, Any], out: Any) -> None:
     try:
         import uvloop
 
-        result = uvloop.run(_generate(*args))
+        result = uvloop.run(_generate(**kwargs))
     except ImportError:
-        result = asyncio.run(_generate(*args))
+        result = asyncio.run(_generate(**kwargs))
     out.send(asdict(result))
     out.close()
 
 
 def offer(
-    addresses: list[str], procs: int, pool: int, rate: float, closed: bool, seconds: float
+    addresses: list[str], *, procs: int, pool: int, rate: float, closed: bool, seconds: float
 ) -> tuple[Result, float]:
     """Run ``procs`` generators at ``rate`` in total (or closed-loop); their merged result and
     the measured window's length."""
@@ -222,7 +234,18 @@ def offer(
         mine, theirs = ctx.Pipe(duplex=False)
         w = ctx.Process(
             target=_worker,
-            args=((addresses, pool, rate / procs, closed, start, seconds, p), theirs),
+            args=(
+                {
+                    "addresses": addresses,
+                    "pool": pool,
+                    "rate": rate / procs,
+                    "closed": closed,
+                    "start": start,
+                    "seconds": seconds,
+                    "seed": p,
+                },
+                theirs,
+            ),
         )
         w.start()
         pipes.append(mine)
@@ -235,6 +258,7 @@ def offer(
         merged.ok += got["ok"]
         merged.refused += got["refused"]
         merged.no_connection += got["no_connection"]
+        merged.lag += got["lag"]
         merged.unanswered += got["unanswered"]
         for k, v in got["errors"].items():
             merged.errors[k] = merged.errors.get(k, 0) + v
@@ -267,6 +291,7 @@ class Step:
     unanswered: int
     error_kinds: dict[str, int]
     peak_rss_mb: float
+    generator_lag_p99: float | None  # how late the generators sent: part of each latency
 
 
 def step(
@@ -274,7 +299,9 @@ def step(
 ) -> Step:
     pool = args.saturate if closed else args.pool
     procs = 1 if closed else args.procs
-    result, window = offer(lc.addresses, procs, pool, rate, closed, args.seconds)
+    result, window = offer(
+        lc.addresses, procs=procs, pool=pool, rate=rate, closed=closed, seconds=args.seconds
+    )
     errors = sum(result.errors.values()) + result.unanswered
     return Step(
         load=load,
@@ -290,6 +317,7 @@ def step(
         unanswered=result.unanswered,
         error_kinds=dict(result.errors),
         peak_rss_mb=max(rss_mb(p) for p in lc.pids if p is not None),
+        generator_lag_p99=quantile(result.lag, 0.99),
     )
 
 
@@ -367,7 +395,7 @@ def main() -> None:
         header = (
             f"{'load':>5} {'offered/s':>10} {'goodput/s':>10} {'refused/s':>10} "
             f"{'errors/s':>9} {'ok p50':>7} {'ok p99':>7} {'ref p50':>7} {'ref p99':>7} "
-            f"{'RSS MB':>6}"
+            f"{'RSS MB':>6} {'lag p99':>7}"
         )
         print(header, flush=True)
         for load in (float(v) for v in args.loads.split(",")):
@@ -376,7 +404,8 @@ def main() -> None:
             print(
                 f"{load:>4g}X {s.offered:>10,.0f} {s.goodput:>10,.0f} {s.refused:>10,.0f} "
                 f"{s.errors:>9,.0f} {ms(s.ok_p50):>7} {ms(s.ok_p99):>7} "
-                f"{ms(s.refused_p50):>7} {ms(s.refused_p99):>7} {s.peak_rss_mb:>6.0f}"
+                f"{ms(s.refused_p50):>7} {ms(s.refused_p99):>7} {s.peak_rss_mb:>6.0f} "
+                f"{ms(s.generator_lag_p99):>7}"
                 + (f"  {s.error_kinds}" if s.error_kinds else "")
                 + (f"  pool exhausted {s.no_connection}" if s.no_connection else ""),
                 flush=True,

@@ -212,6 +212,9 @@ async def _generate(
 
 
 def _worker(kwargs: dict[str, Any], out: Any) -> None:
+    cpus = kwargs.pop("cpus")
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     try:
         import uvloop
 
@@ -223,7 +226,14 @@ def _worker(kwargs: dict[str, Any], out: Any) -> None:
 
 
 def offer(
-    addresses: list[str], *, procs: int, pool: int, rate: float, closed: bool, seconds: float
+    addresses: list[str],
+    *,
+    procs: int,
+    pool: int,
+    rate: float,
+    closed: bool,
+    seconds: float,
+    cpus: set[int] | None = None,
 ) -> tuple[Result, float]:
     """Run ``procs`` generators at ``rate`` in total (or closed-loop); their merged result and
     the measured window's length."""
@@ -243,6 +253,7 @@ def offer(
                     "start": start,
                     "seconds": seconds,
                     "seed": p,
+                    "cpus": cpus,
                 },
                 theirs,
             ),
@@ -292,6 +303,12 @@ class Step:
     error_kinds: dict[str, int]
     peak_rss_mb: float
     generator_lag_p99: float | None  # how late the generators sent: part of each latency
+    node_cpu: float  # CPU seconds the node processes used per second, over the step
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def step(
@@ -299,9 +316,18 @@ def step(
 ) -> Step:
     pool = args.saturate if closed else args.pool
     procs = 1 if closed else args.procs
+    pids = [p for p in lc.pids if p is not None]
+    cpu0, t0 = sum(cpu_seconds(p) for p in pids), time.perf_counter()
     result, window = offer(
-        lc.addresses, procs=procs, pool=pool, rate=rate, closed=closed, seconds=args.seconds
+        lc.addresses,
+        procs=procs,
+        pool=pool,
+        rate=rate,
+        closed=closed,
+        seconds=args.seconds,
+        cpus=args.generator_cpus,
     )
+    node_cpu = (sum(cpu_seconds(p) for p in pids) - cpu0) / (time.perf_counter() - t0)
     errors = sum(result.errors.values()) + result.unanswered
     return Step(
         load=load,
@@ -318,6 +344,7 @@ def step(
         error_kinds=dict(result.errors),
         peak_rss_mb=max(rss_mb(p) for p in lc.pids if p is not None),
         generator_lag_p99=quantile(result.lag, 0.99),
+        node_cpu=node_cpu,
     )
 
 
@@ -366,7 +393,11 @@ def main() -> None:
     ap.add_argument("--sync", default="full", choices=["full", "normal", "off"])
     ap.add_argument("--node-arg", action="append", default=[], help="extra `node` option")
     ap.add_argument("--out", type=Path, default=Path("bench-out/overload.png"))
+    ap.add_argument(
+        "--pin", action="store_true", help="nodes on CPU 0, load generators on the others"
+    )
     args = ap.parse_args()
+    args.generator_cpus = None
     n = min(3, args.nodes)
     w = min(2, n)
     options = NodeOptions(
@@ -379,6 +410,13 @@ def main() -> None:
         LocalCluster(args.nodes, Path(tmp), options=options, env=env) as lc,
     ):
         lc.wait_healthy()
+        if args.pin:
+            # The nodes on the first CPU, the generators on the others: the load generators
+            # must not take the node's CPU (on a machine of 2 CPUs, the generators share one).
+            for pid in lc.pids:
+                if pid is not None:
+                    os.sched_setaffinity(pid, {0})
+            args.generator_cpus = set(range(1, os.cpu_count() or 2))
         print(
             f"{args.nodes} node(s), N={n} W={w}, SQLite synchronous={args.sync}; "
             f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
@@ -395,7 +433,7 @@ def main() -> None:
         header = (
             f"{'load':>5} {'offered/s':>10} {'goodput/s':>10} {'refused/s':>10} "
             f"{'errors/s':>9} {'ok p50':>7} {'ok p99':>7} {'ref p50':>7} {'ref p99':>7} "
-            f"{'RSS MB':>6} {'lag p99':>7}"
+            f"{'RSS MB':>6} {'lag p99':>7} {'CPU':>4}"
         )
         print(header, flush=True)
         for load in (float(v) for v in args.loads.split(",")):
@@ -405,9 +443,13 @@ def main() -> None:
                 f"{load:>4g}X {s.offered:>10,.0f} {s.goodput:>10,.0f} {s.refused:>10,.0f} "
                 f"{s.errors:>9,.0f} {ms(s.ok_p50):>7} {ms(s.ok_p99):>7} "
                 f"{ms(s.refused_p50):>7} {ms(s.refused_p99):>7} {s.peak_rss_mb:>6.0f} "
-                f"{ms(s.generator_lag_p99):>7}"
+                f"{ms(s.generator_lag_p99):>7} {s.node_cpu:>4.0%}"
                 + (f"  {s.error_kinds}" if s.error_kinds else "")
-                + (f"  pool exhausted {s.no_connection}" if s.no_connection else ""),
+                + (
+                    f"  held back (no free connection): {s.no_connection}"
+                    if s.no_connection
+                    else ""
+                ),
                 flush=True,
             )
     peak = max(s.goodput for s in steps)

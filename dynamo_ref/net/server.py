@@ -33,7 +33,9 @@ quarter of the shorter of the request timeout and the fallback delay. A client c
 share is the limit over the client connections. A connection past its share is not read while
 the node holds the limit or more: a client that pipelines deeply is slowed by TCP, not
 refused, and the others keep their share. Requests past twice the limit are refused at once
-with ``overload``. If the core raises on a request, its client gets ``internal_error``.
+with ``overload``, up to ``refusals`` a second: refusing costs the loop too, and past that
+budget a connection is no longer read until the node has room, oldest first. If the core
+raises on a request, its client gets ``internal_error``.
 
 Bootstrapping the ring. With ``members``, every node starts from the same ring
 (``Ring.create`` over the sorted ids), so all agree without gossip. A restarted node starts from
@@ -53,7 +55,7 @@ import resource
 import signal
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -131,6 +133,9 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 FD_RESERVE: Final = 64
 # Of an unfinished frame a connection may always buffer this much, whatever the others hold.
 BUFFER_FREE: Final = 64 << 10
+# Client requests a node always takes at once; the limit grows from there while requests stay
+# fast. Cutting below it would not make a node slowed by others' refusals any faster.
+BASE_INFLIGHT: Final = 64
 _MEMBERS_DECODER: Final = msgspec.msgpack.Decoder(list[WireMember])
 
 
@@ -161,6 +166,7 @@ class ServerOptions:
     frame_timeout: float = 30.0  # seconds a started frame may take to arrive whole
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     max_invalid: int = 16  # frames that do not decode before the connection is closed
+    refusals: float = 5000.0  # overload refusals per second, at most (then TCP holds back)
 
     def check(self) -> None:
         """:raises ValueError: settings that cannot work, or leave the node open."""
@@ -174,7 +180,7 @@ class ServerOptions:
         for name in ("max_connections", "max_inflight", "max_buffered", "max_invalid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("idle_timeout", "frame_timeout", "handshake_timeout"):
+        for name in ("idle_timeout", "frame_timeout", "handshake_timeout", "refusals"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} must be positive")
@@ -212,9 +218,10 @@ class NodeServer:
         # client id -> when each of its requests in the node was taken (oldest first)
         self._inflight: dict[int, deque[float]] = {}
         cfg = options.config
+        base = min(BASE_INFLIGHT, options.max_inflight)
         self._limiter = AdaptiveLimit(
-            initial=64,
-            low=min(8, options.max_inflight),
+            initial=base,
+            low=base,
             high=options.max_inflight,
             target=max(0.005, min(cfg.request_timeout, cfg.fallback_delay) / 4),
         )
@@ -224,6 +231,12 @@ class NodeServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._share = self._limit  # a client connection's fair share of it
         self._overload = ""  # the refusal's text, made once
+        # Refusals cost the loop too: a bucket of them, refilled at options.refusals a second.
+        self._burst = max(1.0, options.refusals / 10)
+        self._tokens = self._burst
+        self._tokens_at = 0.0
+        # Connections not read until the node has room, in the order they began to wait.
+        self._waiting: OrderedDict[_Connection, None] = OrderedDict()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -616,6 +629,8 @@ class NodeServer:
         now = loop.time()
         for conn in list(self._conns):
             conn.check_timeouts(now)
+        if self._waiting and self._inflight_total < self._limit:
+            self._make_room()
         period = max(0.05, min(1.0, opts.idle_timeout / 4, opts.frame_timeout / 4))
         self._sweeper = loop.call_later(period, self._sweep)
 
@@ -625,12 +640,40 @@ class NodeServer:
         # A client connection's fair share of the limit, kept as connections and limit change.
         self._share = max(1, self._limit // max(1, len(self._clients)))
 
+    def may_refuse(self, now: float) -> bool:
+        """Whether a refusal fits the budget now (then the caller may read a frame it may
+        have to refuse)."""
+        if self._tokens < 1:
+            rate = self.options.refusals
+            self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+        return self._tokens >= 1
+
+    def wait_for_room(self, conn: _Connection) -> None:
+        """``conn`` is not read until the node has room for its requests; one that waited
+        already and found none keeps its place at the head of the line."""
+        self._limiter.held_back()
+        self._waiting[conn] = None
+        if conn.waited:
+            self._waiting.move_to_end(conn, last=False)
+        conn.waited = True
+        conn.pause("room")
+
+    def _make_room(self) -> None:
+        # Resume waiting connections, oldest first, as many as there is room for.
+        room = self._limit - self._inflight_total
+        while room > 0 and self._waiting:
+            conn, _ = self._waiting.popitem(last=False)
+            conn.unpause("room")
+            room -= 1
+
     def admit(self, conn: _Connection) -> bool:
         """Whether a request of ``conn`` may go into the node; counted when it may. Past
         twice the limit it may not: the excess is refused. (A connection past its share is
         not even read while the node is at the limit: ``_Connection._process``.)"""
         if self._inflight_total >= 2 * self._limit:
             self._limiter.held_back()
+            self._tokens -= 1
             return False
         taken = self._inflight.get(conn.client_id)
         if taken is None:
@@ -663,6 +706,8 @@ class NodeServer:
             left = len(taken)
             roomy = self._inflight_total <= limit // 2
             conn.answered(left, left <= self._share // 2 or roomy)
+        if self._waiting and self._inflight_total < limit:
+            self._make_room()
 
 
 # Admin requests that change the cluster: with a cluster secret, only admins may send them.
@@ -688,10 +733,11 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.last_rx = self._loop.time()  # when bytes last arrived
         self.progress_at = self.last_rx  # when the frame being read began, or the last ended
-        self._paused: set[str] = set()  # why it is not read: "write", "share"
+        self._paused: set[str] = set()  # why it is not read: "write", "share", "room"
         self._counted = False  # against the server's max_connections
         self._accounted = 0  # bytes of this connection in the server's buffered total
         self._eof = False
+        self.waited = False  # its next frame waited for the node to have room
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -755,14 +801,19 @@ class _Connection(asyncio.Protocol):
         limit = server._limit
         while self.state != "closed" and not self._paused:
             # Past its share while the node is full: not read until answers come back.
-            if (
-                server._inflight_total >= limit
-                and self.state == "client"
-                and server.inflight(self.client_id) >= server._share
-            ):
-                server._limiter.held_back()
-                self.pause("share")
-                break
+            if server._inflight_total >= limit and self.state == "client":
+                if server.inflight(self.client_id) >= server._share:
+                    # Past its share while the node is full: read again as answers come.
+                    server._limiter.held_back()
+                    self.pause("share")
+                    break
+                if server._inflight_total >= 2 * limit and (
+                    self.waited or not server.may_refuse(now or self._loop.time())
+                ):
+                    # Refused at once up to a budget; past it, held back by TCP until there is
+                    # room (a request that waited for room is not refused after all).
+                    server.wait_for_room(self)
+                    break
             try:
                 frame = decoder.next_frame()
             except FrameError as e:
@@ -852,6 +903,7 @@ class _Connection(asyncio.Protocol):
                 )
             )
             return
+        self.waited = False
         if not server.admit(self):
             if not server._overload.startswith(f"{2 * server._limit} "):
                 server._overload = (
@@ -972,6 +1024,7 @@ class _Connection(asyncio.Protocol):
         self._accounted = buffered
 
     def _release(self) -> None:
+        self.server._waiting.pop(self, None)
         self.decoder.clear()
         self._account()
         if self._counted:

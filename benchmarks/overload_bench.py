@@ -2,18 +2,22 @@
 
 A node (or a cluster of ``--nodes``; contracts off, SQLite) is first driven closed-loop by
 ``--saturate`` clients, one request in flight each, to find its peak throughput X. Then
-open-loop load generators (``--procs`` processes, each with a pool of connections holding at
-most one request each) offer Poisson arrivals at multiples of X, up to 10X, for ``--seconds``
-each. Every request is a put of a 100-byte value over 10,000 keys; its latency runs from its
-arrival. For each load the bench prints the goodput (acknowledged writes per second), the
-refusals (``overload``) per second, other errors, the p50/p99 latency of successes and the
-p99 latency of refusals, and the node's peak RSS. It writes the curve as a PNG (goodput and
-refusals against offered load, with the refusal latency beneath) and the figures as JSON.
+open-loop load generators (``--procs`` processes, each with a pool of ``--pool`` connections
+holding at most one request each) offer Poisson arrivals at multiples of X, up to 10X, for
+``--seconds`` each. Every request is a put of a 100-byte value over 10,000 keys; its latency
+runs from its arrival. For each load the bench prints the goodput (acknowledged writes per
+second), the refusals (``overload``) per second, other errors, the p50/p99 latency of
+successes and the p99 latency of refusals, the node's peak RSS, how late the generators
+themselves sent (part of every latency), the node's CPU use and the time it waited for a CPU
+(others' load on the machine), and the arrivals held back: those that found every connection
+of the pool waiting, because the node stopped reading it (past its refusal budget). It writes
+the curve as a PNG (goodput and refusals against offered load, latencies beneath) and the
+figures as JSON. ``--pin`` puts the nodes on CPU 0 and the generators on the others.
 
 The target (issue 17): at 10X, goodput stays at or above 80% of the peak throughput and
 refusals come back in under 50 ms at p99. The exit code is 0 when both hold, else 1.
 
-    python benchmarks/overload_bench.py [--nodes 1] [--procs 2] [--seconds 5]
+    python benchmarks/overload_bench.py [--nodes 1] [--procs 2] [--seconds 5] [--pin]
         [--loads 0.25,0.5,1,2,5,10] [--out bench-out/overload.png]
 """
 
@@ -304,11 +308,21 @@ class Step:
     peak_rss_mb: float
     generator_lag_p99: float | None  # how late the generators sent: part of each latency
     node_cpu: float  # CPU seconds the node processes used per second, over the step
+    node_wait: float  # seconds per second they were ready to run but had no CPU
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Time the process's threads were ready to run but waited for a CPU (others' load)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
 
 
 def step(
@@ -318,6 +332,7 @@ def step(
     procs = 1 if closed else args.procs
     pids = [p for p in lc.pids if p is not None]
     cpu0, t0 = sum(cpu_seconds(p) for p in pids), time.perf_counter()
+    wait0 = sum(runqueue_seconds(p) for p in pids)
     result, window = offer(
         lc.addresses,
         procs=procs,
@@ -327,7 +342,9 @@ def step(
         seconds=args.seconds,
         cpus=args.generator_cpus,
     )
-    node_cpu = (sum(cpu_seconds(p) for p in pids) - cpu0) / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    node_cpu = (sum(cpu_seconds(p) for p in pids) - cpu0) / elapsed
+    node_wait = (sum(runqueue_seconds(p) for p in pids) - wait0) / elapsed
     errors = sum(result.errors.values()) + result.unanswered
     return Step(
         load=load,
@@ -345,6 +362,7 @@ def step(
         peak_rss_mb=max(rss_mb(p) for p in lc.pids if p is not None),
         generator_lag_p99=quantile(result.lag, 0.99),
         node_cpu=node_cpu,
+        node_wait=node_wait,
     )
 
 
@@ -433,7 +451,7 @@ def main() -> None:
         header = (
             f"{'load':>5} {'offered/s':>10} {'goodput/s':>10} {'refused/s':>10} "
             f"{'errors/s':>9} {'ok p50':>7} {'ok p99':>7} {'ref p50':>7} {'ref p99':>7} "
-            f"{'RSS MB':>6} {'lag p99':>7} {'CPU':>4}"
+            f"{'RSS MB':>6} {'lag p99':>7} {'CPU':>4} {'wait':>4}"
         )
         print(header, flush=True)
         for load in (float(v) for v in args.loads.split(",")):
@@ -443,7 +461,7 @@ def main() -> None:
                 f"{load:>4g}X {s.offered:>10,.0f} {s.goodput:>10,.0f} {s.refused:>10,.0f} "
                 f"{s.errors:>9,.0f} {ms(s.ok_p50):>7} {ms(s.ok_p99):>7} "
                 f"{ms(s.refused_p50):>7} {ms(s.refused_p99):>7} {s.peak_rss_mb:>6.0f} "
-                f"{ms(s.generator_lag_p99):>7} {s.node_cpu:>4.0%}"
+                f"{ms(s.generator_lag_p99):>7} {s.node_cpu:>4.0%} {s.node_wait:>4.0%}"
                 + (f"  {s.error_kinds}" if s.error_kinds else "")
                 + (
                     f"  held back (no free connection): {s.no_connection}"

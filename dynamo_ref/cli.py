@@ -289,9 +289,9 @@ def cluster_secret(cluster_dir: Path | None) -> bytes | None:
     type=click.IntRange(8),
     default=1024,
     show_default=True,
-    help="Client requests in the node at once, at most: the limit adapts below it to keep "
-    "requests fast. A connection past its share is not read meanwhile, and past twice the "
-    "limit new requests fail at once with `overload`.",
+    help="Client requests in the node at once, at most: the limit starts at 64 and grows "
+    "toward this while requests stay fast. A connection past its share is not read "
+    "meanwhile, and past twice the limit new requests fail at once with `overload`.",
 )
 @click.option(
     "--max-connections",

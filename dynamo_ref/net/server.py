@@ -27,9 +27,10 @@ whole. What all client connections buffer of unfinished frames is bounded (``max
 a connection that would go past it with a large frame is refused. A connection whose frames
 do not decode ``max_invalid`` times is closed.
 
-Admission. The node takes a limited number of client requests at once; the limit adapts
-(``admission.AdaptiveLimit``) between a few and ``max_inflight`` so that requests take about a
-quarter of the shorter of the request timeout and the fallback delay. A client connection's
+Admission. The node takes a limited number of client requests at once; the limit starts at
+``BASE_INFLIGHT`` and adapts (``admission.AdaptiveLimit``) between it and ``max_inflight`` so
+that requests take about a quarter of the shorter of the request timeout and the fallback
+delay. A client connection's
 share is the limit over the client connections. A connection past its share is not read while
 the node holds the limit or more: a client that pipelines deeply is slowed by TCP, not
 refused, and the others keep their share. Requests past twice the limit are refused at once
@@ -160,7 +161,7 @@ class ServerOptions:
     sock: socket.socket | None = None  # an already bound socket to listen on (host/port unused)
     # Resources a connection may hold (see the module docstring).
     max_connections: int = 1000  # client and unauthenticated connections; peers aside
-    max_inflight: int = 1024  # client requests in the node at once, at most (it adapts below)
+    max_inflight: int = 1024  # client requests in the node at once, at most (see admission)
     max_buffered: int = 64 << 20  # bytes of unfinished frames all client connections hold
     idle_timeout: float = 300.0  # seconds a client connection may be idle
     frame_timeout: float = 30.0  # seconds a started frame may take to arrive whole

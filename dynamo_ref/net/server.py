@@ -238,6 +238,7 @@ class NodeServer:
         self._tokens_at = 0.0
         # Connections not read until the node has room, in the order they began to wait.
         self._waiting: OrderedDict[_Connection, None] = OrderedDict()
+        self._resuming = 0  # of them, resumed and not yet read
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -661,10 +662,13 @@ class NodeServer:
         conn.pause("room")
 
     def _make_room(self) -> None:
-        # Resume waiting connections, oldest first, as many as there is room for.
-        room = self._limit - self._inflight_total
+        # Resume waiting connections, oldest first, as many as there is room for (counting
+        # those resumed whose frames are not yet taken: they are read after this step).
+        room = self._limit - self._inflight_total - self._resuming
         while room > 0 and self._waiting:
             conn, _ = self._waiting.popitem(last=False)
+            conn.resuming = True
+            self._resuming += 1
             conn.unpause("room")
             room -= 1
 
@@ -707,7 +711,7 @@ class NodeServer:
             left = len(taken)
             roomy = self._inflight_total <= limit // 2
             conn.answered(left, left <= self._share // 2 or roomy)
-        if self._waiting and self._inflight_total < limit:
+        if self._waiting and self._inflight_total + self._resuming < limit:
             self._make_room()
 
 
@@ -739,6 +743,7 @@ class _Connection(asyncio.Protocol):
         self._accounted = 0  # bytes of this connection in the server's buffered total
         self._eof = False
         self.waited = False  # its next frame waited for the node to have room
+        self.resuming = False  # resumed for room, not yet read
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -799,6 +804,9 @@ class _Connection(asyncio.Protocol):
         decoder = self.decoder
         done = decoder.frames
         server = self.server
+        if self.resuming:
+            self.resuming = False
+            server._resuming -= 1
         limit = server._limit
         while self.state != "closed" and not self._paused:
             # Past its share while the node is full: not read until answers come back.
@@ -1026,6 +1034,9 @@ class _Connection(asyncio.Protocol):
 
     def _release(self) -> None:
         self.server._waiting.pop(self, None)
+        if self.resuming:
+            self.resuming = False
+            self.server._resuming -= 1
         self.decoder.clear()
         self._account()
         if self._counted:

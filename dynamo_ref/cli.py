@@ -286,12 +286,11 @@ def cluster_secret(cluster_dir: Path | None) -> bytes | None:
 )
 @click.option(
     "--max-inflight",
-    type=click.IntRange(8),
-    default=1024,
+    type=click.IntRange(1),
+    default=64,
     show_default=True,
-    help="Client requests in the node at once, at most: the limit starts at 64 and grows "
-    "toward this while requests stay fast. A connection past its share is not read "
-    "meanwhile, and past twice the limit new requests fail at once with `overload`.",
+    help="Client requests the node takes at once: past it a connection past its share is "
+    "not read, and past twice it new requests fail at once with `overload`.",
 )
 @click.option(
     "--max-connections",

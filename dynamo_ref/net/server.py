@@ -27,15 +27,12 @@ whole. What all client connections buffer of unfinished frames is bounded (``max
 a connection that would go past it with a large frame is refused. A connection whose frames
 do not decode ``max_invalid`` times is closed.
 
-Admission. The node takes a limited number of client requests at once; the limit starts at
-``BASE_INFLIGHT`` and adapts (``admission.AdaptiveLimit``) between it and ``max_inflight`` so
-that requests take about a quarter of the shorter of the request timeout and the fallback
-delay. A client connection's
-share is the limit over the client connections. A connection past its share is not read while
-the node holds the limit or more: a client that pipelines deeply is slowed by TCP, not
-refused, and the others keep their share. Requests past twice the limit are refused at once
-with ``overload``, up to ``refusals`` a second: refusing costs the loop too, and past that
-budget a connection is no longer read until the node has room, oldest first. If the core
+Admission. The node takes ``max_inflight`` client requests at once; a client connection's
+share is that over the client connections. A connection past its share is not read while the
+node holds ``max_inflight`` requests or more: a client that pipelines deeply is slowed by TCP,
+not refused, and the others keep their share. Requests past twice ``max_inflight`` are refused
+at once with ``overload``, up to ``refusals`` a second: refusing costs the loop too, and past
+that budget a connection is no longer read until the node has room, oldest first. If the core
 raises on a request, its client gets ``internal_error``.
 
 Bootstrapping the ring. With ``members``, every node starts from the same ring
@@ -56,7 +53,7 @@ import resource
 import signal
 import socket
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -102,7 +99,6 @@ from dynamo_ref.core.messages import (
 from dynamo_ref.core.node import Node, NodeConfig
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.versions import Siblings
-from dynamo_ref.net.admission import AdaptiveLimit
 from dynamo_ref.net.connect import split_address
 from dynamo_ref.net.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from dynamo_ref.net.handshake import (
@@ -134,9 +130,6 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 FD_RESERVE: Final = 64
 # Of an unfinished frame a connection may always buffer this much, whatever the others hold.
 BUFFER_FREE: Final = 64 << 10
-# Client requests a node always takes at once; the limit grows from there while requests stay
-# fast. Cutting below it would not make a node slowed by others' refusals any faster.
-BASE_INFLIGHT: Final = 64
 _MEMBERS_DECODER: Final = msgspec.msgpack.Decoder(list[WireMember])
 
 
@@ -161,7 +154,7 @@ class ServerOptions:
     sock: socket.socket | None = None  # an already bound socket to listen on (host/port unused)
     # Resources a connection may hold (see the module docstring).
     max_connections: int = 1000  # client and unauthenticated connections; peers aside
-    max_inflight: int = 1024  # client requests in the node at once, at most (see admission)
+    max_inflight: int = 64  # client requests the node takes at once (see admission)
     max_buffered: int = 64 << 20  # bytes of unfinished frames all client connections hold
     idle_timeout: float = 300.0  # seconds a client connection may be idle
     frame_timeout: float = 30.0  # seconds a started frame may take to arrive whole
@@ -216,17 +209,8 @@ class NodeServer:
         self.failed_batches = 0  # durable batches the store could not write
         self._max_connections = options.max_connections
         self._guests = 0  # connections counted against max_connections
-        # client id -> when each of its requests in the node was taken (oldest first)
-        self._inflight: dict[int, deque[float]] = {}
-        cfg = options.config
-        base = min(BASE_INFLIGHT, options.max_inflight)
-        self._limiter = AdaptiveLimit(
-            initial=base,
-            low=base,
-            high=options.max_inflight,
-            target=max(0.005, min(cfg.request_timeout, cfg.fallback_delay) / 4),
-        )
-        self._limit = self._limiter.limit  # client requests the node takes at once, now
+        self._inflight: dict[int, int] = {}  # client id -> its requests in the node
+        self._limit = options.max_inflight
         self._inflight_total = 0
         self._buffered_total = 0  # bytes of unfinished frames over all connections
         self._sweeper: asyncio.TimerHandle | None = None
@@ -654,7 +638,6 @@ class NodeServer:
     def wait_for_room(self, conn: _Connection) -> None:
         """``conn`` is not read until the node has room for its requests; one that waited
         already and found none keeps its place at the head of the line."""
-        self._limiter.held_back()
         self._waiting[conn] = None
         if conn.waited:
             self._waiting.move_to_end(conn, last=False)
@@ -677,38 +660,30 @@ class NodeServer:
         twice the limit it may not: the excess is refused. (A connection past its share is
         not even read while the node is at the limit: ``_Connection._process``.)"""
         if self._inflight_total >= 2 * self._limit:
-            self._limiter.held_back()
             self._tokens -= 1
             return False
-        taken = self._inflight.get(conn.client_id)
-        if taken is None:
-            taken = self._inflight[conn.client_id] = deque()
-        taken.append(conn._loop.time())
+        self._inflight[conn.client_id] = self._inflight.get(conn.client_id, 0) + 1
         self._inflight_total += 1
         return True
 
     def inflight(self, client: int) -> int:
-        taken = self._inflight.get(client)
-        return 0 if taken is None else len(taken)
+        return self._inflight.get(client, 0)
 
     def _answered(self, client: int) -> None:
-        taken = self._inflight.get(client)
-        if taken is None:
+        mine = self._inflight.get(client)
+        if mine is None:
             return
-        now = asyncio.get_running_loop().time()
-        self._limiter.sample(now - taken.popleft())
-        if not taken:
+        if mine == 1:
             del self._inflight[client]
+        else:
+            self._inflight[client] = mine - 1
         self._inflight_total -= 1
-        limit = self._limiter.update(now)
-        if limit != self._limit:
-            self._limit = limit
-            self._reshare()
+        limit = self._limit
         conn = self._clients.get(client)
         if conn is not None:
             # Read again once half its share is answered, or the node has room: not after
             # every answer.
-            left = len(taken)
+            left = mine - 1
             roomy = self._inflight_total <= limit // 2
             conn.answered(left, left <= self._share // 2 or roomy)
         if self._waiting and self._inflight_total + self._resuming < limit:
@@ -813,7 +788,6 @@ class _Connection(asyncio.Protocol):
             if server._inflight_total >= limit and self.state == "client":
                 if server.inflight(self.client_id) >= server._share:
                     # Past its share while the node is full: read again as answers come.
-                    server._limiter.held_back()
                     self.pause("share")
                     break
                 if server._inflight_total >= 2 * limit and (
@@ -914,10 +888,10 @@ class _Connection(asyncio.Protocol):
             return
         self.waited = False
         if not server.admit(self):
-            if not server._overload.startswith(f"{2 * server._limit} "):
+            if not server._overload:
                 server._overload = (
-                    f"{2 * server._limit} requests in flight at {opts.node_id}, its limit "
-                    "now: try again later"
+                    f"{2 * server._limit} requests in flight at {opts.node_id}, its limit: "
+                    "try again later"
                 )
             self.send(encode(ErrorReply(ErrorCode.OVERLOAD, server._overload, msg.rid)))
             return

@@ -154,12 +154,20 @@ class SqliteStore:
                 rows.append((_PUT_META, (e.name, e.data)))
         if not rows:
             return
+        # Runs of one statement go to SQLite in one call: each call gives up the GIL and must
+        # win it back from a busy event loop, so calls per batch, not rows, set its time.
+        runs: list[tuple[str, list[tuple[object, ...]]]] = []
+        for sql, params in rows:
+            if runs and runs[-1][0] is sql:
+                runs[-1][1].append(params)
+            else:
+                runs.append((sql, [params]))
         with self._lock:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                for sql, params in rows:
-                    conn.execute(sql, params)
+                for sql, run in runs:
+                    conn.executemany(sql, run)
                 conn.execute("COMMIT")
             except sqlite3.Error as e:
                 if conn.in_transaction:

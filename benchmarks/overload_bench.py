@@ -308,6 +308,7 @@ class Step:
     unanswered: int
     error_kinds: dict[str, int]
     peak_rss_mb: float
+    window: float  # seconds measured
     generator_lag_p99: float | None  # how late the generators sent: part of each latency
     node_cpu: float  # CPU seconds the node processes used per second, over the step
     node_wait: float  # seconds per second they were ready to run but had no CPU
@@ -362,6 +363,7 @@ def step(
         unanswered=result.unanswered,
         error_kinds=dict(result.errors),
         peak_rss_mb=max(rss_mb(p) for p in lc.pids if p is not None),
+        window=window,
         generator_lag_p99=quantile(result.lag, 0.99),
         node_cpu=node_cpu,
         node_wait=node_wait,
@@ -380,9 +382,16 @@ def plot(steps: list[Step], peak: float, x: float, path: Path) -> None:
     top.plot(offered, [s.goodput for s in runs], "o-", label="goodput (acknowledged puts/s)")
     top.plot(offered, [s.refused for s in runs], "s-", label="refused with overload /s")
     top.plot(offered, [s.errors for s in runs], "x-", label="other errors /s")
+    top.plot(
+        offered,
+        [s.no_connection / s.window for s in runs],
+        "^:",
+        label="held back: every connection waiting, not read /s",
+    )
     top.axhline(0.8 * peak, color="grey", ls="--", lw=1, label="80% of peak throughput")
     top.axvline(10 * x, color="red", ls=":", lw=1, label="10X (X saturates the node)")
     top.set_ylabel("requests per second")
+    top.set_yscale("symlog", linthresh=100)
     top.set_title("Offered load against goodput and refusals")
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
@@ -407,7 +416,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--procs", type=int, default=1, help="load generator processes")
     ap.add_argument("--pool", type=int, default=800, help="connections per generator")
-    ap.add_argument("--saturate", type=int, default=64, help="closed-loop clients to find X")
+    ap.add_argument("--saturate", type=int, default=128, help="closed-loop clients to find X")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--loads", default="0.25,0.5,0.75,1,1.5,2,3,5,10")
     ap.add_argument("--sync", default="full", choices=["full", "normal", "off"])
@@ -465,11 +474,7 @@ def main() -> None:
                 f"{ms(s.refused_p50):>7} {ms(s.refused_p99):>7} {s.peak_rss_mb:>6.0f} "
                 f"{ms(s.generator_lag_p99):>7} {s.node_cpu:>4.0%} {s.node_wait:>4.0%}"
                 + (f"  {s.error_kinds}" if s.error_kinds else "")
-                + (
-                    f"  held back (no free connection): {s.no_connection}"
-                    if s.no_connection
-                    else ""
-                ),
+                + (f"  held back {s.no_connection / s.window:,.0f}/s" if s.no_connection else ""),
                 flush=True,
             )
     peak = max(s.goodput for s in steps)

@@ -40,7 +40,7 @@ from dynamo_ref.net.handshake import (
 pytestmark = [pytest.mark.slow, pytest.mark.net]
 
 SECRET = b"fuzz-secret"
-EXAMPLES = 1500
+EXAMPLES = 5000
 RSS_LIMIT_MB = 200
 
 # ---- strategies --------------------------------------------------------------------------------
@@ -61,8 +61,16 @@ wire_versions = st.lists(
     ),
     max_size=3,
 )
+# Contexts at the edges of what is allowed: counters at 2^63 - 1, 2^63 and 2^64 - 1 for this
+# node (the coordinator adds one to its own), and just over the entry limit.
+EDGE_CONTEXTS = [
+    msgspec.msgpack.encode([[(node, counter, 0.0)]])
+    for node in ("solo", "n2")
+    for counter in (2**63 - 1, 2**63, 2**64 - 1)
+]
 contexts = st.one_of(
     st.just(b""),
+    st.sampled_from(EDGE_CONTEXTS),
     st.binary(max_size=40),
     entries.map(lambda e: msgspec.msgpack.encode([e])),
     st.integers(1020, 1030).map(
@@ -87,6 +95,14 @@ client_requests = st.one_of(
     ),
     st.builds(
         m.Delete, key=keys, context=contexts, w=quorums, pw=quorums, return_body=st.booleans(),
+        rid=rids,
+    ),
+    # A valid put but for its context: the edges reach the coordinator's clock.
+    st.builds(
+        m.Put,
+        key=st.binary(min_size=1, max_size=40),
+        value=st.binary(max_size=8),
+        context=st.sampled_from(EDGE_CONTEXTS),
         rid=rids,
     ),
     st.builds(m.StatusRequest, rid=rids),
@@ -299,4 +315,4 @@ def test_a_long_wire_fuzz_campaign_leaves_the_node_serving(tmp_path: Path) -> No
 def test_negative_control_the_campaign_finds_a_planted_overflow(tmp_path: Path) -> None:
     # Contexts decoded without bounds: a counter of 2^64 - 1 overflows inside the handler.
     with pytest.raises(AssertionError, match="logged errors"):
-        campaign(tmp_path, 500, plant="unbounded_contexts")
+        campaign(tmp_path, 1000, plant="unbounded_contexts")

@@ -370,7 +370,7 @@ def step(
     )
 
 
-def plot(steps: list[Step], peak: float, x: float, path: Path) -> None:
+def plot(steps: list[Step], peak: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -389,7 +389,7 @@ def plot(steps: list[Step], peak: float, x: float, path: Path) -> None:
         label="held back: every connection waiting, not read /s",
     )
     top.axhline(0.8 * peak, color="grey", ls="--", lw=1, label="80% of peak throughput")
-    top.axvline(10 * x, color="red", ls=":", lw=1, label="10X (X saturates the node)")
+    top.axvline(10 * peak, color="red", ls=":", lw=1, label="ten times the peak throughput")
     top.set_ylabel("requests per second")
     top.set_yscale("symlog", linthresh=100)
     top.set_title("Offered load against goodput and refusals")
@@ -399,7 +399,7 @@ def plot(steps: list[Step], peak: float, x: float, path: Path) -> None:
     bottom.plot(offered, [1000 * (s.ok_p99 or 0) for s in runs], "o-", label="success p99")
     bottom.plot(offered, [1000 * (s.ok_p50 or 0) for s in runs], "o--", label="success p50")
     bottom.axhline(50, color="red", ls="--", lw=1, label="50 ms")
-    bottom.axvline(10 * x, color="red", ls=":", lw=1)
+    bottom.axvline(10 * peak, color="red", ls=":", lw=1)
     bottom.set_yscale("log")
     bottom.set_xscale("log")
     bottom.set_xlabel("offered load (puts per second)")
@@ -465,8 +465,9 @@ def main() -> None:
             f"{'RSS MB':>6} {'lag p99':>7} {'CPU':>4} {'wait':>4}"
         )
         print(header, flush=True)
-        for load in (float(v) for v in args.loads.split(",")):
-            s = step(lc, load, load * x, args)
+
+        def run(load: float, rate: float) -> Step:
+            s = step(lc, load, rate, args)
             steps.append(s)
             print(
                 f"{load:>4g}X {s.offered:>10,.0f} {s.goodput:>10,.0f} {s.refused:>10,.0f} "
@@ -477,19 +478,29 @@ def main() -> None:
                 + (f"  held back {s.no_connection / s.window:,.0f}/s" if s.no_connection else ""),
                 flush=True,
             )
+            return s
+
+        for load in (float(v) for v in args.loads.split(",")):
+            run(load, load * x)
+        # X came from a closed loop; the peak the open loop reached may be higher. The last
+        # step is offered ten times the peak, whatever X was.
+        peak = max(s.goodput for s in steps)
+        if max(s.offered for s in steps) < 9.5 * peak:
+            print(f"the peak, {peak:,.0f} puts/s, is above X: ten times it", flush=True)
+            run(round(10 * peak / x, 1), 10 * peak)
     peak = max(s.goodput for s in steps)
-    at10 = max((s for s in steps if s.load > 0), key=lambda s: s.load)
-    plot(steps, peak, x, args.out)
+    at10 = max((s for s in steps if s.load > 0), key=lambda s: s.offered)
+    plot(steps, peak, args.out)
     args.out.with_suffix(".json").write_text(
         json.dumps({"x": x, "peak": peak, "steps": [asdict(s) for s in steps]}, indent=2)
     )
     goodput_ok = at10.goodput >= 0.8 * peak
     refusal_ok = at10.refused_p99 is None or at10.refused_p99 < 0.050
     print(
-        f"peak throughput {peak:,.0f} puts/s; at {at10.load:g}X goodput {at10.goodput:,.0f} "
-        f"({at10.goodput / peak:.0%} of peak, target >= 80%: {'met' if goodput_ok else 'MISSED'})"
-        f", refusal p99 {ms(at10.refused_p99)} ms (target < 50 ms: "
-        f"{'met' if refusal_ok else 'MISSED'})"
+        f"peak throughput {peak:,.0f} puts/s; offered {at10.offered / peak:.1f} times that, "
+        f"goodput {at10.goodput:,.0f} ({at10.goodput / peak:.0%} of peak, target >= 80%: "
+        f"{'met' if goodput_ok else 'MISSED'}), refusal p99 {ms(at10.refused_p99)} ms "
+        f"(target < 50 ms: {'met' if refusal_ok else 'MISSED'})"
     )
     print(f"plot: {args.out}  figures: {args.out.with_suffix('.json')}")
     sys.exit(0 if goodput_ok and refusal_ok else 1)

@@ -623,7 +623,7 @@ class NodeServer:
     # ---- admission -------------------------------------------------------------------------
 
     def _reshare(self) -> None:
-        # A client connection's fair share of the limit, kept as connections and limit change.
+        # A client connection's fair share of the limit, kept as client connections come and go.
         self._share = max(1, self._limit // max(1, len(self._clients)))
 
     def may_refuse(self, now: float) -> bool:

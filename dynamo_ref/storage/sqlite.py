@@ -158,7 +158,7 @@ class SqliteStore:
         # win it back from a busy event loop, so calls per batch, not rows, set its time.
         runs: list[tuple[str, list[tuple[object, ...]]]] = []
         for sql, params in rows:
-            if runs and runs[-1][0] is sql:
+            if runs and runs[-1][0] == sql:
                 runs[-1][1].append(params)
             else:
                 runs.append((sql, [params]))

@@ -128,6 +128,7 @@ HANDSHAKE_TIMEOUT: Final = 10.0
 # File descriptors kept aside from client connections: the listener, peer links and inbound
 # peer connections, the store's files.
 FD_RESERVE: Final = 64
+DEFAULT_MAX_CONNECTIONS: Final = 1000
 # Of an unfinished frame a connection may always buffer this much, whatever the others hold.
 BUFFER_FREE: Final = 64 << 10
 _MEMBERS_DECODER: Final = msgspec.msgpack.Decoder(list[WireMember])
@@ -153,7 +154,7 @@ class ServerOptions:
     peer_queue: int = 10_000  # frames queued per peer link before the oldest is dropped
     sock: socket.socket | None = None  # an already bound socket to listen on (host/port unused)
     # Resources a connection may hold (see the module docstring).
-    max_connections: int = 1000  # client and unauthenticated connections; peers aside
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # client and unauthenticated; peers aside
     max_inflight: int = 64  # client requests the node takes at once (see admission)
     max_buffered: int = 64 << 20  # bytes of unfinished frames all client connections hold
     idle_timeout: float = 300.0  # seconds a client connection may be idle
@@ -598,7 +599,10 @@ class NodeServer:
             return
         usable = max(1, soft - FD_RESERVE)
         if self._max_connections > usable:
-            log.warning(
+            # Worth a warning only when asked for more than the default.
+            asked = self._max_connections > DEFAULT_MAX_CONNECTIONS
+            log.log(
+                logging.WARNING if asked else logging.INFO,
                 "node %s may open %d files: it takes at most %d client connections, not %d",
                 self.options.node_id,
                 soft,

@@ -619,7 +619,7 @@ class NodeServer:
         now = loop.time()
         for conn in list(self._conns):
             conn.check_timeouts(now)
-        if self._waiting and self._inflight_total < self._limit:
+        if self._waiting:
             self._make_room()
         period = max(0.05, min(1.0, opts.idle_timeout / 4, opts.frame_timeout / 4))
         self._sweeper = loop.call_later(period, self._sweep)
@@ -651,7 +651,7 @@ class NodeServer:
     def _make_room(self) -> None:
         # Resume waiting connections, oldest first, as many as there is room for (counting
         # those resumed whose frames are not yet taken: they are read after this step).
-        room = self._limit - self._inflight_total - self._resuming
+        room = 2 * self._limit - self._inflight_total - self._resuming
         while room > 0 and self._waiting:
             conn, _ = self._waiting.popitem(last=False)
             conn.resuming = True
@@ -690,7 +690,7 @@ class NodeServer:
             left = mine - 1
             roomy = self._inflight_total <= limit // 2
             conn.answered(left, left <= self._share // 2 or roomy)
-        if self._waiting and self._inflight_total + self._resuming < limit:
+        if self._waiting and self._inflight_total + self._resuming < 2 * limit:
             self._make_room()
 
 

@@ -18,7 +18,7 @@ The target (issue 17): at 10X, goodput stays at or above 80% of the peak through
 refusals come back in under 50 ms at p99. The exit code is 0 when both hold, else 1.
 
     python benchmarks/overload_bench.py [--nodes 1] [--procs 1] [--pool 800] [--seconds 5]
-        [--pin] [--loads 0.25,0.5,1,2,5,10] [--out bench-out/overload.png]
+        [--pin] [--loads 0.25,0.5,1,2,5,10] [--out out/overload.png]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -392,12 +393,17 @@ def plot(steps: list[Step], peak: float, path: Path) -> None:
     top.axvline(10 * peak, color="red", ls=":", lw=1, label="ten times the peak throughput")
     top.set_ylabel("requests per second")
     top.set_yscale("symlog", linthresh=100)
+    top.set_ylim(bottom=0)
     top.set_title("Offered load against goodput and refusals")
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
-    bottom.plot(offered, [1000 * (s.refused_p99 or 0) for s in runs], "s-", label="refusal p99")
-    bottom.plot(offered, [1000 * (s.ok_p99 or 0) for s in runs], "o-", label="success p99")
-    bottom.plot(offered, [1000 * (s.ok_p50 or 0) for s in runs], "o--", label="success p50")
+
+    def millis(values: list[float | None]) -> list[float]:
+        return [math.nan if v is None else 1000 * v for v in values]  # none: a gap
+
+    bottom.plot(offered, millis([s.refused_p99 for s in runs]), "s-", label="refusal p99")
+    bottom.plot(offered, millis([s.ok_p99 for s in runs]), "o-", label="success p99")
+    bottom.plot(offered, millis([s.ok_p50 for s in runs]), "o--", label="success p50")
     bottom.axhline(50, color="red", ls="--", lw=1, label="50 ms")
     bottom.axvline(10 * peak, color="red", ls=":", lw=1)
     bottom.set_yscale("log")
@@ -421,7 +427,7 @@ def main() -> None:
     ap.add_argument("--loads", default="0.25,0.5,0.75,1,1.5,2,3,5,10")
     ap.add_argument("--sync", default="full", choices=["full", "normal", "off"])
     ap.add_argument("--node-arg", action="append", default=[], help="extra `node` option")
-    ap.add_argument("--out", type=Path, default=Path("bench-out/overload.png"))
+    ap.add_argument("--out", type=Path, default=Path("out/overload.png"))
     ap.add_argument(
         "--pin", action="store_true", help="nodes on CPU 0, load generators on the others"
     )

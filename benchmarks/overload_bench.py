@@ -3,22 +3,22 @@
 A node (or a cluster of ``--nodes``; contracts off, SQLite) is first driven closed-loop by
 ``--saturate`` clients, one request in flight each, to find its peak throughput X. Then
 open-loop load generators (``--procs`` processes, each with a pool of ``--pool`` connections
-holding at most one request each) offer Poisson arrivals at multiples of X, up to 10X, for
-``--seconds`` each. Every request is a put of a 100-byte value, nearly always to a new key;
-its latency runs from its arrival. For each load the bench prints the goodput (acknowledged
-writes per second), the refusals (``overload``) per second, other errors, the p50/p99
-latency of successes and of refusals, the node's peak RSS, how late the generators
-themselves sent (part of every latency), the node's CPU use and the time it waited for a CPU
-(others' load on the machine), and the arrivals held back: those that found every connection
-of the pool waiting, because the node stopped reading it (past its refusal budget). It writes
-the curve as a PNG (goodput and refusals against offered load, latencies beneath) and the
-figures as JSON. ``--pin`` puts the nodes on CPU 0 and the generators on the others.
+holding at most ``--depth`` requests each, pipelined) offer Poisson arrivals at multiples of
+X, up to 10X, for ``--seconds`` each. Every request is a put of a 100-byte value, nearly
+always to a new key; its latency runs from its arrival. For each load the bench prints the
+goodput (acknowledged writes per second), the refusals (``overload``) per second, other
+errors, the p50/p99 latency of successes and of refusals, the node's peak RSS, how late the
+generators themselves sent (part of every latency), the node's CPU use and the time it
+waited for a CPU (others' load on the machine), and the arrivals held back: those that found
+every connection of the pool full, because the node stopped reading them (past their share,
+or past its refusal budget). It writes the curve as a PNG (goodput and refusals against
+offered load, latencies beneath) and the figures as JSON. ``--pin`` puts the nodes on CPU 0 and the generators on the others.
 
 The target (issue 17): at 10X, goodput stays at or above 80% of the peak throughput and
 refusals come back in under 50 ms at p99. The exit code is 0 when both hold, else 1.
 
     python benchmarks/overload_bench.py [--nodes 1] [--procs 1] [--pool 800] [--seconds 5]
-        [--pin] [--loads 0.25,0.5,1,2,5,10] [--out out/overload.png]
+        [--depth 1] [--pin] [--loads 0.25,0.5,1,2,5,10] [--out out/overload.png]
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ def rss_mb(pid: int) -> float:
 
 
 class _Conn(asyncio.Protocol):
-    """A client connection that holds at most one request at a time."""
+    """A client connection with up to ``depth`` requests in flight (pipelined)."""
 
     def __init__(self, gen: _Generator) -> None:
         self.gen = gen
         self.decoder = FrameDecoder()
         self.transport: asyncio.Transport | None = None
         self.ready = asyncio.get_running_loop().create_future()
-        self.arrival = 0.0  # of the request in flight; 0: idle
+        self.sent: dict[int, float] = {}  # rid -> arrival of each request in flight
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,11 +97,10 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("closed before the welcome"))
-        if self.arrival:
-            self.gen.lost(self)
+        self.gen.lost(self)
 
-    def send(self, payload: bytes, arrival: float) -> None:
-        self.arrival = arrival
+    def send(self, rid: int, payload: bytes, arrival: float) -> None:
+        self.sent[rid] = arrival
         assert self.transport is not None
         self.transport.write(encode_frame(payload))
 
@@ -114,7 +113,7 @@ class Result:
     ok: list[float] = field(default_factory=list)
     refused: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
-    no_connection: int = 0  # arrivals that found every connection of the pool busy
+    no_connection: int = 0  # arrivals that found every connection of the pool full
     unanswered: int = 0
     lag: list[float] = field(default_factory=list)  # the generator's own delay in sending
 
@@ -122,38 +121,45 @@ class Result:
 class _Generator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.idle: list[_Conn] = []
+        self.free: list[_Conn] = []  # a connection once for each request it may still take
         self.result = Result()
         self.measuring = False
         self.rid = 0
 
-    def answered(self, conn: _Conn, reply: object) -> None:
-        latency = time.perf_counter() - conn.arrival
-        conn.arrival = 0.0
-        self.idle.append(conn)
+    def _error(self, kind: str) -> None:
+        if self.measuring:
+            self.result.errors[kind] = self.result.errors.get(kind, 0) + 1
+
+    def answered(self, conn: _Conn, reply: ReplyMessage) -> None:
+        arrival = conn.sent.pop(reply.rid, None)
+        if arrival is None:
+            self._error(getattr(reply, "code", "unmatched reply"))  # the connection's own
+            return
+        latency = time.perf_counter() - arrival
+        self.free.append(conn)
         if not self.measuring:
             return
         if isinstance(reply, ErrorReply):
             if reply.code == "overload":
                 self.result.refused.append(latency)
             else:
-                self.result.errors[reply.code] = self.result.errors.get(reply.code, 0) + 1
+                self._error(reply.code)
         else:
             self.result.ok.append(latency)
 
     def lost(self, conn: _Conn) -> None:
-        conn.arrival = 0.0
-        if self.measuring:
-            self.result.errors["connection lost"] = self.result.errors.get("connection lost", 0) + 1
+        for _ in conn.sent:
+            self._error("connection lost")
+        conn.sent.clear()
 
     def request(self, arrival: float) -> bool:
-        while self.idle:
-            conn = self.idle.pop()
+        while self.free:
+            conn = self.free.pop()
             if conn.closed:
                 continue
             self.rid += 1
             key = b"k%d" % self.rng.randrange(KEYS)
-            conn.send(encode(Put(key, VALUE, rid=self.rid)), arrival)
+            conn.send(self.rid, encode(Put(key, VALUE, rid=self.rid)), arrival)
             if self.measuring and self.rid % 16 == 0:
                 self.result.lag.append(time.perf_counter() - arrival)
             return True
@@ -164,6 +170,7 @@ async def _generate(
     *,
     addresses: list[str],
     pool: int,
+    depth: int,
     rate: float,
     closed: bool,
     start: float,
@@ -178,7 +185,7 @@ async def _generate(
         _, conn = await loop.create_connection(lambda: _Conn(gen), host, int(port))
         await conn.ready
         conns.append(conn)
-    gen.idle = list(conns)
+    gen.free = [c for c in conns for _ in range(depth)]
     await asyncio.sleep(max(0.0, start - time.time()))
     t0 = time.perf_counter()
     end = t0 + seconds
@@ -209,9 +216,9 @@ async def _generate(
             await asyncio.sleep(min(0.001, max(0.0, next_at - time.perf_counter())))
     # Answers on their way are counted; the rest are unanswered.
     deadline = time.perf_counter() + GRACE
-    while any(c.arrival for c in conns) and time.perf_counter() < deadline:
+    while any(c.sent for c in conns) and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
-    gen.result.unanswered = sum(1 for c in conns if c.arrival)
+    gen.result.unanswered = sum(len(c.sent) for c in conns)
     for c in conns:
         if c.transport is not None:
             c.transport.close()
@@ -240,6 +247,7 @@ def offer(
     rate: float,
     closed: bool,
     seconds: float,
+    depth: int = 1,
     cpus: set[int] | None = None,
 ) -> tuple[Result, float]:
     """Run ``procs`` generators at ``rate`` in total (or closed-loop); their merged result and
@@ -255,6 +263,7 @@ def offer(
                 {
                     "addresses": addresses,
                     "pool": pool,
+                    "depth": depth,
                     "rate": rate / procs,
                     "closed": closed,
                     "start": start,
@@ -344,6 +353,7 @@ def step(
         rate=rate,
         closed=closed,
         seconds=args.seconds,
+        depth=1 if closed else args.depth,
         cpus=args.generator_cpus,
     )
     elapsed = time.perf_counter() - t0
@@ -422,6 +432,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--procs", type=int, default=1, help="load generator processes")
     ap.add_argument("--pool", type=int, default=800, help="connections per generator")
+    ap.add_argument("--depth", type=int, default=1, help="requests a connection pipelines")
     ap.add_argument("--saturate", type=int, default=128, help="closed-loop clients to find X")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--loads", default="0.25,0.5,0.75,1,1.5,2,3,5,10")

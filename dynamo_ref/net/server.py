@@ -721,7 +721,7 @@ class _Connection(asyncio.Protocol):
         self._counted = False  # against the server's max_connections
         self._accounted = 0  # bytes of this connection in the server's buffered total
         self._eof = False
-        self.waited = False  # its next frame waited for the node to have room
+        self.waited = False  # it was held back, and has frames from then still to take
         self.resuming = False  # resumed for room, not yet read
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
@@ -792,13 +792,14 @@ class _Connection(asyncio.Protocol):
             if server._inflight_total >= limit and self.state == "client":
                 if server.inflight(self.client_id) >= server._share:
                     # Past its share while the node is full: read again as answers come.
+                    self.waited = True
                     self.pause("share")
                     break
                 if server._inflight_total >= 2 * limit and (
                     self.waited or not server.may_refuse(now or self._loop.time())
                 ):
                     # Refused at once up to a budget; past it, held back by TCP until there is
-                    # room (a request that waited for room is not refused after all).
+                    # room. What was held back is not refused after it waited.
                     server.wait_for_room(self)
                     break
             try:
@@ -807,6 +808,7 @@ class _Connection(asyncio.Protocol):
                 self.refuse(e.code, e.message)
                 return
             if frame is None:
+                self.waited = False  # all it sent while held back has been taken
                 break
             try:
                 if self.state == "client":
@@ -890,7 +892,6 @@ class _Connection(asyncio.Protocol):
                 )
             )
             return
-        self.waited = False
         if not server.admit(self):
             if not server._overload:
                 server._overload = (

@@ -12,7 +12,10 @@ generators themselves sent (part of every latency), the node's CPU use and the t
 waited for a CPU (others' load on the machine), and the arrivals held back: those that found
 every connection of the pool full, because the node stopped reading them (past their share,
 or past its refusal budget). It writes the curve as a PNG (goodput and refusals against
-offered load, latencies beneath) and the figures as JSON. ``--pin`` puts the nodes on CPU 0 and the generators on the others.
+offered load, latencies beneath) and the figures as JSON. ``--pin`` puts the nodes on CPU 0
+and the generators on the others. With ``PYTHONPATH`` naming another checkout (and run from
+outside this one), the nodes are that checkout's: how the bench measures a node before a
+change.
 
 The target (issue 17): at 10X, goodput stays at or above 80% of the peak throughput and
 refusals come back in under 50 ms at p99. The exit code is 0 when both hold, else 1.

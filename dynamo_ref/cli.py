@@ -24,16 +24,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dynamo_ref import __version__
+from dynamo_ref.env import CLUSTER_DIR_ENV, LOOP_ENV, SECRET_ENV, TOKEN_ENV
 
 if TYPE_CHECKING:
     from dynamo_ref.client import Client
     from dynamo_ref.core.messages import StatusReply
 
 DEFAULT_NODE = "127.0.0.1:7001"
-CLUSTER_DIR_ENV = "DYNAMO_REF_CLUSTER_DIR"
-SECRET_ENV = "DYNAMO_REF_SECRET"
-TOKEN_ENV = "DYNAMO_REF_CLIENT_TOKEN"
-LOOP_ENV = "DYNAMO_REF_LOOP"
 
 
 def default_cluster_dir() -> Path:
@@ -212,6 +209,36 @@ def show_value(value: bytes) -> str:
 # ---- node ------------------------------------------------------------------------------------
 
 
+def _token(ctx: click.Context, param: click.Parameter, value: Path | None) -> str | None:
+    """The client token from the file named, else from the environment."""
+    from dynamo_ref.client import load_token
+
+    try:
+        return load_token(value)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _not_on_the_command_line(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    if value is not None:
+        name = param.opts[0] if param.opts else "the token"
+        raise click.UsageError(
+            f"{name} VALUE is gone: a token on the command line shows in `ps`. Put it in a "
+            f"file ({name}-file FILE) or in ${TOKEN_ENV}."
+        )
+
+
+def cluster_secret(cluster_dir: Path | None) -> bytes | None:
+    """The secret `cluster up` wrote into its directory, if there is one."""
+    from dynamo_ref.localcluster import SECRET_FILE
+
+    path = (cluster_dir or default_cluster_dir()) / SECRET_FILE
+    try:
+        return path.read_bytes().rstrip(b"\r\n") or None
+    except OSError:
+        return None
+
+
 def read_secret(secret_file: Path | None) -> bytes | None:
     """The cluster secret: the file's bytes (a trailing newline dropped), else the environment.
 
@@ -250,7 +277,20 @@ def client_options(f: Any) -> Any:
         type=click.Path(file_okay=False, path_type=Path),
         help=f"A `cluster up` directory (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
     )(f)
-    f = click.option("--token", envvar=TOKEN_ENV, help="The client token, if nodes need one.")(f)
+    f = click.option(
+        "--token-file",
+        "token",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        callback=_token,
+        help=f"A file holding the client token, if nodes need one (else ${TOKEN_ENV}).",
+    )(f)
+    f = click.option(
+        "--token",
+        "token_value",
+        hidden=True,
+        expose_value=False,
+        callback=_not_on_the_command_line,
+    )(f)
     f = click.option("--timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True)(
         f
     )
@@ -261,7 +301,8 @@ def admin_secret_option(f: Any) -> Any:
     return click.option(
         "--secret-file",
         type=click.Path(dir_okay=False, exists=True, path_type=Path),
-        help=f"The cluster secret, which a node that has one asks of admins (else ${SECRET_ENV}).",
+        help=f"The cluster secret, which a node that has one asks of admins (else ${SECRET_ENV}, "
+        "else the one `cluster up` wrote in --dir).",
     )(f)
 
 
@@ -429,7 +470,8 @@ def join(
     secret_file: Path | None,
 ) -> None:
     """Add NODE (listening at ADDRESS) to the ring: it claims partitions, data moves to it."""
-    with connected(nodes, cluster_dir, token, timeout, read_secret(secret_file)) as client:
+    secret = read_secret(secret_file) or cluster_secret(cluster_dir)
+    with connected(nodes, cluster_dir, token, timeout, secret) as client:
         detail = client.join(node_id, address, zone)
     _emit_json({"detail": str(detail)}) if as_json else click.echo(str(detail))
 
@@ -449,7 +491,8 @@ def leave(
     secret_file: Path | None,
 ) -> None:
     """NODE hands its partitions to the others and leaves the ring."""
-    with connected(nodes, cluster_dir, token, timeout, read_secret(secret_file)) as client:
+    secret = read_secret(secret_file) or cluster_secret(cluster_dir)
+    with connected(nodes, cluster_dir, token, timeout, secret) as client:
         detail = client.leave(node_id)
     _emit_json({"detail": str(detail)}) if as_json else click.echo(str(detail))
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dynamo_ref.core.membership import ring_from_claims
@@ -46,6 +48,7 @@ from dynamo_ref.core.messages import (
     encode,
 )
 from dynamo_ref.core.ring import Ring
+from dynamo_ref.env import TOKEN_ENV
 from dynamo_ref.net.connect import FramedStream, connect
 from dynamo_ref.net.framing import MAX_FRAME, FrameError
 from dynamo_ref.net.handshake import HandshakeError
@@ -54,6 +57,26 @@ T = TypeVar("T")
 
 # How long a partition-aware client routes by a ring before asking for it again.
 RING_REFRESH = 5.0
+# Where a client token comes from when no file is named (never a command line: ps shows it).
+
+
+def load_token(path: str | Path | None = None) -> str | None:
+    """The client token: the file's text (a trailing newline dropped) when ``path`` is given,
+    else ``$DYNAMO_REF_CLIENT_TOKEN``, else None.
+
+    :raises ValueError: the token is empty.
+    :raises OSError: the file cannot be read.
+    """
+    if path is not None:
+        token = Path(path).read_text().rstrip("\r\n")
+        where = str(path)
+    elif os.environ.get(TOKEN_ENV) is not None:
+        token, where = os.environ[TOKEN_ENV], f"${TOKEN_ENV}"
+    else:
+        return None
+    if not token:
+        raise ValueError(f"the client token in {where} is empty")
+    return token
 
 
 class ClientError(Exception):

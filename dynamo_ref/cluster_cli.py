@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sys
 import time
@@ -11,7 +12,12 @@ from typing import Any
 
 import click
 
-from dynamo_ref.cli import CLUSTER_DIR_ENV, SECRET_ENV, default_cluster_dir, read_secret
+from dynamo_ref.cli import (
+    cluster_secret,
+    default_cluster_dir,
+    read_secret,
+)
+from dynamo_ref.env import CLUSTER_DIR_ENV, SECRET_ENV
 from dynamo_ref.launch import config_from_flags
 from dynamo_ref.node_cli import LOG_LEVELS, config_options
 from dynamo_ref.storage.sqlite import DEFAULT_SYNC, SYNC_CHOICES
@@ -53,7 +59,12 @@ def _dir_option(f: Any) -> Any:
 @click.option(
     "--secret-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"A cluster secret for every node (else ${SECRET_ENV}).",
+    help=f"A cluster secret for every node (else ${SECRET_ENV}, else a new one).",
+)
+@click.option(
+    "--no-secret",
+    is_flag=True,
+    help="Start without a cluster secret: anyone who can reach the nodes can join them.",
 )
 @click.option(
     "--log-level",
@@ -70,14 +81,24 @@ def cluster_up(
     memory: bool,
     sync: str,
     secret_file: Path | None,
+    no_secret: bool,
     log_level: str,
     **settings: Any,
 ) -> None:
-    """Start the nodes in the foreground; Ctrl-C (or `cluster down`) stops them all."""
+    """Start the nodes in the foreground; Ctrl-C (or `cluster down`) stops them all.
+
+    Every node gets the cluster secret, by default a new one written (mode 0600) to the
+    cluster's directory, where `join` and `leave` find it."""
     from rich.console import Console
     from rich.table import Table
 
-    from dynamo_ref.localcluster import ClusterError, LocalCluster, NodeOptions, is_our_node
+    from dynamo_ref.localcluster import (
+        SECRET_FILE,
+        ClusterError,
+        LocalCluster,
+        NodeOptions,
+        is_our_node,
+    )
     from dynamo_ref.localcluster import read_state as read_cluster
 
     directory = cluster_dir or default_cluster_dir()
@@ -104,7 +125,12 @@ def cluster_up(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        lc = LocalCluster(count, directory, options=options, secret=read_secret(secret_file))
+        secret = read_secret(secret_file)
+        if no_secret:
+            (directory / SECRET_FILE).unlink(missing_ok=True)  # a stale one would mislead join
+        elif secret is None:
+            secret = cluster_secret(directory) or secrets.token_hex(32).encode()
+        lc = LocalCluster(count, directory, options=options, secret=secret)
     except ClusterError as e:
         raise click.ClickException(str(e)) from None
     with lc:

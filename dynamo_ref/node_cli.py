@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from dynamo_ref.cli import (
-    SECRET_ENV,
-    TOKEN_ENV,
+    _not_on_the_command_line,
+    _token,
     parse_address,
     read_secret,
     run_loop,
@@ -25,6 +25,7 @@ from dynamo_ref.cli import (
     validate_seeds,
 )
 from dynamo_ref.core.node_versions import VersionMode
+from dynamo_ref.env import SECRET_ENV, TOKEN_ENV
 from dynamo_ref.launch import CONFIG_FLAGS, DEFAULTS, READY_PREFIX, config_from_flags
 from dynamo_ref.localcluster import STORE_FILE
 from dynamo_ref.storage.sqlite import DEFAULT_SYNC, SYNC_CHOICES
@@ -117,7 +118,42 @@ def _routes(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=f"The cluster secret (else ${SECRET_ENV}).",
 )
-@click.option("--client-token", envvar=TOKEN_ENV, help="Clients must present this token.")
+@click.option(
+    "--client-token-file",
+    "client_token",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_token,
+    help=f"Clients must present the token in this file (else ${TOKEN_ENV}); needs a secret.",
+)
+@click.option(
+    "--client-token",
+    "client_token_value",
+    hidden=True,
+    expose_value=False,
+    callback=_not_on_the_command_line,
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Client requests the node takes at once: past it a connection past its share is "
+    "not read, and past twice it new requests fail at once with `overload`.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Client connections at once (kept below the file limit); one more is refused.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.001),
+    default=300.0,
+    show_default=True,
+    help="Seconds after which a client connection with nothing to do is closed.",
+)
 @click.option(
     "--max-frame",
     type=click.IntRange(1024),
@@ -153,6 +189,9 @@ def node(
     sync: str,
     secret_file: Path | None,
     client_token: str | None,
+    max_inflight: int,
+    max_connections: int,
+    idle_timeout: float,
     max_frame: int,
     listen_fd: int | None,
     client_socket: Path | None,
@@ -172,6 +211,13 @@ def node(
         config = config_from_flags(settings)
     except ValueError as e:
         raise click.UsageError(f"invalid settings: {e}") from None
+    secret = read_secret(secret_file)
+    if client_token is not None and secret is None:
+        raise click.UsageError(
+            "a client token needs a cluster secret (--secret-file or "
+            f"${SECRET_ENV}): without one, any process could connect as a peer and skip the "
+            "token"
+        )
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
         format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s",
@@ -187,8 +233,11 @@ def node(
         routes=dict(routes),
         zone=zone,
         config=config,
-        secret=read_secret(secret_file),
+        secret=secret,
         client_token=client_token,
+        max_inflight=max_inflight,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
         max_frame=max_frame,
         sock=None if listen_fd is None else socket.socket(fileno=listen_fd),
         client_socket=client_socket,

@@ -47,8 +47,10 @@ class LocalCluster:
         partitions: int = 16,
         secret: bytes | None = b"cluster-secret",
         client_token: str | None = None,
+        clocks: dict[str, Callable[[], float]] | None = None,
     ) -> None:
         self.ids = [f"n{i}" for i in range(1, count + 1)]
+        self.clocks = clocks or {}  # ServerOptions' monotonic and wall, when injected
         self.config = config
         self.partitions = partitions
         self.secret = secret
@@ -72,6 +74,7 @@ class LocalCluster:
             store=self.stores[node],
             secret=self.secret,
             client_token=self.client_token,
+            **self.clocks,  # type: ignore[arg-type]
         )
 
     async def start(self) -> None:
@@ -85,8 +88,7 @@ class LocalCluster:
         """Until every running node has heard from every other (none suspects another)."""
 
         def ready() -> bool:
-            now = time.time()
-            return all(not s.node.suspected(now) for s in self.servers.values())
+            return all(not s.node.suspected(s.options.monotonic()) for s in self.servers.values())
 
         await wait_for(ready, timeout)
 

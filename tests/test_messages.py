@@ -177,3 +177,76 @@ def test_rid_of_reads_request_ids() -> None:
     assert m.rid_of(m.Get(b"k", rid=3)) == 3
     assert m.rid_of(m.Ping()) == 0
     assert m.rid_of("not a message") == 0
+
+
+@pytest.mark.parametrize(
+    ("entries", "ok"),
+    [
+        ([("a", m.MAX_COUNTER, 1.0)], True),
+        ([("a", m.MAX_COUNTER + 1, 1.0)], False),
+        ([("a", 2**64 - 1, 1.0)], False),
+        ([(f"n{i:05}", 1, 1.0) for i in range(m.MAX_CONTEXT_ENTRIES)], True),
+        ([(f"n{i:05}", 1, 1.0) for i in range(m.MAX_CONTEXT_ENTRIES + 1)], False),
+    ],
+)
+def test_contexts_are_bounded_where_they_are_decoded(entries: list[m.ClockEntry], ok: bool) -> None:
+    data = msgspec.msgpack.encode([entries])
+    if ok:
+        assert len(m.decode_context(data).entries()) == len(entries)
+        return
+    with pytest.raises(MessageError) as info:
+        m.decode_context(data)
+    assert info.value.code is ErrorCode.INVALID_CONTEXT
+
+
+def nested(count: int, rid_first: bool) -> bytes:
+    """A put whose key is ``count`` empty arrays (rid before or after it)."""
+    rid = b"\xa3rid\x09"
+    key = b"\xa3key\xdd" + count.to_bytes(4, "big") + b"\x90" * count
+    body = (rid + key) if rid_first else (key + rid)
+    return b"\x84\xa4type\xa3put" + body + b"\xa5value\xc4\x00"
+
+
+def test_a_bad_frame_is_classified_from_its_first_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any untyped decode of the whole frame (what took 10 s and 1.2 GB) fails this test.
+    def no_second_decode(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the frame was decoded a second time")
+
+    monkeypatch.setattr(msgspec.msgpack, "decode", no_second_decode)
+    big = nested((16 << 20) - 100, rid_first=True)
+    with pytest.raises(MessageError) as info:
+        m.decode_client(big, len(big))
+    assert info.value.code is ErrorCode.INVALID_REQUEST
+    assert info.value.rid == 9
+    # The rid after the 16M items is past what is looked at: answered without it.
+    with pytest.raises(MessageError) as info:
+        m.decode_client(nested((16 << 20) - 100, rid_first=False), 1 << 25)
+    assert info.value.code is ErrorCode.INVALID_REQUEST
+    assert info.value.rid == 0
+    # Negative control: the patch does catch a second decode.
+    with pytest.raises(AssertionError, match="second time"):
+        msgspec.msgpack.decode(big)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "rid", "key", "x", "r"]),
+        st.integers(-5, 2**64 - 1)
+        | st.text(max_size=70)
+        | st.binary(max_size=10)
+        | st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3),
+    )
+)
+def test_the_head_of_a_map_matches_its_decode(fields: dict[str, object]) -> None:
+    head = m._head(msgspec.msgpack.encode(fields))
+    assert head.is_map
+    rid = fields.get("rid")
+    expected = rid if type(rid) is int and 0 <= rid < 2**63 else 0
+    assert head.rid == expected
+    kind = fields.get("type", m._ABSENT)
+    if isinstance(kind, str) and len(kind.encode()) <= 64:
+        assert head.kind == kind
+    elif "type" in fields:
+        assert head.kind is m._NOT_A_STRING
+    else:
+        assert head.kind is m._ABSENT

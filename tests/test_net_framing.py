@@ -92,3 +92,50 @@ def test_hello_checks() -> None:
     with pytest.raises(HandshakeError) as err:
         decode_handshake(b"\x93\x01\x02\x03")
     assert err.value.code == "malformed"
+
+
+def test_frames_are_handed_out_one_at_a_time_under_the_limit_of_the_moment() -> None:
+    # The server takes the hello under a handshake-sized limit, then raises it.
+    decoder = FrameDecoder(max_frame=8)
+    decoder.receive(encode_frame(b"hello") + encode_frame(b"x" * 20) + encode_frame(b"y"))
+    assert decoder.next_frame() == b"hello"
+    assert decoder.frames == 1
+    decoder.max_frame = 100
+    assert decoder.next_frame() == b"x" * 20
+    assert decoder.next_frame() == b"y"
+    assert decoder.next_frame() is None
+    assert decoder.buffered == 0
+    # Negative control: under the small limit the second frame is refused.
+    small = FrameDecoder(max_frame=8)
+    small.receive(encode_frame(b"hello") + encode_frame(b"x" * 20))
+    assert small.next_frame() == b"hello"
+    with pytest.raises(FrameError) as err:
+        small.next_frame()
+    assert err.value.code == "too_large"
+    assert small.buffered == 0
+
+
+def test_a_frame_left_in_the_decoder_waits_for_the_next_call() -> None:
+    decoder = FrameDecoder()
+    decoder.receive(encode_frame(b"a") + encode_frame(b"b")[:3])
+    assert decoder.next_frame() == b"a"
+    assert decoder.next_frame() is None
+    assert decoder.buffered == 3
+    decoder.receive(encode_frame(b"b")[3:])
+    assert decoder.next_frame() == b"b"
+    decoder.receive(encode_frame(b"c")[:2])
+    decoder.clear()
+    assert decoder.buffered == 0
+    assert decoder.next_frame() is None
+
+
+def test_a_peer_skips_the_token_only_where_it_must_prove_the_secret() -> None:
+    peer = Hello(PROTOCOL_VERSION, "peer", "n2", b"a" * 16)
+    # With a secret the proof follows: no token needed.
+    assert check_hello(peer, secret=b"s", client_token="t") is peer
+    # Without one, calling oneself a peer must not open the door.
+    with pytest.raises(HandshakeError) as err:
+        check_hello(peer, secret=None, client_token="t")
+    assert err.value.code == "unauthorized"
+    with_token = Hello(PROTOCOL_VERSION, "peer", "n2", b"a" * 16, token="t")
+    assert check_hello(with_token, secret=None, client_token="t") is with_token

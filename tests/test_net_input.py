@@ -10,6 +10,7 @@ import pytest
 from net_support import FAST, LocalCluster, raw_client, read_all, wait_for
 
 from dynamo_ref.client import AsyncClient, ClientError
+from dynamo_ref.core.effects import ClientRequest
 from dynamo_ref.core.messages import (
     ErrorReply,
     Get,
@@ -20,9 +21,11 @@ from dynamo_ref.core.messages import (
     decode_reply,
     encode,
 )
+from dynamo_ref.core.node import Node
 from dynamo_ref.net.connect import FramedStream, connect
 from dynamo_ref.net.framing import encode_frame
 from dynamo_ref.net.handshake import (
+    MAX_HANDSHAKE,
     PROTOCOL_VERSION,
     HandshakeError,
     Hello,
@@ -280,5 +283,121 @@ def test_a_node_with_the_secret_joins_through_a_seed() -> None:
                 await wait_for(lambda: all(newcomer.node.engine.get(k) for k in mine))
             finally:
                 await newcomer.stop()
+
+    asyncio.run(main())
+
+
+def test_a_client_token_without_a_secret_does_not_start() -> None:
+    with pytest.raises(ValueError, match="needs a cluster secret"):
+        NodeServer(ServerOptions(node_id="n1", client_token="t"))
+    NodeServer(ServerOptions(node_id="n1", client_token="t", secret=b"s"))  # the control
+
+
+def test_a_node_without_a_secret_warns_that_anyone_can_join(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main(secret: bytes | None) -> None:
+        server = NodeServer(ServerOptions(node_id="n1", config=SOLO, secret=secret))
+        await server.start()
+        await server.stop()
+
+    with caplog.at_level("WARNING", logger="dynamo_ref.net"):
+        asyncio.run(main(None))
+    assert any("anyone who can reach" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dynamo_ref.net"):
+        asyncio.run(main(b"s"))
+    assert not any("anyone who can reach" in r.getMessage() for r in caplog.records)
+
+
+def test_a_request_the_core_fails_on_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's last line of defence: the client gets ``internal_error``, not silence."""
+    handle = Node.handle
+
+    def failing(self: Node, event: object, now: float, **kwargs: float) -> object:
+        if isinstance(event, ClientRequest) and getattr(event.msg, "key", b"") == b"boom":
+            raise RuntimeError("a bug in the core")
+        return handle(self, event, now, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Node, "handle", failing)
+
+    async def test(server: NodeServer) -> None:
+        client = await AsyncClient.connect([server.address], timeout=2.0)
+        try:
+            with pytest.raises(ClientError) as err:
+                await client.put(b"boom", b"x")
+            assert err.value.code == "internal_error"
+            await client.put(b"fine", b"x")  # the same connection serves on
+            assert server._inflight_total == 0
+        finally:
+            await client.close()
+
+    with_node(test)
+
+
+def test_before_the_handshake_a_frame_is_small() -> None:
+    async def test(server: NodeServer) -> None:
+        host, port = server.address.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write((MAX_HANDSHAKE + 1).to_bytes(4, "big"))
+        stream = FramedStream(reader, writer, 1 << 20)
+        error_of([decode_reply(await asyncio.wait_for(stream.recv(), 10))], "too_large")
+        stream.close()
+        # After the hello the node's own limit holds.
+        stream, _ = await raw_client(server.address)
+        stream.send(encode(Put(b"k", b"v" * (MAX_HANDSHAKE * 2))))
+        assert isinstance(await one_reply(stream), PutOk)
+        stream.close()
+
+    with_node(test)
+
+
+def test_a_connection_past_the_cap_is_refused_with_a_reason() -> None:
+    async def main() -> None:
+        server = NodeServer(ServerOptions(node_id="solo", config=SOLO, max_connections=3))
+        await server.start()
+        try:
+            clients = [await AsyncClient.connect([server.address]) for _ in range(3)]
+            with pytest.raises(ClientError) as err:
+                await AsyncClient.connect([server.address])
+            # The client library tries the next node, and says why none took it.
+            assert "overload" in err.value.message
+            assert "client connections are open" in err.value.message
+            await clients[0].close()
+            await wait_for(lambda: len(server._conns) == 2)
+            again = await AsyncClient.connect([server.address])  # room again
+            await again.put(b"k", b"v")
+            for c in [*clients[1:], again]:
+                await c.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_idle_clients_and_stuck_frames_are_closed() -> None:
+    async def main() -> None:
+        server = NodeServer(
+            ServerOptions(node_id="solo", config=SOLO, idle_timeout=0.3, frame_timeout=0.3)
+        )
+        await server.start()
+        try:
+            idle, _ = await raw_client(server.address)
+            stuck, _ = await raw_client(server.address)
+            stuck.writer.write((1000).to_bytes(4, "big") + b"x")
+            busy = await AsyncClient.connect([server.address])
+            for _ in range(8):  # a client that keeps asking is never idle
+                await busy.put(b"k", b"v")
+                await asyncio.sleep(0.1)
+            for stream, reason in ((idle, "idle"), (stuck, "still not whole")):
+                (err,) = await read_all(stream)
+                assert isinstance(err, ErrorReply)
+                assert err.code == "timeout"
+                assert reason in err.message
+                stream.close()
+            await busy.put(b"k", b"v2")
+            await busy.close()
+        finally:
+            await server.stop()
 
     asyncio.run(main())

@@ -172,7 +172,7 @@ def test_a_handler_that_raises_answers_the_client_and_keeps_nothing_pending(
     h = sim.client_request(coordinator, Put(key, b"v", b""))
     sim.run_for(0.1)
     assert h.reply is not None
-    assert getattr(h.reply, "code", "") == "internal", h.reply
+    assert getattr(h.reply, "code", "") == "internal_error", h.reply
     assert "OverflowError" in getattr(h.reply, "message", "")
     assert node.in_progress() == 0
     assert [name for _, a in sim.handler_failures for name in (a.name,)] == ["HandlerFailed"]

@@ -137,6 +137,33 @@ def _write_raw(path: Path, sql: str, params: Sequence[object]) -> None:
     conn.close()
 
 
+@given(batches, st.lists(KEYS, max_size=4), st.lists(st.tuples(st.sampled_from(NODES), KEYS)))
+def test_reading_keys_back_matches_the_memory_store(
+    batch_list: list[list[Effect]], keys: list[bytes], hints: list[tuple[str, bytes]]
+) -> None:
+    # What the runtime reads back after a failed batch: the same from either store.
+    memory = MemoryStore()
+    with tempfile.TemporaryDirectory() as tmp, SqliteStore(Path(tmp) / "node.db") as store:
+        for batch in batch_list:
+            memory.apply(batch)
+            store.apply(batch)
+        got = store.read(keys, hints)
+        assert got == memory.read(keys, hints)
+        assert set(got[0]) == set(keys)
+        assert set(got[1]) == set(hints)
+
+
+def test_reading_a_corrupt_row_back_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with SqliteStore(path):
+        pass
+    _write_raw(path, "INSERT INTO versions VALUES (?, ?)", (b"bad-key", b"\xc1garbage"))
+    with SqliteStore(path) as store:
+        assert store.read([b"other"], []) == ({b"other": ()}, {})  # the control
+        with pytest.raises(CorruptRowError, match="bad-key"):
+            store.read([b"bad-key"], [])
+
+
 @pytest.mark.parametrize(
     ("sql", "params", "named"),
     [

@@ -7,6 +7,7 @@ world into events and carries out the effects *in order*. Order matters: a ``Per
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -54,7 +55,25 @@ class PeerUnreachable:
     peer: NodeId
 
 
-Event: TypeAlias = ClientRequest | PeerReceived | TimerFired | PeerUnreachable
+@dataclass(frozen=True, slots=True)
+class StorageFailed:
+    """The driver could not make a batch of durable effects durable (disk full, I/O error).
+
+    ``keys``, ``hint_keys`` and ``meta`` are what the batch (and all held behind it) would have
+    written. ``store`` and ``hints`` map each of those keys and hints to what the durable store
+    holds for it (empty: nothing), read back after the failure, for the node to return to;
+    None when the store could not be read either.
+    """
+
+    keys: tuple[bytes, ...]
+    hint_keys: tuple[tuple[NodeId, bytes], ...]
+    meta: tuple[str, ...]
+    reason: str
+    store: Mapping[bytes, Siblings] | None
+    hints: Mapping[tuple[NodeId, bytes], Siblings] | None
+
+
+Event: TypeAlias = ClientRequest | PeerReceived | TimerFired | PeerUnreachable | StorageFailed
 
 
 # ---- effects -----------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ triples. A read context is opaque to clients: ``encode_context`` bytes of the me
 
 Clients get a reply, never an exception: ``decode_client`` turns any bad frame into a
 ``MessageError`` carrying a stable ``ErrorCode`` that the runtime sends back as ``ErrorReply``.
+A frame is decoded once: when it does not validate, what it claims to be (its ``type`` and
+``rid``) is read from its first few items only, never by decoding it whole again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
-from typing import Annotated, Final, TypeAlias, TypeVar
+from typing import Annotated, Final, NamedTuple, TypeAlias, TypeVar
 
 import msgspec
 
@@ -52,16 +54,19 @@ class ErrorCode(enum.StrEnum):
     OVERLOAD = "overload"  # too many requests in progress at this node
     NOT_FOUND = "not_found"  # admin: no such node
     UNAUTHORIZED = "unauthorized"  # a connection without the cluster secret or client token
-    INTERNAL = "internal"  # the node failed on the request (a bug): nothing of it is pending
+    STORAGE_ERROR = "storage_error"  # the node could not write it durably (disk full, I/O)
+    INTERNAL_ERROR = "internal_error"  # the node failed on the request; it serves on
 
 
 class MessageError(ValueError):
-    """A frame that cannot be served, with the code to answer it with."""
+    """A frame that cannot be served, with the code to answer it with and, when the frame
+    shows one, the request id to answer to."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, rid: int = 0) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
+        self.rid = rid
 
 
 class _Msg(
@@ -73,6 +78,13 @@ class _Msg(
 # ---- versions on the wire -----------------------------------------------------------------
 
 ClockEntry: TypeAlias = tuple[str, int, float]
+
+# A client's context is checked where it is decoded: a coordinator adds one to a counter, and
+# the result must still encode (MessagePack integers end at 2^64 - 1); no cluster has more
+# coordinators than that many entries.
+MAX_COUNTER: Final = 2**63 - 1
+MAX_CONTEXT_ENTRIES: Final = 1024
+_ContextEntry: TypeAlias = tuple[str, Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNTER)], float]
 
 
 class WireVersion(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
@@ -86,9 +98,10 @@ class WireVersion(msgspec.Struct, frozen=True, array_like=True, omit_defaults=Tr
 
 
 class WireContext(msgspec.Struct, frozen=True, array_like=True):
-    """What a client gets back from a read and hands to its next write: the merged clock."""
+    """What a client gets back from a read and hands to its next write: the merged clock.
+    Decoding checks each counter (1..MAX_COUNTER) and the entry count (MAX_CONTEXT_ENTRIES)."""
 
-    clock: list[ClockEntry]
+    clock: Annotated[list[_ContextEntry], msgspec.Meta(max_length=MAX_CONTEXT_ENTRIES)]
 
 
 def clock_to_wire(clock: VClock) -> list[ClockEntry]:
@@ -215,12 +228,19 @@ def encode_context(clock: VClock) -> bytes:
 def decode_context(data: bytes) -> VClock:
     """The clock of a client's context; empty bytes are the empty clock.
 
-    :raises MessageError: INVALID_CONTEXT.
+    :raises MessageError: INVALID_CONTEXT, also for a counter above MAX_COUNTER or more than
+        MAX_CONTEXT_ENTRIES entries.
     """
     if not data:
         return VClock.empty()
     try:
         return clock_from_wire(_CONTEXT_DECODER.decode(data).clock)
+    except msgspec.ValidationError as e:
+        raise MessageError(
+            ErrorCode.INVALID_CONTEXT,
+            f"the context is not valid ({e}): a context is the one a read returned, with at "
+            f"most {MAX_CONTEXT_ENTRIES} entries and counters from 1 to 2^63 - 1",
+        ) from e
     except (msgspec.DecodeError, ValueError) as e:
         raise MessageError(ErrorCode.INVALID_CONTEXT, f"the context is not valid: {e}") from e
 
@@ -636,33 +656,194 @@ def _decode(
 ) -> T:
     if len(data) > max_size:
         raise MessageError(
-            ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds the limit of {max_size}"
+            ErrorCode.TOO_LARGE,
+            f"frame of {len(data)} bytes exceeds the limit of {max_size}",
+            _head(data).rid,
         )
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as e:
         raise _classify(data, known, str(e)) from e
     except msgspec.DecodeError as e:
-        raise MessageError(ErrorCode.MALFORMED, f"not a MessagePack message: {e}") from e
+        raise MessageError(
+            ErrorCode.MALFORMED, f"not a MessagePack message: {e}", _head(data).rid
+        ) from e
     except UnicodeDecodeError as e:  # msgspec raises it for a str field that is not UTF-8
-        raise MessageError(ErrorCode.MALFORMED, f"a string that is not UTF-8: {e}") from e
+        raise MessageError(
+            ErrorCode.MALFORMED, f"a string that is not UTF-8: {e}", _head(data).rid
+        ) from e
 
 
 def _classify(data: bytes, known: frozenset[str], detail: str) -> MessageError:
     """Unknown type or bad fields of a known one: the answer a client can act on."""
-    try:
-        raw = msgspec.msgpack.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return MessageError(ErrorCode.MALFORMED, detail)
-    if not isinstance(raw, dict) or "type" not in raw:
+    head = _head(data)
+    if not head.is_map:
         return MessageError(ErrorCode.MALFORMED, "a message is a map with a 'type' field")
-    kind = raw["type"]
+    kind = head.kind
+    if kind is _NOT_SEEN:
+        return MessageError(
+            ErrorCode.MALFORMED,
+            f"a message is a map with a 'type' field among its first {SCAN_BUDGET} items: {detail}",
+            head.rid,
+        )
+    if kind is _ABSENT:
+        return MessageError(ErrorCode.MALFORMED, "a message is a map with a 'type' field", head.rid)
     if not isinstance(kind, str) or kind not in known:
         names = ", ".join(sorted(known))
+        shown = kind if isinstance(kind, str) else "(not a string)"
         return MessageError(
-            ErrorCode.UNKNOWN_MESSAGE, f"unknown message type {kind!r}; expected one of {names}"
+            ErrorCode.UNKNOWN_MESSAGE,
+            f"unknown message type {shown!r}; expected one of {names}",
+            head.rid,
         )
-    return MessageError(ErrorCode.INVALID_REQUEST, f"bad {kind!r} message: {detail}")
+    return MessageError(ErrorCode.INVALID_REQUEST, f"bad {kind!r} message: {detail}", head.rid)
+
+
+# ---- what a bad frame claims to be, from its first items -------------------------------------
+
+# At most this many MessagePack items are looked at to find a bad frame's 'type' and 'rid':
+# encoders put the type first, and fields are few, so a real message shows both at once.
+SCAN_BUDGET: Final = 256
+_ABSENT: Final = object()  # the whole map was read: no 'type' key
+_NOT_SEEN: Final = object()  # the budget ran out (or the frame ended) before a 'type' key
+_NOT_A_STRING: Final = object()  # a 'type' that is not a short string
+
+
+class _Head(NamedTuple):
+    is_map: bool
+    kind: object  # the 'type' value (a str when readable), _ABSENT or _NOT_SEEN
+    rid: int  # the 'rid' when it is an integer in 0..2^63-1, else 0
+
+
+class _GiveUp(Exception):
+    pass
+
+
+# Fixed-size MessagePack items by first byte: total bytes of the item.
+_FIXED: Final = {
+    0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,
+    0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9, 0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18,
+}  # fmt: skip
+# Items with a length field: (bytes of the length, bytes before the payload).
+_SIZED: Final = {
+    0xC4: (1, 2), 0xC5: (2, 3), 0xC6: (4, 5),  # bin
+    0xD9: (1, 2), 0xDA: (2, 3), 0xDB: (4, 5),  # str
+    0xC7: (1, 3), 0xC8: (2, 4), 0xC9: (4, 6),  # ext (a type byte after the length)
+}  # fmt: skip
+
+
+def _head(data: bytes) -> _Head:
+    """Whether ``data`` is a map, and its 'type' and 'rid', from at most SCAN_BUDGET items."""
+    if not data:
+        return _Head(False, _NOT_SEEN, 0)
+    first = data[0]
+    if 0x80 <= first <= 0x8F:
+        pairs, pos = first & 0x0F, 1
+    elif first in (0xDE, 0xDF):
+        width = 2 if first == 0xDE else 4
+        pairs, pos = int.from_bytes(data[1 : 1 + width], "big"), 1 + width
+    else:
+        return _Head(False, _NOT_SEEN, 0)
+    kind: object = _NOT_SEEN
+    rid = 0
+    budget = SCAN_BUDGET
+    try:
+        for _ in range(pairs):
+            if budget <= 0:
+                raise _GiveUp
+            name, after = _short_str(data, pos)
+            if name is None:
+                pos, budget = _skip(data, pos, budget)
+            else:
+                pos, budget = after, budget - 1
+            if name == "type":
+                value, _ = _short_str(data, pos)
+                kind = value if value is not None else _NOT_A_STRING
+                pos, budget = _skip(data, pos, budget)
+            elif name == "rid":
+                rid = _uint(data, pos)
+                pos, budget = _skip(data, pos, budget)
+            else:
+                pos, budget = _skip(data, pos, budget)
+            if kind is not _NOT_SEEN and rid:
+                break
+        else:
+            if kind is _NOT_SEEN:
+                kind = _ABSENT
+    except (_GiveUp, IndexError):
+        pass
+    return _Head(True, kind, rid)
+
+
+def _short_str(data: bytes, pos: int) -> tuple[str | None, int]:
+    """The string at ``pos`` when it is one of at most 64 UTF-8 bytes (else None), and the
+    position after the item when it is a string (else ``pos``)."""
+    b = data[pos]
+    if 0xA0 <= b <= 0xBF:
+        size, start = b & 0x1F, pos + 1
+    elif b == 0xD9:
+        size, start = data[pos + 1], pos + 2
+    else:
+        return None, pos
+    if size > 64 or start + size > len(data):
+        return None, pos
+    try:
+        return data[start : start + size].decode(), start + size
+    except UnicodeDecodeError:
+        return None, pos
+
+
+def _uint(data: bytes, pos: int) -> int:
+    """The non-negative integer at ``pos`` when it is one below 2^63, else 0."""
+    b = data[pos]
+    if b <= 0x7F:
+        return b
+    width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}.get(b)
+    if width is None or pos + 1 + width > len(data):
+        return 0
+    value = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+    return value if value < 1 << 63 else 0
+
+
+def _skip(data: bytes, pos: int, budget: int) -> tuple[int, int]:
+    """The position after the item at ``pos`` and the budget left; containers count each
+    item inside them against the budget.
+
+    :raises _GiveUp: the budget ran out or the item is not MessagePack.
+    :raises IndexError: the frame ends inside the item.
+    """
+    items = 1
+    while items:
+        if budget <= 0 or pos >= len(data):
+            raise _GiveUp
+        budget -= 1
+        items -= 1
+        b = data[pos]
+        if b <= 0x7F or b >= 0xE0:
+            pos += 1
+        elif b <= 0x8F:
+            items += 2 * (b & 0x0F)
+            pos += 1
+        elif b <= 0x9F:
+            items += b & 0x0F
+            pos += 1
+        elif b <= 0xBF:
+            pos += 1 + (b & 0x1F)
+        elif b in _FIXED:
+            pos += _FIXED[b]
+        elif b in _SIZED:
+            width, before = _SIZED[b]
+            pos += before + int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+        elif b in (0xDC, 0xDD, 0xDE, 0xDF):
+            width = 2 if b in (0xDC, 0xDE) else 4
+            count = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+            items += count if b in (0xDC, 0xDD) else 2 * count
+            pos += 1 + width
+        else:  # 0xC1: never used by MessagePack
+            raise _GiveUp
+    if pos > len(data):
+        raise _GiveUp
+    return pos, budget
 
 
 def rid_of(msg: object) -> int:

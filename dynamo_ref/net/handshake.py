@@ -14,6 +14,9 @@ skew). A peer and the node it connects to each prove the cluster secret with an 
 both nonces and both node ids (a fresh nonce per connection, so a proof cannot be replayed,
 and the role is bound in so one side's proof is never the other's). A process without the
 secret cannot become a peer, so it can neither join gossip nor send ``Store``.
+
+A peer need not present the client token, since it proves the secret instead. Without a
+secret even a peer must present it; the server refuses a token without a secret anyway.
 """
 
 from __future__ import annotations
@@ -143,10 +146,11 @@ def check_hello(
         raise HandshakeError(
             ErrorCode.INVALID_REQUEST, f"an admin's nonce must be {NONCE_BYTES} bytes"
         )
-    if (
-        hello.role != "peer"
-        and client_token is not None
-        and not hmac.compare_digest(hello.token.encode(), client_token.encode())
+    # A peer skips the token only because it must prove the secret next; without a secret
+    # nothing would stop a client from calling itself a peer.
+    token_needed = client_token is not None and (hello.role != "peer" or secret is None)
+    if token_needed and not hmac.compare_digest(
+        hello.token.encode(), (client_token or "").encode()
     ):
         raise HandshakeError(
             ErrorCode.UNAUTHORIZED,

@@ -12,6 +12,29 @@ batch in a worker thread (one batch at a time). A ``Send`` or ``Reply`` that com
 durable effect not yet applied is held until it is, so an acknowledgement never leaves before
 what it acknowledges is durable; one with no durable effect ahead of it goes at once.
 
+A durable batch that fails (disk full, I/O error) takes everything held behind it along:
+the keys and hints it held are read back from the store and the node is told
+(a ``StorageFailed`` event), which returns its working copy to what is durable and fails the
+puts of those keys with ``storage_error``; a ``PutOk`` held behind the batch becomes that
+error too, and held peer messages are dropped (the protocol copes with loss). Reads go on.
+
+Bounded resources. Until its handshake is done a connection may send frames of a few KiB
+only (``MAX_HANDSHAKE``). Client connections (and those not yet authenticated) are capped
+(``max_connections``, kept below the file descriptor limit); one past the cap is refused with
+``overload``. Proven peers are not counted. A client connection idle for ``idle_timeout`` is
+closed, and so is any connection with a frame started ``frame_timeout`` ago and still not
+whole. What all client connections buffer of unfinished frames is bounded (``max_buffered``);
+a connection that would go past it with a large frame is refused. A connection whose frames
+do not decode ``max_invalid`` times is closed.
+
+Admission. The node takes ``max_inflight`` client requests at once; a client connection's
+share is that over the client connections. A connection past its share is not read while the
+node holds ``max_inflight`` requests or more: a client that pipelines deeply is slowed by TCP,
+not refused, and the others keep their share. Requests past twice ``max_inflight`` are refused
+at once with ``overload``, up to ``refusals`` a second: refusing costs the loop too, and past
+that budget a connection is no longer read until the node has room, oldest first. If the core
+raises on a request, its client gets ``internal_error``.
+
 Bootstrapping the ring is the core's (``core.node.members``): with ``members`` every node
 starts from ``NodeConfig.initial_ring`` over their ids, so all agree without gossip; a
 restarted node resumes the ring its saved view describes; a node with only ``seeds`` hands the
@@ -26,15 +49,15 @@ import contextlib
 import itertools
 import logging
 import random
+import resource
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
-
-import msgspec
 
 from dynamo_ref.core.effects import (
     CancelTimer,
@@ -50,25 +73,33 @@ from dynamo_ref.core.effects import (
     Reply,
     Send,
     SetTimer,
+    StorageFailed,
     TimerFired,
     TimerId,
 )
 from dynamo_ref.core.messages import (
     ErrorCode,
     ErrorReply,
+    Forward,
+    ForwardReply,
     Join,
     Leave,
     MessageError,
+    PutOk,
+    ReplyMessage,
     SetClockSkew,
     decode_client,
     decode_peer,
     encode,
+    rid_of,
 )
 from dynamo_ref.core.node import Node, NodeConfig
 from dynamo_ref.core.ring import Ring
+from dynamo_ref.core.versions import Siblings
 from dynamo_ref.net.connect import split_address
 from dynamo_ref.net.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from dynamo_ref.net.handshake import (
+    MAX_HANDSHAKE,
     NONCE_BYTES,
     HandshakeError,
     Hello,
@@ -94,6 +125,12 @@ _OUTBOUND: Final = (Send, Reply)
 HANDSHAKE_TIMEOUT: Final = 10.0
 # How the core names a seed it knows only by address (it learns the seed's id from gossip).
 SEED_PREFIX: Final = "seed@"
+# File descriptors kept aside from client connections: the listener, peer links and inbound
+# peer connections, the store's files.
+FD_RESERVE: Final = 64
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+# Of an unfinished frame a connection may always buffer this much, whatever the others hold.
+BUFFER_FREE: Final = 64 << 10
 
 
 @dataclass
@@ -118,6 +155,36 @@ class ServerOptions:
     # proxy on every link, which a gossiped address would bypass.
     routes: dict[str, str] = field(default_factory=dict)
     client_socket: Path | None = None  # also serve clients on this Unix socket
+    # The node's clocks: ``monotonic`` for its timers and failure detector, ``wall`` for the
+    # timestamps of versions (injected in tests).
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    # Resources a connection may hold (see the module docstring).
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # client and unauthenticated; peers aside
+    max_inflight: int = 64  # client requests the node takes at once (see admission)
+    max_buffered: int = 64 << 20  # bytes of unfinished frames all client connections hold
+    idle_timeout: float = 300.0  # seconds a client connection may be idle
+    frame_timeout: float = 30.0  # seconds a started frame may take to arrive whole
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    max_invalid: int = 16  # frames that do not decode before the connection is closed
+    refusals: float = 5000.0  # overload refusals per second, at most (then TCP holds back)
+
+    def check(self) -> None:
+        """:raises ValueError: settings that cannot work, or leave the node open."""
+        if self.client_token is not None and self.secret is None:
+            raise ValueError(
+                "a client token needs a cluster secret: without one, any process could connect "
+                "as a peer and skip the token (give a secret file or $DYNAMO_REF_SECRET)"
+            )
+        if self.client_token is not None and not self.client_token:
+            raise ValueError("the client token is empty")
+        for name in ("max_connections", "max_inflight", "max_buffered", "max_invalid"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("idle_timeout", "frame_timeout", "handshake_timeout", "refusals"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be positive")
 
 
 class NodeServer:
@@ -126,6 +193,7 @@ class NodeServer:
     def __init__(self, options: ServerOptions) -> None:
         if not options.node_id:
             raise ValueError("a node needs an id")
+        options.check()
         self.options = options
         self.store: DurableStore = options.store if options.store is not None else MemoryStore()
         self._node: Node | None = None
@@ -145,6 +213,23 @@ class NodeServer:
         self._unreachable: set[str] = set()
         self._stopped = False
         self.batches = 0  # durable batches written (group commit: fewer than durable events)
+        self.failed_batches = 0  # durable batches the store could not write
+        self._max_connections = options.max_connections
+        self._guests = 0  # connections counted against max_connections
+        self._inflight: dict[int, int] = {}  # client id -> its requests in the node
+        self._limit = options.max_inflight
+        self._inflight_total = 0
+        self._buffered_total = 0  # bytes of unfinished frames over all connections
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._share = self._limit  # a client connection's fair share of it
+        self._overload = ""  # the refusal's text, made once
+        # Refusals cost the loop too: a bucket of them, refilled at options.refusals a second.
+        self._burst = max(1.0, options.refusals / 10)
+        self._tokens = self._burst
+        self._tokens_at = 0.0
+        # Connections not read until the node has room, in the order they began to wait.
+        self._waiting: OrderedDict[_Connection, None] = OrderedDict()
+        self._resuming = 0  # of them, resumed and not yet read
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -199,12 +284,22 @@ class NodeServer:
             seeds,
             durable,
             random.Random(),
-            time.time(),
+            opts.monotonic(),
             engine=MemoryEngine,
             addresses=self._book,
             zone=opts.zone,
         )
-        self._apply(self._node.start(time.time()))
+        self._apply(self._node.start(opts.monotonic(), wall=opts.wall()))
+        self._limit_connections()
+        if opts.secret is None:
+            log.warning(
+                "node %s has no cluster secret: anyone who can reach %s can join as a peer, "
+                "read and write every key and change the ring; give every node a secret "
+                "(--secret-file or $DYNAMO_REF_SECRET)",
+                opts.node_id,
+                self._address,
+            )
+        self._sweep()
         await self._server.start_serving()
         if opts.client_socket is not None:
             # A network namespace is unreachable from outside it; a Unix socket is not.
@@ -231,6 +326,8 @@ class NodeServer:
             self._unix.close()
         for conn in list(self._conns):
             conn.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -251,11 +348,11 @@ class NodeServer:
         if self._stopped or self._node is None:
             return
         try:
-            effects = self._node.handle(event, time.time())
+            effects = self._node.handle(event, self.options.monotonic(), wall=self.options.wall())
         except Exception:
-            # A bug in the core must not take the node down: log it, keep serving.
+            # A bug in the core must not take the node down: log it, answer, keep serving.
             log.exception("node %s failed on %r", self.options.node_id, event)
-            return
+            effects = _answer_failed(event)
         self._apply(effects)
 
     def _fire(self, timer: TimerId) -> None:
@@ -300,7 +397,7 @@ class NodeServer:
         if old is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
-        delay = max(0.0, at - time.time())
+        delay = max(0.0, at - self.options.monotonic())  # on the node's clock
         self._timers[timer] = loop.call_at(loop.time() + delay, self._fire, timer)
 
     def _flush(self) -> None:
@@ -321,10 +418,10 @@ class NodeServer:
     async def _write(self, batch: list[Effect]) -> None:
         try:
             await asyncio.to_thread(self.store.apply, self._durables(batch))
-        except Exception:
-            # Nothing after the failed batch may claim it is durable: its replies are dropped
-            # and the clients time out, as after a crash.
-            log.exception("node %s could not write a batch", self.options.node_id)
+        except Exception as error:
+            self._writing = None
+            if not self._stopped:
+                self._storage_failed(batch, error)
         else:
             self.batches += 1
             for e in batch:
@@ -344,6 +441,54 @@ class NodeServer:
     def _durables(effects: Sequence[Effect]) -> list[Effect]:
         return [e for e in effects if isinstance(e, _DURABLE)]
 
+    def _storage_failed(self, batch: list[Effect], error: Exception) -> None:
+        """A batch was not written: it and all held behind it fail (the module docstring)."""
+        self.failed_batches += 1
+        failed, self._held = [*batch, *self._held], []
+        self._held_durable = False
+        keys: dict[bytes, None] = {}
+        hint_keys: dict[tuple[str, bytes], None] = {}
+        meta: dict[str, None] = {}
+        out: list[Effect] = []
+        for e in failed:
+            if isinstance(e, Persist):
+                keys[e.key] = None
+            elif isinstance(e, PersistHint | DropHint):
+                hint_keys[(e.owner, e.key)] = None
+            elif isinstance(e, PersistMeta):
+                meta[e.name] = None
+            elif isinstance(e, Reply):
+                out.append(Reply(e.client, _not_stored(e.msg, error)))
+            elif isinstance(e, Send) and isinstance(e.msg, ForwardReply):
+                reply = _not_stored(e.msg.reply, error)
+                if reply is not e.msg.reply:
+                    out.append(Send(e.dest, ForwardReply(e.msg.fid, reply)))
+        log.error(
+            "node %s could not write a batch of %d keys, %d hints: %s; they are back to what "
+            "the store holds and their puts fail with storage_error",
+            self.options.node_id,
+            len(keys),
+            len(hint_keys),
+            error,
+        )
+        store: dict[bytes, Siblings] | None = None
+        hints: dict[tuple[str, bytes], Siblings] | None = None
+        try:
+            # On the loop, not in a thread: no event may see the engine between the failure
+            # and its repair. A few keys; reads work on a full disk.
+            store, hints = self.store.read(list(keys), list(hint_keys))
+        except Exception:
+            log.exception("node %s cannot read its store back either", self.options.node_id)
+        event = StorageFailed(tuple(keys), tuple(hint_keys), tuple(meta), str(error), store, hints)
+        if self._node is not None:
+            try:
+                out.extend(
+                    self._node.handle(event, self.options.monotonic(), wall=self.options.wall())
+                )
+            except Exception:
+                log.exception("node %s failed on %r", self.options.node_id, event)
+        self._apply(out)
+
     def _out(self, e: Effect) -> None:
         if isinstance(e, Send):
             if self._stopped:
@@ -361,6 +506,7 @@ class NodeServer:
                 )
             link.send(encode(e.msg))
         elif isinstance(e, Reply):
+            self._answered(e.client)
             conn = self._clients.get(e.client)
             if conn is not None:
                 conn.send(encode(e.msg))
@@ -387,7 +533,112 @@ class NodeServer:
     def _register(self, conn: _Connection) -> int:
         cid = next(self._client_ids)
         self._clients[cid] = conn
+        self._reshare()
         return cid
+
+    def _unregister(self, cid: int) -> None:
+        if self._clients.pop(cid, None) is not None:
+            self._reshare()
+
+    def _limit_connections(self) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        usable = max(1, soft - FD_RESERVE)
+        if self._max_connections > usable:
+            # Worth a warning only when asked for more than the default.
+            asked = self._max_connections > DEFAULT_MAX_CONNECTIONS
+            log.log(
+                logging.WARNING if asked else logging.INFO,
+                "node %s may open %d files: it takes at most %d client connections, not %d",
+                self.options.node_id,
+                soft,
+                usable,
+                self._max_connections,
+            )
+            self._max_connections = usable
+
+    def _sweep(self) -> None:
+        """Close connections idle too long or stuck in a frame; runs every fraction of the
+        shortest of those timeouts."""
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self._conns):
+            conn.check_timeouts(now)
+        if self._waiting:
+            self._make_room()
+        period = max(0.05, min(1.0, opts.idle_timeout / 4, opts.frame_timeout / 4))
+        self._sweeper = loop.call_later(period, self._sweep)
+
+    # ---- admission -------------------------------------------------------------------------
+
+    def _reshare(self) -> None:
+        # A client connection's fair share of the limit, kept as client connections come and go.
+        self._share = max(1, self._limit // max(1, len(self._clients)))
+
+    def may_refuse(self, now: float) -> bool:
+        """Whether a refusal fits the budget now (then the caller may read a frame it may
+        have to refuse)."""
+        if self._tokens < 1:
+            rate = self.options.refusals
+            self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+        return self._tokens >= 1
+
+    def wait_for_room(self, conn: _Connection) -> None:
+        """``conn`` is not read until the node has room for its requests; one that waited
+        already and found none keeps its place at the head of the line."""
+        self._waiting[conn] = None
+        if conn.waited:
+            self._waiting.move_to_end(conn, last=False)
+        conn.waited = True
+        conn.pause("room")
+
+    def _make_room(self) -> None:
+        # Resume waiting connections, oldest first, as many as there is room for (counting
+        # those resumed whose frames are not yet taken: they are read after this step).
+        room = 2 * self._limit - self._inflight_total - self._resuming
+        while room > 0 and self._waiting:
+            conn, _ = self._waiting.popitem(last=False)
+            conn.resuming = True
+            self._resuming += 1
+            conn.unpause("room")
+            room -= 1
+
+    def admit(self, conn: _Connection) -> bool:
+        """Whether a request of ``conn`` may go into the node; counted when it may. Past
+        twice the limit it may not: the excess is refused. (A connection past its share is
+        not even read while the node is at the limit: ``_Connection._process``.)"""
+        if self._inflight_total >= 2 * self._limit:
+            self._tokens -= 1
+            return False
+        self._inflight[conn.client_id] = self._inflight.get(conn.client_id, 0) + 1
+        self._inflight_total += 1
+        return True
+
+    def inflight(self, client: int) -> int:
+        return self._inflight.get(client, 0)
+
+    def _answered(self, client: int) -> None:
+        mine = self._inflight.get(client)
+        if mine is None:
+            return
+        if mine == 1:
+            del self._inflight[client]
+        else:
+            self._inflight[client] = mine - 1
+        self._inflight_total -= 1
+        limit = self._limit
+        conn = self._clients.get(client)
+        if conn is not None:
+            # Read again once half its share is answered, or the node has room: not after
+            # every answer.
+            left = mine - 1
+            roomy = self._inflight_total <= limit // 2
+            conn.answered(left, left <= self._share // 2 or roomy)
+        if self._waiting and self._inflight_total + self._resuming < 2 * limit:
+            self._make_room()
 
 
 # Admin requests that change the cluster: with a cluster secret, only admins may send them.
@@ -399,8 +650,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: NodeServer) -> None:
         self.server = server
-        opts = server.options
-        self.decoder = FrameDecoder(opts.max_frame)
+        # Until the handshake is done, a frame is a handshake message: a few KiB at most.
+        self.decoder = FrameDecoder(min(MAX_HANDSHAKE, server.options.max_frame))
         self.transport: asyncio.Transport | None = None
         self.state = "hello"  # -> "client" | "proof" -> "peer" or "client"; "closed"
         self.hello: Hello | None = None
@@ -408,56 +659,146 @@ class _Connection(asyncio.Protocol):
         self.client_id = 0
         self.admin = False  # proved the cluster secret (or the node has none)
         self.peer = ""
+        self.invalid = 0  # frames that did not decode
         self._deadline: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self.last_rx = self._loop.time()  # when bytes last arrived
+        self.progress_at = self.last_rx  # when the frame being read began, or the last ended
+        self._paused: set[str] = set()  # why it is not read: "write", "share", "room"
+        self._counted = False  # against the server's max_connections
+        self._accounted = 0  # bytes of this connection in the server's buffered total
+        self._eof = False
+        self.waited = False  # it was held back, and has frames from then still to take
+        self.resuming = False  # resumed for room, not yet read
+
+    # ---- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but speak its interface.
         self.transport = cast(asyncio.Transport, transport)
-        self.server._conns.add(self)
-        self._deadline = asyncio.get_running_loop().call_later(
-            HANDSHAKE_TIMEOUT, self._handshake_timeout
+        server = self.server
+        server._conns.add(self)
+        if server._guests >= server._max_connections:
+            self.refuse(
+                ErrorCode.OVERLOAD,
+                f"{server._guests} client connections are open at {server.options.node_id}, "
+                "its limit: try again later",
+            )
+            return
+        server._guests += 1
+        self._counted = True
+        self._deadline = self._loop.call_later(
+            server.options.handshake_timeout, self._handshake_timeout
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
         self.state = "closed"
         self.server._conns.discard(self)
         if self.client_id:
-            self.server._clients.pop(self.client_id, None)
-        if self._deadline is not None:
-            self._deadline.cancel()
+            self.server._unregister(self.client_id)
 
     def pause_writing(self) -> None:
         # A client that does not read its replies stops being read: no unbounded buffers.
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.pause("write")
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self.unpause("write")
 
     def data_received(self, data: bytes) -> None:
-        try:
-            frames = self.decoder.feed(data)
-        except FrameError as e:
-            self.refuse(e.code, e.message)
+        if self.state == "closed":
             return
-        for frame in frames:
-            if self.state == "closed":
-                return
+        now = self._loop.time()
+        self.last_rx = now
+        decoder = self.decoder
+        if not decoder.buffered:
+            self.progress_at = now
+        decoder.receive(data)
+        self._process(now)
+
+    def eof_received(self) -> bool | None:
+        # Half closed: what it sent is still served, then the connection closes.
+        self._eof = True
+        self._process()
+        return True
+
+    # ---- frames ------------------------------------------------------------------------------
+
+    def _process(self, now: float = 0.0) -> None:
+        """Take the whole frames received, one at a time, until none is left, the
+        connection is paused or it is closed."""
+        decoder = self.decoder
+        done = decoder.frames
+        server = self.server
+        if self.resuming:
+            self.resuming = False
+            server._resuming -= 1
+        limit = server._limit
+        while self.state != "closed" and not self._paused:
+            # Past its share while the node is full: not read until answers come back.
+            if server._inflight_total >= limit and self.state == "client":
+                if server.inflight(self.client_id) >= server._share:
+                    # Past its share while the node is full: read again as answers come.
+                    self.waited = True
+                    self.pause("share")
+                    break
+                if server._inflight_total >= 2 * limit and (
+                    self.waited or not server.may_refuse(now or self._loop.time())
+                ):
+                    # Refused at once up to a budget; past it, held back by TCP until there is
+                    # room. What was held back is not refused after it waited.
+                    server.wait_for_room(self)
+                    break
             try:
-                self.frame(frame)
+                frame = decoder.next_frame()
+            except FrameError as e:
+                self.refuse(e.code, e.message)
+                return
+            if frame is None:
+                self.waited = False  # all it sent while held back has been taken
+                break
+            try:
+                if self.state == "client":
+                    self.client_frame(frame)
+                else:
+                    self.frame(frame)
             except Exception:
                 # A frame nothing above foresaw: refuse this connection, keep the node.
                 log.exception("unexpected failure on a frame from %s", self.peer or "a client")
                 self.refuse(ErrorCode.MALFORMED, "the frame could not be processed")
+                return
+        if self.state == "closed":
+            return
+        if decoder.frames != done:
+            self.progress_at = now or self._loop.time()
+        buffered = decoder.buffered
+        if buffered or self._accounted:
+            self._account()
+            if (
+                buffered > BUFFER_FREE
+                and self.state != "peer"
+                and server._buffered_total > server.options.max_buffered
+            ):
+                self.refuse(
+                    ErrorCode.OVERLOAD,
+                    f"{server._buffered_total} bytes of unfinished frames are buffered at "
+                    f"{server.options.node_id}, past its limit: send the frame again later",
+                )
+                return
+        if self._eof:
+            self._finish()
 
-    def eof_received(self) -> bool | None:
-        if self.decoder.buffered and self.state != "closed":
+    def _finish(self) -> None:
+        # After EOF: close once every frame is served and every request answered.
+        if self._paused or self.state == "closed":
+            return
+        if self.decoder.buffered:
             self.refuse(
                 ErrorCode.MALFORMED,
                 f"truncated frame: the connection ended {self.decoder.buffered} bytes into it",
             )
-        return None
+        elif not self.server.inflight(self.client_id):
+            self.close()
 
     def frame(self, frame: bytes) -> None:
         if self.state == "client":
@@ -471,18 +812,22 @@ class _Connection(asyncio.Protocol):
                 self.refuse(e.code, e.message)
 
     def client_frame(self, frame: bytes) -> None:
+        server = self.server
+        opts = server.options
         try:
-            msg = decode_client(frame, self.server.options.max_frame)
+            msg = decode_client(frame, opts.max_frame)
         except MessageError as e:
-            self.send(encode(ErrorReply(e.code.value, e.message, _guess_rid(frame))))
+            self.send(encode(ErrorReply(e.code.value, e.message, e.rid)))
+            self.invalid += 1
             if e.code is ErrorCode.MALFORMED:
                 self.close()  # not our language: nothing more it sends can be trusted
+            elif self.invalid >= opts.max_invalid:
+                self.refuse(
+                    ErrorCode.INVALID_REQUEST,
+                    f"{self.invalid} frames on this connection were not valid requests: closing it",
+                )
             return
-        if (
-            isinstance(msg, ADMIN_CHANGES)
-            and self.server.options.secret is not None
-            and not self.admin
-        ):
+        if isinstance(msg, ADMIN_CHANGES) and opts.secret is not None and not self.admin:
             self.send(
                 encode(
                     ErrorReply(
@@ -494,7 +839,15 @@ class _Connection(asyncio.Protocol):
                 )
             )
             return
-        self.server.handle(ClientRequest(self.client_id, msg))
+        if not server.admit(self):
+            if not server._overload:
+                server._overload = (
+                    f"{2 * server._limit} requests in flight at {opts.node_id}, its limit: "
+                    "try again later"
+                )
+            self.send(encode(ErrorReply(ErrorCode.OVERLOAD, server._overload, msg.rid)))
+            return
+        server.handle(ClientRequest(self.client_id, msg))
 
     def peer_frame(self, frame: bytes) -> None:
         try:
@@ -539,15 +892,87 @@ class _Connection(asyncio.Protocol):
             else:
                 self.state = "peer"
                 self.peer = self.hello.node
+                if opts.secret is not None and self._counted:
+                    # A proven peer does not take a client's place.
+                    self._counted = False
+                    server._guests -= 1
 
     def _handshake_done(self) -> None:
+        self.decoder.max_frame = self.server.options.max_frame
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
     def _handshake_timeout(self) -> None:
         if self.state in ("hello", "proof"):
-            self.refuse(ErrorCode.TIMEOUT, f"no handshake within {HANDSHAKE_TIMEOUT:g}s")
+            timeout = self.server.options.handshake_timeout
+            self.refuse(ErrorCode.TIMEOUT, f"no handshake within {timeout:g}s")
+
+    def check_timeouts(self, now: float) -> None:
+        """Close this connection if a frame is stuck half sent, or a client is idle."""
+        if self.state not in ("client", "peer") or self._paused:
+            return
+        opts = self.server.options
+        if self.decoder.buffered and now - self.progress_at > opts.frame_timeout:
+            self.refuse(
+                ErrorCode.TIMEOUT,
+                f"a frame started {now - self.progress_at:.1f}s ago is still not whole "
+                f"(the limit is {opts.frame_timeout:g}s)",
+            )
+        elif (
+            self.state == "client"
+            and not self.decoder.buffered
+            and not self.server.inflight(self.client_id)
+            and now - self.last_rx > opts.idle_timeout
+        ):
+            self.refuse(ErrorCode.TIMEOUT, f"idle for {opts.idle_timeout:g}s: closing")
+
+    # ---- flow control ------------------------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def unpause(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if self._paused or self.state == "closed":
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        self.progress_at = self._loop.time()  # paused time is not the sender's
+        # Frames already received are taken after this step, not inside it.
+        self._loop.call_soon(self._process)
+
+    def answered(self, inflight: int, resume: bool) -> None:
+        """One of this connection's requests was answered; ``inflight`` are left."""
+        if resume:
+            self.unpause("share")
+        if self._eof and not inflight:
+            self._loop.call_soon(self._finish)
+
+    def _account(self) -> None:
+        buffered = self.decoder.buffered
+        self.server._buffered_total += buffered - self._accounted
+        self._accounted = buffered
+
+    def _release(self) -> None:
+        self.server._waiting.pop(self, None)
+        if self.resuming:
+            self.resuming = False
+            self.server._resuming -= 1
+        self.decoder.clear()
+        self._account()
+        if self._counted:
+            self._counted = False
+            self.server._guests -= 1
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    # ---- output ------------------------------------------------------------------------------
 
     def send(self, payload: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -560,18 +985,32 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.state = "closed"
+        self._release()
         if self.transport is not None:
             self.transport.close()  # after what is buffered is written
 
 
-def _guess_rid(frame: bytes) -> int:
-    """The request id of a frame that did not validate, if it has a readable one."""
-    try:
-        raw = msgspec.msgpack.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return 0
-    rid = raw.get("rid") if isinstance(raw, dict) else None
-    return rid if type(rid) is int and 0 <= rid < 1 << 63 else 0
+def _answer_failed(event: Event) -> list[Effect]:
+    """When the core raised on ``event``: the answer its sender is owed (none for a timer)."""
+    message = "the node failed on this request (its log says why); it serves on"
+    if isinstance(event, ClientRequest):
+        return [
+            Reply(event.client, ErrorReply(ErrorCode.INTERNAL_ERROR, message, rid_of(event.msg)))
+        ]
+    if isinstance(event, PeerReceived) and isinstance(event.msg, Forward):
+        rid = rid_of(event.msg.request)
+        reply = ErrorReply(ErrorCode.INTERNAL_ERROR, message, rid)
+        return [Send(event.src, ForwardReply(event.msg.fid, reply))]
+    return []
+
+
+def _not_stored(msg: ReplyMessage, error: Exception) -> ReplyMessage:
+    """A reply held behind a batch that failed: a ``PutOk`` becomes ``storage_error``."""
+    if not isinstance(msg, PutOk):
+        return msg
+    return ErrorReply(
+        ErrorCode.STORAGE_ERROR, f"the write could not be stored durably: {error}", msg.rid
+    )
 
 
 async def serve(options: ServerOptions) -> None:

@@ -14,6 +14,8 @@ from typing import Protocol
 
 from dynamo_ref.core.effects import Effect
 from dynamo_ref.core.node.config import DurableState
+from dynamo_ref.core.vclock import NodeId
+from dynamo_ref.core.versions import Siblings
 
 
 class DurableStore(Protocol):
@@ -27,6 +29,13 @@ class DurableStore(Protocol):
         """Make the durable effects among ``effects`` durable, in order, as one atomic batch;
         the other effects are ignored. Returns once they are durable (as far as the store's
         sync setting promises)."""
+        ...
+
+    def read(
+        self, keys: Sequence[bytes], hints: Sequence[tuple[NodeId, bytes]]
+    ) -> tuple[dict[bytes, Siblings], dict[tuple[NodeId, bytes], Siblings]]:
+        """What is durable for each of ``keys`` and each (owner, key) of ``hints``, empty for
+        none: what a node returns to after a batch failed."""
         ...
 
     def close(self) -> None: ...
@@ -43,6 +52,15 @@ class MemoryStore:
 
     def apply(self, effects: Sequence[Effect]) -> None:
         self.state.apply(effects)
+
+    def read(
+        self, keys: Sequence[bytes], hints: Sequence[tuple[NodeId, bytes]]
+    ) -> tuple[dict[bytes, Siblings], dict[tuple[NodeId, bytes], Siblings]]:
+        state = self.state
+        return (
+            {k: state.store.get(k, ()) for k in keys},
+            {h: state.hints.get(h, ()) for h in hints},
+        )
 
     def close(self) -> None:
         pass

@@ -29,6 +29,7 @@ from typing import Final, Literal, TypeAlias
 from dynamo_ref.core.effects import DropHint, Effect, Persist, PersistHint, PersistMeta
 from dynamo_ref.core.messages import decode_siblings, encode_siblings
 from dynamo_ref.core.node.config import DurableState
+from dynamo_ref.core.vclock import NodeId
 from dynamo_ref.core.versions import Siblings
 
 Synchronous: TypeAlias = Literal["full", "normal", "off"]
@@ -50,6 +51,8 @@ _DELETE: Final = "DELETE FROM versions WHERE key = ?"
 _PUT_HINT: Final = "INSERT OR REPLACE INTO hints (owner, key, siblings) VALUES (?, ?, ?)"
 _DROP_HINT: Final = "DELETE FROM hints WHERE owner = ? AND key = ?"
 _PUT_META: Final = "INSERT OR REPLACE INTO meta (name, data) VALUES (?, ?)"
+_GET: Final = "SELECT siblings FROM versions WHERE key = ?"
+_GET_HINT: Final = "SELECT siblings FROM hints WHERE owner = ? AND key = ?"
 
 
 class StorageError(Exception):
@@ -154,12 +157,20 @@ class SqliteStore:
                 rows.append((_PUT_META, (e.name, e.data)))
         if not rows:
             return
+        # Runs of one statement go to SQLite in one call: each call gives up the GIL and must
+        # win it back from a busy event loop, so calls per batch, not rows, set its time.
+        runs: list[tuple[str, list[tuple[object, ...]]]] = []
+        for sql, params in rows:
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].append(params)
+            else:
+                runs.append((sql, [params]))
         with self._lock:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                for sql, params in rows:
-                    conn.execute(sql, params)
+                for sql, run in runs:
+                    conn.executemany(sql, run)
                 conn.execute("COMMIT")
             except sqlite3.Error as e:
                 if conn.in_transaction:
@@ -188,6 +199,30 @@ class SqliteStore:
                     raise CorruptRowError(f"meta row {name!r}: name is not text")
                 state.meta[name] = _blob(data, "meta", name)
             return state
+
+    def read(
+        self, keys: Sequence[bytes], hints: Sequence[tuple[NodeId, bytes]]
+    ) -> tuple[dict[bytes, Siblings], dict[tuple[NodeId, bytes], Siblings]]:
+        """What is stored for each key and (owner, key) hint; empty for none.
+
+        :raises CorruptRowError: a row does not decode.
+        :raises StorageError: the store cannot be read.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                store: dict[bytes, Siblings] = {}
+                for key in keys:
+                    row = conn.execute(_GET, (key,)).fetchone()
+                    store[key] = () if row is None else _siblings(row[0], "versions", key)
+                held: dict[tuple[NodeId, bytes], Siblings] = {}
+                for owner, key in hints:
+                    row = conn.execute(_GET_HINT, (owner, key)).fetchone()
+                    where = (owner, key)
+                    held[where] = () if row is None else _siblings(row[0], "hints", where)
+            except sqlite3.Error as e:
+                raise StorageError(f"{self.path}: cannot read: {e}") from e
+            return store, held
 
     def close(self) -> None:
         with self._lock:

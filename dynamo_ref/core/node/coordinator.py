@@ -628,6 +628,18 @@ class Coordinator:
                 del self._forwards[fop.id]
                 self._forward(fop.origin, fop.request, now, fop.hops, fop.tried)
 
+    def storage_failed(self, keys: frozenset[bytes], reason: str) -> None:
+        """Puts of these keys did not reach the disk here: they fail with ``storage_error``
+        (their acknowledgements never left)."""
+        for op in [op for op in self._puts.values() if op.key in keys]:
+            if not op.answered:
+                self._out.error(
+                    op.origin,
+                    ErrorCode.STORAGE_ERROR,
+                    f"{self._out.node_id} could not store the write durably: {reason}",
+                )
+            self._finish_put(op)
+
     def set_clock_skew(self, origin: Origin, m: SetClockSkew, now: float) -> None:
         """Fault injection: timestamps this node hands out become ``now + skew``."""
         if not math.isfinite(m.skew):

@@ -432,6 +432,10 @@ class Members:
         except ValueError:
             return None
 
+    def persist_view(self) -> None:
+        """Write the view durably again (a batch that held it failed)."""
+        self._persist_view()
+
     def _persist_view(self) -> None:
         self._out.emit(
             PersistMeta("membership", _MEMBERS_ENCODER.encode(self._wire_view(self._view)))

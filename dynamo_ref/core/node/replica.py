@@ -12,7 +12,7 @@ Spec actions here: ``ReplicaStore`` (a Store arrives), ``ReplicaRead`` (a Read a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 
 from dynamo_ref.core.effects import DropHint, Persist, PersistHint
@@ -166,6 +166,18 @@ class Replica:
         """Writer -> the most its timestamps have run ahead of this node's clock (past the
         warning level)."""
         return dict(self._ahead)
+
+    def restore(
+        self,
+        store: Mapping[bytes, Siblings] | None,
+        hints: Mapping[tuple[NodeId, bytes], Siblings] | None,
+    ) -> None:
+        """A durable batch failed: the working copy goes back to what the disk holds for the
+        keys and hints it would have written (read back by the driver)."""
+        for key, siblings in (store or {}).items():
+            self._engine.put(key, reconcile_mode(self._mode, siblings) if siblings else ())
+        for (owner, key), siblings in (hints or {}).items():
+            self._engine.put_hint(owner, key, canonical(siblings))
 
     def pending_hints(self) -> dict[NodeId, int]:
         """Owner -> number of keys this node holds hinted versions of for it."""

@@ -72,6 +72,7 @@ from dynamo_ref.core.effects import (
     PeerReceived,
     PeerUnreachable,
     PersistMeta,
+    StorageFailed,
     TimerFired,
 )
 from dynamo_ref.core.membership import Membership
@@ -172,6 +173,7 @@ class Node:
             TimerFired: self._timer,
             ClientRequest: self._client_request,
             PeerUnreachable: self._unreachable,
+            StorageFailed: self._storage_failed,
         }
         self._on_peer: dict[type, PeerHandler] = {
             Gossip: members.gossip_received,
@@ -319,7 +321,7 @@ class Node:
             origin = PeerOrigin(event.src, event.msg.fid, rid_of(event.msg.request))
         if origin is not None:
             self._out.error(
-                origin, ErrorCode.INTERNAL, f"{self._id} failed on the request: {reason}"
+                origin, ErrorCode.INTERNAL_ERROR, f"{self._id} failed on the request: {reason}"
             )
 
     def _received(self, event: PeerReceived, now: float) -> None:
@@ -339,6 +341,18 @@ class Node:
 
     def _client_request(self, event: ClientRequest, now: float) -> None:
         self._client(event.client, event.msg, now)
+
+    def _storage_failed(self, event: StorageFailed, now: float) -> None:
+        """The driver could not make a batch durable: the working copy returns to what is
+        durable for its keys and hints, the puts of those keys fail with ``storage_error``,
+        and metadata is written again. Reads go on from what is durable."""
+        if self._parts is not None:
+            self._parts.replica.restore(event.store, event.hints)
+            self._parts.coordinator.storage_failed(frozenset(event.keys), event.reason)
+        if "membership" in event.meta:
+            self._members.persist_view()
+        if "boot" in event.meta:
+            self._out.emit(PersistMeta("boot", self._out.boot.to_bytes(8, "big")))
 
     def _unreachable(self, event: PeerUnreachable, now: float) -> None:
         for on_unreachable in self._on_unreachable:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import icontract
+
+from dynamo_ref.core.contracts import ENABLED
 from dynamo_ref.core.messages import (
     AdminOk,
     DataRequest,
@@ -383,12 +386,7 @@ class Coordinator:
         """Answer once the collector says the write succeeded; a delete stays until every
         primary acked, to know when its tombstone can go."""
         if not op.answered and status is RequestStatus.SUCCEEDED:
-            op.answered = True
-            self._out.cancel_timer(TimerKind.FALLBACK, op.id)
-            body = self._replica.get(op.key) if op.return_body else (op.version,)
-            context = encode_context(read_context(self._mode, body))
-            values = [v.value for v in body if v.value is not None] if op.return_body else []
-            self._out.reply(op.origin, PutOk(context, op.version.timestamp, values, op.origin.rid))
+            self._answer_put(op)
         if not op.answered:
             return
         reaping = op.version.is_tombstone and self._config.reap_tombstones
@@ -397,6 +395,25 @@ class Coordinator:
             self._finish_put(op)
         elif not reaping:
             self._finish_put(op)
+
+    @icontract.require(
+        lambda op: op.collector.ack_count >= op.collector.config.w,
+        "a put is answered only with W acks",
+        enabled=ENABLED,
+    )
+    @icontract.require(
+        lambda op: op.collector.primary_ack_count >= op.collector.config.pw,
+        "a put is answered only with PW acks from primaries",
+        enabled=ENABLED,
+    )
+    @icontract.require(lambda op: not op.answered, "a put is answered once", enabled=ENABLED)
+    def _answer_put(self, op: PutOp) -> None:
+        op.answered = True
+        self._out.cancel_timer(TimerKind.FALLBACK, op.id)
+        body = self._replica.get(op.key) if op.return_body else (op.version,)
+        context = encode_context(read_context(self._mode, body))
+        values = [v.value for v in body if v.value is not None] if op.return_body else []
+        self._out.reply(op.origin, PutOk(context, op.version.timestamp, values, op.origin.rid))
 
     def _finish_put(self, op: PutOp) -> None:
         self._puts.pop(op.id, None)

@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import partial
 
+import icontract
+
+from dynamo_ref.core.contracts import ENABLED
 from dynamo_ref.core.effects import DropHint, Persist, PersistHint
 from dynamo_ref.core.merkle import MerkleTree
 from dynamo_ref.core.messages import (
@@ -94,6 +97,11 @@ class Replica:
     def get_raw(self, key: bytes) -> bytes | None:
         return self._engine.get_raw(key)
 
+    @icontract.require(
+        lambda self, siblings: reconcile_mode(self._mode, siblings) == siblings,
+        "the store holds an antichain in canonical order: nothing dominated, nothing twice",
+        enabled=ENABLED,
+    )
     def write(self, key: bytes, siblings: Siblings) -> None:
         """Replace the key's sibling set (empty: remove the key), in memory and durably."""
         self._engine.put(key, siblings)
@@ -134,6 +142,11 @@ class Replica:
 
     # ---- hints ----------------------------------------------------------------------------
 
+    @icontract.require(
+        lambda self, owner: owner != self._out.node_id,
+        "a node never holds hints for itself",
+        enabled=ENABLED,
+    )
     def add_hint(self, owner: NodeId, key: bytes, versions: Siblings) -> None:
         held = self._engine.get_hint(owner, key)
         merged = canonical((*held, *versions))

@@ -196,7 +196,8 @@ class NodeSpec:
     ``members``: the ids and addresses of a new cluster's initial ring; ``seeds``: addresses of
     nodes to join through; ``routes``: fixed addresses to reach some peers at, whatever gossip says
     (the fault harness's proxies). ``listen_fd``: an inherited socket already bound to
-    ``listen``; ``client_socket``: a Unix socket clients may use too.
+    ``listen``; ``client_socket``: a Unix socket clients may use too; ``trace``: the file the
+    node logs its own steps to.
     """
 
     node_id: str
@@ -213,6 +214,7 @@ class NodeSpec:
     listen_fd: int | None = None
     client_socket: Path | None = None
     log_level: str | None = None
+    trace: Path | None = None
     extra_args: tuple[str, ...] = ()
 
     def argv(self, command: Sequence[str] | None = None) -> list[str]:
@@ -235,6 +237,8 @@ class NodeSpec:
             out.append(f"--client-socket={self.client_socket}")
         if self.log_level is not None:
             out.append(f"--log-level={self.log_level}")
+        if self.trace is not None:
+            out.append(f"--trace={self.trace}")
         return out + config_args(self.config) + list(self.extra_args)
 
 

@@ -49,6 +49,8 @@ class NodeOptions:
     memory: bool = False
     sync: Synchronous = DEFAULT_SYNC
     log_level: str | None = None
+    # Each node logs its own steps to <trace_dir>/<id>.jsonl (the per-process trace format).
+    trace_dir: Path | None = None
     extra_args: tuple[str, ...] = ()
 
 
@@ -253,6 +255,7 @@ class LocalCluster:
             seeds=tuple(self.nodes[j].address for j in self._members if j != i),
             secret_file=self.secret_file,
             log_level=opts.log_level,
+            trace=None if opts.trace_dir is None else opts.trace_dir / f"{node.node_id}.jsonl",
             extra_args=opts.extra_args,
         )
 

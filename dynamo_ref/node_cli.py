@@ -174,6 +174,11 @@ def _routes(
     show_default=True,
     help="What the node logs on stderr: info shows suspicion, hints, handoff, transfers.",
 )
+@click.option(
+    "--trace",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the node's own steps to this file (the per-process trace format).",
+)
 @config_options
 def node(
     *,
@@ -196,6 +201,7 @@ def node(
     listen_fd: int | None,
     client_socket: Path | None,
     log_level: str,
+    trace: Path | None,
     **settings: Any,
 ) -> None:
     """Run one node; prints "listening on HOST:PORT" once it serves. SIGTERM stops it."""
@@ -241,6 +247,7 @@ def node(
         max_frame=max_frame,
         sock=None if listen_fd is None else socket.socket(fileno=listen_fd),
         client_socket=client_socket,
+        trace=trace,
     )
     if not memory:
         assert data_dir is not None

@@ -114,6 +114,7 @@ from dynamo_ref.net.handshake import (
     new_nonce,
 )
 from dynamo_ref.net.peers import PeerLink
+from dynamo_ref.net.trace import ProcessTrace
 from dynamo_ref.storage.durable import DurableStore, MemoryStore
 from dynamo_ref.storage.memory import MemoryEngine
 
@@ -155,6 +156,7 @@ class ServerOptions:
     # proxy on every link, which a gossiped address would bypass.
     routes: dict[str, str] = field(default_factory=dict)
     client_socket: Path | None = None  # also serve clients on this Unix socket
+    trace: Path | None = None  # write this node's own steps here (dynamo_ref.net.trace)
     # The node's clocks: ``monotonic`` for its timers and failure detector, ``wall`` for the
     # timestamps of versions (injected in tests).
     monotonic: Callable[[], float] = time.monotonic
@@ -230,6 +232,7 @@ class NodeServer:
         # Connections not read until the node has room, in the order they began to wait.
         self._waiting: OrderedDict[_Connection, None] = OrderedDict()
         self._resuming = 0  # of them, resumed and not yet read
+        self._trace: ProcessTrace | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -289,7 +292,13 @@ class NodeServer:
             addresses=self._book,
             zone=opts.zone,
         )
-        self._apply(self._node.start(opts.monotonic(), wall=opts.wall()))
+        now = opts.monotonic()
+        effects = self._node.start(now, wall=opts.wall())
+        if opts.trace is not None:
+            self._trace = ProcessTrace(opts.trace, opts.node_id)
+            self._trace.header(opts.config, now, opts.wall(), self._address)
+            self._trace.step(None, effects, self._node, now)
+        self._apply(effects)
         self._limit_connections()
         if opts.secret is None:
             log.warning(
@@ -341,18 +350,23 @@ class NodeServer:
                 await asyncio.to_thread(self.store.apply, self._durables(self._held))
         self._held.clear()
         await asyncio.to_thread(self.store.close)
+        if self._trace is not None:
+            self._trace.close()
 
     # ---- events in -----------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
         if self._stopped or self._node is None:
             return
+        now = self.options.monotonic()
         try:
-            effects = self._node.handle(event, self.options.monotonic(), wall=self.options.wall())
+            effects = self._node.handle(event, now, wall=self.options.wall())
         except Exception:
             # A bug in the core must not take the node down: log it, answer, keep serving.
             log.exception("node %s failed on %r", self.options.node_id, event)
             effects = _answer_failed(event)
+        if self._trace is not None:
+            self._trace.step(event, effects, self._node, now)
         self._apply(effects)
 
     def _fire(self, timer: TimerId) -> None:
@@ -482,9 +496,11 @@ class NodeServer:
         event = StorageFailed(tuple(keys), tuple(hint_keys), tuple(meta), str(error), store, hints)
         if self._node is not None:
             try:
-                out.extend(
-                    self._node.handle(event, self.options.monotonic(), wall=self.options.wall())
-                )
+                now = self.options.monotonic()
+                effects = self._node.handle(event, now, wall=self.options.wall())
+                if self._trace is not None:
+                    self._trace.step(event, effects, self._node, now)
+                out.extend(effects)
             except Exception:
                 log.exception("node %s failed on %r", self.options.node_id, event)
         self._apply(out)

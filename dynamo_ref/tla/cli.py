@@ -228,3 +228,31 @@ def validate_trace(
     if verdict.error:
         ctx.exit(2)
     ctx.exit(0 if verdict.accepted else 1)
+
+
+@spec.command("merge-traces")
+@click.argument("traces", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the merged behaviour here (JSON lines, one step each, with Lamport clocks).",
+)
+@click.pass_context
+def merge_traces(ctx: click.Context, traces: tuple[Path, ...], out: Path | None) -> None:
+    """Merge per-process traces (files, or directories of *.jsonl) into one behaviour.
+
+    Each received message is paired with its send, and the steps ordered by happens-before.
+    Exit 0 when they merge, 2 on bad input (named by file and line).
+    """
+    from dynamo_ref.tla.merge import TraceInputError, merge_files, write_merged
+
+    try:
+        result = merge_files(traces)
+    except TraceInputError as error:
+        click.echo(f"error: {error}", err=True)
+        ctx.exit(2)
+    click.echo(result.summary())
+    if out is not None:
+        write_merged(result, out)
+        click.echo(f"merged behaviour in {out}")

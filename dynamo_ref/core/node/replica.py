@@ -319,13 +319,21 @@ class Replica:
         wire = [] if raw is None else decode_wire_siblings(raw)
         self._out.reply(origin, ReplicaVersions(wire, origin.rid))
 
-    def spec_state(self) -> dict[str, object]:
-        """This node's ``store`` and ``hints`` in the spec's shapes."""
+    def spec_state(
+        self,
+        keys: Iterable[bytes] | None = None,
+        hints: Iterable[tuple[NodeId, bytes]] | None = None,
+    ) -> dict[str, object]:
+        """This node's ``store`` and ``hints`` in the spec's shapes; with ``keys`` and
+        ``hints``, of those only (a removed key shows as an empty set)."""
         engine = self._engine
-        store = {key: [spec_version(v) for v in engine.get(key)] for key in engine}
-        hints = [
+        store = {
+            key: [spec_version(v) for v in engine.get(key)]
+            for key in (engine if keys is None else keys)
+        }
+        held = [
             {"key": key, "owner": owner, "ver": spec_version(v)}
-            for owner, key in engine.hints()
+            for owner, key in (engine.hints() if hints is None else hints)
             for v in engine.get_hint(owner, key)
         ]
-        return {"store": store, "hints": hints}
+        return {"store": store, "hints": held}

@@ -493,3 +493,15 @@ class Node:
         if self._parts is None:
             return {"store": {}, "hints": [], "putOps": [], "getOps": []}
         return {**self._parts.replica.spec_state(), **self._parts.coordinator.spec_state()}
+
+    def trace_state(
+        self, keys: Sequence[bytes], hints: Sequence[tuple[NodeId, bytes]]
+    ) -> dict[str, object]:
+        """``spec_state`` for a per-process trace line: of the store and hints only ``keys``
+        and ``hints`` (what a step wrote), the puts and gets whole."""
+        if self._parts is None:
+            return {"store": {}, "hints": [], "putOps": [], "getOps": []}
+        return {
+            **self._parts.replica.spec_state(keys, hints),
+            **self._parts.coordinator.spec_state(),
+        }

@@ -1,0 +1,155 @@
+"""A node's own trace: one JSON line per step, what this process saw and did, no global state.
+
+The per-process format (docs/trace-format.md, version 2). The first line is a header (the
+node, its settings, the start of its monotonic clock); every other line is one step of the
+node, the handling of one event:
+
+    {"node": "n1", "i": 7, "t": 1234.5678, "event": "peer",
+     "recv": {"from": "n2", "h": "9f2c..."},
+     "actions": [["ReplicaStore", "n1", "n2", "k", "5", ""]],
+     "sent": [{"to": "n2", "h": "41aa..."}],
+     "state": {"store": {"k": [...]}, "hints": [...], "putOps": [...], "getOps": [...]},
+     "hintKeys": [["n3", "k"]]}
+
+A message is known by ``h``, a digest of its encoded bytes: the sender and the receiver hash
+the same bytes, so no id travels on the wire and the wire format is the same traced or not. Two
+equal messages on one link are interchangeable; the merger (``dynamo_ref.tla.merge``) pairs
+them first in, first out, as TCP delivers them. ``state`` holds the node's own variables after
+the step: the keys the step wrote (their new sibling sets, empty when removed), the hints of
+the (owner, key) pairs in ``hintKeys`` that it wrote (a pair with none left was dropped), and
+every put and get the node coordinates that is not yet answered. Lines are written unbuffered,
+so a process killed with SIGKILL leaves every step it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from dynamo_ref.core.effects import (
+    Action,
+    ClientRequest,
+    DropHint,
+    Effect,
+    Event,
+    PeerReceived,
+    PeerUnreachable,
+    Persist,
+    PersistHint,
+    Send,
+    StorageFailed,
+    TimerFired,
+)
+from dynamo_ref.core.messages import encode
+from dynamo_ref.core.node import Node, NodeConfig
+from dynamo_ref.core.node.outbox import text
+
+FORMAT_VERSION: Final = 2
+DIGEST_BYTES: Final = 10
+
+_EVENT_KIND: Final[dict[type, str]] = {
+    ClientRequest: "client",
+    PeerReceived: "peer",
+    TimerFired: "timer",
+    PeerUnreachable: "unreachable",
+    StorageFailed: "storage",
+}
+
+
+def digest(payload: bytes) -> str:
+    """A message's id in a trace: the digest of its encoded bytes."""
+    return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """Bytes as trace text, recursively (keys and values of the spec's shapes)."""
+    if isinstance(value, bytes):
+        return text(value)
+    if isinstance(value, dict):
+        return {(text(k) if isinstance(k, bytes) else k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _config(config: NodeConfig) -> dict[str, Any]:
+    fields = dataclasses.asdict(config)
+    fields["mode"] = config.mode.value
+    return dict(_jsonable(fields))
+
+
+class ProcessTrace:
+    """Writes one node's steps to ``path`` (appending: a restarted node goes on in the file,
+    after a new header)."""
+
+    def __init__(self, path: Path, node_id: str) -> None:
+        self.path = path
+        self.node_id = node_id
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._step = 0
+        self._encoder = msgspec.json.Encoder()
+
+    def header(self, config: NodeConfig, now: float, wall: float, address: str) -> None:
+        self._write(
+            {
+                "trace": "dynamo-ref process",
+                "v": FORMAT_VERSION,
+                "node": self.node_id,
+                "address": address,
+                "t": now,
+                "wall": wall,
+                "pid": os.getpid(),
+                "config": _config(config),
+            }
+        )
+
+    def step(self, event: Event | None, effects: Sequence[Effect], node: Node, now: float) -> None:
+        """Log one step: ``event`` handled (None: the node's start), the ``effects`` it gave."""
+        self._step += 1
+        recv = None
+        if isinstance(event, PeerReceived):
+            recv = {"from": event.src, "h": digest(encode(event.msg))}
+        actions: list[list[str]] = []
+        sent: list[dict[str, str]] = []
+        keys: dict[bytes, None] = {}
+        hints: dict[tuple[str, bytes], None] = {}
+        for e in effects:
+            if isinstance(e, Action):
+                actions.append([e.name, *e.args])
+            elif isinstance(e, Send):
+                sent.append({"to": e.dest, "h": digest(encode(e.msg))})
+            elif isinstance(e, Persist):
+                keys[e.key] = None
+            elif isinstance(e, PersistHint | DropHint):
+                hints[(e.owner, e.key)] = None
+        state = node.trace_state(list(keys), list(hints))
+        self._write(
+            {
+                "node": self.node_id,
+                "i": self._step,
+                "t": now,
+                "event": "start" if event is None else _EVENT_KIND[type(event)],
+                "recv": recv,
+                "actions": actions,
+                "sent": sent,
+                "state": _jsonable(state),
+                "hintKeys": [[owner, text(key)] for owner, key in hints],
+            }
+        )
+
+    def _write(self, line: dict[str, Any]) -> None:
+        os.write(self._fd, self._encoder.encode(line) + b"\n")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+__all__ = ["FORMAT_VERSION", "ProcessTrace", "digest"]

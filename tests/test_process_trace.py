@@ -1,0 +1,268 @@
+"""Per-process traces of real node processes, and their merge into one behaviour.
+
+A real cluster (three node processes over TCP, one killed with SIGKILL and restarted) writes
+one trace per process; the merger pairs every received message with its send and orders the
+steps by happens-before. Bad input is refused by file and line, never merged: each kind of
+damage is planted in a copy of a real trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dynamo_ref.client import AsyncClient
+from dynamo_ref.core.node import NodeConfig
+from dynamo_ref.localcluster import LocalCluster, NodeOptions
+from dynamo_ref.tla.merge import (
+    MergeResult,
+    TraceInputError,
+    merge,
+    merge_files,
+    merged_line,
+    read_process_trace,
+)
+
+pytestmark = pytest.mark.net
+
+
+async def _workload(addresses: list[str], keys: range, tag: str) -> None:
+    client = await AsyncClient.connect(addresses, timeout=5.0)
+    try:
+        for k in keys:
+            key = f"k{k}".encode()
+            first = await client.put(key, f"{tag}1".encode())
+            await client.put(key, f"{tag}2".encode(), context=first.context)
+            await client.get(key)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("traced")
+    trace_dir = base / "traces"
+    trace_dir.mkdir()
+    config = NodeConfig(anti_entropy_interval=0.5, gossip_interval=0.2)
+    options = NodeOptions(config=config, trace_dir=trace_dir)
+    with LocalCluster(3, base / "cluster", options=options) as lc:
+        lc.wait_healthy()
+        asyncio.run(_workload(lc.addresses, range(5), "a"))
+        lc.kill(2)
+        asyncio.run(_workload(lc.addresses[:2], range(5, 10), "b"))
+        lc.start(2)
+        lc.wait_healthy()
+        asyncio.run(_workload(lc.addresses, range(10, 12), "c"))
+        asyncio.run(asyncio.sleep(1.5))  # anti-entropy brings n3 what it missed
+    return trace_dir
+
+
+def _merged(traces: Path) -> tuple[MergeResult, list[dict[str, object]]]:
+    result = merge_files([traces])
+    return result, [merged_line(s) for s in result.steps]
+
+
+def test_a_real_run_with_a_kill_merges_into_one_behaviour(traces: Path) -> None:
+    result, lines = _merged(traces)
+    assert result.nodes == ["n1", "n2", "n3"]
+    assert result.delivered > 100
+    assert result.duplicates == 0
+    # n3 was killed and started again: a second incarnation behind a Restart step.
+    restarts = [x for x in lines if x.get("action") == "Restart"]
+    assert [x["node"] for x in restarts] == ["n3"]
+    names = {a[0] for x in lines for a in x.get("actions", [])}  # type: ignore[attr-defined]
+    assert {"ClientPut", "ReplicaStore", "StoreAck", "ClientGet", "ReadResponse"} <= names
+    # Messages n1 and n2 sent to n3 while it was down were never received.
+    assert result.lost > 0
+
+
+def test_the_merged_order_keeps_happens_before(traces: Path) -> None:
+    _result, lines = _merged(traces)
+    position: dict[str, int] = {}  # message id -> the merged step that sent it
+    lamport: dict[str, int] = {}
+    last: dict[tuple[object, object], tuple[int, int]] = {}  # (node, inc) -> (i, lc)
+    for n, x in enumerate(lines):
+        lc = x["lc"]
+        assert isinstance(lc, int)
+        if "i" in x:
+            key = (x["node"], x["inc"])
+            i = x["i"]
+            assert isinstance(i, int)
+            if key in last:
+                prev_i, prev_lc = last[key]
+                assert i == prev_i + 1
+                assert lc > prev_lc
+            last[key] = (i, lc)
+        for sent in x.get("sent", []):  # type: ignore[attr-defined]
+            position[sent["msg"]], lamport[sent["msg"]] = n, lc
+        recv = x.get("recv")
+        if isinstance(recv, dict):
+            msg = recv["msg"]
+            assert position[msg] < n
+            assert lamport[msg] < lc
+    assert len(lines) == sum(len(read_process_trace(p)) for p in traces.glob("*.jsonl"))
+
+
+def test_every_step_logs_the_nodes_own_variables(traces: Path) -> None:
+    steps = read_process_trace(traces / "n1.jsonl")
+    puts = [s for s in steps if s.line and any(a[0] == "ClientPut" for a in s.line.actions)]
+    assert puts
+    for s in puts:
+        assert s.line is not None
+        key = s.line.actions[0][2]
+        # The coordinator stored its own version in the step: the key's new siblings.
+        assert s.line.state["store"][key], s.line
+        assert set(s.line.state) == {"store", "hints", "putOps", "getOps"}
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def _copy(traces: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy"
+    shutil.copytree(traces, out)
+    return out
+
+
+def _edit_line(path: Path, pick: str, edit: object) -> int:
+    """Apply ``edit`` (a function of the JSON object) to the first line containing ``pick``;
+    the 1-based line number."""
+    lines = path.read_text().splitlines()
+    for n, text in enumerate(lines):
+        if pick in text and '"trace"' not in text:
+            obj = json.loads(text)
+            edit(obj)  # type: ignore[operator]
+            lines[n] = json.dumps(obj)
+            path.write_text("\n".join(lines) + "\n")
+            return n + 1
+    raise AssertionError(f"no line with {pick}")
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dynamo_ref", "spec", "merge-traces", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_cli_merges_and_writes_the_behaviour(traces: Path, tmp_path: Path) -> None:
+    out = tmp_path / "merged.jsonl"
+    done = _cli(traces, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "3 nodes" in done.stdout
+    assert len(out.read_text().splitlines()) == len(merge_files([traces]).steps)
+
+
+def test_a_truncated_line_is_refused_with_its_file_and_line(traces: Path, tmp_path: Path) -> None:
+    d = _copy(traces, tmp_path)
+    f = d / "n2.jsonl"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) - 20])
+    lines = data[: len(data) - 20].count(b"\n") + 1
+    done = _cli(d)
+    assert done.returncode == 2
+    assert f"{f}:{lines}: truncated" in done.stderr
+
+
+def test_a_message_never_sent_is_refused(traces: Path, tmp_path: Path) -> None:
+    d = _copy(traces, tmp_path)
+    f = d / "n2.jsonl"
+
+    def forge(obj: dict[str, dict[str, str]]) -> None:
+        obj["recv"]["h"] = "00" * 10
+
+    line = _edit_line(f, '"recv":{"from"', forge)
+    with pytest.raises(TraceInputError, match=f"{f}:{line}: .*never sent"):
+        merge_files([d])
+    assert _cli(d).returncode == 2
+
+
+def test_a_clock_that_goes_backwards_is_refused(traces: Path, tmp_path: Path) -> None:
+    d = _copy(traces, tmp_path)
+    f = d / "n1.jsonl"
+
+    def rewind(obj: dict[str, float]) -> None:
+        obj["t"] -= 3600.0
+
+    line = _edit_line(f, '"i":5,', rewind)
+    with pytest.raises(TraceInputError, match=f"{f}:{line}: the clock goes backwards"):
+        merge_files([d])
+
+
+def test_a_missing_step_and_a_malformed_line_are_refused(traces: Path, tmp_path: Path) -> None:
+    d = _copy(traces, tmp_path)
+    f = d / "n1.jsonl"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines[:4] + lines[5:]) + "\n")
+    with pytest.raises(TraceInputError, match=f"{f}:5: step 5 after step 3"):
+        merge_files([d])
+    f.write_text("\n".join([*lines[:3], '{"node": "n1", "i": "four"}', *lines[4:]]) + "\n")
+    with pytest.raises(TraceInputError, match=f"{f}:4: malformed"):
+        merge_files([d])
+    f.write_text("\n".join([*lines[:3], "{not json", *lines[4:]]) + "\n")
+    with pytest.raises(TraceInputError, match=f"{f}:4: not JSON"):
+        merge_files([d])
+
+
+# ---- the merge on hand-made traces ----------------------------------------------------------
+
+
+def _trace(tmp_path: Path, node: str, steps: list[tuple[float, object, list[object]]]) -> Path:
+    f = tmp_path / f"{node}.jsonl"
+    lines = [{"trace": "dynamo-ref process", "v": 2, "node": node, "t": 0.0}]
+    for i, (t, recv, sent) in enumerate(steps, 1):
+        lines.append(
+            {
+                "node": node,
+                "i": i,
+                "t": t,
+                "event": "peer" if recv else "timer",
+                "recv": recv,
+                "actions": [],
+                "sent": sent,
+                "state": {},
+            }
+        )
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return f
+
+
+def test_duplicates_and_losses_are_counted(tmp_path: Path) -> None:
+    a = _trace(
+        tmp_path,
+        "a",
+        [(1.0, None, [{"to": "b", "h": "x"}, {"to": "b", "h": "y"}, {"to": "b", "h": "z"}])],
+    )
+    b = _trace(
+        tmp_path,
+        "b",
+        [
+            (2.0, {"from": "a", "h": "x"}, []),
+            (3.0, {"from": "a", "h": "z"}, []),  # y was lost
+            (4.0, {"from": "a", "h": "z"}, []),  # z again: a duplicate
+        ],
+    )
+    result = merge([read_process_trace(a), read_process_trace(b)])
+    assert (result.messages, result.delivered, result.lost, result.duplicates) == (3, 2, 1, 1)
+
+
+def test_pairs_that_contradict_each_nodes_order_are_refused(tmp_path: Path) -> None:
+    # a's first step receives what b sends in its second, and b's first receives what a sends
+    # in its second: neither can go first.
+    a = _trace(
+        tmp_path, "a", [(1.0, {"from": "b", "h": "q"}, []), (2.0, None, [{"to": "b", "h": "p"}])]
+    )
+    b = _trace(
+        tmp_path, "b", [(1.0, {"from": "a", "h": "p"}, []), (2.0, None, [{"to": "a", "h": "q"}])]
+    )
+    with pytest.raises(TraceInputError, match="contradict"):
+        merge([read_process_trace(a), read_process_trace(b)])

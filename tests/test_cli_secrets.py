@@ -90,7 +90,18 @@ def cluster_dir(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[by
 def cluster_up(d: Path, *extra: str) -> subprocess.Popen[bytes]:
     log = (d.parent / "launcher.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "dynamo_ref", "cluster", "up", "--nodes", "2", "--dir", str(d), *extra],
+        [
+            sys.executable,
+            "-m",
+            "dynamo_ref",
+            "cluster",
+            "up",
+            "--nodes",
+            "2",
+            "--dir",
+            str(d),
+            *extra,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if k != "DYNAMO_REF_SECRET"},

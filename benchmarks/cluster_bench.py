@@ -4,12 +4,14 @@ Both run one after the other in this process's run, driven by the same closed-lo
 CONCURRENCY requests in flight, 100-byte values over 10,000 keys, in three phases (put-only,
 get-only, 50/50). Every key is loaded first, so gets find values. dynamo-ref runs N=3 R=2 W=2
 on the durable SQLite engine (synchronous=full) with contracts off (DYNAMO_REF_CONTRACTS=0 in
-the node processes); ``--contracts`` adds a run with them on. Puts carry the context of the
-key's last acknowledged put, as a real client does, so sibling sets stay small. etcd is
+the node processes); ``--contracts`` adds a run with them on, ``--trace`` one with every node
+writing its per-process trace (the cost of tracing, as a ratio to the run without). Puts carry
+the context of the key's last acknowledged put, as a real client does, so sibling sets stay
+small. etcd is
 Debian's etcd-server, driven through its v3 JSON gateway by harness.targets.etcd.EtcdClient.
 Last, the RSS of a node holding RSS_KEYS keys of 100 bytes (every node holds every key at N=3).
 
-    python benchmarks/cluster_bench.py [--quick] [--seconds S] [--contracts] [--no-etcd]
+    python benchmarks/cluster_bench.py [--quick] [--seconds S] [--contracts] [--trace] [--no-etcd]
         [--rss-keys K] [--loop asyncio|uvloop] [--client-loop asyncio|uvloop] [--dir DIR]
 
 Prints ops/s, p50 and p99 per system and phase, and the ratios dynamo-ref/etcd.
@@ -212,9 +214,19 @@ def node_env(contracts: bool, loop: str) -> dict[str, str]:
 
 
 def bench_dynamo(
-    base: Path, *, seconds: float, warmup: float, contracts: bool, loop: str, rss_keys: int
+    base: Path,
+    *,
+    seconds: float,
+    warmup: float,
+    contracts: bool,
+    loop: str,
+    rss_keys: int,
+    trace: bool = False,
 ) -> tuple[list[PhaseResult], float, dict[str, float]]:
-    options = NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full")
+    trace_dir = base / "traces" if trace else None
+    if trace_dir is not None:
+        trace_dir.mkdir(parents=True)
+    options = NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full", trace_dir=trace_dir)
     extra: dict[str, float] = {}
     with LocalCluster(3, base, options=options, env=node_env(contracts, loop)) as lc:
         lc.wait_healthy()
@@ -243,6 +255,8 @@ def bench_dynamo(
             extra["rss_fill_s"] = asyncio.run(fill())
             extra["rss_keys"] = rss_keys
             extra["rss_mb"] = max(rss_mb(p) for p in pids)
+    if trace_dir is not None:
+        extra["trace_mb"] = sum(f.stat().st_size for f in trace_dir.iterdir()) / 1e6
     return results, load, extra
 
 
@@ -284,6 +298,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, help="measured seconds per phase (default 20)")
     ap.add_argument("--contracts", action="store_true", help="also run with contracts on")
     ap.add_argument("--no-etcd", action="store_true", help="dynamo-ref only")
+    ap.add_argument(
+        "--trace", action="store_true", help="also run with every node writing its trace"
+    )
     ap.add_argument("--rss-keys", type=int, help="keys for the RSS figure (default 100,000)")
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop", help="nodes' loop")
     ap.add_argument(
@@ -334,6 +351,24 @@ def main() -> None:
                 rss_keys=0,
             )
             show("dynamo-ref (contracts on)", checked, cload)
+        if args.trace:
+            traced, tload, textra = bench_dynamo(
+                base / "traced",
+                seconds=seconds,
+                warmup=warmup,
+                contracts=False,
+                loop=args.loop,
+                rss_keys=0,
+                trace=True,
+            )
+            show("dynamo-ref (contracts off, every node tracing)", traced, tload)
+            print(f"  traces: {textra['trace_mb']:.0f} MB in all")
+            print("tracing's cost (untraced/traced, target at most 1.5x):")
+            for a, b in zip(ours, traced, strict=True):
+                print(
+                    f"  {a.name:6} x{a.rate / b.rate:5.2f}   "
+                    f"p99 {b.pct(0.99):7.2f} vs {a.pct(0.99):7.2f} ms"
+                )
         if not args.no_etcd:
             theirs, eload = bench_etcd(base / "etcd", seconds, warmup)
             show("etcd (3 members)", theirs, eload)

@@ -118,7 +118,18 @@ def test_every_step_logs_the_nodes_own_variables(traces: Path) -> None:
         key = s.line.actions[0][2]
         # The coordinator stored its own version in the step: the key's new siblings.
         assert s.line.state["store"][key], s.line
-        assert set(s.line.state) == {"store", "hints", "putOps", "getOps"}
+        assert {"store", "hints", "putOps", "getOps"} <= set(s.line.state)
+        # The put the step made, in progress (not yet W acks: only the coordinator's own).
+        (op,) = s.line.state["putOps"]
+        assert op["key"] == key
+        assert op["acks"] == ["n1"]
+    # A step logs only the requests it touched: a get's first step, no put.
+    gets = [s for s in steps if s.line and any(a[0] == "ClientGet" for a in s.line.actions)]
+    assert gets
+    for s in gets:
+        assert s.line is not None
+        assert s.line.state["putOps"] == []
+        assert [op["key"] for op in s.line.state["getOps"]] == [s.line.actions[0][2]]
 
 
 # ---- bad input -------------------------------------------------------------------------------

@@ -296,7 +296,7 @@ class NodeServer:
         effects = self._node.start(now, wall=opts.wall())
         if opts.trace is not None:
             self._trace = ProcessTrace(opts.trace, opts.node_id)
-            self._trace.header(opts.config, now, opts.wall(), self._address)
+            self._trace.header(self._node, opts.config, now, opts.wall(), self._address)
             self._trace.step(None, effects, self._node, now)
         self._apply(effects)
         self._limit_connections()

@@ -16,8 +16,9 @@ the same bytes, so no id travels on the wire and the wire format is the same tra
 equal messages on one link are interchangeable; the merger (``dynamo_ref.tla.merge``) pairs
 them first in, first out, as TCP delivers them. ``state`` holds the node's own variables after
 the step: the keys the step wrote (their new sibling sets, empty when removed), the hints of
-the (owner, key) pairs in ``hintKeys`` that it wrote (a pair with none left was dropped), and
-every put and get the node coordinates that is not yet answered. Lines are written unbuffered,
+the (owner, key) pairs in ``hintKeys`` that it wrote (a pair with none left was dropped), the
+puts and gets the step touched that are not yet answered, and in ``putsDone``/``getsDone``
+the ids of those it touched that are answered or gone. Lines are written unbuffered,
 so a process killed with SIGKILL leaves every step it finished.
 """
 
@@ -67,21 +68,10 @@ def digest(payload: bytes) -> str:
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    """Bytes as trace text, recursively (keys and values of the spec's shapes)."""
-    if isinstance(value, bytes):
-        return text(value)
-    if isinstance(value, dict):
-        return {(text(k) if isinstance(k, bytes) else k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _config(config: NodeConfig) -> dict[str, Any]:
     fields = dataclasses.asdict(config)
     fields["mode"] = config.mode.value
-    return dict(_jsonable(fields))
+    return fields
 
 
 class ProcessTrace:
@@ -95,7 +85,8 @@ class ProcessTrace:
         self._step = 0
         self._encoder = msgspec.json.Encoder()
 
-    def header(self, config: NodeConfig, now: float, wall: float, address: str) -> None:
+    def header(self, node: Node, config: NodeConfig, now: float, wall: float, address: str) -> None:
+        node.note_requests()
         self._write(
             {
                 "trace": "dynamo-ref process",
@@ -138,7 +129,7 @@ class ProcessTrace:
                 "recv": recv,
                 "actions": actions,
                 "sent": sent,
-                "state": _jsonable(state),
+                "state": state,
                 "hintKeys": [[owner, text(key)] for owner, key in hints],
             }
         )

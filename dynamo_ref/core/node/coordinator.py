@@ -15,7 +15,9 @@ is forgotten, as a crash would), ``SetClockSkew``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import icontract
 
@@ -52,6 +54,7 @@ from dynamo_ref.core.node.outbox import (
     TimerKind,
     spec_version,
     text,
+    trace_version,
 )
 from dynamo_ref.core.node.replica import Replica
 from dynamo_ref.core.node.routing import Routing
@@ -122,6 +125,44 @@ class ForwardOp:
     target: NodeId
     tried: set[NodeId]
     hops: int
+
+
+_V = TypeVar("_V")
+
+
+class _Noted(dict[int, _V]):
+    """A request table that notes which requests a step looked up, added, removed or walked
+    over, so a per-process trace logs those and not every request in progress."""
+
+    __slots__ = ("noted",)
+
+    def __init__(self, items: dict[int, _V]) -> None:
+        super().__init__(items)
+        self.noted: set[int] = set()
+
+    def get(self, key: int, default: _V | None = None) -> _V | None:  # type: ignore[override]
+        self.noted.add(key)
+        return super().get(key, default)
+
+    def __setitem__(self, key: int, value: _V) -> None:
+        self.noted.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: int) -> None:
+        self.noted.add(key)
+        super().__delitem__(key)
+
+    def pop(self, key: int, default: _V | None = None) -> _V | None:  # type: ignore[override]
+        self.noted.add(key)
+        return super().pop(key, default)
+
+    def values(self) -> Any:
+        self.noted.update(self)
+        return super().values()
+
+
+def _same(key: bytes) -> bytes | str:
+    return key
 
 
 def _default(value: int | None, default: int) -> int:
@@ -668,20 +709,40 @@ class Coordinator:
 
     # ---- the spec's view ------------------------------------------------------------------
 
-    def spec_state(self) -> dict[str, object]:
+    def note_requests(self) -> None:
+        """From now on, note the requests each step touches (``spec_state(noted=True)``)."""
+        if not isinstance(self._puts, _Noted):
+            self._puts = _Noted(self._puts)
+            self._gets = _Noted(self._gets)
+
+    def spec_state(self, *, noted: bool = False) -> dict[str, object]:
         """``putOps`` and ``getOps`` in the spec's shapes. Puts and gets already answered are
         left out: in the spec, ``UpdatePut`` and ``ReadRepair`` remove them in the step that
-        answers."""
+        answers.
+
+        ``noted`` (for a per-process trace): only the requests touched since the last such
+        call (``note_requests``), and under ``putsDone``/``getsDone`` the ids of those among
+        them that are answered or gone; keys and values as text."""
+        puts: Iterable[PutOp]
+        gets: Iterable[GetOp]
+        done: dict[str, list[int]] = {}
+        if noted and isinstance(self._puts, _Noted) and isinstance(self._gets, _Noted):
+            puts = self._take(self._puts, "putsDone", done)
+            gets = self._take(self._gets, "getsDone", done)
+        else:
+            puts, gets = self._puts.values(), self._gets.values()
+        # A trace line is JSON: keys and values as text.
+        shape, name = (trace_version, text) if noted else (spec_version, _same)
         put_ops = []
-        for op in self._puts.values():
+        for op in puts:
             if op.answered:
                 continue
             stand_ins = op.collector.stand_ins
             put_ops.append(
                 {
                     "id": op.id,
-                    "key": op.key,
-                    "ver": spec_version(op.version),
+                    "key": name(op.key),
+                    "ver": shape(op.version),
                     "acks": sorted(op.collector.acked),
                     "hinted": sorted(stand_ins.values()),
                     "extra": sorted(stand_ins),
@@ -690,14 +751,19 @@ class Coordinator:
         get_ops = [
             {
                 "id": op.id,
-                "key": op.key,
-                "resps": {
-                    n: [spec_version(v) for v in vs] for n, vs in op.collector.responses.items()
-                },
+                "key": name(op.key),
+                "resps": {n: [shape(v) for v in vs] for n, vs in op.collector.responses.items()},
                 "stand": dict(op.hint_for),
                 "done": False,
             }
-            for op in self._gets.values()
+            for op in gets
             if not op.answered
         ]
-        return {"putOps": put_ops, "getOps": get_ops}
+        return {"putOps": put_ops, "getOps": get_ops, **done}
+
+    @staticmethod
+    def _take(table: _Noted[Any], name: str, done: dict[str, list[int]]) -> list[Any]:
+        ids, table.noted = sorted(table.noted), set()
+        ops = [op for i in ids if (op := dict.get(table, i)) is not None]
+        done[name] = [i for i in ids if (op := dict.get(table, i)) is None or op.answered]
+        return ops

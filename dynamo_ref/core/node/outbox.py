@@ -148,3 +148,9 @@ def text(data: bytes) -> str:
 def spec_version(v: Version) -> dict[str, object]:
     """A version in the spec's shape ``[val, vc, ts]``."""
     return {"val": v.value, "vc": spec_clock(v), "ts": v.timestamp}
+
+
+def trace_version(v: Version) -> dict[str, object]:
+    """``spec_version`` with the value as trace text (per-process traces are JSON)."""
+    value = None if v.value is None else text(v.value)
+    return {"val": value, "vc": spec_clock(v), "ts": v.timestamp}

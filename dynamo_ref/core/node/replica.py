@@ -33,7 +33,14 @@ from dynamo_ref.core.messages import (
     siblings_to_wire,
 )
 from dynamo_ref.core.node.config import DurableState, NodeConfig
-from dynamo_ref.core.node.outbox import Origin, Outbox, TimerKind, spec_version, text
+from dynamo_ref.core.node.outbox import (
+    Origin,
+    Outbox,
+    TimerKind,
+    spec_version,
+    text,
+    trace_version,
+)
 from dynamo_ref.core.node.routing import Routing
 from dynamo_ref.core.node_versions import reconcile_mode
 from dynamo_ref.core.ring import RING_BITS, hash_key
@@ -325,15 +332,23 @@ class Replica:
         hints: Iterable[tuple[NodeId, bytes]] | None = None,
     ) -> dict[str, object]:
         """This node's ``store`` and ``hints`` in the spec's shapes; with ``keys`` and
-        ``hints``, of those only (a removed key shows as an empty set)."""
+        ``hints`` (for a per-process trace), of those only, a removed key as an empty set,
+        keys and values as text."""
         engine = self._engine
-        store = {
-            key: [spec_version(v) for v in engine.get(key)]
-            for key in (engine if keys is None else keys)
-        }
+        if keys is None and hints is None:
+            store: dict[bytes | str, list[dict[str, object]]] = {
+                key: [spec_version(v) for v in engine.get(key)] for key in engine
+            }
+            held = [
+                {"key": key, "owner": owner, "ver": spec_version(v)}
+                for owner, key in engine.hints()
+                for v in engine.get_hint(owner, key)
+            ]
+            return {"store": store, "hints": held}
+        store = {text(key): [trace_version(v) for v in engine.get(key)] for key in keys or ()}
         held = [
-            {"key": key, "owner": owner, "ver": spec_version(v)}
-            for owner, key in (engine.hints() if hints is None else hints)
+            {"key": text(key), "owner": owner, "ver": trace_version(v)}
+            for owner, key in hints or ()
             for v in engine.get_hint(owner, key)
         ]
         return {"store": store, "hints": held}

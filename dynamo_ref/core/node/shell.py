@@ -167,6 +167,7 @@ class Node:
             zone=zone,
         )
         self._parts: _Parts | None = None
+        self._noting = False  # per-process traces: note the requests each step touches
         members = self._members
         self._on_event: dict[type, Callable[[Any, float], None]] = {
             PeerReceived: self._received,
@@ -212,6 +213,8 @@ class Node:
         )
         members.attach(replica)
         coordinator = Coordinator(self._out, self._config, replica, members)
+        if self._noting:
+            coordinator.note_requests()
         anti_entropy = AntiEntropy(self._out, self._config, replica, members, self._rng)
         self._parts = _Parts(replica, coordinator, anti_entropy)
         self._on_peer.update(
@@ -498,10 +501,17 @@ class Node:
         self, keys: Sequence[bytes], hints: Sequence[tuple[NodeId, bytes]]
     ) -> dict[str, object]:
         """``spec_state`` for a per-process trace line: of the store and hints only ``keys``
-        and ``hints`` (what a step wrote), the puts and gets whole."""
+        and ``hints`` (what a step wrote); of the puts and gets those the step touched (after
+        ``note_requests``), with the ids of those answered or gone."""
         if self._parts is None:
             return {"store": {}, "hints": [], "putOps": [], "getOps": []}
         return {
             **self._parts.replica.spec_state(keys, hints),
-            **self._parts.coordinator.spec_state(),
+            **self._parts.coordinator.spec_state(noted=True),
         }
+
+    def note_requests(self) -> None:
+        """Note the requests each step touches, for ``trace_state`` (a traced node)."""
+        self._noting = True
+        if self._parts is not None:
+            self._parts.coordinator.note_requests()

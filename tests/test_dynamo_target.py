@@ -4,6 +4,7 @@ client's error mapping, clocks for the checkers, and the node-local replica read
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dynamo_ref.tla.merge import merge_files
 from harness.checkers.causal import descends
 from harness.net.netns import NetnsNetwork
 from harness.targets.base import OpFailed, OpUnknown, Target, VersionedClient
@@ -209,3 +211,37 @@ def test_netns_backend_cuts_links_and_clients_get_in(tmp_path: Path) -> None:
     ours = set(made)
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     assert not {line.split()[0] for line in listed.stdout.splitlines() if line} & ours
+
+
+def test_traced_nodes_and_the_faults_injected_merge_into_one_run(tmp_path: Path) -> None:
+    async def body(t: DynamoTarget) -> None:
+        c = await t.client("n1")
+        await c.put("k", {"v": 1}, None)
+        await t.pause("n2")
+        await t.resume("n2")
+        await t.kill("n2")
+        await c.put("k2", {"v": 2}, None)
+        await t.start("n2")
+        c2 = await t.client("n2")
+
+        async def read() -> None:
+            await c2.get("k")
+
+        await eventually(read)
+
+    target = DynamoTarget(3, tmp_path, timing=FAST, trace=True)
+    run(target, body)
+    traces = [tmp_path / n / "trace.jsonl" for n in ("n1", "n2", "n3")]
+    result = merge_files(traces)
+    assert result.nodes == ["n1", "n2", "n3"]
+    assert result.delivered > 0
+    restarts = [s for s in result.steps if s.line is None]
+    assert [s.node for s in restarts] == ["n2"]
+    faults = [json.loads(x) for x in target.fault_log.read_text().splitlines()]
+    n2 = [(f["fault"], f["t"]) for f in faults if f["node"] == "n2"]
+    # Then the teardown's SIGCONT and SIGTERM.
+    assert [what for what, _ in n2][:5] == ["start", "SIGSTOP", "SIGCONT", "SIGKILL", "start"]
+    # The kill falls between n2's last step before it and its restart, on the shared clock.
+    killed_at = n2[3][1]
+    before = [s.t for s in result.steps if s.node == "n2" and s.incarnation == 1]
+    assert max(before) <= killed_at <= restarts[0].t

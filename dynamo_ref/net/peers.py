@@ -31,7 +31,7 @@ class PeerLink:
     def __init__(
         self,
         peer: str,
-        resolve: Callable[[str], str | None],
+        resolve: Callable[[str], list[str]],
         on_unreachable: Callable[[str], None],
         *,
         node_id: str,
@@ -101,26 +101,30 @@ class PeerLink:
                 self._fail()
 
     async def _open(self) -> FramedStream | None:
-        address = self._resolve(self.peer)
-        if address is None:
+        # Where the peer may listen, likeliest first: after both ends of a link restarted at
+        # new ports, the gossiped address is stale and only the configured one answers.
+        addresses = self._resolve(self.peer)
+        if not addresses:
             log.warning("no address known for peer %s", self.peer)
             return None
-        try:
-            stream, _ = await connect(
-                address,
-                "peer",
-                node=self._node_id,
-                secret=self._secret,
-                timeout=self._timeout,
-                max_frame=self._max_frame,
-            )
-        except HandshakeError as e:
-            log.warning("peer %s at %s refused the handshake: %s", self.peer, address, e)
-            return None
-        except (OSError, FrameError, ValueError) as e:
-            log.debug("cannot reach peer %s at %s: %s", self.peer, address, e)
-            return None
-        return stream
+        for address in addresses:
+            try:
+                stream, _ = await connect(
+                    address,
+                    "peer",
+                    node=self._node_id,
+                    secret=self._secret,
+                    timeout=self._timeout,
+                    max_frame=self._max_frame,
+                )
+            except HandshakeError as e:
+                log.warning("peer %s at %s refused the handshake: %s", self.peer, address, e)
+                return None
+            except (OSError, FrameError, ValueError) as e:
+                log.debug("cannot reach peer %s at %s: %s", self.peer, address, e)
+                continue
+            return stream
+        return None
 
     async def _pump(self, stream: FramedStream) -> None:
         # The peer sends nothing on this connection: a read that returns means it closed.

@@ -38,7 +38,7 @@ raises on a request, its client gets ``internal_error``.
 Bootstrapping the ring is the core's (``core.node.members``): with ``members`` every node
 starts from ``NodeConfig.initial_ring`` over their ids, so all agree without gossip; a
 restarted node resumes the ring its saved view describes; a node with only ``seeds`` hands the
-core one seed handle per address (``seed@HOST:PORT``, which ``peer_address`` resolves), and the
+core one seed handle per address (``seed@HOST:PORT``, which ``peer_addresses`` resolves), and the
 core asks them to let it join. With neither, the node is a one-node cluster.
 """
 
@@ -513,7 +513,7 @@ class NodeServer:
             if link is None:
                 link = self._links[e.dest] = PeerLink(
                     e.dest,
-                    self.peer_address,
+                    self.peer_addresses,
                     self._report_unreachable,
                     node_id=self.options.node_id,
                     secret=self.options.secret,
@@ -527,12 +527,13 @@ class NodeServer:
             if conn is not None:
                 conn.send(encode(e.msg))
 
-    def peer_address(self, peer: str) -> str | None:
-        """Where ``peer`` listens: its fixed route, else the membership view's address, else
-        the one configured."""
+    def peer_addresses(self, peer: str) -> list[str]:
+        """Where ``peer`` may listen, to try in order: its fixed route alone, else the
+        membership view's address, then the one configured (or learnt as a seed)."""
         route = self.options.routes.get(peer)
         if route is not None:
-            return route
+            return [route]
+        out: list[str] = []
         if self._node is not None:
             state = self._node.membership.get(peer)
             if state is not None:
@@ -541,8 +542,11 @@ class NodeServer:
                 except ValueError:
                     pass
                 else:
-                    return state.address
-        return self._book.get(peer)
+                    out.append(state.address)
+        configured = self._book.get(peer)
+        if configured is not None and configured not in out:
+            out.append(configured)
+        return out
 
     # ---- connections -----------------------------------------------------------------------
 

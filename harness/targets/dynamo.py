@@ -262,6 +262,7 @@ class DynamoTarget:
         seed: int = 0,
         partitions: int = DEFAULTS.partitions,
         timing: Timing | None = None,
+        trace: bool = False,
     ) -> None:
         names = [f"n{i + 1}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
         if len(names) < 1:
@@ -275,6 +276,9 @@ class DynamoTarget:
         self.seed = seed
         self.partitions = partitions
         self.timing = timing or Timing()
+        # Each node writes its own steps to <node>/trace.jsonl; the harness writes the faults
+        # it injects into process faults (faults.jsonl), on the same monotonic clock.
+        self.trace = trace
         t = self.timing
         # The harness's short times, so handoff and anti-entropy finish within a run; every
         # other setting is the node's default.
@@ -435,6 +439,7 @@ class DynamoTarget:
             listen_fd=fd,
             client_socket=nd.dir / "client.sock" if self.net == "netns" else None,
             log_level="info",
+            trace=nd.dir / "trace.jsonl" if self.trace else None,
         )
 
     async def start(self, node: str) -> None:
@@ -463,6 +468,7 @@ class DynamoTarget:
             popen=popen,
         )
         nd.paused = False
+        self._fault("start", nd)
         await self._wait_ready(nd, offset)
         if nd.sock is not None:  # later starts bind the port themselves
             nd.sock.close()
@@ -495,6 +501,21 @@ class DynamoTarget:
         if nd.process is not None and nd.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(nd.process.pid, sig)
+                self._fault(sig.name, nd)
+
+    @property
+    def fault_log(self) -> Path:
+        """The faults this target injected into processes, one JSON line each."""
+        return self.base_dir / "faults.jsonl"
+
+    def _fault(self, what: str, nd: _Node) -> None:
+        if not self.trace:
+            return
+        pid = None if nd.process is None else nd.process.pid
+        line = {"fault": what, "node": nd.name, "pid": pid, "t": time.monotonic()}
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        with self.fault_log.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
 
     async def stop(self, node: str) -> None:
         nd = self._nodes[node]

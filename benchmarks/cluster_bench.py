@@ -51,6 +51,9 @@ class PhaseResult:
     errors: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    # Share of one core each process used over the measured window: the system's processes
+    # by name, and "generator" (this process).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -130,6 +133,21 @@ class EtcdStore(Store):
             await c.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(procs: dict[str, int]) -> dict[str, float]:
+    sample = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    sample["generator"] = time.process_time()
+    return sample
+
+
 def key_of(i: int) -> bytes:
     return b"key%05d" % i
 
@@ -157,7 +175,14 @@ async def load_keys(store: Store, count: int) -> float:
 
 
 async def run_phase(
-    store: Store, name: str, put_share: float, *, seconds: float, warmup: float, seed: int
+    store: Store,
+    name: str,
+    put_share: float,
+    *,
+    seconds: float,
+    warmup: float,
+    seed: int,
+    procs: dict[str, int] | None = None,
 ) -> PhaseResult:
     rng = random.Random(seed)
     value = bytes(rng.randrange(97, 123) for _ in range(VALUE_SIZE))
@@ -188,14 +213,25 @@ async def run_phase(
                 else:
                     result.errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    async def meter() -> None:
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        first = cpu_sample(procs or {})
+        await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+        last = cpu_sample(procs or {})
+        result.cpu = {k: (last[k] - first[k]) / seconds for k in first}
+
+    await asyncio.gather(meter(), *(worker() for _ in range(CONCURRENCY)))
     return result
 
 
-async def drive(store: Store, seconds: float, warmup: float) -> list[PhaseResult]:
+async def drive(
+    store: Store, seconds: float, warmup: float, procs: dict[str, int] | None = None
+) -> list[PhaseResult]:
     results = []
     for i, (name, share) in enumerate(PHASES):
-        results.append(await run_phase(store, name, share, seconds=seconds, warmup=warmup, seed=i))
+        results.append(
+            await run_phase(store, name, share, seconds=seconds, warmup=warmup, seed=i, procs=procs)
+        )
     return results
 
 
@@ -231,11 +267,13 @@ def bench_dynamo(
     with LocalCluster(3, base, options=options, env=node_env(contracts, loop)) as lc:
         lc.wait_healthy()
 
+        procs = {n.node_id: n.pid for n in lc.nodes if n.pid is not None}
+
         async def main() -> tuple[list[PhaseResult], float]:
             store = await DynamoStore.connect(lc.addresses)
             try:
                 load = await load_keys(store, KEYS)
-                return await drive(store, seconds, warmup), load
+                return await drive(store, seconds, warmup, procs), load
             finally:
                 await store.close()
 
@@ -262,12 +300,13 @@ def bench_dynamo(
 
 def bench_etcd(base: Path, seconds: float, warmup: float) -> tuple[list[PhaseResult], float]:
     with EtcdCluster(3, base) as ec:
+        procs = {m.name: pid for m in ec.members if (pid := m.pid) is not None}
 
         async def main() -> tuple[list[PhaseResult], float]:
             store = EtcdStore(ec.client_urls)
             try:
                 load = await load_keys(store, KEYS)
-                return await drive(store, seconds, warmup), load
+                return await drive(store, seconds, warmup, procs), load
             finally:
                 await store.close()
 
@@ -281,6 +320,8 @@ def show(system: str, results: list[PhaseResult], load: float) -> None:
             f"  {r.name:6} {r.rate:9,.0f} ops/s   p50 {r.pct(0.50):7.2f} ms   "
             f"p99 {r.pct(0.99):7.2f} ms   errors {r.errors}"
         )
+        cpu = "  ".join(f"{name} {share:.0%}" for name, share in r.cpu.items())
+        print(f"         CPU (of one core): {cpu}")
 
 
 def ratios(label: str, ours: list[PhaseResult], theirs: list[PhaseResult]) -> None:

@@ -1,6 +1,13 @@
 """A peer link tries every address a peer may listen at: after both ends of a link restarted at
 new ports, the address gossip gave is stale and only the configured one answers. The negative
-control gives the link the stale address alone, as the runtime once did: it never connects."""
+control gives the link the stale address alone, as the runtime once did: it never connects.
+
+A link also outlives a connection attempt that fails in a way the socket layer does not call
+an OSError: uvloop raises RuntimeError when the far end resets the connection during the
+handshake (the harness's proxy does, when the node behind it is down). Such an attempt once
+ended the link's task, and from then on every frame for that peer was queued and never sent:
+a node killed and restarted under a fault campaign stayed deaf to two of its peers for the
+rest of the run, and lost acknowledged writes."""
 
 from __future__ import annotations
 
@@ -9,8 +16,11 @@ import socket
 
 import pytest
 
+import dynamo_ref.net.connect
+from dynamo_ref.core.effects import Event, PeerReceived
 from dynamo_ref.core.messages import Ping, encode
 from dynamo_ref.core.node import NodeConfig
+from dynamo_ref.net import peers
 from dynamo_ref.net.peers import PeerLink
 from dynamo_ref.net.server import NodeServer, ServerOptions
 
@@ -57,3 +67,65 @@ def test_control_the_stale_address_alone_never_connects() -> None:
     connects, unreachable = _connects([_dead_address()])
     assert connects == 0
     assert unreachable == ["b"]
+
+
+def _delivered_after(failure: BaseException, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Frames the peer received, and attempts made, when the first connect fails with
+    ``failure`` and the later ones succeed."""
+    real = dynamo_ref.net.connect.connect
+    attempts = 0
+
+    async def flaky(*args: object, **kwargs: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise failure
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(peers, "connect", flaky)
+
+    async def main() -> int:
+        config = NodeConfig(n=1, r=1, w=1)
+        server = NodeServer(ServerOptions(node_id="b", config=config))
+        await server.start()
+        received: list[object] = []
+        handle = server.handle
+
+        def counting(event: Event) -> None:
+            if isinstance(event, PeerReceived) and event.src == "a":
+                received.append(event)
+            handle(event)
+
+        server.handle = counting  # type: ignore[method-assign]
+        link = PeerLink(
+            "b", lambda peer: [server.address], lambda peer: None, node_id="a", secret=None
+        )
+        try:
+            link.send(encode(Ping()))  # lost with the failed attempt
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                link.send(encode(Ping()))
+                if received:
+                    break
+            return len(received)
+        finally:
+            await link.close()
+            await server.stop()
+
+    return asyncio.run(main()), attempts
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("unable to perform operation on <TCPTransport closed=True>"),
+        LookupError("a failure nothing foresaw"),
+    ],
+    ids=["uvloop-reset", "unforeseen"],
+)
+def test_a_link_outlives_a_connect_that_fails_oddly(
+    failure: BaseException, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delivered, attempts = _delivered_after(failure, monkeypatch)
+    assert attempts >= 2
+    assert delivered >= 1

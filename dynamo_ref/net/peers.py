@@ -66,7 +66,9 @@ class PeerLink:
             self.dropped += 1
         self._queue.append(payload)
         self._wake.set()
-        if self._task is None:
+        if self._task is None or self._task.done():
+            # A link whose task ended on a failure nothing foresaw starts again: a dead task
+            # would queue this peer's frames forever while the peer hears nothing.
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -80,7 +82,12 @@ class PeerLink:
         backoff = BACKOFF_MIN
         while not self._closed:
             await self._wake.wait()
-            stream = await self._open()
+            try:
+                stream = await self._open()
+            except Exception:
+                # Counted as a failed attempt: the link must outlive whatever one raises.
+                log.exception("connecting to peer %s failed unexpectedly", self.peer)
+                stream = None
             if stream is None:
                 self._fail()
                 self._down = True
@@ -120,7 +127,9 @@ class PeerLink:
             except HandshakeError as e:
                 log.warning("peer %s at %s refused the handshake: %s", self.peer, address, e)
                 return None
-            except (OSError, FrameError, ValueError) as e:
+            except (OSError, FrameError, ValueError, RuntimeError) as e:
+                # uvloop raises RuntimeError when the peer resets the connection during the
+                # handshake (a proxy or a node that accepts and then dies).
                 log.debug("cannot reach peer %s at %s: %s", self.peer, address, e)
                 continue
             return stream

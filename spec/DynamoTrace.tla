@@ -149,6 +149,18 @@ AntiEntropyHalf(i, j, k, n) ==
 ----------------------------------------------------------------------------
 \* One line of the trace as a step of the spec.
 
+\* A put's line gives the client's context, ctx: the put's writer had seen a
+\* read whose versions join to ctx (the blind read's join is the zero clock).
+\* The versions alone do not say which read: with plain vector clocks a blind
+\* put and one with a context can make the same version, and only saw, which
+\* the promises judge by, tells them apart.  A context that no read answered
+\* (a pruned clock, or one made up by the client) leaves the choice open.
+WroteAfter(k, ctx) ==
+    LET fits == {rd \in Reads(k) : JoinAll(rd.vers) = ctx}
+    IN fits # {} =>
+          \E rd \in fits :
+             saw'[clock'] = UNION {saw[u.ts] \cup {u.ts} : u \in rd.vers}
+
 \* The spec's ReadRepair forgets the get; the node keeps it while replicas
 \* have not answered.
 ForgetGet(c, id) ==
@@ -163,6 +175,7 @@ Step(e) ==
     IN
     \/ /\ a = "ClientPut"
        /\ ClientPut(x[1], x[2], x[3])
+       /\ Len(x) > 3 => WroteAfter(x[2], x[4])
        /\ UNCHANGED late
     \/ /\ a = "ReplicaStore"
        /\ \E m \in Takes(x[1], x[2], x[3], x[4], "store") :
@@ -250,6 +263,17 @@ TraceSpec == TraceInit /\ [][TraceNext]_<<vars, traceVars>>
 
 \* Violated exactly when the whole trace has been matched.
 TraceIncomplete == l < Len(TraceLog)
+
+----------------------------------------------------------------------------
+\* What clients are promised, at every line.  A run can be a behaviour of the
+\* spec and still break a promise the spec's own properties state, beyond the
+\* bounds the models check them in.  validate-trace lists in the cfg those the
+\* run's mode keeps (dynamo_ref.tla.trace.promises), before TraceIncomplete so
+\* that a last line that breaks one is reported as broken, not as accepted.
+TraceSiblingsAntichain == SiblingsAntichain
+TraceAckedWritesSurvive == AckedWritesSurvive
+TraceCausalWritesSurvive == CausalWritesSurvive
+TraceStrictQuorumRead == StrictQuorumRead
 
 ----------------------------------------------------------------------------
 \* Diagnosis of a rejected trace, with TDiagnoseAt the line that failed: the

@@ -283,6 +283,77 @@ def text_of(header: str, lines: list[dict[str, Any]]) -> str:
     return "\n".join([header, *(json.dumps(x) for x in lines)]) + "\n"
 
 
+ALL_BUT_CAUSAL = ["SiblingsAntichain", "AckedWritesSurvive", "StrictQuorumRead"]
+
+
+def vclock_false_domination(mode: VersionMode = VersionMode.VCLOCK) -> str:
+    """Strict quorum, N=2 R=1 W=2: two blind puts through one coordinator. With plain vector
+    clocks the second's clock dominates the first, acknowledged, write, which every replica then
+    drops although its writer never saw it; with dotted version vectors both are kept."""
+    writer = TraceWriter(keep=True)
+    cfg = NodeConfig(mode=mode, n=2, r=1, w=2, sloppy=False, anti_entropy_interval=NO_REPAIR)
+    sim = Cluster(3, cfg, seed=5, q=8, trace=writer, link=LinkConfig(delay=0.002))
+    key = b"a"
+    first = sim.replicas(key)[0]
+    for value in (b"v1", b"v2"):
+        put = sim.client_put(first, key, value)
+        sim.run_until_done([put], 2.0)
+        sim.run_for(0.3)
+    return recorded(sim, writer, [key])
+
+
+@needs_tlc
+def test_a_behaviour_that_loses_an_acknowledged_write_is_reported_broken() -> None:
+    text = vclock_false_domination()
+    # Plain vector clocks do not keep it, so it is checked only when asked for.
+    assert check(text).accepted
+    verdict = check(text, promised=[*ALL_BUT_CAUSAL, "CausalWritesSurvive"])
+    assert not verdict.accepted
+    assert not verdict.error
+    assert verdict.broken == "CausalWritesSurvive", verdict.describe()
+    assert verdict.failed_action is not None
+    # The write is gone when its last holder, the other replica, stores the second write.
+    assert verdict.failed_action.startswith("ReplicaStore("), verdict.failed_action
+    assert "CausalWritesSurvive broken at step" in verdict.describe()
+
+
+@needs_tlc
+def test_control_the_same_puts_in_order_keep_every_promise() -> None:
+    # The second put carries the first's context: it supersedes it, nothing is lost.
+    writer = TraceWriter(keep=True)
+    cfg = NodeConfig(
+        mode=VersionMode.VCLOCK, n=2, r=1, w=2, sloppy=False, anti_entropy_interval=NO_REPAIR
+    )
+    sim = Cluster(3, cfg, seed=5, q=8, trace=writer, link=LinkConfig(delay=0.002))
+    key = b"a"
+    first = sim.replicas(key)[0]
+    put = sim.client_put(first, key, b"v1")
+    sim.run_until_done([put], 2.0)
+    get = sim.client_get(first, key)
+    sim.run_until_done([get], 2.0)
+    assert isinstance(get.reply, GetOk)
+    put = sim.client_put(first, key, b"v2", get.reply.context)
+    sim.run_until_done([put], 2.0)
+    sim.run_for(0.3)
+    verdict = check(recorded(sim, writer, [key]), promised=["CausalWritesSurvive"])
+    assert verdict.accepted, verdict.describe()
+
+
+@needs_tlc
+def test_lww_breaks_acked_writes_survive_when_asked_to_keep_it(traces: dict[str, str]) -> None:
+    # LWW keeps no write against a concurrent one: by default that is not checked...
+    text = traces["lww_concurrent_writes"]
+    assert check(text).accepted
+    # ... and asked for, the concurrent write it dropped is found.
+    verdict = check(text, promised=["AckedWritesSurvive"])
+    assert verdict.broken == "AckedWritesSurvive", verdict.describe()
+
+
+def test_an_unknown_promise_is_refused(traces: dict[str, str]) -> None:
+    with pytest.raises(TraceFormatError, match="no promise named Liveness"):
+        check(traces["lww_concurrent_writes"], promised=["Liveness"])
+
+
 @needs_tlc
 def test_a_reordered_step_is_rejected_where_it_was_moved(traces: dict[str, str]) -> None:
     header, lines = lines_of(traces["late_read_repair"])
@@ -420,6 +491,23 @@ def test_cli_accepts_and_rejects_with_exit_codes(traces: dict[str, str], tmp_pat
     result = runner.invoke(main, ["spec", "validate-trace", str(bad)])
     assert result.exit_code == 2
     assert "error:" in result.output
+
+
+@needs_tlc
+def test_cli_checks_the_promises_of_the_mode_and_those_asked_for(tmp_path: Path) -> None:
+    trace = tmp_path / "blind.jsonl"
+    trace.write_text(vclock_false_domination())
+    runner = CliRunner()
+    result = runner.invoke(main, ["spec", "validate-trace", str(trace)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "promises checked at every step: SiblingsAntichain, AckedWritesSurvive, "
+        "StrictQuorumRead" in result.output
+    )
+    asked = ["spec", "validate-trace", str(trace), "--promise", "CausalWritesSurvive"]
+    result = runner.invoke(main, asked)
+    assert result.exit_code == 1, result.output
+    assert "CausalWritesSurvive broken at step" in result.output
 
 
 # ---- reading and mapping, without TLC -----------------------------------------------------------

@@ -10,7 +10,14 @@ from rich.table import Table
 
 from dynamo_ref.tla.models import ManifestError, Model, default_spec_dir, load_models
 from dynamo_ref.tla.tlc import TlcResult, TlcSetupError, find_jar, find_java, run_tlc
-from dynamo_ref.tla.trace import TraceConstants, TraceFormatError, validate
+from dynamo_ref.tla.trace import (
+    PROMISES,
+    TraceConstants,
+    TraceFormatError,
+    promises,
+    read_trace,
+    validate,
+)
 
 SPEC_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -171,6 +178,15 @@ def _counts(counts: Counter[str]) -> str:
     help="Reject the node's steps that Dynamo.tla lacks (GetTimeout, late read repair, "
     "anti-entropy in halves) instead of checking them against DynamoTrace.tla's extensions.",
 )
+@click.option(
+    "--promise",
+    "extra_promises",
+    multiple=True,
+    type=click.Choice(list(PROMISES)),
+    help="Also check this property of the spec at every line (repeatable). By default the "
+    "ones the run's mode keeps are: SiblingsAntichain, AckedWritesSurvive (not with LWW), "
+    "StrictQuorumRead (strict, R + W > N).",
+)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed for TLC.")
 @click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
@@ -182,14 +198,16 @@ def validate_trace(
     constants_file: Path | None,
     keep: Path | None,
     strict: bool,
+    extra_promises: tuple[str, ...],
     workers: int,
     timeout: float | None,
     spec_dir: Path | None,
 ) -> None:
-    """Check with TLC that a recorded TRACE is a behaviour of spec/Dynamo.tla.
+    """Check with TLC that a recorded TRACE is a behaviour of spec/Dynamo.tla that keeps what
+    the spec promises clients at every step.
 
-    Exits 0 when it is (accepted), 1 when a step is not (rejected: the step, its action and
-    why are printed), 2 when the trace cannot be read or TLC cannot judge it.
+    Exits 0 when it is (accepted), 1 when a step is not, or breaks a promise (the step, its
+    action and why are printed), 2 when the trace cannot be read or TLC cannot judge it.
     """
     # Whole lines, wrapped or not by the terminal: tools and tests grep them.
     console = Console(highlight=False, soft_wrap=True)
@@ -199,8 +217,15 @@ def validate_trace(
         constants = None
         if constants_file is not None:
             constants = msgspec.json.decode(constants_file.read_bytes(), type=TraceConstants)
+        text = trace.read_text()
+        promised = None
+        if extra_promises:
+            header, _ = read_trace(text)
+            base = constants or header
+            promised = [*(promises(base) if base is not None else ()), *extra_promises]
         verdict = validate(
-            trace.read_text(),
+            text,
+            promised=promised,
             spec_dir=spec_dir or default_spec_dir(),
             constants=constants,
             keep=keep,
@@ -216,6 +241,8 @@ def validate_trace(
     console.print(f"[{style}]{verdict.describe()}[/]")
     for detail in verdict.details:
         console.print(f"  {detail}", markup=False)
+    if verdict.promised:
+        console.print("promises checked at every step: " + ", ".join(verdict.promised))
     console.print(f"TLC: {verdict.figures()}")
     if verdict.extensions:
         console.print(

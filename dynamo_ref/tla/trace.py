@@ -625,7 +625,23 @@ class Mapper:
         if line.action == "AntiEntropy":
             # Which of the two replicas merged: the node reconciles in two halves.
             out.append(tla_string(line.node or ""))
+        if line.action == "ClientPut" and len(line.args) > len(kinds):
+            # The client's context: it names the read the writer had seen (the spec's saw).
+            out.append(self.clock(_context_clock(line.args[len(kinds)], line.step)))
         return out
+
+
+def _context_clock(arg: object, step: int | None) -> dict[str, int]:
+    """A ``ClientPut`` context argument, ``node:counter`` pairs comma-separated, as a clock."""
+    clock: dict[str, int] = {}
+    for pair in str(arg or "").split(","):
+        if not pair:
+            continue
+        node, _, counter = pair.rpartition(":")
+        if not node or not counter.isdigit():
+            raise TraceFormatError(f"step {step}: a put's context is not node:counter pairs")
+        clock[node] = int(counter)
+    return clock
 
 
 def split_fault_batches(lines: list[Line]) -> None:
@@ -791,13 +807,53 @@ def prepare(
 
 SPEC_FILES: Final = ("Dynamo.tla", "DynamoTrace.tla", "DynamoTrace.cfg", "DynamoTraceDiagnose.cfg")
 
+# The spec's safety properties checked at every line (DynamoTrace.tla's Trace<name>), and what
+# breaking each means to a client.
+PROMISES: Final = {
+    "SiblingsAntichain": "a replica keeps a version that another of its versions supersedes",
+    "AckedWritesSurvive": (
+        "an acknowledged write is stored nowhere any more, nor any version that descends from it"
+    ),
+    "CausalWritesSurvive": (
+        "an acknowledged write is stored nowhere any more, nor any version whose writer had "
+        "seen it: a later write that did not see it made it obsolete (with plain vector "
+        "clocks, two puts through one coordinator with the same stale context do this)"
+    ),
+    "StrictQuorumRead": (
+        "a read that began after a write was acknowledged, with no fault between, did not "
+        "return it (R + W > N with a strict quorum promises it does)"
+    ),
+}
+
+
+def promises(constants: TraceConstants) -> tuple[str, ...]:
+    """The promises a run's mode keeps, checked at every line by default. LWW keeps no write
+    against a concurrent one; plain vector clocks keep AckedWritesSurvive but not
+    CausalWritesSurvive (a blind put through a coordinator supersedes the writes before it),
+    which is checked only when asked for."""
+    out = ["SiblingsAntichain"]
+    if not constants.lww:
+        out.append("AckedWritesSurvive")
+    if not constants.sloppy and constants.r + constants.w > constants.n:
+        out.append("StrictQuorumRead")
+    return tuple(out)
+
+
+def _with_promises(cfg: str, names: Iterable[str]) -> str:
+    lines = "".join(f"INVARIANT Trace{name}\n" for name in names)
+    return cfg.replace("INVARIANT TraceIncomplete", lines + "INVARIANT TraceIncomplete", 1)
+
+
+_LINE_OF_STATE = re.compile(r"^/\\ l = (\d+)$", re.M)
+
 
 @dataclasses.dataclass(frozen=True)
 class TraceVerdict:
     """How validating one trace ended.
 
     ``accepted``: every line matched. Otherwise ``failed_step`` is the first line no behaviour
-    of the spec takes (None when TLC could not judge: ``reason`` says why).
+    of the spec takes (None when TLC could not judge: ``reason`` says why), or, with ``broken``
+    set, the first line after which the run breaks that promise of the spec (``PROMISES``).
     """
 
     accepted: bool
@@ -810,6 +866,8 @@ class TraceVerdict:
     seconds: float
     actions: Counter[str]
     extensions: Counter[str]
+    broken: str | None = None
+    promised: tuple[str, ...] = ()
 
     @property
     def error(self) -> bool:
@@ -827,6 +885,11 @@ class TraceVerdict:
             return f"accepted: all {self.steps} steps are a behaviour of Dynamo.tla"
         if self.failed_step is None:
             return f"error: {self.reason}"
+        if self.broken is not None:
+            return (
+                f"{self.broken} broken at step {self.failed_step} of {self.steps} "
+                f"({self.failed_action}): {self.reason}"
+            )
         return (
             f"rejected at step {self.failed_step} of {self.steps} ({self.failed_action}): "
             f"{self.reason}"
@@ -886,10 +949,13 @@ def validate(
     workers: int = 1,
     timeout: float | None = None,
     explain: bool = True,
+    promised: Iterable[str] | None = None,
 ) -> TraceVerdict:
-    """Check with TLC that a trace (its text) is a behaviour of spec/Dynamo.tla.
+    """Check with TLC that a trace (its text) is a behaviour of spec/Dynamo.tla that keeps
+    the ``promised`` properties at every line (default: ``promises`` of its constants).
 
-    :raises TraceFormatError: the trace cannot be read or names no constants.
+    :raises TraceFormatError: the trace cannot be read, names no constants, or a promise
+        that is not one of ``PROMISES``.
     """
     header, lines = read_trace(text)
     consts = constants or header
@@ -898,6 +964,12 @@ def validate(
             'the trace names no constants: give it a line {"constants": {...}}, first or '
             "last (see spec/README.md), or pass them apart"
         )
+    checked = promises(consts) if promised is None else tuple(dict.fromkeys(promised))
+    unknown = [p for p in checked if p not in PROMISES]
+    if unknown:
+        raise TraceFormatError(
+            f"no promise named {', '.join(unknown)}: the spec's are {', '.join(PROMISES)}"
+        )
     prepared = prepare(lines, consts, extensions=extensions)
     with tempfile.TemporaryDirectory(prefix="dynamo-trace-") as scratch:
         work = keep or Path(scratch)
@@ -905,6 +977,8 @@ def validate(
         for name in SPEC_FILES:
             shutil.copy(spec_dir / name, work / name)
         (work / "TraceData.tla").write_text(prepared.module)
+        cfg = work / "DynamoTrace.cfg"
+        cfg.write_text(_with_promises(cfg.read_text(), checked))
         result = run_tlc(
             work / "DynamoTrace.tla", work / "DynamoTrace.cfg", workers=workers, timeout=timeout
         )
@@ -916,9 +990,23 @@ def validate(
             seconds=seconds,
             actions=prepared.actions,
             extensions=prepared.extensions,
+            promised=checked,
         )
         if result.verdict is Verdict.INVARIANT and result.violated == "TraceIncomplete":
             return verdict(True, failed_step=None, failed_action=None, reason="", details=[])
+        promise = (result.violated or "").removeprefix("Trace")
+        if result.verdict is Verdict.INVARIANT and promise in PROMISES:
+            # The counterexample's last state is the line after which the promise is broken.
+            matched = [int(n) for n in _LINE_OF_STATE.findall(result.trace)]
+            at = matched[-1] if matched else len(lines)
+            return verdict(
+                False,
+                failed_step=at,
+                failed_action=_line_text(lines[at - 1]),
+                reason=PROMISES[promise],
+                details=[],
+                broken=promise,
+            )
         if result.verdict is not Verdict.PASS:
             reason = result.message or result.describe()
             return verdict(False, failed_step=None, failed_action=None, reason=reason, details=[])

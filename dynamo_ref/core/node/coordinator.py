@@ -52,6 +52,7 @@ from dynamo_ref.core.node.outbox import (
     Outbox,
     PeerOrigin,
     TimerKind,
+    context_text,
     spec_version,
     text,
     trace_version,
@@ -400,7 +401,14 @@ class Coordinator:
         op = PutOp(self._out.new_id(), key, version, origin, primaries, collector)
         op.return_body = body
         self._puts[op.id] = op
-        self._out.action("ClientPut", me, text(key), TOMBSTONE if value is None else text(value))
+        self._out.action(
+            "ClientPut",
+            me,
+            text(key),
+            TOMBSTONE if value is None else text(value),
+            # Which read the writer had seen: the spec's saw, for trace validation.
+            context_text(context),
+        )
         self._replica.merge(key, (version,), stored)
         status = collector.ack(me)
         wire = siblings_to_wire((version,))

@@ -31,7 +31,7 @@ from dynamo_ref.core.messages import (
     siblings_from_wire,
 )
 from dynamo_ref.core.node_versions import spec_clock
-from dynamo_ref.core.vclock import NodeId
+from dynamo_ref.core.vclock import NodeId, VClock
 from dynamo_ref.core.versions import Siblings, Version
 
 TOMBSTONE = "<tombstone>"
@@ -143,6 +143,11 @@ def text(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return "0x" + data.hex()
+
+
+def context_text(context: VClock) -> str:
+    """A put's context as trace text: ``node:counter`` pairs by node, comma-separated."""
+    return ",".join(f"{n}:{c}" for n, c, _ in context.entries() if c)
 
 
 def spec_version(v: Version) -> dict[str, object]:

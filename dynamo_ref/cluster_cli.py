@@ -73,6 +73,13 @@ def _dir_option(f: Any) -> Any:
     show_default=True,
     help="What each node logs to its log file.",
 )
+@click.option(
+    "--trace",
+    "trace_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Each node writes its steps to DIR/<node>.jsonl (the per-process trace format; "
+    "`dynamo-ref spec merge-traces DIR` merges them).",
+)
 @config_options
 def cluster_up(
     *,
@@ -83,6 +90,7 @@ def cluster_up(
     secret_file: Path | None,
     no_secret: bool,
     log_level: str,
+    trace_dir: Path | None,
     **settings: Any,
 ) -> None:
     """Start the nodes in the foreground; Ctrl-C (or `cluster down`) stops them all.
@@ -115,7 +123,16 @@ def cluster_up(
         config = config_from_flags(settings)
     except ValueError as e:
         raise click.UsageError(f"invalid settings: {e}") from None
-    options = NodeOptions(config=config, memory=memory, sync=sync, log_level=log_level)  # type: ignore[arg-type]
+    if trace_dir is not None:
+        trace_dir = trace_dir.resolve()  # the nodes run in their own directories
+        trace_dir.mkdir(parents=True, exist_ok=True)
+    options = NodeOptions(
+        config=config,
+        memory=memory,
+        sync=sync,  # type: ignore[arg-type]
+        log_level=log_level,
+        trace_dir=trace_dir,
+    )
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:

@@ -554,6 +554,44 @@ def test_cluster_up_then_down_from_the_state_file(
 
 
 @pytest.mark.net
+def test_cluster_up_traces_every_node_for_the_merger(tmp_path: Path) -> None:
+    d, traces = tmp_path / "up", tmp_path / "traces"
+    command = [sys.executable, "-m", "dynamo_ref", "cluster", "up", "--nodes", "3"]
+    with (tmp_path / "launcher.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [*command, "--dir", str(d), "--trace", str(traces)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def recorded() -> bool:
+            try:
+                return len(read_state(d)) == 3
+            except ClusterError:
+                return False
+
+        eventually(recorded, what="cluster up records three nodes")
+        wait_healthy([s.address for s in read_state(d)])
+        with Client([s.address for s in read_state(d)]) as c:
+            c.put(b"traced", b"v", w=3)
+        assert cli("cluster", "down", "--dir", str(d)).exit_code == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        with contextlib.suppress(ClusterError):
+            stop_recorded(d, timeout=5)
+        proc.kill()
+        proc.wait()
+    assert sorted(p.name for p in traces.iterdir()) == ["n1.jsonl", "n2.jsonl", "n3.jsonl"]
+    merged = cli("spec", "merge-traces", str(traces), "-o", str(tmp_path / "merged.jsonl"))
+    assert merged.exit_code == 0, merged.output
+    steps = [json.loads(x) for x in (tmp_path / "merged.jsonl").read_text().splitlines()]
+    puts = [s for s in steps if any(a[0] == "ClientPut" for a in s.get("actions", []))]
+    assert len(puts) == 1
+    assert puts[0]["actions"][0][2] == "traced"
+
+
+@pytest.mark.net
 def test_cluster_up_stops_its_nodes_on_ctrl_c(
     cluster_up: tuple[subprocess.Popen[bytes], Path],
 ) -> None:

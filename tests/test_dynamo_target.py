@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamo_ref.tla.merge import merge_files
+from dynamo_ref.tla.merge import merge_files, merged_line
 from harness.checkers.causal import descends
 from harness.net.netns import NetnsNetwork
 from harness.targets.base import OpFailed, OpUnknown, Target, VersionedClient
@@ -245,3 +245,53 @@ def test_traced_nodes_and_the_faults_injected_merge_into_one_run(tmp_path: Path)
     killed_at = n2[3][1]
     before = [s.t for s in result.steps if s.node == "n2" and s.incarnation == 1]
     assert max(before) <= killed_at <= restarts[0].t
+    # With the fault log, the merged behaviour shows the faults where they happened.
+    merged = merge_files([tmp_path])
+    assert merged.nodes == ["n1", "n2", "n3"]
+    kinds = [merged_line(s)["action"] for s in merged.steps if s.fault is not None]
+    assert kinds[:5] == ["Start", "Start", "Start", "Pause", "Resume"]
+    kill = next(k for k, s in enumerate(merged.steps) if merged_line(s).get("action") == "Kill")
+    restart = next(k for k, s in enumerate(merged.steps) if s.line is None and s.fault is None)
+    last_n2 = max(k for k, s in enumerate(merged.steps[:restart]) if s.node == "n2")
+    assert last_n2 < kill < restart
+
+
+def test_the_messages_a_cut_drops_are_paired_with_their_sends(tmp_path: Path) -> None:
+    async def body(t: DynamoTarget) -> None:
+        c = await t.client("n1")
+        await eventually(lambda: c.put("warm", 1, None))  # every link open
+        t.network.cut({("n1", "n2"), ("n1", "n3")})
+        with pytest.raises(OpUnknown):
+            await c.put("cut", 2, None)
+        t.network.heal()
+        await eventually(lambda: c.put("after", 3, None))
+
+    target = DynamoTarget(3, tmp_path, timing=FAST, trace=True, quorum="strict")
+    run(target, body)
+    faults = [json.loads(x) for x in target.fault_log.read_text().splitlines()]
+    assert [f["fault"] for f in faults if f["fault"].startswith("net-")] == ["net-cut", "net-heal"]
+    drops = [f for f in faults if f["fault"] == "drop"]
+    assert drops
+    assert all(f["from"] == "n1" for f in drops)
+    merged = merge_files([tmp_path])
+    assert merged.dropped >= 1
+    lost = [s for s in merged.steps if s.fault is not None and s.fault.fault == "drop"]
+    paired = [s for s in lost if s.recv_msg is not None]
+    assert len(paired) == merged.dropped
+    order = {id(s): k for k, s in enumerate(merged.steps)}
+    for drop in paired:
+        assert drop.recv_msg is not None
+        sender = next(s for s in merged.steps if drop.recv_msg in s.sent_msgs)
+        # Sent before the cut dropped it, and never received.
+        assert order[id(sender)] < order[id(drop)]
+        assert not any(s.recv_msg == drop.recv_msg and s.fault is None for s in merged.steps)
+    # The put's stores to both replicas were among them.
+    stored = [
+        s
+        for s in merged.steps
+        if s.node == "n1"
+        and s.line is not None
+        and any(a[0] == "ClientPut" and a[2] == "cut" for a in s.line.actions)
+    ]
+    assert len(stored) == 1
+    assert set(stored[0].sent_msgs) & {s.recv_msg for s in paired}

@@ -27,6 +27,7 @@ from dynamo_ref.tla.merge import (
     merge_files,
     merged_line,
     read_process_trace,
+    trace_files,
 )
 
 pytestmark = pytest.mark.net
@@ -277,3 +278,63 @@ def test_pairs_that_contradict_each_nodes_order_are_refused(tmp_path: Path) -> N
     )
     with pytest.raises(TraceInputError, match="contradict"):
         merge([read_process_trace(a), read_process_trace(b)])
+
+
+def _faults(tmp_path: Path, lines: list[dict[str, object]]) -> Path:
+    f = tmp_path / "faults.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return f
+
+
+def test_drops_in_a_fault_log_are_paired_with_their_sends(tmp_path: Path) -> None:
+    _trace(
+        tmp_path,
+        "a",
+        [(1.0, None, [{"to": "b", "h": "x"}, {"to": "b", "h": "y"}, {"to": "b", "h": "y"}])],
+    )
+    _trace(tmp_path, "b", [(2.0, {"from": "a", "h": "x"}, [])])
+    log = _faults(
+        tmp_path,
+        [
+            {"fault": "net-cut", "links": [["a", "b"]], "t": 0.5},
+            {"fault": "drop", "from": "a", "to": "b", "h": "y", "t": 1.5},
+            {"fault": "drop", "from": "a", "to": "b", "h": "hello", "t": 1.6},  # a handshake
+            {"fault": "net-heal", "links": [], "t": 3.0},
+        ],
+    )
+    result = merge_files([tmp_path])
+    assert {p.name for p in trace_files([tmp_path])} == {"a.jsonl", "b.jsonl", log.name}
+    # One y was dropped; the other y was neither received nor dropped: lost.
+    assert (result.delivered, result.dropped, result.lost) == (1, 1, 1)
+    assert (result.faults, result.unmatched_drops) == (4, 1)
+    lines = [merged_line(s) for s in result.steps]
+    actions = [x.get("action") for x in lines if x["node"] == "environment"]
+    assert actions == ["Partition", "LoseMessage", "LoseMessage", "Heal"]
+    drop = next(x for x in lines if x.get("action") == "LoseMessage" and x["msg"])
+    assert drop["msg"] == "a>b#2"  # the first y, after the step that sent it
+    assert lines.index(drop) > next(k for k, x in enumerate(lines) if x["node"] == "a")
+
+
+def test_control_a_drop_before_its_send_pairs_with_nothing(tmp_path: Path) -> None:
+    _trace(tmp_path, "a", [(2.0, None, [{"to": "b", "h": "y"}])])
+    _trace(tmp_path, "b", [(3.0, None, [])])
+    _faults(tmp_path, [{"fault": "drop", "from": "a", "to": "b", "h": "y", "t": 1.0}])
+    result = merge_files([tmp_path])
+    assert (result.dropped, result.unmatched_drops, result.lost) == (0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"fault": "drop", "t": 1.0}, "names its link"),
+        ({"fault": "net-cut"}, "not a fault"),
+        ({"fault": "net-cut", "t": "soon"}, "not a fault"),
+    ],
+)
+def test_a_bad_fault_line_is_refused_with_its_place(
+    tmp_path: Path, line: dict[str, object], message: str
+) -> None:
+    _trace(tmp_path, "a", [(1.0, None, [])])
+    log = _faults(tmp_path, [{"fault": "start", "node": "a", "t": 0.1}, line])
+    with pytest.raises(TraceInputError, match=f"{log}:2: .*{message}"):
+        merge_files([tmp_path])

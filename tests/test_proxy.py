@@ -264,3 +264,61 @@ def test_jitter_never_reorders_a_stream(net: ProxyNetwork, listener: socket.sock
             client.sendall(sent[i : i + 50])
             time.sleep(0.001)
         assert recv_exactly(server, len(sent)) == sent
+
+
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def test_frames_are_followed_across_chunks() -> None:
+    from harness.net.proxy import _Frames
+
+    frames = _Frames(4)
+    stream = _frame(b"one") + _frame(b"") + _frame(b"three") + _frame(b"four")
+    # Byte by byte, with the middle frames lost: exactly those are named, whole.
+    named = [
+        p for i, byte in enumerate(stream) for p in frames.feed(bytes([byte]), lost=11 <= i < 20)
+    ]
+    assert named == [b"three"]
+    # A frame that lost one byte of its header counts as lost too.
+    frames = _Frames(4)
+    assert frames.feed(_frame(b"x")[:2], lost=True) == []
+    assert frames.feed(_frame(b"x")[2:] + _frame(b"y"), lost=False) == [b"x"]
+
+
+def test_the_frames_a_cut_loses_are_named(listener: socket.socket) -> None:
+    lost: list[tuple[tuple[str, str], bytes]] = []
+    network = ProxyNetwork(
+        {"a": ("127.0.0.1", 9), "b": listener.getsockname()},
+        seed=1,
+        frame_header=4,
+        on_lost=lambda link, payload: lost.append((link, payload)),
+    )
+    network.start()
+    try:
+        client, server = connect(network, listener)
+        with client, server:
+            client.sendall(_frame(b"before"))
+            assert recv_exactly(server, 10) == _frame(b"before")
+            network.cut({("a", "b")})
+            client.sendall(_frame(b"gone-1") + _frame(b"gone-2"))
+            server.sendall(_frame(b"back"))  # the other direction is not cut
+            assert recv_exactly(client, 8) == _frame(b"back")
+            deadline = time.monotonic() + 5
+            while len(lost) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        network.stop()
+    assert lost == [(("a", "b"), b"gone-1"), (("a", "b"), b"gone-2")]
+
+
+def test_control_without_a_hook_nothing_is_followed(
+    net: ProxyNetwork, listener: socket.socket
+) -> None:
+    with pytest.raises(ValueError, match="go together"):
+        ProxyNetwork({"a": ("127.0.0.1", 9)}, frame_header=4)
+    client, server = connect(net, listener)
+    with client, server:
+        net.cut({("a", "b")})
+        client.sendall(_frame(b"gone"))
+        assert nothing_arrives(server)

@@ -14,6 +14,14 @@ the spec needs to follow a run:
   step gets a Lamport clock.
 - **Restarts.** A node's file goes on after a restart, behind a new header: its steps from
   then on are a new incarnation, and the merged behaviour shows a ``Restart`` step there.
+- **Faults.** Whoever injects faults logs them (a fault log: JSON lines ``{"fault", "t", ...}``
+  on the same monotonic clock): the harness its signals to processes (``start``, ``SIGKILL``,
+  ``SIGSTOP``, ...), its network changes (``net-cut`` with the links, ``net-heal``, ...), and
+  the proxy each message a cut lost (``drop``, with the link and the digest). They become steps
+  of an ``environment`` process, in time order; a drop is paired with the earliest send on its
+  link with its digest that was neither received nor dropped already, after which it comes, and
+  shows as ``LoseMessage``. A drop that pairs with no send is a frame no trace logs (a
+  handshake) and is only counted.
 
 Bad input (a line that is not JSON or lacks a field, a step number or a time that goes
 backwards, a message received that was never sent) raises ``TraceInputError`` naming the file
@@ -77,13 +85,40 @@ class StepLine(msgspec.Struct, forbid_unknown_fields=False):
     hintKeys: list[list[str]] = []
 
 
+class FaultLine(msgspec.Struct, forbid_unknown_fields=False):
+    fault: str
+    t: float
+    node: str | None = None
+    pid: int | None = None
+    links: list[list[str]] = []
+    params: dict[str, float] = {}
+    src: str | None = msgspec.field(name="from", default=None)
+    to: str | None = None
+    h: str | None = None
+
+
+ENVIRONMENT: Final = "environment"
+
+# What a fault is in the merged behaviour.
+FAULT_ACTIONS: Final = {
+    "start": "Start",
+    "SIGKILL": "Kill",
+    "SIGTERM": "Stop",
+    "SIGSTOP": "Pause",
+    "SIGCONT": "Resume",
+    "net-cut": "Partition",
+    "net-heal": "Heal",
+    "drop": "LoseMessage",
+}
+
+
 @dataclass
 class Step:
     """One step of one node, where it was read, and what the merge learns of it."""
 
     node: str
     incarnation: int
-    line: StepLine | None  # None: the node's restart (a header after the first)
+    line: StepLine | None  # None: the node's restart (a header after the first), or a fault
     path: Path
     lineno: int
     t: float
@@ -94,6 +129,7 @@ class Step:
     sent_msgs: list[str] = field(default_factory=list)
     after: list[int] = field(default_factory=list)  # steps that wait for this one
     waiting: int = 0  # steps this one waits for
+    fault: FaultLine | None = None  # a step of the environment
 
 
 @dataclass
@@ -102,23 +138,72 @@ class MergeResult:
     nodes: list[str]
     messages: int  # sent
     delivered: int
-    lost: int  # sent, never received
+    lost: int  # sent, never received, not known to be dropped
     duplicates: int
+    dropped: int = 0  # sent, and lost by the network (a fault log says which)
+    faults: int = 0  # steps of the environment
+    unmatched_drops: int = 0  # frames the network lost that no trace logs
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.steps)} steps of {len(self.nodes)} nodes "
             f"({', '.join(self.nodes)}); {self.messages} messages sent, {self.delivered} "
             f"received, {self.lost} never received, {self.duplicates} received twice"
         )
+        if self.faults:
+            text += (
+                f"; {self.faults} faults, {self.dropped} messages dropped by the network"
+                f" (and {self.unmatched_drops} frames no trace logs)"
+            )
+        return text
 
 
 def trace_files(paths: Iterable[Path]) -> list[Path]:
-    """The files named, and the ``*.jsonl`` files of the directories named."""
+    """The files named, and the ``*.jsonl`` files of the directories named and of their
+    subdirectories one level down (a run's ``<node>/trace.jsonl``)."""
     out: list[Path] = []
     for p in paths:
-        out.extend(sorted(p.glob("*.jsonl")) if p.is_dir() else [p])
+        if p.is_dir():
+            out.extend(sorted({*p.glob("*.jsonl"), *p.glob("*/*.jsonl")}))
+        else:
+            out.append(p)
     return out
+
+
+def is_fault_log(path: Path) -> bool:
+    """Whether ``path``'s first line is a fault, not a trace header."""
+    try:
+        with path.open("rb") as f:
+            first = f.readline()
+        obj = msgspec.json.decode(first)
+    except (OSError, msgspec.DecodeError):
+        return False
+    return isinstance(obj, dict) and "fault" in obj and "trace" not in obj
+
+
+def read_fault_log(path: Path) -> list[Step]:
+    """The environment's steps, in time order.
+
+    :raises TraceInputError: unreadable, or a line that is not a fault.
+    """
+    steps: list[Step] = []
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise TraceInputError(path, 0, f"cannot read: {e.strerror}") from None
+    if raw and not raw.endswith(b"\n"):
+        raise TraceInputError(path, raw.count(b"\n") + 1, "truncated: the last line is unfinished")
+    for lineno, text in enumerate(raw.splitlines(), 1):
+        try:
+            fault = msgspec.json.decode(text, type=FaultLine)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise TraceInputError(path, lineno, f"not a fault: {e}") from None
+        if fault.fault == "drop" and not (fault.src and fault.to and fault.h):
+            raise TraceInputError(path, lineno, "a drop names its link (from, to) and digest h")
+        steps.append(Step(ENVIRONMENT, 1, None, path, lineno, fault.t, fault=fault))
+    # Threads log on one clock but may write out of order.
+    steps.sort(key=lambda s: s.t)
+    return steps
 
 
 def read_process_trace(path: Path) -> list[Step]:
@@ -191,12 +276,18 @@ def merge(per_process: Sequence[Sequence[Step]]) -> MergeResult:
     """
     steps: list[Step] = []
     nodes: list[str] = []
+    environment = False
     for own in per_process:
         if not own:
             continue
-        if own[0].node in nodes:
+        if own[0].node == ENVIRONMENT:
+            if environment:
+                raise TraceInputError(own[0].path, 1, "a second fault log")
+            environment = True
+        elif own[0].node in nodes:
             raise TraceInputError(own[0].path, 1, f"a second trace of node {own[0].node}")
-        nodes.append(own[0].node)
+        else:
+            nodes.append(own[0].node)
         for k, step in enumerate(own):
             step.index = k
             if k:
@@ -241,6 +332,32 @@ def merge(per_process: Sequence[Sequence[Step]]) -> MergeResult:
         delivered.add(msg)
         steps[sender].after.append(n)
         step.waiting += 1
+    dropped: set[str] = set()
+    unmatched = 0
+    for n, step in enumerate(steps):
+        f = step.fault
+        if f is None or f.fault != "drop":
+            continue
+        link = links.get((f.src or "", f.to or ""), [])
+        j = next(
+            (
+                j
+                for j, (h, sender, msg) in enumerate(link)
+                if h == f.h
+                and msg not in delivered
+                and msg not in dropped
+                and steps[sender].t <= f.t
+            ),
+            None,
+        )
+        if j is None:
+            unmatched += 1
+            continue
+        _, sender, msg = link[j]
+        dropped.add(msg)
+        step.recv_msg = msg
+        steps[sender].after.append(n)
+        step.waiting += 1
     # Kahn's sort; ties by local time, then node, then own order.
     ready = [(s.t, s.node, s.index, n) for n, s in enumerate(steps) if s.waiting == 0]
     heapq.heapify(ready)
@@ -270,8 +387,11 @@ def merge(per_process: Sequence[Sequence[Step]]) -> MergeResult:
         nodes,
         messages=sent_total,
         delivered=len(delivered),
-        lost=sent_total - len(delivered),
+        lost=sent_total - len(delivered) - len(dropped),
         duplicates=duplicates,
+        dropped=len(dropped),
+        faults=sum(1 for s in steps if s.fault is not None),
+        unmatched_drops=unmatched,
     )
 
 
@@ -280,7 +400,7 @@ def merge_files(paths: Iterable[Path]) -> MergeResult:
     files = trace_files(paths)
     if not files:
         raise TraceInputError(Path("."), 0, "no trace files")
-    return merge([read_process_trace(p) for p in files])
+    return merge([read_fault_log(p) if is_fault_log(p) else read_process_trace(p) for p in files])
 
 
 def merged_line(step: Step) -> dict[str, Any]:
@@ -290,6 +410,18 @@ def merged_line(step: Step) -> dict[str, Any]:
         "node": step.node,
         "inc": step.incarnation,
     }
+    if step.fault is not None:
+        f = step.fault
+        out |= {"action": FAULT_ACTIONS.get(f.fault, f.fault), "t": f.t}
+        if f.node is not None:
+            out["target"] = f.node
+        if f.links:
+            out["links"] = f.links
+        if f.params:
+            out["params"] = f.params
+        if f.fault == "drop":
+            out["msg"] = step.recv_msg  # None: a frame no trace logs
+        return out
     if step.line is None:
         out["action"] = "Restart"
         return out

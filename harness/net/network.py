@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias
 
@@ -103,6 +103,8 @@ class Network(ABC):
         self._cut: frozenset[Link] = frozenset()
         self._faults: dict[Link, LinkFaults] = {}
         self.events: list[NetEvent] = []
+        # Called with each change as it is applied (a fault log, for traced runs).
+        self.on_event: Callable[[NetEvent], None] | None = None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -181,7 +183,10 @@ class Network(ABC):
         self._apply()
 
     def _log(self, kind: FaultKind, links: Iterable[Link], params: dict[str, float]) -> None:
-        self.events.append(NetEvent(time.monotonic_ns(), kind, tuple(sorted(links)), params))
+        event = NetEvent(time.monotonic_ns(), kind, tuple(sorted(links)), params)
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     @abstractmethod
     def _apply(self) -> None:

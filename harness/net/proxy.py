@@ -18,6 +18,12 @@ another loopback port and forwards to B's real port; A must be configured to rea
   connection: the proxy resets it. p = 1 lets nothing through.
 - slow: the direction forwards at most `bytes_per_second`.
 
+Lost messages. Given `frame_header` (the bytes of a frame's big-endian length prefix) and
+`on_lost`, the proxy follows each direction's frames and calls `on_lost(link, payload)` for each
+frame it lost a byte of to a cut (when the frame's last byte has gone by), so whoever injects
+the faults can log which messages the network dropped. Bytes lost with a connection that a
+`drop` fault reset are not followed: the frames they belonged to never end.
+
 The proxy runs on its own event loop in a background thread (`start`/`stop`, or a `with`
 block), so synchronous harness code can drive it; `start_async`/`stop_async` run it on the
 caller's loop instead. Fault changes may come from any thread.
@@ -32,7 +38,7 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from harness.net.network import Link, Network, NetworkError
@@ -51,6 +57,42 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+class _Frames:
+    """Frame boundaries of one direction's stream, and which frames lost bytes."""
+
+    def __init__(self, header: int) -> None:
+        self.header = header
+        self._buf = bytearray()
+        self._need: int | None = None  # payload length, once the header is read
+        self._lost = False
+
+    def feed(self, data: bytes, lost: bool) -> list[bytes]:
+        """The payloads of the frames this chunk ends that lost any byte."""
+        out: list[bytes] = []
+        pos = 0
+        while pos < len(data):
+            want = self.header if self._need is None else self._need
+            take = min(want - len(self._buf), len(data) - pos)
+            self._buf += data[pos : pos + take]
+            pos += take
+            self._lost |= lost
+            if len(self._buf) < want:
+                break
+            if self._need is None:
+                self._need = int.from_bytes(self._buf, "big")
+                self._buf.clear()
+                if self._need:
+                    continue
+            if self._lost:
+                out.append(bytes(self._buf))
+            self._buf.clear()
+            self._need, self._lost = None, False
+        return out
+
+
+LostHook = Callable[[Link, bytes], None]
 
 
 class _Conn:
@@ -80,8 +122,19 @@ class _Conn:
 class ProxyNetwork(Network):
     """Proxies for every directed link between `nodes` (name -> the node's real address)."""
 
-    def __init__(self, nodes: Mapping[str, tuple[str, int]], *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        nodes: Mapping[str, tuple[str, int]],
+        *,
+        seed: int | None = None,
+        frame_header: int | None = None,
+        on_lost: LostHook | None = None,
+    ) -> None:
         super().__init__(nodes)
+        if (frame_header is None) != (on_lost is None):
+            raise ValueError("frame_header and on_lost go together")
+        self._frame_header = frame_header
+        self._on_lost = on_lost
         self._targets = dict(nodes)
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -275,6 +328,7 @@ class ProxyNetwork(Network):
         loop = asyncio.get_running_loop()
         writing = loop.create_task(self._write(conn, direction, queue, writer))
         last = 0.0
+        follow = self._on_lost is not None
         try:
             while True:
                 data = await reader.read(_CHUNK)
@@ -283,6 +337,9 @@ class ProxyNetwork(Network):
                     break
                 if self.is_cut(direction):
                     conn.lost.add(direction)
+                    if follow:
+                        # Through the writer, which follows the frames in stream order.
+                        await queue.put((-1.0, data))
                     continue
                 f = self.faults(direction)
                 if f.drop and self._rng.random() < f.drop:
@@ -300,6 +357,12 @@ class ProxyNetwork(Network):
         finally:
             writing.cancel()
 
+    def _follow(self, frames: _Frames | None, direction: Link, data: bytes, *, lost: bool) -> None:
+        if frames is None or self._on_lost is None:
+            return
+        for payload in frames.feed(data, lost):
+            self._on_lost(direction, payload)
+
     async def _write(
         self,
         conn: _Conn,
@@ -308,14 +371,18 @@ class ProxyNetwork(Network):
         writer: asyncio.StreamWriter,
     ) -> None:
         loop = asyncio.get_running_loop()
+        frames = None if self._frame_header is None else _Frames(self._frame_header)
         try:
             while (item := await queue.get()) is not None:
                 due, data = item
-                if (wait := due - loop.time()) > 0:
+                cut = due < 0  # discarded when read
+                if not cut and (wait := due - loop.time()) > 0:
                     await asyncio.sleep(wait)
-                if self.is_cut(direction):  # cut while in flight
+                if cut or self.is_cut(direction):  # cut while in flight
                     conn.lost.add(direction)
+                    self._follow(frames, direction, data, lost=True)
                     continue
+                self._follow(frames, direction, data, lost=False)
                 rate = self.faults(direction).bytes_per_second
                 if rate is None:
                     writer.write(data)

@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,10 +48,12 @@ from dynamo_ref.core.messages import ErrorCode, SiblingClock, WireVersion, decod
 from dynamo_ref.core.node_versions import VersionMode
 from dynamo_ref.core.vclock import VClock
 from dynamo_ref.launch import DEFAULTS, READY_PREFIX, NodeSpec, spawn
+from dynamo_ref.net.framing import HEADER as FRAME_HEADER
+from dynamo_ref.net.trace import digest
 from dynamo_ref.storage.sqlite import Synchronous
 from harness.clocks import DOT, dotted_descends
 from harness.net.netns import NetnsNetwork
-from harness.net.network import Link, Network
+from harness.net.network import Link, NetEvent, Network
 from harness.net.proxy import ProxyNetwork
 from harness.targets.base import OpFailed, OpUnknown
 
@@ -279,6 +282,7 @@ class DynamoTarget:
         # Each node writes its own steps to <node>/trace.jsonl; the harness writes the faults
         # it injects into process faults (faults.jsonl), on the same monotonic clock.
         self.trace = trace
+        self._fault_lock = threading.Lock()
         t = self.timing
         # The harness's short times, so handoff and anti-entropy finish within a run; every
         # other setting is the node's default.
@@ -374,12 +378,20 @@ class DynamoTarget:
         targets = {
             name: (_HOST, int(nd.listen.rpartition(":")[2])) for name, nd in self._nodes.items()
         }
-        proxy = ProxyNetwork(targets, seed=self.seed)
+        if self.trace:
+            # The proxy names the messages a cut loses, by the digest the nodes' traces use.
+            proxy = ProxyNetwork(
+                targets, seed=self.seed, frame_header=FRAME_HEADER, on_lost=self._lost
+            )
+        else:
+            proxy = ProxyNetwork(targets, seed=self.seed)
+        proxy.on_event = self._net_event if self.trace else None
         proxy.start()
         self._network = proxy
 
     async def _setup_netns(self) -> None:
         netns = NetnsNetwork(self._names)
+        netns.on_event = self._net_event if self.trace else None
         self._network = netns
         netns.start()
         for name in self._names:
@@ -512,10 +524,29 @@ class DynamoTarget:
         if not self.trace:
             return
         pid = None if nd.process is None else nd.process.pid
-        line = {"fault": what, "node": nd.name, "pid": pid, "t": time.monotonic()}
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        with self.fault_log.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        self._log_fault({"fault": what, "node": nd.name, "pid": pid, "t": time.monotonic()})
+
+    def _net_event(self, event: NetEvent) -> None:
+        line: dict[str, object] = {
+            "fault": f"net-{event.kind}",
+            "links": [list(link) for link in event.links],
+            "t": event.time / 1e9,
+        }
+        if event.params:
+            line["params"] = event.params
+        self._log_fault(line)
+
+    def _lost(self, link: Link, payload: bytes) -> None:
+        src, dst = link
+        line = {"fault": "drop", "from": src, "to": dst, "h": digest(payload)}
+        self._log_fault(line | {"t": time.monotonic()})
+
+    def _log_fault(self, line: dict[str, object]) -> None:
+        # From the harness's loop and the proxy's thread alike.
+        with self._fault_lock:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            with self.fault_log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
 
     async def stop(self, node: str) -> None:
         nd = self._nodes[node]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import sys
@@ -164,9 +165,74 @@ def cluster_up(
         click.echo(f"nodes: {','.join(lc.addresses)}")
         click.echo("Ctrl-C or `dynamo-ref cluster down` stops them.", err=True)
         sys.stdout.flush()
-        while not stopping and any(x.running for x in lc.nodes):
+        # Until every node is gone: its own, and those `cluster start` restarted.
+        while not stopping and (any(x.running for x in lc.nodes) or _any_recorded(directory)):
             time.sleep(0.2)
         click.echo("stopping the cluster", err=True)
+    if stopping:
+        from dynamo_ref.localcluster import stop_recorded
+
+        with contextlib.suppress(ClusterError):
+            stop_recorded(directory)
+
+
+def _any_recorded(directory: Path) -> bool:
+    from dynamo_ref.localcluster import ClusterError, is_our_node, read_state
+
+    try:
+        return any(is_our_node(x) for x in read_state(directory))
+    except ClusterError:
+        return False
+
+
+def _node_argument(f: Any) -> Any:
+    return click.argument("node", metavar="NODE")(f)
+
+
+@cluster.command("start")
+@_node_argument
+@_dir_option
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
+def cluster_start(node: str, cluster_dir: Path | None, timeout: float) -> None:
+    """Start NODE again (after `stop` or `kill`), on its data directory, at its address.
+
+    `cluster down` stops it with the others."""
+    from dynamo_ref.localcluster import ClusterError, start_recorded
+
+    try:
+        x = start_recorded(cluster_dir or default_cluster_dir(), node, timeout)
+    except ClusterError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"started {x.node_id} (pid {x.pid}) at {x.address}")
+
+
+@cluster.command("stop")
+@_node_argument
+@_dir_option
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+def cluster_stop(node: str, cluster_dir: Path | None, timeout: float) -> None:
+    """Stop NODE cleanly (SIGTERM, then SIGKILL after --timeout): it finishes its last write."""
+    _signal_node(node, cluster_dir, signal.SIGTERM, timeout, "stopped")
+
+
+@cluster.command("kill")
+@_node_argument
+@_dir_option
+def cluster_kill(node: str, cluster_dir: Path | None) -> None:
+    """Kill NODE (SIGKILL): a crash, losing whatever it had not made durable."""
+    _signal_node(node, cluster_dir, signal.SIGKILL, 10.0, "killed")
+
+
+def _signal_node(
+    node: str, cluster_dir: Path | None, sig: signal.Signals, timeout: float, done: str
+) -> None:
+    from dynamo_ref.localcluster import ClusterError, signal_recorded
+
+    try:
+        x = signal_recorded(cluster_dir or default_cluster_dir(), node, sig, timeout)
+    except ClusterError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{done} {x.node_id} (pid {x.pid})")
 
 
 @cluster.command("down")

@@ -379,23 +379,25 @@ class LocalCluster:
     # ---- the state file -----------------------------------------------------------------
 
     def save_state(self) -> None:
+        # A node `cluster start` restarted is not our child: keep its recorded PID while it
+        # runs, so that `cluster down` stops it too.
+        recorded: dict[str, RecordedNode] = {}
+        with contextlib.suppress(ClusterError):
+            recorded = {r.node_id: r for r in read_state(self.base_dir)}
         state = {
             "launcher": os.getpid(),
             "nodes": [
                 {
                     "id": n.node_id,
                     "address": n.address,
-                    "pid": n.pid if n.running else None,
+                    "pid": n.pid if n.running else _running_pid(recorded.get(n.node_id)),
                     "argv": n.argv,
                     "data_dir": str(n.data_dir),
                 }
                 for n in self.nodes
             ],
         }
-        path = self.base_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(path)
+        _write_state(self.base_dir, state)
 
 
 def wait_healthy(addresses: Sequence[str], timeout: float = 30.0) -> None:
@@ -484,6 +486,98 @@ def cmdline_of(pid: int) -> tuple[str, ...] | None:
 def is_our_node(node: RecordedNode) -> bool:
     """The recorded PID still runs the recorded node command (not a reused PID)."""
     return node.pid is not None and cmdline_of(node.pid) == node.argv
+
+
+def _running_pid(node: RecordedNode | None) -> int | None:
+    return node.pid if node is not None and is_our_node(node) else None
+
+
+def _write_state(base_dir: Path, state: dict[str, object]) -> None:
+    path = base_dir / STATE_FILE
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def recorded_node(base_dir: Path | str, node_id: str) -> RecordedNode:
+    """The node ``node_id`` of the state file in ``base_dir``.
+
+    :raises ClusterError: no state file, or no such node in it.
+    """
+    nodes = read_state(base_dir)
+    for n in nodes:
+        if n.node_id == node_id:
+            return n
+    raise ClusterError(
+        f"no node {node_id!r} in the cluster at {base_dir}: its nodes are "
+        f"{', '.join(n.node_id for n in nodes)}"
+    )
+
+
+def start_recorded(base_dir: Path | str, node_id: str, timeout: float = 30.0) -> RecordedNode:
+    """Start a recorded node that is not running, with its recorded command line (its data
+    directory, its address, its secret file), and record its new PID.
+
+    :raises ClusterError: unknown, already running, or it did not start (with its log's tail).
+    """
+    base = Path(base_dir)
+    node = recorded_node(base, node_id)
+    if is_our_node(node):
+        raise ClusterError(f"{node_id} is already running (pid {node.pid})")
+    out, log = base / f"{node_id}.out", base / f"{node_id}.log"
+    with out.open("wb") as stdout, log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            node.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,  # it outlives this command
+        )
+    deadline = time.monotonic() + timeout
+    while not any(
+        line.startswith(READY_PREFIX) for line in out.read_text("utf-8", "replace").splitlines()
+    ):
+        code = proc.poll()
+        if code is not None or time.monotonic() > deadline:
+            if code is None:
+                proc.kill()
+                proc.wait()
+            what = f"exited with status {code}" if code is not None else "timed out"
+            raise ClusterError(f"{node_id} did not start ({what}); its log:\n{_tail(log)}")
+        time.sleep(0.02)
+    raw = json.loads((base / STATE_FILE).read_text())
+    for entry in raw["nodes"]:
+        if entry["id"] == node_id:
+            entry["pid"] = proc.pid
+    _write_state(base, raw)
+    return RecordedNode(node.node_id, node.address, proc.pid, node.argv)
+
+
+def signal_recorded(
+    base_dir: Path | str, node_id: str, sig: signal.Signals, timeout: float = 10.0
+) -> RecordedNode:
+    """Send ``sig`` to a running recorded node, by its PID, and wait up to ``timeout`` for it
+    to exit (SIGTERM: then SIGKILL). Only a PID that still runs the recorded command is
+    signalled.
+
+    :raises ClusterError: unknown, or not running.
+    """
+    node = recorded_node(base_dir, node_id)
+    if not is_our_node(node) or node.pid is None:
+        raise ClusterError(f"{node_id} is not running")
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(node.pid, sig)
+        if sig == signal.SIGTERM:
+            os.kill(node.pid, signal.SIGCONT)  # a paused node must run to act on it
+    deadline = time.monotonic() + timeout
+    while is_our_node(node) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if is_our_node(node):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(node.pid, signal.SIGKILL)
+        while is_our_node(node):
+            time.sleep(0.02)
+    return node
 
 
 def stop_recorded(base_dir: Path | str, timeout: float = 10.0) -> list[RecordedNode]:

@@ -554,6 +554,56 @@ def test_cluster_up_then_down_from_the_state_file(
 
 
 @pytest.mark.net
+def test_cluster_kill_start_stop_and_down_stops_restarted_nodes(
+    cluster_up: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    proc, d = cluster_up
+
+    def recorded() -> bool:
+        try:
+            return len(read_state(d)) == 3 and all(alive(s.pid) for s in read_state(d))
+        except ClusterError:
+            return False
+
+    eventually(recorded, what="cluster up records three live nodes")
+    wait_healthy([s.address for s in read_state(d)])
+    first = {s.node_id: s.pid for s in read_state(d)}
+    killed = cli("cluster", "kill", "n2", "--dir", str(d))
+    assert killed.exit_code == 0, killed.output
+    assert killed.output.strip() == f"killed n2 (pid {first['n2']})"
+    assert not alive(first["n2"])
+    again = cli("cluster", "kill", "n2", "--dir", str(d))
+    assert again.exit_code == 1
+    assert "n2 is not running" in again.output
+    started = cli("cluster", "start", "n2", "--dir", str(d))
+    assert started.exit_code == 0, started.output
+    n2 = next(s for s in read_state(d) if s.node_id == "n2")
+    assert n2.pid is not None
+    assert n2.pid != first["n2"]
+    assert alive(n2.pid)
+    assert "already running" in cli("cluster", "start", "n2", "--dir", str(d)).output
+    unknown = cli("cluster", "stop", "n9", "--dir", str(d))
+    assert unknown.exit_code == 1
+    assert "no node 'n9'" in unknown.output
+    # The restarted node serves, with what it had before.
+    wait_healthy([s.address for s in read_state(d)])
+    with Client([n2.address]) as c:
+        c.put(b"k", b"v", w=3)
+    stopped = cli("cluster", "stop", "n1", "--dir", str(d))
+    assert stopped.exit_code == 0, stopped.output
+    assert not alive(first["n1"])
+    # down stops what is left, the restarted node included, and the launcher then exits.
+    down = cli("cluster", "down", "--dir", str(d))
+    assert down.exit_code == 0
+    assert sorted(down.output.split("\n")[:-1]) == [
+        f"stopped n2 (pid {n2.pid})",
+        f"stopped n3 (pid {first['n3']})",
+    ]
+    assert not alive(n2.pid)
+    assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.net
 def test_cluster_up_traces_every_node_for_the_merger(tmp_path: Path) -> None:
     d, traces = tmp_path / "up", tmp_path / "traces"
     command = [sys.executable, "-m", "dynamo_ref", "cluster", "up", "--nodes", "3"]

@@ -8,6 +8,7 @@ exits 0. Environment switches make it fail, stay silent or ignore SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -551,6 +552,44 @@ def test_cluster_up_then_down_from_the_state_file(
     assert not any(alive(p) for p in pids)
     # the launcher notices its nodes are gone and exits by itself
     assert proc.wait(timeout=30) == 0, (d.parent / "launcher.log").read_text()
+
+
+@pytest.mark.net
+def test_nodes_log_suspicion_hints_and_handoff_at_info(tmp_path: Path) -> None:
+    config = dataclasses.replace(FAST, sloppy=True, fallback_delay=0.2, handoff_interval=0.3)
+    options = NodeOptions(config=config, log_level="info")
+    with LocalCluster(4, tmp_path / "cluster", options=options) as lc:
+        lc.wait_healthy()
+        lc.kill(1)
+        eventually(lambda: "n2" in suspected_by(lc, 0), what="n1 suspects n2")
+        with Client([lc.addresses[0]]) as c:
+            keys = [f"k{i}".encode() for i in range(40)]
+            for k in keys:
+                c.put(k, b"v", w=2)
+        lc.start(1)
+
+        def logged(i: int, text: str) -> bool:
+            return text in lc.log_path(i).read_text()
+
+        eventually(
+            lambda: any(logged(i, "hinted keys back to n2") for i in (0, 2, 3)),
+            what="a fallback logs the handoff",
+        )
+        assert logged(0, "node n1 suspects n2 is down")
+        assert logged(0, "node n1 hears from n2 again")
+        assert any(
+            logged(i, "writes for n2, held down, went to fallbacks as hints") for i in (0, 2, 3)
+        )
+
+
+@pytest.mark.net
+def test_control_nodes_log_none_of_it_at_warning(tmp_path: Path) -> None:
+    options = NodeOptions(config=FAST, log_level="warning")
+    with LocalCluster(3, tmp_path / "cluster", options=options) as lc:
+        lc.wait_healthy()
+        lc.kill(1)
+        eventually(lambda: "n2" in suspected_by(lc, 0), what="n1 suspects n2")
+        assert "suspects" not in lc.log_path(0).read_text()
 
 
 @pytest.mark.net

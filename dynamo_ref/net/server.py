@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Final, cast
 
 from dynamo_ref.core.effects import (
+    Action,
     CancelTimer,
     ClientRequest,
     DropHint,
@@ -119,6 +120,27 @@ from dynamo_ref.storage.durable import DurableStore, MemoryStore
 from dynamo_ref.storage.memory import MemoryEngine
 
 log = logging.getLogger("dynamo_ref.net")
+
+# What a node logs at info: rare steps as they happen, frequent ones summed per peer over
+# SUMMARY_PERIOD seconds; {i} is the action's i-th argument.
+LOGGED_ACTIONS: Final = {
+    "Suspect": "suspects {1} is down",
+    "Trust": "hears from {1} again",
+    "Joined": "joined the ring",
+    "Left": "left the ring",
+    "AdminJoin": "adds {1} to the ring",
+    "AdminLeave": "removes {1} from the ring",
+    "TransferPartition": "sends partition {2} to {1}",
+    "ReceiveTransfer": "receives partition {2} from {1}",
+    "DropPartition": "drops partition {1}, handed over",
+    "ClockAhead": "sees writes of {1} timestamped {2}s ahead of its clock",
+}
+SUMMED_ACTIONS: Final = {
+    "SloppyFallback": "{n} writes for {peer}, held down, went to fallbacks as hints",
+    "HandoffHint": "handed {n} hinted keys back to {peer}",
+    "AntiEntropy": "anti-entropy with {peer} repaired {n} keys",
+}
+SUMMARY_PERIOD: Final = 1.0
 
 _DURABLE: Final = (Persist, PersistHint, DropHint, PersistMeta)
 _OUTBOUND: Final = (Send, Reply)
@@ -209,6 +231,9 @@ class NodeServer:
         self._client_ids = itertools.count(1)
         self._timers: dict[TimerId, asyncio.TimerHandle] = {}
         self._held: list[Effect] = []  # durable effects, and what must wait for them, in order
+        self._log_steps = False  # set at start, once logging is configured
+        self._sums: dict[tuple[str, str], int] = {}
+        self._summary: asyncio.TimerHandle | None = None
         self._held_durable = False
         self._writing: asyncio.Task[None] | None = None
         self._flush_soon = False
@@ -292,6 +317,7 @@ class NodeServer:
             addresses=self._book,
             zone=opts.zone,
         )
+        self._log_steps = log.isEnabledFor(logging.INFO)
         now = opts.monotonic()
         effects = self._node.start(now, wall=opts.wall())
         if opts.trace is not None:
@@ -337,6 +363,9 @@ class NodeServer:
             conn.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._summary is not None:
+            self._summary.cancel()
+            self._log_summary()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -399,12 +428,40 @@ class NodeServer:
                     # After the rest of this tick's events: their effects join the batch.
                     self._flush_soon = True
                     asyncio.get_running_loop().call_soon(self._flush)
+            elif isinstance(e, Action):
+                if self._log_steps and (e.name in LOGGED_ACTIONS or e.name in SUMMED_ACTIONS):
+                    self._log_step(e)
             elif isinstance(e, SetTimer):
                 self._set_timer(e.timer, e.at)
             elif isinstance(e, CancelTimer):
                 handle = self._timers.pop(e.timer, None)
                 if handle is not None:
                     handle.cancel()
+
+    def _log_step(self, e: Action) -> None:
+        me = self.options.node_id
+        template = LOGGED_ACTIONS.get(e.name)
+        if template is not None:
+            log.info("node %s %s", me, template.format(*e.args))
+            return
+        if e.name == "SloppyFallback":
+            peer = e.args[2]
+        elif e.name == "HandoffHint":
+            peer = e.args[1]
+        else:  # AntiEntropy: initiator, peer, key; the other one
+            peer = e.args[1] if e.args[0] == me else e.args[0]
+        key = (e.name, peer)
+        self._sums[key] = self._sums.get(key, 0) + 1
+        if self._summary is None:
+            self._summary = asyncio.get_running_loop().call_later(SUMMARY_PERIOD, self._log_summary)
+
+    def _log_summary(self) -> None:
+        self._summary = None
+        sums, self._sums = self._sums, {}
+        for (name, peer), n in sorted(sums.items()):
+            log.info(
+                "node %s: %s", self.options.node_id, SUMMED_ACTIONS[name].format(n=n, peer=peer)
+            )
 
     def _set_timer(self, timer: TimerId, at: float) -> None:
         old = self._timers.pop(timer, None)

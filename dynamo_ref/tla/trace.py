@@ -262,6 +262,8 @@ STUTTER_ACTIONS: Final = frozenset(
         "SetClockSkew",
         "RejectMessage",
         "TransferPartition",
+        "Suspect",
+        "Trust",
     }
 )
 

@@ -160,6 +160,7 @@ class Members:
             first_interval=config.gossip_interval,
         )
         self._suspects: set[NodeId] = set()
+        self._reported_down: frozenset[NodeId] = frozenset()  # last Suspect/Trust said
         self._heartbeat_gap = config.gossip_interval / 2
         self._last_heard: dict[NodeId, float] = {}
         self._seed_heard = not self._seeds
@@ -365,6 +366,13 @@ class Members:
                 continue
             if now - self._last_heard.get(other, -math.inf) >= cfg.gossip_interval:
                 self._out.send(other, Ping())
+        # What the detector concludes, once per change (node-only steps, for logs and traces).
+        down = self.suspected(now)
+        for other in sorted(down - self._reported_down):
+            self._out.action("Suspect", me, other)
+        for other in sorted(self._reported_down - down):
+            self._out.action("Trust", me, other)
+        self._reported_down = down
 
     def gossip_received(self, src: NodeId, m: Gossip, now: float) -> None:
         me = self._out.node_id

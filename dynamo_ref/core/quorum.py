@@ -341,7 +341,7 @@ _TARGETS_AT_MOST_N = "a request has at most N targets"
 _FALLBACKS_NEED_SLOPPY = "fallbacks only under a sloppy quorum"
 
 
-# The invariants read the tally directly: through the public properties each check would run
+# The contracts read the tally directly: through the public properties each check would run
 # the invariants' own wrappers again, for the same values.
 @icontract.invariant(
     lambda self: len(self._tally.ok) + len(self._tally.refused) <= len(self._tally.targets),
@@ -430,7 +430,10 @@ class WriteCollector:
     @property
     def pending(self) -> frozenset[NodeId]:
         """Targets that have not answered yet."""
-        return frozenset(t.node for t in self.targets if not self._tally.answered(t.node))
+        return self._pending()
+
+    def _pending(self) -> frozenset[NodeId]:
+        return frozenset(t.node for t in self._tally.targets if not self._tally.answered(t.node))
 
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
@@ -445,57 +448,57 @@ class WriteCollector:
         tally = self._tally
         return len(tally.targets) - len(tally.ok) - len(tally.refused)
 
-    @icontract.require(lambda self: self.config.sloppy, _FALLBACKS_NEED_SLOPPY, enabled=ENABLED)
+    @icontract.require(lambda self: self._config.sloppy, _FALLBACKS_NEED_SLOPPY, enabled=ENABLED)
     @icontract.require(
         lambda self, target: _may_stand_in(self._tally, target),
         "a new node stands in for a primary that has no stand-in yet",
         enabled=ENABLED,
     )
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.ack_count, name="acks", enabled=ENABLED)
-    @icontract.ensure(lambda self, OLD: self.status is OLD.status, enabled=ENABLED)
-    @icontract.ensure(lambda self, OLD: self.ack_count == OLD.acks, enabled=ENABLED)
-    @icontract.ensure(lambda self, target: self.is_target(target.node), enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: len(self._tally.ok), name="acks", enabled=ENABLED)
+    @icontract.ensure(lambda self, OLD: self._tally.status is OLD.status, enabled=ENABLED)
+    @icontract.ensure(lambda self, OLD: len(self._tally.ok) == OLD.acks, enabled=ENABLED)
+    @icontract.ensure(lambda self, target: target.node in self._tally.by_node, enabled=ENABLED)
     def add_fallback(self, target: Target) -> None:
         """``target.node`` stands in for primary ``target.hint_for``, which seems down."""
         self._tally.add_target(target)
 
-    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.ack_count, name="acks", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.pending, name="pending", enabled=ENABLED)
+    @icontract.require(lambda self, node: node in self._tally.by_node, enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: len(self._tally.ok), name="acks", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._pending(), name="pending", enabled=ENABLED)
     @icontract.ensure(
-        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self._tally.status is OLD.status,
         "a decided status never changes",
         enabled=ENABLED,
     )
     @icontract.ensure(
-        lambda self, node, OLD: self.ack_count == OLD.acks + (node in OLD.pending),
+        lambda self, node, OLD: len(self._tally.ok) == OLD.acks + (node in OLD.pending),
         "an ack counts once, and only from a node that had not answered",
         enabled=ENABLED,
     )
-    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    @icontract.ensure(lambda self, result: result is self._tally.status, enabled=ENABLED)
     def ack(self, node: NodeId) -> RequestStatus:
         """Record that ``node`` stored the write; returns the status after it."""
         self._tally.record_ok(node)
-        return self.status
+        return self._tally.status
 
-    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.ack_count, name="acks", enabled=ENABLED)
+    @icontract.require(lambda self, node: node in self._tally.by_node, enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: len(self._tally.ok), name="acks", enabled=ENABLED)
     @icontract.ensure(
-        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self._tally.status is OLD.status,
         "a decided status never changes",
         enabled=ENABLED,
     )
-    @icontract.ensure(lambda self, OLD: self.ack_count == OLD.acks, enabled=ENABLED)
-    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    @icontract.ensure(lambda self, OLD: len(self._tally.ok) == OLD.acks, enabled=ENABLED)
+    @icontract.ensure(lambda self, result: result is self._tally.status, enabled=ENABLED)
     def nack(self, node: NodeId, reason: str) -> RequestStatus:
         """Record that ``node`` refused or failed the write; its first answer is the one kept."""
         self._tally.record_refusal(node, reason)
-        return self.status
+        return self._tally.status
 
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
     @icontract.ensure(lambda result: result in _DONE, enabled=ENABLED)
     @icontract.ensure(
         lambda OLD, result: OLD.status is RequestStatus.PENDING or result is OLD.status,
@@ -583,7 +586,10 @@ class ReadCollector(Generic[T]):
     @property
     def pending(self) -> frozenset[NodeId]:
         """Targets that have not answered yet."""
-        return frozenset(t.node for t in self.targets if not self._tally.answered(t.node))
+        return self._pending()
+
+    def _pending(self) -> frozenset[NodeId]:
+        return frozenset(t.node for t in self._tally.targets if not self._tally.answered(t.node))
 
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
@@ -598,43 +604,43 @@ class ReadCollector(Generic[T]):
         tally = self._tally
         return len(tally.targets) - len(tally.ok) - len(tally.refused)
 
-    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.response_count, name="count", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.pending, name="pending", enabled=ENABLED)
+    @icontract.require(lambda self, node: node in self._tally.by_node, enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: len(self._responses), name="count", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._pending(), name="pending", enabled=ENABLED)
     @icontract.ensure(
-        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self._tally.status is OLD.status,
         "a decided status never changes",
         enabled=ENABLED,
     )
     @icontract.ensure(
-        lambda self, node, OLD: self.response_count == OLD.count + (node in OLD.pending),
+        lambda self, node, OLD: len(self._responses) == OLD.count + (node in OLD.pending),
         "a response counts once, and only from a node that had not answered",
         enabled=ENABLED,
     )
-    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    @icontract.ensure(lambda self, result: result is self._tally.status, enabled=ENABLED)
     def respond(self, node: NodeId, payload: T) -> RequestStatus:
         """Record ``node``'s answer; returns the status after it. A repeat answer is ignored."""
         if self._tally.record_ok(node):
             self._responses[node] = payload
-        return self.status
+        return self._tally.status
 
-    @icontract.require(lambda self, node: self.is_target(node), enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
-    @icontract.snapshot(lambda self: self.response_count, name="count", enabled=ENABLED)
+    @icontract.require(lambda self, node: node in self._tally.by_node, enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: len(self._responses), name="count", enabled=ENABLED)
     @icontract.ensure(
-        lambda self, OLD: OLD.status is RequestStatus.PENDING or self.status is OLD.status,
+        lambda self, OLD: OLD.status is RequestStatus.PENDING or self._tally.status is OLD.status,
         "a decided status never changes",
         enabled=ENABLED,
     )
-    @icontract.ensure(lambda self, OLD: self.response_count == OLD.count, enabled=ENABLED)
-    @icontract.ensure(lambda self, result: result is self.status, enabled=ENABLED)
+    @icontract.ensure(lambda self, OLD: len(self._responses) == OLD.count, enabled=ENABLED)
+    @icontract.ensure(lambda self, result: result is self._tally.status, enabled=ENABLED)
     def nack(self, node: NodeId, reason: str) -> RequestStatus:
         """Record that ``node`` could not answer; its first answer is the one kept."""
         self._tally.record_refusal(node, reason)
-        return self.status
+        return self._tally.status
 
-    @icontract.snapshot(lambda self: self.status, name="status", enabled=ENABLED)
+    @icontract.snapshot(lambda self: self._tally.status, name="status", enabled=ENABLED)
     @icontract.ensure(lambda result: result in _DONE, enabled=ENABLED)
     @icontract.ensure(
         lambda OLD, result: OLD.status is RequestStatus.PENDING or result is OLD.status,

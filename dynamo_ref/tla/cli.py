@@ -283,3 +283,46 @@ def merge_traces(ctx: click.Context, traces: tuple[Path, ...], out: Path | None)
     if out is not None:
         write_merged(result, out)
         click.echo(f"merged behaviour in {out}")
+
+
+@spec.command("validate-run")
+@click.argument("traces", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the generated TraceData.tla and the spec files TLC ran on in this directory.",
+)
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed for TLC.")
+@click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
+@click.pass_context
+def validate_run_command(
+    ctx: click.Context,
+    traces: tuple[Path, ...],
+    keep: Path | None,
+    timeout: float | None,
+    spec_dir: Path | None,
+) -> None:
+    """Check with TLC that a real run, its per-process traces (files, or directories of them),
+    is a behaviour of spec/Dynamo.tla.
+
+    Exits 0 when it is, 1 when an action is not (the action, its node and the trace line are
+    printed), 2 when the traces cannot be read, do not merge, or do what the spec does not
+    cover (dotted version vectors, deletes, ring changes).
+    """
+    from dynamo_ref.tla.merge import TraceInputError
+    from dynamo_ref.tla.process_trace import validate_run
+
+    try:
+        find_java()
+        find_jar()
+        verdict = validate_run(
+            list(traces), spec_dir=spec_dir or default_spec_dir(), keep=keep, timeout=timeout
+        )
+    except (TlcSetupError, TraceFormatError, TraceInputError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        ctx.exit(2)
+    click.echo(verdict.describe())
+    click.echo(f"actions: {_counts(verdict.actions)}")
+    if verdict.failed is None and not verdict.accepted:
+        ctx.exit(2)
+    ctx.exit(0 if verdict.accepted else 1)

@@ -1,0 +1,438 @@
+"""Trace validation of real runs: merged per-process traces against spec/Dynamo.tla.
+
+Each node of a real cluster logs its own steps (``dynamo_ref.net.trace``, docs/trace-format.md
+version 2) and ``dynamo_ref.tla.merge`` orders them by happens-before. This module turns the
+merged run into a ``TraceData`` module of lines, one per action, each with the acting node's
+own variables after it as far as its log shows them, and runs TLC on
+spec/DynamoProcessTrace.tla, which lets the spec choose everything no process logs (the
+messages in flight, the other nodes' variables between their lines). The run is accepted when
+some behaviour of the spec takes every line.
+
+Mapped here, as for the global format (``dynamo_ref.tla.trace``): op ids and versions are bound
+at the ``ClientPut``/``ClientGet`` that made them, in the merged order, to the spec's numbers.
+A restart becomes ``Crash`` then ``Recover`` before the node's first step after it. Cut links
+are not lines: a cut only delays or loses messages, and the spec may leave a message in flight
+for ever.
+
+What the spec does not cover is refused before TLC runs, with the step that shows it: dotted
+version vectors (the spec has plain vector clocks and LWW), deletes, and ring changes (joins,
+leaves, transfers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from dynamo_ref.core.ring import Ring
+from dynamo_ref.tla.merge import MergeResult, Step, merge_files, trace_files
+from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
+from dynamo_ref.tla.trace import (
+    EXTENSION_ACTIONS,
+    NO_NODE,
+    SPEC_ACTIONS,
+    STUTTER_ACTIONS,
+    TOMBSTONE,
+    GetOp,
+    Hint,
+    Interned,
+    Line,
+    Mapper,
+    PutOp,
+    TraceConstants,
+    TraceFormatError,
+    Version,
+    _version_key,
+    tla_bool,
+    tla_fn,
+    tla_record,
+    tla_seq,
+    tla_set,
+    tla_string,
+)
+
+SPEC_FILES: Final = ("Dynamo.tla", "DynamoTrace.tla", "DynamoProcessTrace.tla")
+CFG: Final = "DynamoProcessTrace.cfg"
+
+# Node-only steps beyond the global format's: they leave every spec variable alone.
+LOCAL_ONLY: Final = frozenset({"ClockAhead"})
+# Steps of a changing ring, which the spec does not have.
+RING_CHANGES: Final = frozenset(
+    {"Joined", "Left", "AdminJoin", "AdminLeave", "ReceiveTransfer", "DropPartition", "JoinRequest"}
+)
+
+
+class RunHeader(msgspec.Struct, forbid_unknown_fields=False):
+    trace: str
+    node: str
+    config: dict[str, Any] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLine:
+    """A line of the generated trace and the merged step it comes from."""
+
+    action: str
+    node: str
+    step: Step | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunVerdict:
+    """How validating one run ended; ``failed`` is the line no behaviour takes (None when
+    accepted, or when TLC could not judge: ``reason`` says why)."""
+
+    accepted: bool
+    lines: int
+    failed: int | None
+    failed_action: str | None
+    failed_at: str | None  # the trace file and line of the step it came from
+    reason: str
+    result: TlcResult
+    seconds: float
+    actions: Counter[str]
+
+    def describe(self) -> str:
+        if self.accepted:
+            return f"accepted: all {self.lines} actions are a behaviour of Dynamo.tla"
+        if self.failed is None:
+            return f"error: {self.reason}"
+        where = f" ({self.failed_at})" if self.failed_at else ""
+        return (
+            f"rejected at action {self.failed} of {self.lines}, {self.failed_action}{where}: "
+            f"{self.reason}"
+        )
+
+
+def run_constants(paths: Iterable[Path]) -> tuple[dict[str, Any], list[str]]:
+    """The nodes' shared configuration (from their trace headers) and their ids.
+
+    :raises TraceFormatError: no traces, or nodes configured apart.
+    """
+    configs: dict[str, dict[str, Any]] = {}
+    for path in trace_files(paths):
+        with path.open("rb") as f:
+            first = f.readline()
+        try:
+            header = msgspec.json.decode(first, type=RunHeader)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # a fault log, or not a trace: the merge judges
+        configs[header.node] = header.config
+    if not configs:
+        raise TraceFormatError("no per-process traces")
+    nodes = sorted(configs)
+    first_config = configs[nodes[0]]
+    for node in nodes:
+        if configs[node] != first_config:
+            raise TraceFormatError(f"{node} runs with settings other than {nodes[0]}'s")
+    return first_config, nodes
+
+
+def _versions_in(state: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+    for vs in state.get("store", {}).values():
+        yield from vs
+    for h in state.get("hints", []):
+        yield h["ver"]
+    for op in state.get("putOps", []):
+        yield op["ver"]
+    for op in state.get("getOps", []):
+        for vs in op.get("resps", {}).values():
+            yield from vs
+
+
+def _check_covered(config: Mapping[str, Any], step: Step) -> None:
+    line = step.line
+    assert line is not None
+    for action in line.actions:
+        if action[0] in RING_CHANGES:
+            raise TraceFormatError(
+                f"{step.path}:{step.lineno}: {action[0]}: the ring changes, and Dynamo.tla "
+                "has a fixed ring"
+            )
+    for v in _versions_in(line.state):
+        if v.get("val") is None:
+            raise TraceFormatError(
+                f"{step.path}:{step.lineno}: a delete: Dynamo.tla has no tombstones yet"
+            )
+    if config.get("mode") == "dvv":
+        raise TraceFormatError(
+            "the nodes run dotted version vectors (mode dvv); Dynamo.tla has plain vector "
+            "clocks and LWW: run them with --mode vclock (or lww) to validate"
+        )
+
+
+class _Binder:
+    """Binds a run's op ids and versions to the spec's numbers, in the merged order."""
+
+    def __init__(self, mapper: Mapper) -> None:
+        self.mapper = mapper
+        self.puts = 0
+        self.gets = 0
+
+    def client_put(self, node: str, state: Mapping[str, Any]) -> None:
+        self.puts += 1
+        m = self.mapper
+        new_ops = [
+            op for op in state.get("putOps", []) if ("put", node, str(op["id"])) not in m.ops
+        ]
+        if len(new_ops) == 1:
+            op = msgspec.convert(new_ops[0], PutOp)
+            m.ops[("put", node, str(op.id))] = self.puts
+            m.versions.setdefault(_version_key(op.ver), self.puts)
+        else:
+            # An answered-at-once put leaves no op: its version is the new one in the store.
+            fresh = {
+                _version_key(msgspec.convert(v, Version))
+                for vs in state.get("store", {}).values()
+                for v in vs
+            } - m.versions.keys()
+            if len(fresh) == 1:
+                m.versions[fresh.pop()] = self.puts
+
+    def client_get(self, node: str, state: Mapping[str, Any]) -> None:
+        self.gets += 1
+        m = self.mapper
+        new_ops = [
+            op for op in state.get("getOps", []) if ("get", node, str(op["id"])) not in m.ops
+        ]
+        if len(new_ops) == 1:
+            m.ops[("get", node, str(new_ops[0]["id"]))] = self.gets
+
+
+def _local_state(mapper: Mapper, node: str, step: Step) -> str:
+    line = step.line
+    assert line is not None
+    s = line.state
+    store = {
+        k: mapper.version_set(msgspec.convert(vs, list[Version]))
+        for k, vs in s.get("store", {}).items()
+    }
+    hints: dict[tuple[str, str], list[str]] = {
+        (owner, key): [] for owner, key in (tuple(p) for p in line.hintKeys)
+    }
+    for raw in s.get("hints", []):
+        h = msgspec.convert(raw, Hint)
+        hints.setdefault((h.owner, h.key), []).append(mapper.hint(h))
+    put_ops = [mapper.put_op(node, msgspec.convert(op, PutOp)) for op in s.get("putOps", [])]
+    get_ops = [mapper.get_op(node, msgspec.convert(op, GetOp)) for op in s.get("getOps", [])]
+    puts_done = [str(mapper.op("put", node, i)) for i in s.get("putsDone", [])]
+    gets_done = [str(mapper.op("get", node, i)) for i in s.get("getsDone", [])]
+    return tla_record(
+        {
+            "node": tla_string(node),
+            "store": tla_fn((tla_string(k), v) for k, v in store.items()),
+            "hints": tla_fn(
+                (tla_seq([tla_string(o), tla_string(k)]), tla_set(hs))
+                for (o, k), hs in hints.items()
+            ),
+            "putOps": tla_set(put_ops),
+            "putsDone": tla_set(puts_done),
+            "getOps": tla_set(get_ops),
+            "getsDone": tla_set(gets_done),
+        }
+    )
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    module: str
+    lines: list[RunLine]
+    actions: Counter[str]
+
+
+def prepare_run(
+    merged: MergeResult, config: Mapping[str, Any], nodes: Sequence[str]
+) -> PreparedRun:
+    """Map a merged run onto the spec and render its ``TraceData`` module.
+
+    :raises TraceFormatError: the run does what the spec does not cover.
+    """
+    steps = [s for s in merged.steps if s.fault is None]
+    for s in steps:
+        if s.line is not None:
+            _check_covered(config, s)
+    n = int(config.get("n", 3))
+    ring = Ring.create(list(nodes), int(config.get("partitions", 64)), target_n=n)
+    keys = sorted(
+        {
+            str(a[2])
+            for s in steps
+            if s.line is not None
+            for a in s.line.actions
+            if a[0] in ("ClientPut", "ClientGet") and len(a) > 2
+        }
+        | {k for s in steps if s.line is not None for k in s.line.state.get("store", {})}
+    )
+    pref = {k: list(ring.extended_preference_list(k.encode(), n)) for k in keys}
+    constants = TraceConstants(
+        n=n,
+        r=int(config.get("r", 2)),
+        w=int(config.get("w", 2)),
+        sloppy=bool(config.get("sloppy", True)),
+        lww=config.get("mode") == "lww",
+        pref=pref,
+    )
+    mapper = Mapper(constants, list(nodes))
+    binder = _Binder(mapper)
+    states = Interned("Local")
+    out: list[RunLine] = [RunLine("Init", "", None)]
+    rendered = [
+        tla_record(
+            {
+                "action": tla_string("Init"),
+                "args": "<<>>",
+                "has": "FALSE",
+                "state": "[none |-> TRUE]",
+            }
+        )
+    ]
+    actions = Counter[str]()
+    crashes = 0
+
+    def emit(action: str, node: str, step: Step, args: list[str], state: str | None) -> None:
+        actions[action] += 1
+        out.append(RunLine(action, node, step))
+        rendered.append(
+            tla_record(
+                {
+                    "action": tla_string(action),
+                    "args": tla_seq(args),
+                    "has": tla_bool(state is not None),
+                    "state": state or "[none |-> TRUE]",
+                }
+            )
+        )
+
+    for step in steps:
+        node = step.node
+        if step.line is None:  # a restart
+            crashes += 1
+            emit("Crash", node, step, [tla_string(node)], None)
+            emit("Recover", node, step, [tla_string(node)], None)
+            continue
+        line = step.line
+        named = [a for a in line.actions if a]
+        touched = any(
+            line.state.get(v)
+            for v in ("store", "hints", "putOps", "getOps", "putsDone", "getsDone")
+        ) or bool(line.hintKeys)
+        if not named and not touched:
+            continue
+        for a in named:
+            if a[0] == "ClientPut":
+                binder.client_put(node, line.state)
+            elif a[0] == "ClientGet":
+                binder.client_get(node, line.state)
+        if not named:
+            named = [["Stutter"]]
+        for k, a in enumerate(named):
+            name, args = str(a[0]), list(a[1:])
+            last = k == len(named) - 1
+            state = states(_local_state(mapper, node, step)) if last else None
+            if name in SPEC_ACTIONS or name in EXTENSION_ACTIONS:
+                rendered_args = mapper.args(Line(name, args, node, None, len(out)))
+                emit(name, node, step, rendered_args, state)
+            elif name in STUTTER_ACTIONS or name in LOCAL_ONLY or name == "Stutter":
+                emit("Stutter", node, step, [], state)
+            else:
+                raise TraceFormatError(
+                    f"{step.path}:{step.lineno}: {name} is neither an action of Dynamo.tla nor "
+                    "a node-only step that trace validation knows"
+                )
+    bounds = {
+        "MaxClock": binder.puts,
+        "MaxGets": binder.gets,
+        # Messages to a node that was down, or across a cut, stay in flight for ever.
+        "MaxMsgs": merged.messages + 2 * len(nodes) * max(1, len(keys)),
+        "MaxCrashes": crashes,
+        "MaxPartitions": 0,
+        "MaxLosses": 0,
+        "MaxDups": 0,
+    }
+    header = [
+        "---------------------------- MODULE TraceData ----------------------------",
+        "\\* Generated by dynamo_ref.tla.process_trace: a real run's constants and lines.",
+        "EXTENDS TLC",
+        "",
+        f"TNodes == {mapper.nodes_set(nodes)}",
+        f"TKeys == {tla_set(tla_string(k) for k in keys)}",
+        f"TValues == {tla_set(tla_string(v) for v in mapper.values | {TOMBSTONE})}",
+        f"TN == {constants.n}",
+        f"TR == {constants.r}",
+        f"TW == {constants.w}",
+        f"TSloppy == {tla_bool(constants.sloppy)}",
+        f"TLWW == {tla_bool(constants.lww)}",
+        f"TNoNode == {tla_string(NO_NODE)}",
+        "TPref == "
+        + tla_fn((tla_string(k), tla_seq(tla_string(x) for x in pref[k])) for k in keys),
+        *(f"T{name} == {value}" for name, value in bounds.items()),
+        "TExtensions == TRUE",
+        "TDiagnoseAt == 0",
+        "",
+        *mapper.ver.definitions(),
+        *states.definitions(),
+        "",
+        "TraceLog == <<",
+        ",\n".join("  " + r for r in rendered),
+        ">>",
+        "=" * 76,
+    ]
+    return PreparedRun("\n".join(header) + "\n", out, actions)
+
+
+def validate_run(
+    paths: Sequence[Path],
+    *,
+    spec_dir: Path,
+    keep: Path | None = None,
+    workers: int = 1,
+    timeout: float | None = None,
+) -> RunVerdict:
+    """Merge the per-process traces at ``paths`` and check with TLC that the run is a
+    behaviour of spec/Dynamo.tla.
+
+    :raises TraceFormatError: no traces, or a run the spec does not cover.
+    :raises dynamo_ref.tla.merge.TraceInputError: traces that do not merge.
+    """
+    config, nodes = run_constants(paths)
+    merged = merge_files(paths)
+    prepared = prepare_run(merged, config, nodes)
+    with tempfile.TemporaryDirectory(prefix="dynamo-run-") as scratch:
+        work = keep or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        for name in (*SPEC_FILES, CFG):
+            shutil.copy(spec_dir / name, work / name)
+        (work / "TraceData.tla").write_text(prepared.module)
+        result = run_tlc(
+            work / "DynamoProcessTrace.tla", work / CFG, workers=workers, timeout=timeout
+        )
+    verdict = functools.partial(
+        RunVerdict,
+        lines=len(prepared.lines),
+        result=result,
+        seconds=result.seconds or 0.0,
+        actions=prepared.actions,
+    )
+    if result.verdict is Verdict.INVARIANT and result.violated == "ProcessIncomplete":
+        return verdict(True, failed=None, failed_action=None, failed_at=None, reason="")
+    if result.verdict is not Verdict.PASS:
+        reason = result.message or result.describe()
+        return verdict(False, failed=None, failed_action=None, failed_at=None, reason=reason)
+    failed = min((result.depth or 0) + 1, len(prepared.lines))
+    line = prepared.lines[failed - 1]
+    at = None if line.step is None else f"{line.step.path}:{line.step.lineno}"
+    return verdict(
+        False,
+        failed=failed,
+        failed_action=f"{line.action} of {line.node}",
+        failed_at=at,
+        reason="no behaviour of the spec takes this step and ends where the node says it did",
+    )

@@ -15,6 +15,7 @@ import binascii
 import importlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +30,11 @@ from dynamo_ref.env import CLUSTER_DIR_ENV, LOOP_ENV, SECRET_ENV, TOKEN_ENV
 if TYPE_CHECKING:
     from dynamo_ref.client import Client
     from dynamo_ref.core.messages import StatusReply
+    from dynamo_ref.core.ring import Ring
 
 DEFAULT_NODE = "127.0.0.1:7001"
+# A node's default --max-value-size (NodeConfig.max_value_size), checked before sending.
+MAX_VALUE = 1 << 20
 
 
 def default_cluster_dir() -> Path:
@@ -196,13 +200,13 @@ def _context(ctx: click.Context, param: click.Parameter, value: str | None) -> b
 
 
 def show_value(value: bytes) -> str:
-    """Printable UTF-8 as itself (quoted), anything else as base64."""
+    """Printable UTF-8 as itself, anything else (newlines included) as ``base64:...``."""
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         return "base64:" + base64.b64encode(value).decode("ascii")
-    if text.isprintable():
-        return repr(text)
+    if text.isprintable() and not text.startswith("base64:"):
+        return text
     return "base64:" + base64.b64encode(value).decode("ascii")
 
 
@@ -307,8 +311,13 @@ def admin_secret_option(f: Any) -> Any:
 
 
 def target_addresses(nodes: tuple[str, ...], cluster_dir: Path | None) -> list[str]:
+    return list(recorded_names(nodes, cluster_dir))
+
+
+def recorded_names(nodes: tuple[str, ...], cluster_dir: Path | None) -> dict[str, str]:
+    """The addresses to ask, each with the node id `cluster up` recorded for it (else "")."""
     if nodes:
-        return list(nodes)
+        return dict.fromkeys(nodes, "")
     from dynamo_ref.localcluster import ClusterError, read_state
 
     try:
@@ -316,8 +325,8 @@ def target_addresses(nodes: tuple[str, ...], cluster_dir: Path | None) -> list[s
     except ClusterError:
         if cluster_dir is not None:
             raise click.UsageError(f"no cluster state in {cluster_dir}") from None
-        return [DEFAULT_NODE]
-    return [r.address for r in recorded]
+        return {DEFAULT_NODE: ""}
+    return {r.address: r.node_id for r in recorded}
 
 
 @contextmanager
@@ -358,12 +367,20 @@ def _values_json(values: list[bytes]) -> dict[str, list[str | None]]:
 @click.argument("key")
 @click.option("--r", type=click.IntRange(1, 64), help="Responses needed (default: the node's R).")
 @click.option("--pr", type=click.IntRange(0, 64), help="Of them from primaries.")
+@click.option(
+    "--print-value-only",
+    "--raw",
+    "raw",
+    is_flag=True,
+    help="Write the value's bytes alone (each sibling followed by a newline), as etcdctl does.",
+)
 @client_options
 def get(
     *,
     key: str,
     r: int | None,
     pr: int | None,
+    raw: bool,
     nodes: tuple[str, ...],
     cluster_dir: Path | None,
     token: str | None,
@@ -377,23 +394,57 @@ def get(
     if as_json:
         _emit_json({"key": key, "context": context, **_values_json(list(result.siblings))})
         return
-    siblings = list(result.siblings)
+    if raw:
+        out = sys.stdout.buffer
+        for v in result.siblings:
+            out.write(v + b"\n")
+        out.flush()
+        return
+    _show_siblings(key, list(result.siblings))
+    if result.siblings:
+        click.echo(f"context: {context}")
+
+
+def _show_siblings(key: str, siblings: list[bytes]) -> None:
     if not siblings:
-        click.echo(f"{key!r}: not found")
+        click.echo(f"{key}: not found")
     elif len(siblings) == 1:
-        click.echo(f"{key!r}: {show_value(siblings[0])}")
+        click.echo(f"{key}: {show_value(siblings[0])}")
     else:
-        click.echo(f"{key!r}: {len(siblings)} siblings (concurrent writes; put with the context")
+        click.echo(f"{key}: {len(siblings)} siblings (concurrent writes; put with the context")
         click.echo("to resolve them)")
         for i, v in enumerate(siblings, 1):
             click.echo(f"  [{i}] {show_value(v)}")
-    if context:
-        click.echo(f"context: {context}")
+
+
+def _value_of(value: str | None, value_file: Path | None) -> bytes:
+    """VALUE, or ``-`` for standard input, or ``--file``'s bytes."""
+    if (value is None) == (value_file is None):
+        raise click.UsageError("give VALUE (or - for standard input) or --file FILE, not both")
+    if value_file is not None:
+        data = value_file.read_bytes()
+    elif value == "-":
+        data = sys.stdin.buffer.read(MAX_VALUE + 1)
+    else:
+        assert value is not None
+        data = value.encode()
+    if len(data) > MAX_VALUE:
+        raise click.UsageError(
+            f"the value is over {MAX_VALUE} bytes (1 MiB), the most a node takes by default "
+            "(its --max-value-size)"
+        )
+    return data
 
 
 @main.command()
 @click.argument("key")
-@click.argument("value")
+@click.argument("value", required=False)
+@click.option(
+    "--file",
+    "value_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Take the value from FILE (or give VALUE as - for standard input).",
+)
 @click.option("--context", type=str, callback=_context, help="From a get: what this write saw.")
 @click.option("--w", type=click.IntRange(1, 64), help="Acks needed (default: the node's W).")
 @click.option("--pw", type=click.IntRange(0, 64), help="Of them from primaries.")
@@ -401,7 +452,8 @@ def get(
 def put(
     *,
     key: str,
-    value: str,
+    value: str | None,
+    value_file: Path | None,
     context: bytes,
     w: int | None,
     pw: int | None,
@@ -411,15 +463,32 @@ def put(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Write VALUE under KEY (with --context, it supersedes what that get returned)."""
+    """Write VALUE under KEY (with --context, it supersedes what that get returned).
+
+    Prints what the key holds after the write and the context that covers it: without
+    --context a write is kept beside the values already there, as a sibling.
+    """
+    data = _value_of(value, value_file)
     with connected(nodes, cluster_dir, token, timeout) as client:
-        result = client.put(key.encode(), value.encode(), context=context, w=w, pw=pw)
-    _write_done("stored", key, result.context, result.ts, as_json)
+        result = client.put(key.encode(), data, context=context, w=w, pw=pw, return_body=True)
+    text = encode_context(result.context)
+    if as_json:
+        _emit_json({"key": key, "context": text, "ts": result.ts, **_values_json(result.siblings)})
+        return
+    click.echo(f"stored {key}" + ("" if context else " (no --context: a blind write)"))
+    if len(result.siblings) > 1:
+        _show_siblings(key, result.siblings)
+    click.echo(f"context: {text}")
 
 
 @main.command()
 @click.argument("key")
-@click.option("--context", type=str, callback=_context, help="From a get: what this delete saw.")
+@click.option(
+    "--context",
+    type=str,
+    callback=_context,
+    help="From a get: what this delete covers (default: read the key first, delete what it held).",
+)
 @click.option("--w", type=click.IntRange(1, 64), help="Acks needed (default: the node's W).")
 @click.option("--pw", type=click.IntRange(0, 64), help="Of them from primaries.")
 @client_options
@@ -435,20 +504,46 @@ def delete(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Delete KEY (a tombstone; with --context, of what that get returned)."""
+    """Delete KEY: a tombstone over what a get returned.
+
+    With --context, what that get returned; without, the key is read first and what the read
+    returned is deleted (a write that lands meanwhile survives as a sibling).
+    """
+    read: list[bytes] | None = None
     with connected(nodes, cluster_dir, token, timeout) as client:
-        result = client.delete(key.encode(), context=context, w=w, pw=pw)
-    _write_done("deleted", key, result.context, result.ts, as_json)
-
-
-def _write_done(what: str, key: str, context: bytes, ts: float, as_json: bool) -> None:
-    text = encode_context(context)
+        if not context:
+            got = client.get(key.encode())
+            read = list(got.siblings)
+            if not read:
+                _not_deleted(key, as_json)
+                return
+            context = got.context
+        result = client.delete(key.encode(), context=context, w=w, pw=pw, return_body=True)
+    text = encode_context(result.context)
     if as_json:
-        _emit_json({"key": key, "context": text, "ts": ts})
+        out: dict[str, object] = {"key": key, "deleted": True, "context": text, "ts": result.ts}
+        out["remaining"] = _values_json(result.siblings)["siblings"]
+        if read is not None:
+            out["read_first"] = _values_json(read)["siblings"]
+        _emit_json(out)
         return
-    click.echo(f"{what} {key!r}")
-    if text:
-        click.echo(f"context: {text}")
+    if read is not None:
+        shown = ", ".join(show_value(v) for v in read)
+        click.echo(f"deleted {key}: read it first (no --context) and deleted {shown}")
+    else:
+        click.echo(f"deleted {key}")
+    if result.siblings:
+        click.echo(f"{key} still holds {len(result.siblings)} value(s) the delete did not cover:")
+        for i, v in enumerate(result.siblings, 1):
+            click.echo(f"  [{i}] {show_value(v)}")
+    click.echo(f"context: {text}")
+
+
+def _not_deleted(key: str, as_json: bool) -> None:
+    if as_json:
+        _emit_json({"key": key, "deleted": False, "reason": "not found"})
+    else:
+        click.echo(f"{key}: not found, nothing to delete")
 
 
 @main.command()
@@ -551,28 +646,37 @@ def status(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Membership as each node sees it, suspected peers, pending hints, last anti-entropy."""
-    addresses = target_addresses(nodes, cluster_dir)
+    """Membership as each node sees it, suspected peers, pending hints, last anti-entropy.
+
+    Exits 1 when a node does not answer.
+    """
+    names = recorded_names(nodes, cluster_dir)
+    addresses = list(names)
     with connected(tuple(addresses), None, token, timeout) as client:
         replies = [(a, _status_of(client, a)) for a in addresses]
+    silent = [a for a, rep in replies if isinstance(rep, str)]
     if as_json:
-        _emit_json([status_json(a, r) for a, r in replies])
-        return
+        _emit_json([status_json(a, r) | {"recorded_as": names[a]} for a, r in replies])
+    else:
+        _print_status(replies, names)
+    if silent:
+        raise SystemExit(1)
+
+
+def _print_status(replies: list[tuple[str, StatusReply | str]], names: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    seen: list[tuple[str, StatusReply]] = []
-    for a, rep in replies:
-        if not isinstance(rep, str):
-            seen.append((a, rep))
+    seen = [(a, rep) for a, rep in replies if not isinstance(rep, str)]
     members = sorted({m.node for _, rep in seen for m in rep.members})
     view = Table(
-        title="membership as each node sees it", caption="p: partitions claimed, i: incarnation"
+        title="membership as each node sees it (columns: who is asked)",
+        caption="p: partitions claimed, i: incarnation",
     )
-    view.add_column("member")
-    for a, rep in seen:
-        view.add_column(f"{rep.node}\n{a}")
+    view.add_column("member", no_wrap=True)
+    for _, rep in seen:
+        view.add_column(rep.node, no_wrap=True)
     for member in members:
         cells: list[str] = []
         for _, rep in seen:
@@ -584,13 +688,17 @@ def status(
             else:
                 cells.append(f"{info.status} {info.partitions}p i{info.incarnation}")
         view.add_row(member, *cells)
-    console.print(view)
+    if seen:
+        console.print(view)
     nodes_table = Table(title="nodes")
-    for col in ("node", "address", "keys", "pending hints", "last anti-entropy", "ring", "mode"):
+    for col in ("node", "address"):
+        nodes_table.add_column(col, no_wrap=True)
+    for col in ("keys", "pending hints", "last anti-entropy", "ring", "mode"):
         nodes_table.add_column(col)
     for a, got in replies:
         if isinstance(got, str):
-            nodes_table.add_row("?", a, "[bold red]no answer[/]", "", "", "", "")
+            name = names.get(a) or "(unknown)"
+            nodes_table.add_row(name, a, "[bold red]no answer[/]", "", "", "", "")
             continue
         hints = ", ".join(f"{owner}: {k}" for owner, k in sorted(got.hints.items())) or "none"
         if got.anti_entropy:
@@ -602,34 +710,111 @@ def status(
     console.print(nodes_table)
     for a, got in replies:
         if isinstance(got, str):
-            console.print(f"[red]{a}: no answer[/] ({got})", soft_wrap=True)
+            who = f"{names[a]} at {a}" if names.get(a) else a
+            console.print(f"[red]{who}: no answer[/] ({got})", soft_wrap=True)
 
 
 # ---- ring ----------------------------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--nodes", "node_count", type=click.IntRange(1, 4096), default=8, show_default=True)
-@click.option("--partitions", "q", type=int, default=64, show_default=True, help="Q, a power of 2")
-@click.option("--n", "n", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option("--key", "keys", multiple=True, help="show this key's preference list (repeatable)")
-def ring(node_count: int, q: int, n: int, keys: tuple[str, ...]) -> None:
-    """Show a sample ring: partitions per node and the preference lists of keys."""
+@click.option("--key", "keys", multiple=True, help="Show this key's preference list (repeatable).")
+@click.option(
+    "--sample",
+    is_flag=True,
+    help="Draw a sample ring of --nodes nodes instead of asking the running cluster.",
+)
+@click.option(
+    "--nodes",
+    "node_count",
+    type=click.IntRange(1, 4096),
+    default=8,
+    show_default=True,
+    help="With --sample: how many nodes.",
+)
+@click.option(
+    "--partitions",
+    "q",
+    type=int,
+    default=64,
+    show_default=True,
+    help="With --sample: Q, a power of 2.",
+)
+@click.option(
+    "--n", "n", type=click.IntRange(1, 64), help="Replicas per key (default: the cluster's, or 3)."
+)
+@click.option(
+    "--node",
+    "targets",
+    multiple=True,
+    callback=validate_seeds,
+    help="HOST:PORT of a node to ask (default: the cluster in --dir).",
+)
+@click.option(
+    "--dir",
+    "cluster_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"A `cluster up` directory (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
+)
+@click.option(
+    "--token-file",
+    "token",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_token,
+    help=f"A file holding the client token, if nodes need one (else ${TOKEN_ENV}).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True)
+def ring(
+    *,
+    keys: tuple[str, ...],
+    sample: bool,
+    node_count: int,
+    q: int,
+    n: int | None,
+    targets: tuple[str, ...],
+    cluster_dir: Path | None,
+    token: str | None,
+    timeout: float,
+) -> None:
+    """The running cluster's ring: partitions per node and the preference lists of keys.
+
+    It is the ring the first node that answers routes by; --sample draws one instead.
+    """
+    title: str
+    if sample:
+        from dynamo_ref.core.node.config import NodeConfig
+
+        n = n or 3
+        try:
+            r: Ring = NodeConfig(n=n, r=1, w=1, partitions=q).initial_ring(
+                [f"n{i + 1}" for i in range(node_count)]
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+        title = f"sample ring: Q={q}, {node_count} nodes, N={n}"
+    else:
+        from dynamo_ref.core.membership import ring_from_claims
+
+        with connected(targets, cluster_dir, token, timeout) as client:
+            st = client.status()
+        members = [(m.node, m.status, m.zone, m.claims) for m in st.members]
+        try:
+            r = ring_from_claims(members, st.q or None, st.n or 1)
+        except ValueError as exc:
+            raise click.ClickException(f"{st.node}'s view is mid-change: {exc}") from None
+        n = n or st.n or 3
+        title = f"ring of the cluster, as {st.node} routes by it: Q={r.q}, N={n}"
+    _print_ring(r, n, title, keys)
+
+
+def _print_ring(r: Ring, n: int, title: str, keys: tuple[str, ...]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dynamo_ref.core.node.config import NodeConfig
-
-    try:
-        r = NodeConfig(n=n, r=1, w=1, partitions=q).initial_ring(
-            [f"n{i + 1}" for i in range(node_count)]
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
     console = Console()
     owned = r.ownership()
     share = r.key_space_share()
-    table = Table(title=f"ring: Q={q}, {node_count} nodes, N={n}")
+    table = Table(title=title)
     table.add_column("node")
     table.add_column("partitions", justify="right")
     table.add_column("key space", justify="right")

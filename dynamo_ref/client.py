@@ -98,8 +98,34 @@ class GetResult:
 
 @dataclass(frozen=True)
 class PutResult:
-    context: bytes
+    context: bytes  # of the written version, or with return_body of every sibling listed
     ts: float
+    siblings: list[bytes] = field(default_factory=list)  # with return_body: what is now stored
+
+
+Addresses = str | Sequence[str]
+Data = bytes | str
+
+
+def addresses_of(addresses: Addresses) -> list[str]:
+    """``"h:1,h:2"``, ``"h:1"`` or ``["h:1", "h:2"]`` as a list of addresses.
+
+    :raises ValueError: no address at all.
+    """
+    items = [addresses] if isinstance(addresses, str) else list(addresses)
+    out = [part.strip() for item in items for part in item.split(",") if part.strip()]
+    if not out:
+        raise ValueError("a client needs at least one node address")
+    return out
+
+
+def as_bytes(data: Data, what: str) -> bytes:
+    """Keys and values travel as bytes; text is sent as UTF-8."""
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"the {what} must be bytes or str, not {type(data).__name__}")
 
 
 class _Connection:
@@ -163,21 +189,24 @@ class _Connection:
 
 
 class AsyncClient:
-    """A client of a dynamo-ref cluster (see the module docstring). Make one with ``connect``."""
+    """A client of a dynamo-ref cluster (see the module docstring).
+
+    ``await AsyncClient.connect(addresses)`` connects at once; ``AsyncClient(addresses)``
+    connects on first use (or on ``async with``). ``addresses`` is a list or one string,
+    comma-separated. Keys and values are bytes, or text sent as UTF-8.
+    """
 
     def __init__(
         self,
-        addresses: Sequence[str],
+        addresses: Addresses,
         *,
-        token: str | None,
-        timeout: float,
-        partition_aware: bool,
+        token: str | None = None,
+        timeout: float = 5.0,
+        partition_aware: bool = False,
         max_frame: int = MAX_FRAME,
         secret: bytes | None = None,
     ) -> None:
-        if not addresses:
-            raise ValueError("a client needs at least one node address")
-        self.addresses = list(addresses)
+        self.addresses = addresses_of(addresses)
         self.token = token
         # With the cluster secret the client connects as an admin: it may join, leave and set
         # clock skew on nodes that have a secret.
@@ -194,7 +223,7 @@ class AsyncClient:
     @classmethod
     async def connect(
         cls,
-        addresses: Sequence[str],
+        addresses: Addresses,
         *,
         token: str | None = None,
         timeout: float = 5.0,
@@ -224,8 +253,9 @@ class AsyncClient:
 
     # ---- data ----------------------------------------------------------------------------
 
-    async def get(self, key: bytes, *, r: int | None = None, pr: int | None = None) -> GetResult:
+    async def get(self, key: Data, *, r: int | None = None, pr: int | None = None) -> GetResult:
         rid = self._rid()
+        key = as_bytes(key, "key")
         reply = await self._call(Get(key, r, pr, rid), rid, key)
         if not isinstance(reply, GetOk):
             raise _unexpected(reply)
@@ -233,27 +263,37 @@ class AsyncClient:
 
     async def put(
         self,
-        key: bytes,
-        value: bytes,
+        key: Data,
+        value: Data,
         *,
         context: bytes = b"",
         w: int | None = None,
         pw: int | None = None,
+        return_body: bool = False,
     ) -> PutResult:
+        """Write ``value``; ``context`` is the one of the read this write follows (none: a
+        blind write, kept beside what is there). With ``return_body`` the result lists every
+        sibling the coordinator holds after the write, and its context covers them all."""
         rid = self._rid()
-        reply = await self._call(Put(key, value, context, w, pw, rid=rid), rid, key)
-        if not isinstance(reply, PutOk):
-            raise _unexpected(reply)
-        return PutResult(reply.context, reply.ts)
+        key = as_bytes(key, "key")
+        msg = Put(key, as_bytes(value, "value"), context, w, pw, return_body, rid=rid)
+        return _put_result(await self._call(msg, rid, key))
 
     async def delete(
-        self, key: bytes, *, context: bytes = b"", w: int | None = None, pw: int | None = None
+        self,
+        key: Data,
+        *,
+        context: bytes = b"",
+        w: int | None = None,
+        pw: int | None = None,
+        return_body: bool = False,
     ) -> PutResult:
+        """A tombstone for what ``context`` covers: without one it deletes nothing that is
+        stored (read first, and pass the read's context)."""
         rid = self._rid()
-        reply = await self._call(Delete(key, context, w, pw, rid=rid), rid, key)
-        if not isinstance(reply, PutOk):
-            raise _unexpected(reply)
-        return PutResult(reply.context, reply.ts)
+        key = as_bytes(key, "key")
+        msg = Delete(key, context, w, pw, return_body, rid=rid)
+        return _put_result(await self._call(msg, rid, key))
 
     # ---- admin ---------------------------------------------------------------------------
 
@@ -277,10 +317,11 @@ class AsyncClient:
         rid = self._rid()
         return _admin(await self._call(SetClockSkew(skew, rid), rid, None, address))
 
-    async def replica_get(self, key: bytes, address: str | None = None) -> list[WireVersion]:
+    async def replica_get(self, key: Data, address: str | None = None) -> list[WireVersion]:
         """The versions the node at ``address`` (default: the first) stores for ``key`` itself,
         tombstones included: no coordinator, no quorum (the fault harness' replica read)."""
         rid = self._rid()
+        key = as_bytes(key, "key")
         reply = await self._call(ReplicaGet(key, rid), rid, None, address)
         if not isinstance(reply, ReplicaVersions):
             raise _unexpected(reply)
@@ -304,6 +345,13 @@ class AsyncClient:
             await conn.close()
 
     async def __aenter__(self) -> AsyncClient:
+        try:
+            await self._default()
+            if self.partition_aware:
+                await self.refresh_ring()
+        except BaseException:
+            await asyncio.shield(self.close())
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -389,6 +437,12 @@ class AsyncClient:
         return conn
 
 
+def _put_result(reply: ReplyMessage) -> PutResult:
+    if not isinstance(reply, PutOk):
+        raise _unexpected(reply)
+    return PutResult(reply.context, reply.ts, list(reply.siblings))
+
+
 def _unexpected(reply: ReplyMessage) -> ClientError:
     return ClientError(ErrorCode.MALFORMED, f"unexpected reply {type(reply).__name__}")
 
@@ -407,13 +461,14 @@ class Client:
 
     def __init__(
         self,
-        addresses: Sequence[str],
+        addresses: Addresses,
         *,
         token: str | None = None,
         timeout: float = 5.0,
         partition_aware: bool = False,
         secret: bytes | None = None,
     ) -> None:
+        addresses = addresses_of(addresses)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -435,24 +490,38 @@ class Client:
         fut: ThreadFuture[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result()
 
-    def get(self, key: bytes, *, r: int | None = None, pr: int | None = None) -> GetResult:
+    def get(self, key: Data, *, r: int | None = None, pr: int | None = None) -> GetResult:
         return self._run(self._client.get(key, r=r, pr=pr))
 
     def put(
         self,
-        key: bytes,
-        value: bytes,
+        key: Data,
+        value: Data,
         *,
         context: bytes = b"",
         w: int | None = None,
         pw: int | None = None,
+        return_body: bool = False,
     ) -> PutResult:
-        return self._run(self._client.put(key, value, context=context, w=w, pw=pw))
+        return self._run(
+            self._client.put(key, value, context=context, w=w, pw=pw, return_body=return_body)
+        )
 
     def delete(
-        self, key: bytes, *, context: bytes = b"", w: int | None = None, pw: int | None = None
+        self,
+        key: Data,
+        *,
+        context: bytes = b"",
+        w: int | None = None,
+        pw: int | None = None,
+        return_body: bool = False,
     ) -> PutResult:
-        return self._run(self._client.delete(key, context=context, w=w, pw=pw))
+        return self._run(
+            self._client.delete(key, context=context, w=w, pw=pw, return_body=return_body)
+        )
+
+    def replica_get(self, key: Data, address: str | None = None) -> list[WireVersion]:
+        return self._run(self._client.replica_get(key, address))
 
     def status(self, address: str | None = None) -> StatusReply:
         return self._run(self._client.status(address))

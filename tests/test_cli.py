@@ -54,7 +54,7 @@ NODE = ("node", "--id", "n1", "--listen", "127.0.0.1:0", "--memory")
         ((*NODE, "--request-timeout", "0"), "--request-timeout"),
         (("node", "--id", " ", "--listen", "127.0.0.1:0", "--memory"), "the node id is empty"),
         (("put", "k", "v", "--context", "not base64!"), "not base64"),
-        (("put", "k"), "Missing argument 'VALUE'"),
+        (("put", "k"), "give VALUE (or - for standard input) or --file FILE"),
         (("get", "k", "--r", "0"), "0 is not in the range"),
         (("get", "k", "--node", "127.0.0.1"), "is not HOST:PORT"),
         (("join", "n4", "nowhere"), "is not HOST:PORT"),
@@ -120,8 +120,10 @@ def test_contexts_round_trip_as_pasteable_text() -> None:
 
 
 def test_values_show_as_text_or_base64() -> None:
-    assert show_value(b"alice") == "'alice'"
-    assert show_value("größe".encode()) == "'größe'"
+    assert show_value(b"alice") == "alice"
+    assert show_value("größe".encode()) == "größe"
+    # text that would read as base64 is shown as base64, so the output is never ambiguous
+    assert show_value(b"base64:x") == "base64:" + base64.b64encode(b"base64:x").decode()
     assert show_value(b"\xff\x00") == "base64:/wA="
     assert show_value(b"line\nbreak") == "base64:" + base64.b64encode(b"line\nbreak").decode()
 
@@ -162,10 +164,27 @@ def test_an_unreachable_node_is_a_clear_error(dead_port: int) -> None:
     assert f"127.0.0.1:{dead_port}" in result.output
 
 
-def test_ring_still_works() -> None:
-    result = run("ring", "--nodes", "4", "--partitions", "16", "--key", "user:42")
+def test_ring_sample() -> None:
+    result = run("ring", "--sample", "--nodes", "4", "--partitions", "16", "--key", "user:42")
     assert result.exit_code == 0
-    assert "ring: Q=16, 4 nodes, N=3" in result.output
+    assert "sample ring: Q=16, 4 nodes, N=3" in result.output
     assert "preference list" in result.output
-    bad = run("ring", "--partitions", "12")
+    bad = run("ring", "--sample", "--partitions", "12")
     assert bad.exit_code == 2
+
+
+def test_ring_asks_the_cluster_and_says_when_none_answers(dead_port: int) -> None:
+    result = run("ring", "--node", f"127.0.0.1:{dead_port}", "--timeout", "2")
+    assert result.exit_code == 1
+    assert f"cannot reach 127.0.0.1:{dead_port}" in result.output or "unavailable" in result.output
+
+
+def test_a_value_over_the_limit_is_refused_before_sending(tmp_path: Path, dead_port: int) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * ((1 << 20) + 1))
+    result = run("put", "k", "--file", str(big), "--node", f"127.0.0.1:{dead_port}")
+    assert result.exit_code == 2
+    assert "over 1048576 bytes" in result.output
+    both = run("put", "k", "v", "--file", str(big))
+    assert both.exit_code == 2
+    assert "not both" in both.output

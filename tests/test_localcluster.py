@@ -7,6 +7,7 @@ exits 0. Environment switches make it fail, stay silent or ignore SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -25,7 +26,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dynamo_ref.cli import main
-from dynamo_ref.client import Client, ClientError
+from dynamo_ref.client import AsyncClient, Client, ClientError
 from dynamo_ref.core.membership import ring_from_claims
 from dynamo_ref.core.node import NodeConfig, VersionMode
 from dynamo_ref.core.ring import Ring
@@ -345,9 +346,12 @@ def cli_json(*args: str) -> Any:
 
 def suspected_by(lc: LocalCluster, i: int) -> set[str]:
     """Whom node i suspects (per its status), or a marker when it does not answer."""
-    (entry,) = cli_json("status", "--node", lc.addresses[i], "--timeout", "2")
+    result = cli("status", "--node", lc.addresses[i], "--timeout", "2", "--json")
+    (entry,) = json.loads(result.output)
     if "error" in entry:
+        assert result.exit_code == 1, "a node that does not answer fails the status"
         return {"<unreachable>"}
+    assert result.exit_code == 0, result.output
     return set(entry["suspected"])
 
 
@@ -372,8 +376,7 @@ def test_put_via_one_node_get_via_another_with_siblings(net_cluster: LocalCluste
     assert sorted(got["siblings"]) == ["eggs", "milk"]
     shown = cli("get", "cart", "--node", a2, "--r", "3")
     assert "2 siblings" in shown.output
-    assert "'milk'" in shown.output
-    assert "'eggs'" in shown.output
+    assert "  [1] eggs\n  [2] milk\n" in shown.output
     assert f"context: {got['context']}" in shown.output
     # the context as printed resolves them
     assert cli("put", "cart", "milk+eggs", "--context", got["context"], "--node", a0).exit_code == 0
@@ -386,6 +389,76 @@ def test_put_via_one_node_get_via_another_with_siblings(net_cluster: LocalCluste
 
 
 @pytest.mark.net
+def test_data_commands_say_what_they_did(net_cluster: LocalCluster, tmp_path: Path) -> None:
+    a0, a1, _ = net_cluster.addresses
+    assert cli("put", "k", "v1", "--node", a0).exit_code == 0
+    blind = cli("put", "k", "v2", "--node", a1)
+    # a blind write is kept beside the value, and the put says so and shows both
+    assert "stored k (no --context: a blind write)" in blind.output
+    assert "2 siblings" in blind.output
+    stored = cli_json("put", "k", "v3", "--node", a1)
+    assert sorted(stored["siblings"]) == ["v1", "v2", "v3"]
+    # the put's context covers what is stored: writing with it resolves the siblings
+    assert cli("put", "k", "one", "--context", stored["context"], "--node", a0).exit_code == 0
+    assert cli_json("get", "k", "--node", a1, "--r", "3")["siblings"] == ["one"]
+    # a delete without a context deletes what a read returns, and says so
+    gone = cli("delete", "k", "--node", a1)
+    assert gone.exit_code == 0, gone.output
+    assert "deleted k: read it first (no --context) and deleted one" in gone.output
+    assert cli_json("get", "k", "--node", a0, "--r", "3")["siblings"] == []
+    missing = cli("delete", "k", "--node", a1)
+    assert "k: not found, nothing to delete" in missing.output
+    # values from standard input and from a file, past what a command line argument holds
+    big = bytes(range(256)) * 800
+    (tmp_path / "big").write_bytes(big)
+    assert cli("put", "f", "--file", str(tmp_path / "big"), "--node", a0).exit_code == 0
+    raw = CliRunner().invoke(main, ["get", "f", "--raw", "--node", a1])
+    assert raw.stdout_bytes == big + b"\n"
+    piped = CliRunner().invoke(main, ["put", "s", "-", "--node", a0], input=b"from\nstdin")
+    assert piped.exit_code == 0, piped.output
+    printed = CliRunner().invoke(main, ["get", "s", "--print-value-only", "--node", a1])
+    assert printed.stdout_bytes == b"from\nstdin\n"
+    assert "s: base64:" in cli("get", "s", "--node", a1).output
+
+
+@pytest.mark.net
+def test_ring_shows_the_running_cluster(net_cluster: LocalCluster) -> None:
+    shown = cli("ring", "--dir", str(net_cluster.base_dir), "--key", "user:42")
+    assert shown.exit_code == 0, shown.output
+    assert "ring of the cluster, as n1 routes by it: Q=16, N=3" in shown.output
+    rows = {line.split("│")[1].strip() for line in shown.output.splitlines() if "│" in line}
+    assert rows - {"node"} == {"n1", "n2", "n3"}
+    (a0, *_) = net_cluster.addresses
+    with Client(a0) as c:
+        st = c.status()
+    members = [(m.node, m.status, m.zone, m.claims) for m in st.members]
+    prefs = ring_from_claims(members, st.q, st.n).preference_list(b"user:42", 3)
+    assert f"preference list {list(prefs)}" in shown.output
+
+
+@pytest.mark.net
+def test_the_python_client_takes_what_users_hand_it(net_cluster: LocalCluster) -> None:
+    a0, a1, a2 = net_cluster.addresses
+    with Client(f"{a0},{a1}") as c:
+        assert c._client.addresses == [a0, a1]
+        put = c.put("user", "alice", w=3)
+        assert c.get("user", r=3).siblings == [b"alice"]
+        assert [v.value for v in c.replica_get("user", a2)] == [b"alice"]
+        resolved = c.put("user", "bob", context=put.context, return_body=True)
+        assert resolved.siblings == [b"bob"]
+        with pytest.raises(TypeError, match="the key must be bytes or str, not int"):
+            c.get(42)  # type: ignore[arg-type]
+
+    async def with_async() -> list[bytes]:
+        async with AsyncClient([a2]) as ac:
+            return (await ac.get("user", r=3)).siblings
+
+    assert asyncio.run(with_async()) == [b"bob"]
+    with pytest.raises(ValueError, match="at least one node address"):
+        Client(" , ")
+
+
+@pytest.mark.net
 def test_failure_detection_across_processes(net_cluster: LocalCluster) -> None:
     # healthy: nobody is suspected (the negative control)
     assert all(suspected_by(net_cluster, i) == set() for i in range(3))
@@ -395,9 +468,14 @@ def test_failure_detection_across_processes(net_cluster: LocalCluster) -> None:
         what="n1 and n2 suspect the killed n3",
     )
     table = cli("status", "--dir", str(net_cluster.base_dir))
-    assert table.exit_code == 0
+    assert table.exit_code == 1, "a node that does not answer fails the status"
     assert "SUSPECTED" in table.output
-    assert f"{net_cluster.addresses[2]}: no answer" in table.output
+    assert f"n3 at {net_cluster.addresses[2]}: no answer" in table.output
+    # the dead node's row names it by the id the cluster recorded, with its whole address
+    assert any(
+        [c.strip() for c in line.split("│")[1:4]] == ["n3", net_cluster.addresses[2], "no answer"]
+        for line in table.output.splitlines()
+    ), table.output
     net_cluster.start(2)
     eventually(
         lambda: all(suspected_by(net_cluster, i) == set() for i in range(3)),

@@ -295,9 +295,13 @@ def client_options(f: Any) -> Any:
         expose_value=False,
         callback=_not_on_the_command_line,
     )(f)
-    f = click.option("--timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True)(
-        f
-    )
+    f = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.01),
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for a node's answer.",
+    )(f)
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
 
 
@@ -763,7 +767,13 @@ def _print_status(replies: list[tuple[str, StatusReply | str]], names: dict[str,
     callback=_token,
     help=f"A file holding the client token, if nodes need one (else ${TOKEN_ENV}).",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.01),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for a node's answer.",
+)
 def ring(
     *,
     keys: tuple[str, ...],

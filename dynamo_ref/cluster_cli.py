@@ -192,7 +192,13 @@ def _node_argument(f: Any) -> Any:
 @cluster.command("start")
 @_node_argument
 @_dir_option
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds for the node to listen before it counts as failed to start.",
+)
 def cluster_start(node: str, cluster_dir: Path | None, timeout: float) -> None:
     """Start NODE again (after `stop` or `kill`), on its data directory, at its address.
 
@@ -209,7 +215,13 @@ def cluster_start(node: str, cluster_dir: Path | None, timeout: float) -> None:
 @cluster.command("stop")
 @_node_argument
 @_dir_option
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds after SIGTERM before SIGKILL.",
+)
 def cluster_stop(node: str, cluster_dir: Path | None, timeout: float) -> None:
     """Stop NODE cleanly (SIGTERM, then SIGKILL after --timeout): it finishes its last write."""
     _signal_node(node, cluster_dir, signal.SIGTERM, timeout, "stopped")
@@ -237,7 +249,13 @@ def _signal_node(
 
 @cluster.command("down")
 @_dir_option
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds after SIGTERM before SIGKILL.",
+)
 def cluster_down(cluster_dir: Path | None, timeout: float) -> None:
     """Stop the nodes `cluster up` started, by PID (SIGTERM, then SIGKILL after --timeout)."""
     from dynamo_ref.localcluster import ClusterError, stop_recorded

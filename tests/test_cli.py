@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -188,3 +189,29 @@ def test_a_value_over_the_limit_is_refused_before_sending(tmp_path: Path, dead_p
     both = run("put", "k", "v", "--file", str(big))
     assert both.exit_code == 2
     assert "not both" in both.output
+
+
+def _commands(
+    group: click.Group, ctx: click.Context, path: str
+) -> Iterator[tuple[str, click.Command]]:
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
+        yield f"{path} {name}", cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(
+                cmd, click.Context(cmd, info_name=name, parent=ctx), f"{path} {name}"
+            )
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    from harness.cli import main as full
+
+    ctx = click.Context(full, info_name="dynamo-ref")
+    silent = [
+        f"{path} {param.opts[0]}"
+        for path, cmd in _commands(full, ctx, "dynamo-ref")
+        for param in cmd.params
+        if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip()
+    ]
+    assert silent == []

@@ -87,7 +87,13 @@ def list_models(spec_dir: Path | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write counterexample traces (default: spec/counterexamples/).",
 )
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="TLC's worker threads for each model.",
+)
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed per model.")
 @click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
 def check(
@@ -187,7 +193,9 @@ def _counts(counts: Counter[str]) -> str:
     "ones the run's mode keeps are: SiblingsAntichain, AckedWritesSurvive (not with LWW), "
     "StrictQuorumRead (strict, R + W > N).",
 )
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(1), default=1, show_default=True, help="TLC's worker threads."
+)
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed for TLC.")
 @click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
 @click.pass_context

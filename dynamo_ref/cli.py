@@ -9,7 +9,6 @@ that live elsewhere are loaded on first use (``LazyGroup``): ``node`` (``node_cl
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import importlib
@@ -96,6 +95,8 @@ main.lazy("cluster", "dynamo_ref.cluster_cli:cluster", "A local cluster of node 
 
 def run_loop(coro: Any) -> None:
     """On uvloop when it is installed, or asyncio's loop with ``DYNAMO_REF_LOOP=asyncio``."""
+    import asyncio
+
     if os.environ.get(LOOP_ENV, "uvloop") == "uvloop":
         try:
             import uvloop

@@ -1,5 +1,6 @@
-"""The harness's commands start fast: importing them loads click and the standard library, not
-matplotlib, rich, the checkers or the campaign machinery, which load when a command runs."""
+"""The commands start fast: importing the entry point or a command's module loads click and the
+standard library, not matplotlib, rich, asyncio, the checkers or the campaign machinery, which
+load when a command runs."""
 
 from __future__ import annotations
 
@@ -9,9 +10,26 @@ import sys
 
 import pytest
 
-COMMANDS = ("harness.check_cli", "harness.campaign_cli", "harness.serve")
+COMMANDS = (
+    "dynamo_ref.cli",
+    "harness.cli",
+    "harness.check_cli",
+    "harness.campaign_cli",
+    "harness.serve",
+)
 # Heavy, or only needed once a command runs.
-LATER = ("matplotlib", "numpy", "PIL", "rich", "asyncio", "http.server", "harness.checkers")
+LATER = (
+    "matplotlib",
+    "numpy",
+    "PIL",
+    "rich",
+    "asyncio",
+    "http.server",
+    "harness.checkers",
+    "dynamo_ref.core",
+    "msgspec",
+    "icontract",
+)
 
 
 def _loaded(module: str) -> list[str]:

@@ -459,6 +459,24 @@ def test_the_python_client_takes_what_users_hand_it(net_cluster: LocalCluster) -
 
 
 @pytest.mark.net
+def test_the_readme_client_example_runs(net_cluster: LocalCluster) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (block,) = [
+        b.split("```", 1)[0]
+        for b in readme.split("```python\n")[1:]
+        if b.startswith("from dynamo_ref.client import Client")
+    ]
+    a0, a1, _ = net_cluster.addresses
+    code = block.replace("127.0.0.1:7001", a0).replace("127.0.0.1:7002", a1)
+    assert code != block
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert sorted(scope["got"].siblings) == [b"eggs", b"milk"]
+    with Client([a0]) as c:
+        assert c.get("cart", r=3).siblings == []
+
+
+@pytest.mark.net
 def test_failure_detection_across_processes(net_cluster: LocalCluster) -> None:
     # healthy: nobody is suspected (the negative control)
     assert all(suspected_by(net_cluster, i) == set() for i in range(3))

@@ -1,9 +1,9 @@
 """Trace validation of real runs: node processes on loopback log their own steps, the merge
 orders them, and TLC checks the run against spec/Dynamo.tla (spec/DynamoProcessTrace.tla).
 
-The negative controls: a node process with a protocol bug planted in it (through
-``DYNAMO_REF_PLANT``, read by the node's test hook), and a run whose log was edited, must be
-rejected, at the step that shows it.
+The negative controls: node processes with a protocol bug planted in them
+(``tests/planted_node.py``, started through the target's ``node_command``), and a run whose
+log was edited, must be rejected, at the step that shows it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -32,10 +33,13 @@ FAST = Timing(request_timeout=0.5, fallback_delay=0.2, client_timeout=1.5)
 
 
 def traced(
-    tmp_path: Path, body: Callable[[DynamoTarget], Awaitable[None]], **options: object
+    tmp_path: Path,
+    body: Callable[[DynamoTarget], Awaitable[None]],
+    nodes: int = 3,
+    **options: object,
 ) -> Path:
     settings: dict[str, object] = {"mode": "vclock", **options}
-    target = DynamoTarget(3, tmp_path, timing=FAST, trace=True, **settings)  # type: ignore[arg-type]
+    target = DynamoTarget(nodes, tmp_path, timing=FAST, trace=True, **settings)  # type: ignore[arg-type]
 
     async def main() -> None:
         await target.setup()
@@ -134,3 +138,78 @@ def test_the_cli_validates_a_run(run_dir: Path) -> None:
     assert "accepted: all" in result.output
     bad = CliRunner().invoke(main, ["spec", "validate-run", str(run_dir / "nowhere")])
     assert bad.exit_code == 2
+
+
+# ---- bugs planted in the node processes -----------------------------------------------------
+
+PLANTED = Path(__file__).with_name("planted_node.py")
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout:g}s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def handoff_workload(t: DynamoTarget) -> None:
+    """Four nodes, N=3: a replica of the key is killed, a put leaves a hint on the fallback,
+    the replica comes back and the fallback hands the hint to it."""
+    key = next(
+        k for k in (f"h{i}" for i in range(200)) if {"n1", "n3"} <= set(t.preference_list(k)[:3])
+    )
+    (fallback,) = set(t.nodes()) - set(t.preference_list(key)[:3])
+    c1 = await t.client("n1")
+    await c1.put(key, 1, None)
+    await t.kill("n3")
+
+    async def hinted() -> bool:
+        await retried(lambda: c1.put(key, 2, None))
+        hints = (await t.status(fallback))["hints"]
+        assert isinstance(hints, dict)
+        # (a fallback with a bug may keep it as its own instead)
+        return bool(hints.get("n3")) or bool(await t.replica_get(fallback, key))
+
+    await until(hinted, f"{fallback} holds a hint for n3")
+    await t.start("n3")
+
+    async def handed_off() -> bool:
+        hints = (await t.status(fallback))["hints"]
+        assert isinstance(hints, dict)
+        return not hints.get("n3") and len(await t.replica_get("n3", key)) > 0
+
+    await until(handed_off, "the hint is handed to n3")
+    await asyncio.sleep(0.5)  # the owner's ack reaches the fallback
+
+
+def _planted_run(tmp_path: Path, plant: str | None) -> Path:
+    command = None if plant is None else [sys.executable, str(PLANTED), plant]
+    return traced(tmp_path, handoff_workload, nodes=4, node_command=command)
+
+
+def test_control_a_correct_handoff_run_is_accepted(tmp_path: Path) -> None:
+    verdict = validate_run([_planted_run(tmp_path, None)], spec_dir=SPEC, timeout=300)
+    assert verdict.accepted, verdict.describe()
+    assert verdict.actions["HandoffHint"] >= 1
+    assert verdict.actions["SloppyFallback"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("plant", "action"),
+    [
+        # the fallback's hints are gone after its HandoffHint step, before any ack
+        ("hint_dropped_on_send", "HandoffHint"),
+        # the coordinator's put is gone (answered) after its own ack, with W=2
+        ("put_answered_short", "ClientPut"),
+        # the fallback's store holds the hinted version after its ReplicaStore step
+        ("fallback_keeps_hint_as_own", "ReplicaStore"),
+    ],
+)
+def test_a_bug_planted_in_the_node_is_rejected_where_it_shows(
+    tmp_path: Path, plant: str, action: str
+) -> None:
+    verdict = validate_run([_planted_run(tmp_path, plant)], spec_dir=SPEC, timeout=300)
+    assert not verdict.accepted, f"{plant} was accepted"
+    assert verdict.failed_action is not None, verdict.describe()
+    assert verdict.failed_action.startswith(action), verdict.describe()

@@ -188,7 +188,10 @@ class _Binder:
             m.ops[("put", node, str(op.id))] = self.puts
             m.versions.setdefault(_version_key(op.ver), self.puts)
         else:
-            # An answered-at-once put leaves no op: its version is the new one in the store.
+            # An answered-at-once put leaves no op, only its id among those done (so a node
+            # that answers too early is caught at this step), and its version is the new one
+            # in the store.
+            self._bind_done("put", node, state.get("putsDone", []), self.puts)
             fresh = {
                 _version_key(msgspec.convert(v, Version))
                 for vs in state.get("store", {}).values()
@@ -205,6 +208,13 @@ class _Binder:
         ]
         if len(new_ops) == 1:
             m.ops[("get", node, str(new_ops[0]["id"]))] = self.gets
+        else:
+            self._bind_done("get", node, state.get("getsDone", []), self.gets)
+
+    def _bind_done(self, kind: str, node: str, done: Sequence[object], number: int) -> None:
+        fresh = [i for i in done if (kind, node, str(i)) not in self.mapper.ops]
+        if len(fresh) == 1:
+            self.mapper.ops[(kind, node, str(fresh[0]))] = number
 
 
 def _local_state(mapper: Mapper, node: str, step: Step) -> str:

@@ -266,8 +266,12 @@ class DynamoTarget:
         partitions: int = DEFAULTS.partitions,
         timing: Timing | None = None,
         trace: bool = False,
+        node_command: Sequence[str] | None = None,
     ) -> None:
         names = [f"n{i + 1}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
+        # How to run the node's command line (default: this Python's ``-m dynamo_ref``); the
+        # tests' planted-bug nodes come in here, never through a user's option.
+        self.node_command = None if node_command is None else list(node_command)
         if len(names) < 1:
             raise ValueError("a cluster needs at least one node")
         self._names = names
@@ -476,6 +480,7 @@ class DynamoTarget:
             stdout=nd.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(_REPO)},
+            command=self.node_command,
             cwd=_REPO,
             popen=popen,
         )

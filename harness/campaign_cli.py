@@ -439,6 +439,12 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         "OUT/index.html all of them.",
     )
     @click.option("--matrix", is_flag=True, help="Run the product of the comma lists.")
+    @click.option(
+        "--validate-trace",
+        is_flag=True,
+        help="The nodes log their steps and TLC checks the run against spec/Dynamo.tla (the "
+        "spec checker; --mode vclock or lww, the modes the spec has).",
+    )
     def campaign(
         *,
         nodes: str,
@@ -457,6 +463,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         program: str | None,
         out: Path,
         matrix: bool,
+        validate_trace: bool,
     ) -> None:
         """Run a fault campaign; exit 0 valid, 1 invalid, 2 unknown or bad options."""
         if len(nemesis) > 1 and not matrix:
@@ -482,6 +489,8 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             axes["seed"] = list(range(first, first + test_count))
         if program:
             single["program"] = tuple(shlex.split(program))
+        if validate_trace:
+            single["validate_trace"] = True
         config_cls, run_once = loader()
         configs = _configs(
             config_cls,

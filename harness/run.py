@@ -104,6 +104,9 @@ class RunConfig:
     quiesce: float = 20.0  # at most, after the heal
     settle: float = 2.0  # at least, after the heal (anti-entropy rounds)
     check_time_limit: float = 60.0  # the linearizability search's budget
+    # The nodes log their steps and TLC checks the run against the spec (the spec checker).
+    validate_trace: bool = False
+    validate_time_limit: float = 600.0
 
     def problems(self) -> list[str]:
         """Everything that keeps this run from starting, in the campaign's option names (empty:
@@ -160,6 +163,13 @@ class RunConfig:
                 out.append(f"an etcd cluster here has 3 or 5 members, not --nodes {self.nodes}")
         if self.target == "external" and not self.program:
             out.append("the external target needs the node program's command (--program or --bin)")
+        if self.validate_trace and self.target != "dynamo":
+            out.append("--validate-trace needs the dynamo target, whose nodes log their steps")
+        elif self.validate_trace and self.mode == "dvv":
+            out.append(
+                "--validate-trace: the spec has vector clocks and LWW, not dotted version "
+                "vectors: use --mode vclock or lww"
+            )
         if self.target == "dynamo":
             n = min(self.n, self.nodes)
             if not (1 <= self.r <= n and 1 <= self.w <= n):
@@ -184,6 +194,8 @@ class RunConfig:
             skip |= {"skew", "skew_nodes"}
         if not self.nemesis:
             skip |= {"fault_time", "heal_time"}
+        if not self.validate_trace:
+            skip |= {"validate_trace", "validate_time_limit"}
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
@@ -243,6 +255,7 @@ def make_target(cfg: RunConfig) -> Any:
         r=cfg.r,
         w=cfg.w,
         seed=cfg.seed,
+        trace=cfg.validate_trace,
     )
 
 
@@ -351,6 +364,11 @@ async def run_once(
         time_limit=cfg.check_time_limit,
     )
     timings["check"] = time.monotonic() - t
+    if cfg.validate_trace:
+        say("validating traces", 0.98)
+        t = time.monotonic()
+        checks["spec"] = await asyncio.to_thread(target.check_traces, cfg.validate_time_limit)
+        timings["validate"] = time.monotonic() - t
     verdict = combine(r.verdict for r in checks.values())
     result = RunResult(
         config=cfg,

@@ -20,6 +20,7 @@ import pytest
 from dynamo_ref.tla.models import default_spec_dir
 from dynamo_ref.tla.process_trace import validate_run
 from dynamo_ref.tla.trace import TraceFormatError
+from harness.run import RunConfig, RunResult, run_once
 from harness.targets.base import OpFailed, OpUnknown
 from harness.targets.dynamo import DynamoTarget, Timing
 
@@ -213,3 +214,60 @@ def test_a_bug_planted_in_the_node_is_rejected_where_it_shows(
     assert not verdict.accepted, f"{plant} was accepted"
     assert verdict.failed_action is not None, verdict.describe()
     assert verdict.failed_action.startswith(action), verdict.describe()
+
+
+# ---- campaigns: --validate-trace ------------------------------------------------------------
+
+
+def _campaign(tmp_path: Path, plant: str | None) -> RunResult:
+    cfg = RunConfig(
+        nodes=4,
+        duration=2.0,
+        nemesis=("kill", "partition"),
+        mode="vclock",
+        clients=4,
+        keys=3,
+        rate=10.0,
+        seed=3,
+        out=tmp_path / "run",
+        quiesce=5.0,
+        validate_trace=True,
+    )
+    target = None
+    if plant is not None:
+        target = DynamoTarget(
+            cfg.nodes,
+            (cfg.out / "cluster").resolve(),
+            mode="vclock",
+            seed=cfg.seed,
+            trace=True,
+            node_command=[sys.executable, str(PLANTED), plant],
+        )
+    return asyncio.run(run_once(cfg, target=target))
+
+
+def test_a_campaign_checks_its_run_against_the_spec(tmp_path: Path) -> None:
+    result = _campaign(tmp_path, None)
+    spec = result.checks["spec"]
+    assert spec.verdict == "valid", spec.explanation
+    assert "accepted: all" in spec.explanation
+    assert "validate" in result.timings
+
+
+def test_control_a_campaign_on_a_bugged_node_has_the_spec_checker_reject_it(
+    tmp_path: Path,
+) -> None:
+    result = _campaign(tmp_path, "put_answered_short")
+    spec = result.checks["spec"]
+    assert spec.verdict == "invalid", spec.explanation
+    (finding,) = spec.findings
+    assert str(finding.details["action"]).startswith("ClientPut of n")
+    assert "trace.jsonl:" in str(finding.details["trace_line"])
+    assert result.verdict == "invalid"
+
+
+def test_the_campaign_refuses_to_validate_what_the_spec_lacks() -> None:
+    assert any("--mode vclock or lww" in p for p in RunConfig(validate_trace=True).problems())
+    etcd = RunConfig(validate_trace=True, target="etcd", workload="register", net="netns")
+    assert any("needs the dynamo target" in p for p in etcd.problems())
+    assert not any("validate" in p for p in RunConfig(validate_trace=True, mode="lww").problems())

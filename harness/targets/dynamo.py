@@ -51,6 +51,7 @@ from dynamo_ref.launch import DEFAULTS, READY_PREFIX, NodeSpec, spawn
 from dynamo_ref.net.framing import HEADER as FRAME_HEADER
 from dynamo_ref.net.trace import digest
 from dynamo_ref.storage.sqlite import Synchronous
+from harness.checkers.verdict import Finding, Result
 from harness.clocks import DOT, dotted_descends
 from harness.net.netns import NetnsNetwork
 from harness.net.network import Link, NetEvent, Network
@@ -519,6 +520,35 @@ class DynamoTarget:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(nd.process.pid, sig)
                 self._fault(sig.name, nd)
+
+    def check_traces(self, time_limit: float | None = None) -> Result:
+        """The run's per-process traces (and the faults this target logged), merged and
+        checked by TLC against spec/Dynamo.tla: the ``spec`` checker of a campaign run with
+        ``--validate-trace``. Call it after ``teardown``."""
+        from dynamo_ref.tla.merge import TraceInputError
+        from dynamo_ref.tla.models import default_spec_dir
+        from dynamo_ref.tla.process_trace import validate_run
+        from dynamo_ref.tla.trace import TraceFormatError
+
+        started = time.monotonic()
+        try:
+            verdict = validate_run([self.base_dir], spec_dir=default_spec_dir(), timeout=time_limit)
+        except (TraceFormatError, TraceInputError, OSError) as e:
+            return Result("spec", "unknown", f"the traces could not be validated: {e}")
+        elapsed = time.monotonic() - started
+        details: dict[str, object] = {
+            "actions": verdict.lines,
+            "tlc_seconds": round(verdict.seconds, 2),
+            "by_action": dict(sorted(verdict.actions.items())),
+        }
+        if verdict.accepted:
+            return Result("spec", "valid", verdict.describe(), details, elapsed=elapsed)
+        if verdict.failed is None:
+            return Result("spec", "unknown", verdict.describe(), details, elapsed=elapsed)
+        details |= {"failed_step": verdict.failed, "action": verdict.failed_action}
+        details["trace_line"] = verdict.failed_at
+        finding = Finding("trace-diverged", "", verdict.describe(), details=details)
+        return Result("spec", "invalid", verdict.describe(), details, (finding,), elapsed=elapsed)
 
     @property
     def fault_log(self) -> Path:

@@ -597,6 +597,9 @@ class Coordinator:
         status = op.collector.status
         if not op.answered:
             if status is RequestStatus.FAILED:
+                # Too many replicas refused or are unreachable: the get ends as a timed-out
+                # one does (the trace's step for a get that fails).
+                self._out.action("GetTimeout", self._out.node_id, str(op.id))
                 self._out.error(op.origin, ErrorCode.UNAVAILABLE, op.collector.reason or "failed")
                 self._finish_get(op)
                 return

@@ -302,13 +302,23 @@ def merge_traces(ctx: click.Context, traces: tuple[Path, ...], out: Path | None)
 )
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed for TLC.")
 @click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
+@click.option(
+    "--promise",
+    "extra_promises",
+    multiple=True,
+    type=click.Choice(list(PROMISES)),
+    help="Also check this property of the spec after every step (repeatable). By default the "
+    "ones the run's mode keeps are: SiblingsAntichain, AckedWritesSurvive (not with LWW).",
+)
 @click.pass_context
 def validate_run_command(
     ctx: click.Context,
+    *,
     traces: tuple[Path, ...],
     keep: Path | None,
     timeout: float | None,
     spec_dir: Path | None,
+    extra_promises: tuple[str, ...],
 ) -> None:
     """Check with TLC that a real run, its per-process traces (files, or directories of them),
     is a behaviour of spec/Dynamo.tla.
@@ -324,7 +334,11 @@ def validate_run_command(
         find_java()
         find_jar()
         verdict = validate_run(
-            list(traces), spec_dir=spec_dir or default_spec_dir(), keep=keep, timeout=timeout
+            list(traces),
+            spec_dir=spec_dir or default_spec_dir(),
+            keep=keep,
+            timeout=timeout,
+            also=extra_promises,
         )
     except (TlcSetupError, TraceFormatError, TraceInputError, OSError) as error:
         click.echo(f"error: {error}", err=True)

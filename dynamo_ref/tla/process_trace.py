@@ -36,8 +36,10 @@ from dynamo_ref.core.ring import Ring
 from dynamo_ref.tla.merge import MergeResult, Step, merge_files, trace_files
 from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
 from dynamo_ref.tla.trace import (
+    _LINE_OF_STATE,
     EXTENSION_ACTIONS,
     NO_NODE,
+    PROMISES,
     SPEC_ACTIONS,
     STUTTER_ACTIONS,
     TOMBSTONE,
@@ -51,6 +53,7 @@ from dynamo_ref.tla.trace import (
     TraceFormatError,
     Version,
     _version_key,
+    promises,
     tla_bool,
     tla_fn,
     tla_record,
@@ -99,10 +102,13 @@ class RunVerdict:
     result: TlcResult
     seconds: float
     actions: Counter[str]
+    broken: str | None = None  # the promise the run breaks, if it is one that failed
+    promised: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.accepted:
-            return f"accepted: all {self.lines} actions are a behaviour of Dynamo.tla"
+            kept = f", keeping {', '.join(self.promised)}" if self.promised else ""
+            return f"accepted: all {self.lines} actions are a behaviour of Dynamo.tla{kept}"
         if self.failed is None:
             return f"error: {self.reason}"
         where = f" ({self.failed_at})" if self.failed_at else ""
@@ -110,6 +116,13 @@ class RunVerdict:
             f"rejected at action {self.failed} of {self.lines}, {self.failed_action}{where}: "
             f"{self.reason}"
         )
+
+
+def run_promises(constants: TraceConstants) -> tuple[str, ...]:
+    """The promises checked by default after every step of a real run: those its mode keeps,
+    without StrictQuorumRead, since cut links are not steps here and a read across a cut
+    would look like one with no fault before it."""
+    return tuple(p for p in promises(constants) if p != "StrictQuorumRead")
 
 
 def run_constants(paths: Iterable[Path]) -> tuple[dict[str, Any], list[str]]:
@@ -256,6 +269,7 @@ class PreparedRun:
     module: str
     lines: list[RunLine]
     actions: Counter[str]
+    constants: TraceConstants
 
 
 def prepare_run(
@@ -395,7 +409,7 @@ def prepare_run(
         ">>",
         "=" * 76,
     ]
-    return PreparedRun("\n".join(header) + "\n", out, actions)
+    return PreparedRun("\n".join(header) + "\n", out, actions, constants)
 
 
 def validate_run(
@@ -405,27 +419,43 @@ def validate_run(
     keep: Path | None = None,
     workers: int = 1,
     timeout: float | None = None,
+    promised: Sequence[str] | None = None,
+    also: Sequence[str] = (),
 ) -> RunVerdict:
     """Merge the per-process traces at ``paths`` and check with TLC that the run is a
-    behaviour of spec/Dynamo.tla.
+    behaviour of spec/Dynamo.tla, and that it keeps the spec's promises (``promised``, by
+    default those the run's mode keeps: ``run_promises``; and ``also``) after every step.
 
-    :raises TraceFormatError: no traces, or a run the spec does not cover.
+    :raises TraceFormatError: no traces, a run the spec does not cover, or an unknown promise.
     :raises dynamo_ref.tla.merge.TraceInputError: traces that do not merge.
     """
     config, nodes = run_constants(paths)
     merged = merge_files(paths)
     prepared = prepare_run(merged, config, nodes)
+    base = run_promises(prepared.constants) if promised is None else tuple(promised)
+    checked = tuple(dict.fromkeys((*base, *also)))
+    unknown = [p for p in checked if p not in PROMISES]
+    if unknown:
+        raise TraceFormatError(
+            f"no promise named {', '.join(unknown)}: the spec's are {', '.join(PROMISES)}"
+        )
     with tempfile.TemporaryDirectory(prefix="dynamo-run-") as scratch:
         work = keep or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
         for name in (*SPEC_FILES, CFG):
             shutil.copy(spec_dir / name, work / name)
         (work / "TraceData.tla").write_text(prepared.module)
+        cfg = (work / CFG).read_text()
+        invariants = "".join(f"INVARIANT Trace{name}\n" for name in checked)
+        (work / CFG).write_text(
+            cfg.replace("INVARIANT ProcessIncomplete", invariants + "INVARIANT ProcessIncomplete")
+        )
         result = run_tlc(
             work / "DynamoProcessTrace.tla", work / CFG, workers=workers, timeout=timeout
         )
     verdict = functools.partial(
         RunVerdict,
+        promised=checked,
         lines=len(prepared.lines),
         result=result,
         seconds=result.seconds or 0.0,
@@ -433,6 +463,20 @@ def validate_run(
     )
     if result.verdict is Verdict.INVARIANT and result.violated == "ProcessIncomplete":
         return verdict(True, failed=None, failed_action=None, failed_at=None, reason="")
+    promise = (result.violated or "").removeprefix("Trace")
+    if result.verdict is Verdict.INVARIANT and promise in PROMISES:
+        # The counterexample's last state is the line after which the promise is broken.
+        matched = [int(n) for n in _LINE_OF_STATE.findall(result.trace)]
+        after = matched[-1] if matched else len(prepared.lines)
+        line = prepared.lines[after - 1]
+        return verdict(
+            False,
+            failed=after,
+            failed_action=f"{line.action} of {line.node}",
+            failed_at=None if line.step is None else f"{line.step.path}:{line.step.lineno}",
+            reason=f"{promise} broken after this step: {PROMISES[promise]}",
+            broken=promise,
+        )
     if result.verdict is not Verdict.PASS:
         reason = result.message or result.describe()
         return verdict(False, failed=None, failed_action=None, failed_at=None, reason=reason)

@@ -26,7 +26,8 @@ from dynamo_ref.storage.sqlite import DEFAULT_SYNC, SYNC_CHOICES
 
 @click.group()
 def cluster() -> None:
-    """A local cluster of node processes (ports and data directories chosen for you)."""
+    """A cluster of node processes: on this machine (ports and data directories chosen for
+    you), or one node per host over SSH (`up --hosts`)."""
 
 
 def _dir_option(f: Any) -> Any:
@@ -35,6 +36,32 @@ def _dir_option(f: Any) -> Any:
         "cluster_dir",
         type=click.Path(file_okay=False, path_type=Path),
         help=f"State, logs and data (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
+    )(f)
+
+
+def _ssh_options(f: Any) -> Any:
+    f = click.option("--ssh-user", help="The SSH user on the hosts (default: yours).")(f)
+    f = click.option(
+        "--ssh-key",
+        "ssh_keys",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A private key for SSH (repeatable; default: ~/.ssh/id_* and an agent).",
+    )(f)
+    f = click.option(
+        "--known-hosts",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The hosts' keys (default: ~/.ssh/known_hosts); unknown host keys are refused.",
+    )(f)
+    f = click.option(
+        "--ssh-port",
+        type=click.IntRange(1, 65535),
+        default=22,
+        show_default=True,
+        help="The hosts' SSH port (or give HOST:PORT in --hosts).",
+    )(f)
+    return click.option(
+        "--sudo", is_flag=True, help="The SSH user is not root: run iptables through sudo -n."
     )(f)
 
 
@@ -81,10 +108,50 @@ def _dir_option(f: Any) -> Any:
     help="Each node writes its steps to DIR/<node>.jsonl (the per-process trace format; "
     "`dynamo-ref spec merge-traces DIR` merges them).",
 )
+@click.option(
+    "--hosts",
+    help="Run one node on each of these hosts (comma-separated, [USER@]HOST[:SSHPORT]) over SSH "
+    "instead of on this machine.",
+)
+@click.option(
+    "--remote-dir",
+    default="dynamo-ref",
+    show_default=True,
+    help="With --hosts: the directory on each host (relative: to the SSH user's home; "
+    "{host} in it stands for the host's address).",
+)
+@click.option(
+    "--remote-python",
+    default="python3",
+    show_default=True,
+    help="With --hosts: the Python 3.11+ on the hosts that makes the venv.",
+)
+@click.option(
+    "--remote-venv",
+    help="With --hosts: an environment on the hosts with dynamo-ref installed (no install).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=7100,
+    show_default=True,
+    help="With --hosts: the port every node listens on.",
+)
+@_ssh_options
 @config_options
 def cluster_up(
     *,
     count: int,
+    hosts: str | None,
+    remote_dir: str,
+    remote_python: str,
+    remote_venv: str | None,
+    port: int,
+    ssh_user: str | None,
+    ssh_keys: tuple[Path, ...],
+    known_hosts: Path | None,
+    ssh_port: int,
+    sudo: bool,
     cluster_dir: Path | None,
     memory: bool,
     sync: str,
@@ -111,6 +178,33 @@ def cluster_up(
     from dynamo_ref.localcluster import read_state as read_cluster
 
     directory = cluster_dir or default_cluster_dir()
+    if hosts is not None:
+        try:
+            config = config_from_flags(settings)
+        except ValueError as e:
+            raise click.UsageError(f"invalid settings: {e}") from None
+        if no_secret:
+            raise click.UsageError("a cluster on hosts always has a secret: drop --no-secret")
+        remote_up(
+            hosts=hosts,
+            directory=directory,
+            ssh={
+                "user": ssh_user,
+                "keys": ssh_keys,
+                "known_hosts": known_hosts,
+                "port": ssh_port,
+                "sudo": sudo,
+            },
+            remote_dir=remote_dir,
+            remote_python=remote_python,
+            remote_venv=remote_venv,
+            port=port,
+            secret=read_secret(secret_file) or secrets.token_hex(32).encode(),
+            log_level=log_level,
+            trace=trace_dir is not None,
+            config=config,
+        )
+        return
     try:
         running = [x for x in read_cluster(directory) if is_our_node(x)]
     except ClusterError:
@@ -205,6 +299,11 @@ def cluster_start(node: str, cluster_dir: Path | None, timeout: float) -> None:
     `cluster down` stops it with the others."""
     from dynamo_ref.localcluster import ClusterError, start_recorded
 
+    rc = _remote(cluster_dir or default_cluster_dir())
+    if rc is not None:
+        rc.start_timeout = timeout
+        remote_start(rc, node)
+        return
     try:
         x = start_recorded(cluster_dir or default_cluster_dir(), node, timeout)
     except ClusterError as e:
@@ -240,6 +339,10 @@ def _signal_node(
 ) -> None:
     from dynamo_ref.localcluster import ClusterError, signal_recorded
 
+    rc = _remote(cluster_dir or default_cluster_dir())
+    if rc is not None:
+        remote_signal(rc, node, sig.name.removeprefix("SIG"), timeout, done)
+        return
     try:
         x = signal_recorded(cluster_dir or default_cluster_dir(), node, sig, timeout)
     except ClusterError as e:
@@ -261,6 +364,10 @@ def cluster_down(cluster_dir: Path | None, timeout: float) -> None:
     from dynamo_ref.localcluster import ClusterError, stop_recorded
 
     directory = cluster_dir or default_cluster_dir()
+    rc = _remote(directory)
+    if rc is not None:
+        remote_down(rc, directory)
+        return
     try:
         stopped = stop_recorded(directory, timeout)
     except ClusterError as e:
@@ -269,3 +376,151 @@ def cluster_down(cluster_dir: Path | None, timeout: float) -> None:
         click.echo(f"no running nodes in {directory}")
     for x in stopped:
         click.echo(f"stopped {x.node_id} (pid {x.pid})")
+
+
+# ---- clusters on hosts over SSH ---------------------------------------------------------------
+
+
+def _remote(directory: Path) -> Any:
+    from dynamo_ref.remote.deploy import read_remote_state
+
+    return read_remote_state(directory)
+
+
+def _run_remote(coro: Any) -> Any:
+    import asyncio
+
+    from dynamo_ref.remote.ssh import RemoteError
+
+    try:
+        return asyncio.run(coro)
+    except RemoteError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def remote_up(
+    *,
+    hosts: str,
+    directory: Path,
+    ssh: dict[str, Any],
+    remote_dir: str,
+    remote_python: str,
+    remote_venv: str | None,
+    port: int,
+    secret: bytes,
+    log_level: str,
+    trace: bool,
+    config: Any,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from dynamo_ref.localcluster import SECRET_FILE
+    from dynamo_ref.remote.deploy import RemoteCluster
+    from dynamo_ref.remote.ssh import HostPool, SshOptions
+
+    names = [h.strip() for h in hosts.split(",") if h.strip()]
+    existing = _remote(directory)
+    if existing is not None and any(p is not None for p in existing.pids.values()):
+        raise click.ClickException(
+            f"a cluster on {', '.join(existing.hosts)} is recorded in {directory}; "
+            "`dynamo-ref cluster down` first"
+        )
+    options = SshOptions(
+        user=ssh["user"],
+        keys=tuple(ssh["keys"]),
+        known_hosts=ssh["known_hosts"],
+        port=ssh["port"],
+        sudo=ssh["sudo"],
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_path = directory / SECRET_FILE
+    secret_path.touch(mode=0o600)
+    secret_path.write_bytes(secret + b"\n")
+
+    async def up() -> RemoteCluster:
+        async with HostPool(options) as pool:
+            try:
+                rc = RemoteCluster(
+                    names,
+                    pool,
+                    directory,
+                    remote_dir=remote_dir,
+                    port=port,
+                    python=remote_python,
+                    venv=remote_venv,
+                    config=config,
+                    log_level=log_level,
+                    trace=trace,
+                )
+            except ValueError as e:
+                raise click.UsageError(str(e)) from None
+            rc.save()
+            try:
+                await rc.up(secret)
+            except BaseException:
+                await rc.down()  # nothing half-started stays behind
+                raise
+            return rc
+
+    rc = _run_remote(up())
+    table = Table(title=f"dynamo-ref cluster on {len(rc.nodes)} hosts (state in {directory})")
+    for col in ("node", "host", "address", "pid", "directory"):
+        table.add_column(col, no_wrap=True)
+    for n in rc.nodes:
+        table.add_row(n.node_id, n.host, n.address, str(rc.pids[n.node_id]), n.dir)
+    Console().print(table)
+    click.echo(f"nodes: {','.join(n.address for n in rc.nodes)}")
+    click.echo("`dynamo-ref cluster down` stops them (and fetches their logs).", err=True)
+
+
+def remote_signal(rc: Any, node: str, sig: str, timeout: float, done: str) -> None:
+    async def go() -> bool:
+        try:
+            rc.node(node)
+        except KeyError as e:
+            raise click.ClickException(str(e.args[0])) from None
+        try:
+            return bool(await rc.signal(node, sig, wait=timeout))
+        finally:
+            await rc.pool.close()
+
+    pid = rc.pids.get(node)
+    if not _run_remote(go()):
+        raise click.ClickException(f"{node} is not running")
+    click.echo(f"{done} {node} (pid {pid}) on {rc.node(node).host}")
+
+
+def remote_start(rc: Any, node: str) -> None:
+    async def go() -> int:
+        try:
+            rc.node(node)
+        except KeyError as e:
+            raise click.ClickException(str(e.args[0])) from None
+        try:
+            if await rc.running(node):
+                raise click.ClickException(f"{node} is running already")
+            return int(await rc.start(node))
+        finally:
+            await rc.pool.close()
+
+    pid = _run_remote(go())
+    n = rc.node(node)
+    click.echo(f"started {node} (pid {pid}) on {n.host} at {n.address}")
+
+
+def remote_down(rc: Any, directory: Path) -> None:
+    async def go() -> list[str]:
+        try:
+            stopped = await rc.down()
+            await rc.collect(directory)
+            return list(stopped)
+        finally:
+            await rc.pool.close()
+
+    stopped = _run_remote(go())
+    if not stopped:
+        click.echo(f"no running nodes on {', '.join(rc.hosts)}")
+    for node in stopped:
+        click.echo(f"stopped {node} on {rc.node(node).host}")
+    click.echo(f"logs: {directory}/<node>/node.log")

@@ -1,0 +1,192 @@
+"""SSH to the hosts a cluster runs on, on asyncssh: one connection per host, reused; a timeout
+on every command; errors that name the host, the command, its exit status and its stderr.
+
+Known-hosts checking is on unless a caller turns it off by name (``known_hosts=False``): by
+default the user's ``~/.ssh/known_hosts``, or the file given. Keys come from the usual places
+(``~/.ssh/id_*`` and an agent), or the ones given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+__all__ = ["HostPool", "RemoteError", "SshOptions"]
+
+
+class RemoteError(Exception):
+    """A host that cannot be reached, or a command that failed or hung there."""
+
+    def __init__(
+        self,
+        host: str,
+        what: str,
+        *,
+        command: str | None = None,
+        status: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        self.host, self.command, self.status, self.stderr = host, command, status, stderr
+        parts = [f"{host}: {what}"]
+        if command is not None:
+            parts.append(f"command: {command}")
+        if status is not None:
+            parts.append(f"exit status {status}")
+        if stderr.strip():
+            parts.append("stderr: " + stderr.strip()[-2000:])
+        super().__init__("; ".join(parts))
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """How to reach the hosts. ``known_hosts``: a file, None for ``~/.ssh/known_hosts``, or
+    False to skip the check (never the default). ``keys``: private key files (default: the
+    usual places and an agent)."""
+
+    user: str | None = None
+    keys: tuple[Path, ...] = ()
+    known_hosts: Path | bool | None = None
+    port: int = 22
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    sudo: bool = False  # prefix commands that need root (iptables) with sudo -n
+
+
+def _host_port(host: str, default: int) -> tuple[str, int]:
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and name and not name.endswith("]"):
+        return name, int(port)
+    return host, default
+
+
+@dataclass
+class HostPool:
+    """Connections to ``hosts`` (``name`` or ``name:port``), opened on first use."""
+
+    options: SshOptions
+    _conns: dict[str, asyncssh.SSHClientConnection] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def connection(self, host: str) -> asyncssh.SSHClientConnection:
+        lock = self._locks.setdefault(host, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(host)
+            if conn is not None and not conn.is_closed():
+                return conn
+            self._conns[host] = conn = await self._connect(host)
+            return conn
+
+    async def _connect(self, host: str) -> asyncssh.SSHClientConnection:
+        o = self.options
+        name, port = _host_port(host, o.port)
+        kwargs: dict[str, Any] = {"port": port, "connect_timeout": o.connect_timeout}
+        if o.user is not None:
+            kwargs["username"] = o.user
+        if o.keys:
+            kwargs["client_keys"] = [str(k) for k in o.keys]
+        if o.known_hosts is False:
+            kwargs["known_hosts"] = None
+        elif isinstance(o.known_hosts, Path):
+            kwargs["known_hosts"] = str(o.known_hosts)
+        try:
+            return await asyncio.wait_for(
+                asyncssh.connect(name, **kwargs), timeout=o.connect_timeout + 1
+            )
+        except asyncssh.HostKeyNotVerifiable as e:
+            raise RemoteError(
+                host, f"its host key is not in the known hosts ({e}); add it, or give --known-hosts"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise RemoteError(host, "the SSH login was refused (no key it accepts)") from None
+        except TimeoutError:
+            raise RemoteError(host, f"no SSH answer within {o.connect_timeout:g}s") from None
+        except (OSError, asyncssh.Error) as e:
+            raise RemoteError(host, f"cannot connect over SSH: {e}") from None
+
+    async def run(
+        self,
+        host: str,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        root: bool = False,
+        stdin: str | None = None,
+    ) -> str:
+        """Run ``command`` (a shell string, or argv quoted for the shell) on ``host``; its
+        stdout. ``root``: through ``sudo -n`` when the options say so.
+
+        :raises RemoteError: unreachable, a non-zero exit (``check``) or no end within the
+            timeout (the command is then killed with its channel).
+        """
+        text = command if isinstance(command, str) else shlex.join(command)
+        if root and self.options.sudo:
+            text = "sudo -n sh -c " + shlex.quote(text)
+        limit = self.options.command_timeout if timeout is None else timeout
+        conn = await self.connection(host)
+        try:
+            result = await asyncio.wait_for(conn.run(text, check=False, input=stdin), timeout=limit)
+        except TimeoutError:
+            raise RemoteError(host, f"no end within {limit:g}s", command=text) from None
+        except (OSError, asyncssh.Error) as e:
+            raise RemoteError(host, f"the command failed to run: {e}", command=text) from None
+        status = result.exit_status
+        if check and status != 0:
+            raise RemoteError(
+                host, "the command failed", command=text, status=status, stderr=str(result.stderr)
+            )
+        return str(result.stdout)
+
+    async def write(self, host: str, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Write ``data`` to ``path`` on ``host`` (made with ``mode`` before the data goes in,
+        so a secret is never readable by others, even for a moment)."""
+        conn = await self.connection(host)
+        try:
+            async with conn.start_sftp_client() as sftp:
+                attrs = asyncssh.SFTPAttrs(permissions=mode)
+                async with sftp.open(path, "wb", attrs) as f:
+                    await f.write(data)
+                await sftp.chmod(path, mode)
+        except (OSError, asyncssh.Error) as e:
+            raise RemoteError(host, f"cannot write {path}: {e}") from None
+
+    async def put(self, host: str, files: Sequence[Path], directory: str) -> None:
+        """Copy local ``files`` into ``directory`` on ``host``."""
+        conn = await self.connection(host)
+        try:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.put([str(f) for f in files], directory)
+        except (OSError, asyncssh.Error) as e:
+            raise RemoteError(host, f"cannot copy files to {directory}: {e}") from None
+
+    async def get(self, host: str, path: str, local: Path) -> bool:
+        """Copy ``path`` from ``host`` to ``local`` (recursively); False when it is absent."""
+        conn = await self.connection(host)
+        try:
+            async with conn.start_sftp_client() as sftp:
+                if not await sftp.exists(path):
+                    return False
+                local.parent.mkdir(parents=True, exist_ok=True)
+                await sftp.get(path, str(local), recurse=True)
+                return True
+        except (OSError, asyncssh.Error) as e:
+            raise RemoteError(host, f"cannot fetch {path}: {e}") from None
+
+    async def close(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.close()
+        for conn in conns:
+            await conn.wait_closed()
+
+    async def __aenter__(self) -> HostPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,206 @@
+"""Clusters on hosts over SSH, against real OpenSSH servers: the hosts are network namespaces
+on a bridge (tests/ssh_hosts.py), root only.
+
+What is checked: `cluster up --hosts` installs and starts a node on each host, the data
+commands and `status` reach them, `cluster kill/start/stop` act by PID on the right host,
+`cluster down` leaves nothing running there; and every way SSH can fail is a clear error that
+names the host, within its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from ssh_hosts import SshHosts, missing
+
+from dynamo_ref.remote.ssh import HostPool, RemoteError, SshOptions
+from harness.cli import main
+
+pytestmark = [pytest.mark.net, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
+
+PYTHON = os.path.realpath(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]:
+    h = SshHosts(3, tmp_path_factory.mktemp("hosts")).start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def ssh_args(h: SshHosts) -> list[str]:
+    return ["--ssh-user", "root", "--ssh-key", str(h.key), "--known-hosts", str(h.known_hosts)]
+
+
+def node_pids(h: SshHosts) -> list[int]:
+    """The dynamo-ref node processes running on the hosts."""
+    out = []
+    for pid in h.pids():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"dynamo-ref") for part in cmd) and b"node" in cmd:
+            out.append(pid)
+    return out
+
+
+def test_a_cluster_on_three_hosts_over_ssh(hosts: SshHosts, tmp_path: Path) -> None:
+    d = str(tmp_path / "c")
+    remote = str(tmp_path / "remote-{host}")
+    up = cli(
+        "cluster",
+        "up",
+        "--hosts",
+        ",".join(hosts.addresses),
+        "--dir",
+        d,
+        "--remote-dir",
+        remote,
+        "--remote-python",
+        PYTHON,
+        *ssh_args(hosts),
+        "--w",
+        "3",
+    )
+    try:
+        assert up.exit_code == 0, up.output
+        assert len(node_pids(hosts)) == 3
+        state = json.loads((tmp_path / "c" / "cluster.json").read_text())
+        a1, a2, a3 = (f"{a}:7100" for a in hosts.addresses)
+        assert [n["address"] for n in state["nodes"]] == [a1, a2, a3]
+        # the secret went to each host's node directory, readable by its owner only
+        secret = Path(remote.replace("{host}", hosts.addresses[1])) / "n2" / "secret"
+        assert oct(secret.stat().st_mode & 0o777) == "0o600"
+        assert secret.read_bytes() == (tmp_path / "c" / "secret").read_bytes()
+        assert cli("put", "user:42", "alice", "--dir", d).exit_code == 0
+        got = cli("get", "user:42", "--dir", d, "--r", "3", "--json")
+        assert json.loads(got.output)["siblings"] == ["alice"]
+        killed = cli("cluster", "kill", "n2", "--dir", d)
+        assert killed.exit_code == 0, killed.output
+        assert (
+            f"killed n2 (pid {state['nodes'][1]['pid']}) on {hosts.addresses[1]}" in killed.output
+        )
+        assert len(node_pids(hosts)) == 2
+        status = cli("status", "--dir", d)
+        assert status.exit_code == 1
+        assert f"n2 at {a2}: no answer" in status.output
+        restarted = cli("cluster", "start", "n2", "--dir", d)
+        assert restarted.exit_code == 0, restarted.output
+        assert cli("status", "--dir", d).exit_code == 0
+        # the restarted node has its data (once its peers' links are back: R=3 needs it)
+        assert eventually(lambda: _read(d) == ["alice"]), _read(d)
+        again = cli("cluster", "start", "n2", "--dir", d)
+        assert again.exit_code == 1
+        assert "n2 is running already" in again.output
+        stopped = cli("cluster", "stop", "n3", "--dir", d)
+        assert stopped.exit_code == 0, stopped.output
+    finally:
+        down = cli("cluster", "down", "--dir", d)
+    assert down.exit_code == 0, down.output
+    assert "stopped n1" in down.output
+    assert node_pids(hosts) == []
+    # logs came back to the cluster's directory
+    assert "listening on" in (tmp_path / "c" / "n1" / "node.log").read_text()
+
+
+def _read(d: str) -> object:
+    got = cli("get", "user:42", "--dir", d, "--r", "3", "--json")
+    return json.loads(got.output)["siblings"] if got.exit_code == 0 else got.output
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_host_without_python_3_11_is_named(hosts: SshHosts, tmp_path: Path) -> None:
+    up = cli(
+        "cluster",
+        "up",
+        "--hosts",
+        hosts.addresses[0],
+        "--dir",
+        str(tmp_path / "c"),
+        "--remote-dir",
+        str(tmp_path / "r-{host}"),
+        "--remote-python",
+        "/bin/false",
+        *ssh_args(hosts),
+    )
+    assert up.exit_code == 1
+    assert f"{hosts.addresses[0]}: /bin/false there is not Python 3.11 or later" in up.output
+    assert node_pids(hosts) == []
+
+
+def _pool(h: SshHosts, **changes: object) -> HostPool:
+    settings: dict[str, object] = {
+        "user": "root",
+        "keys": (h.key,),
+        "known_hosts": h.known_hosts,
+        "connect_timeout": 3.0,
+    }
+    settings.update(changes)
+    return HostPool(SshOptions(**settings))  # type: ignore[arg-type]
+
+
+def _fails(pool: HostPool, host: str, command: str = "true", **kw: float) -> RemoteError:
+    async def go() -> None:
+        async with pool:
+            await pool.run(host, command, **kw)
+
+    started = time.monotonic()
+    with pytest.raises(RemoteError) as info:
+        asyncio.run(go())
+    assert time.monotonic() - started < 10
+    assert str(info.value).startswith(host)
+    return info.value
+
+
+def test_every_ssh_failure_names_the_host(hosts: SshHosts, tmp_path: Path) -> None:
+    a = hosts.addresses[0]
+    # nobody at that address: no answer within the connect timeout
+    silent = f"{hosts.subnet}.250"
+    assert "no SSH answer within 3s" in str(_fails(_pool(hosts), silent))
+    # a key the host does not take
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    assert "login was refused" in str(_fails(_pool(hosts, keys=(other,)), a))
+    # a host key that is not known
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    assert "host key is not in the known hosts" in str(_fails(_pool(hosts, known_hosts=empty), a))
+    # a command that hangs is cut off at its timeout, and one that fails says how
+    hung = _fails(_pool(hosts), a, "sleep 30", timeout=1.0)
+    assert "no end within 1s" in str(hung)
+    assert "sleep 30" in str(hung)
+    failed = _fails(_pool(hosts), a, "echo oops >&2; exit 7")
+    assert failed.status == 7
+    assert "stderr: oops" in str(failed)
+
+
+def test_control_the_same_pool_runs_commands(hosts: SshHosts) -> None:
+    async def go() -> list[str]:
+        async with _pool(hosts) as pool:
+            return [await pool.run(a, "hostname -I") for a in hosts.addresses]
+
+    assert [out.split()[0] for out in asyncio.run(go())] == hosts.addresses

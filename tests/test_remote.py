@@ -163,10 +163,12 @@ def _pool(h: SshHosts, **changes: object) -> HostPool:
     return HostPool(SshOptions(**settings))  # type: ignore[arg-type]
 
 
-def _fails(pool: HostPool, host: str, command: str = "true", **kw: float) -> RemoteError:
+def _fails(
+    pool: HostPool, host: str, command: str = "true", timeout: float | None = None
+) -> RemoteError:
     async def go() -> None:
         async with pool:
-            await pool.run(host, command, **kw)
+            await pool.run(host, command, timeout=timeout)
 
     started = time.monotonic()
     with pytest.raises(RemoteError) as info:

@@ -440,6 +440,34 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
     )
     @click.option("--matrix", is_flag=True, help="Run the product of the comma lists.")
     @click.option(
+        "--hosts",
+        help="Run the dynamo-ref nodes on these hosts over SSH, one each (comma-separated "
+        "[USER@]HOST[:SSHPORT]); faults act on the hosts (iptables, signals by PID).",
+    )
+    @click.option("--ssh-user", help="With --hosts: the SSH user (default: yours).")
+    @click.option(
+        "--ssh-key",
+        "ssh_keys",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="With --hosts: a private key (repeatable; default: ~/.ssh/id_* and an agent).",
+    )
+    @click.option(
+        "--known-hosts",
+        type=click.Path(exists=True, dir_okay=False),
+        help="With --hosts: the hosts' keys (default: ~/.ssh/known_hosts).",
+    )
+    @click.option(
+        "--remote-dir",
+        help="With --hosts: the directory on each host (default: dynamo-ref in the SSH "
+        "user's home; {host} stands for the host's address).",
+    )
+    @click.option("--remote-python", help="With --hosts: the hosts' Python 3.11+ (python3).")
+    @click.option(
+        "--remote-venv", help="With --hosts: an environment there with dynamo-ref installed."
+    )
+    @click.option("--sudo", is_flag=True, help="With --hosts: iptables through sudo -n.")
+    @click.option(
         "--validate-trace",
         is_flag=True,
         help="The nodes log their steps and TLC checks the run against spec/Dynamo.tla (the "
@@ -463,6 +491,14 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         program: str | None,
         out: Path,
         matrix: bool,
+        hosts: str | None,
+        ssh_user: str | None,
+        ssh_keys: tuple[str, ...],
+        known_hosts: str | None,
+        remote_dir: str | None,
+        remote_python: str | None,
+        remote_venv: str | None,
+        sudo: bool,
         validate_trace: bool,
     ) -> None:
         """Run a fault campaign; exit 0 valid, 1 invalid, 2 unknown or bad options."""
@@ -491,6 +527,23 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             single["program"] = tuple(shlex.split(program))
         if validate_trace:
             single["validate_trace"] = True
+        remote: dict[str, object] = {
+            "ssh_user": ssh_user,
+            "ssh_keys": tuple(ssh_keys) or None,
+            "known_hosts": known_hosts,
+            "remote_dir": remote_dir,
+            "remote_python": remote_python,
+            "remote_venv": remote_venv,
+            "sudo": sudo or None,
+        }
+        if hosts:
+            names = tuple(h.strip() for h in hosts.split(",") if h.strip())
+            single["hosts"] = names
+            single["nodes"] = len(names)
+            single.update({k: v for k, v in remote.items() if v is not None})
+        elif any(v is not None for v in remote.values()):
+            given = [k for k, v in remote.items() if v is not None]
+            raise click.UsageError(f"--{given[0].replace('_', '-')} is for --hosts")
         config_cls, run_once = loader()
         configs = _configs(
             config_cls,

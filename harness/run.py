@@ -107,6 +107,15 @@ class RunConfig:
     # The nodes log their steps and TLC checks the run against the spec (the spec checker).
     validate_trace: bool = False
     validate_time_limit: float = 600.0
+    # dynamo-ref nodes on these hosts over SSH (one each) instead of on this machine.
+    hosts: tuple[str, ...] = ()
+    ssh_user: str | None = None
+    ssh_keys: tuple[str, ...] = ()
+    known_hosts: str | None = None
+    remote_dir: str = "dynamo-ref"
+    remote_python: str = "python3"
+    remote_venv: str | None = None
+    sudo: bool = False
 
     def problems(self) -> list[str]:
         """Everything that keeps this run from starting, in the campaign's option names (empty:
@@ -119,6 +128,8 @@ class RunConfig:
             "--quorum": (self.quorum, QUORUMS),
             "--net": (self.net, NETS),
         }
+        if self.hosts:
+            del known["--net"]  # the hosts' own network, cut with iptables on them
         for option, (value, choices) in known.items():
             if value not in choices:
                 what = option.removeprefix("--")
@@ -138,7 +149,19 @@ class RunConfig:
             out.append(f"--keys must be at least 1, got {self.keys}")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             out.append(f"--rate must be a positive number of operations a second, not {self.rate}")
-        if self.net == "netns" and self.target != "external" and os.geteuid() != 0:
+        if self.hosts and self.target != "dynamo":
+            out.append(
+                f"--hosts runs dynamo-ref nodes: the {self.target} target on hosts is not "
+                "supported yet"
+            )
+        if self.hosts and len(self.hosts) != self.nodes:
+            out.append(f"--hosts names {len(self.hosts)} hosts for {self.nodes} nodes")
+        if (
+            self.net == "netns"
+            and not self.hosts
+            and self.target != "external"
+            and os.geteuid() != 0
+        ):
             out.append("--net netns needs root (network namespaces and iptables)")
         if self.program and self.target != "external":
             out.append("--program (--bin) is for --target external, the node program's command")
@@ -196,6 +219,11 @@ class RunConfig:
             skip |= {"fault_time", "heal_time"}
         if not self.validate_trace:
             skip |= {"validate_trace", "validate_time_limit"}
+        remote = ("ssh_user", "ssh_keys", "known_hosts", "remote_dir", "remote_python")
+        if not self.hosts:
+            skip |= {"hosts", "remote_venv", "sudo", *remote}
+        else:
+            skip.add("net")
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
@@ -243,12 +271,41 @@ def make_target(cfg: RunConfig) -> Any:
         from harness.targets.maelstrom import MaelstromTarget
 
         return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed)
+    if cfg.hosts:
+        return _remote_target(cfg)
     from harness.targets.dynamo import DynamoTarget
 
     return DynamoTarget(
         cfg.nodes,
         _cluster_dir(cfg),
         net=cast(Any, cfg.net),
+        mode=cast(Any, cfg.mode),
+        quorum=cast(Any, cfg.quorum),
+        n=cfg.n,
+        r=cfg.r,
+        w=cfg.w,
+        seed=cfg.seed,
+        trace=cfg.validate_trace,
+    )
+
+
+def _remote_target(cfg: RunConfig) -> Any:
+    from dynamo_ref.remote.ssh import SshOptions
+    from harness.targets.remote import RemoteDynamoTarget
+
+    ssh = SshOptions(
+        user=cfg.ssh_user,
+        keys=tuple(Path(k) for k in cfg.ssh_keys),
+        known_hosts=None if cfg.known_hosts is None else Path(cfg.known_hosts),
+        sudo=cfg.sudo,
+    )
+    return RemoteDynamoTarget(
+        cfg.hosts,
+        _cluster_dir(cfg),
+        ssh=ssh,
+        remote_dir=cfg.remote_dir,
+        python=cfg.remote_python,
+        venv=cfg.remote_venv,
         mode=cast(Any, cfg.mode),
         quorum=cast(Any, cfg.quorum),
         n=cfg.n,

@@ -102,7 +102,7 @@ def test_a_cluster_on_three_hosts_over_ssh(hosts: SshHosts, tmp_path: Path) -> N
         assert f"n2 at {a2}: no answer" in status.output
         restarted = cli("cluster", "start", "n2", "--dir", d)
         assert restarted.exit_code == 0, restarted.output
-        assert cli("status", "--dir", d).exit_code == 0
+        assert eventually(lambda: cli("status", "--dir", d).exit_code == 0)
         # the restarted node has its data (once its peers' links are back: R=3 needs it)
         assert eventually(lambda: _read(d) == ["alice"]), _read(d)
         again = cli("cluster", "start", "n2", "--dir", d)
@@ -206,3 +206,67 @@ def test_control_the_same_pool_runs_commands(hosts: SshHosts) -> None:
             return [await pool.run(a, "hostname -I") for a in hosts.addresses]
 
     assert [out.split()[0] for out in asyncio.run(go())] == hosts.addresses
+
+
+def _campaign(hosts: SshHosts, tmp_path: Path, mode: str) -> tuple[Result, dict[str, object]]:
+    out = tmp_path / "runs"
+    result = cli(
+        "campaign",
+        "--hosts",
+        ",".join(hosts.addresses),
+        *ssh_args(hosts),
+        "--remote-dir",
+        str(tmp_path / "remote-{host}"),
+        "--remote-python",
+        PYTHON,
+        "--mode",
+        mode,
+        "--time",
+        "8",
+        "--nemesis",
+        "partition,kill,pause",
+        "--keys",
+        "3",
+        "--clients",
+        "6",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+    )
+    (summary,) = (out / "latest").glob("summary.json")
+    runs = json.loads(summary.read_text())["runs"]
+    return result, runs[0]
+
+
+def test_a_campaign_over_ssh_dvv_loses_nothing(hosts: SshHosts, tmp_path: Path) -> None:
+    result, run = _campaign(hosts, tmp_path, "dvv")
+    assert result.exit_code == 0, result.output
+    checks = run["checks"]
+    assert isinstance(checks, dict)
+    assert {name: c["verdict"] for name, c in checks.items()} == {
+        "lost_writes": "valid",
+        "dynamo": "valid",
+        "convergence": "valid",
+    }
+    # the nemesis cut links, killed and paused nodes on the hosts
+    assert {"start-partition", "start-kill", "start-pause"} <= _faults(tmp_path)
+    assert node_pids(hosts) == [], "nothing is left running on the hosts"
+    logs = list((tmp_path / "runs").glob("*/*/cluster/n1/node.log"))
+    assert logs, "the nodes' logs came back"
+
+
+def _faults(tmp_path: Path) -> set[str]:
+    (history,) = (tmp_path / "runs" / "latest").glob("*/history.jsonl")
+    ops = [json.loads(line) for line in history.read_text().splitlines()]
+    return {op["f"] for op in ops if op["process"] == "nemesis"}
+
+
+def test_control_a_campaign_over_ssh_catches_lww(hosts: SshHosts, tmp_path: Path) -> None:
+    result, run = _campaign(hosts, tmp_path, "lww")
+    assert result.exit_code == 1, result.output
+    checks = run["checks"]
+    assert isinstance(checks, dict)
+    assert checks["lost_writes"]["verdict"] == "invalid"
+    assert "start-partition" in _faults(tmp_path)
+    assert node_pids(hosts) == []

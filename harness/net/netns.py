@@ -27,12 +27,12 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.net.network import Link, Network, NetworkError, UnsupportedFault
 
-__all__ = ["NetnsNetwork", "NetnsUnavailable", "required_tools"]
+__all__ = ["NetnsNetwork", "NetnsUnavailable", "input_rules", "required_tools"]
 
 _SUBNET = "10.213.0"
 _MAX_NODES = 250
@@ -175,26 +175,7 @@ class NetnsNetwork(Network):
 
     def rules(self, node: str) -> list[str]:
         """The INPUT rules `node` holds now, in iptables-save syntax."""
-        out: list[str] = []
-        for src in self.nodes:
-            link = (src, node)
-            if src == node:
-                continue
-            match = f"-A INPUT -s {self._ip[src]}/32"
-            if self.is_cut(link):
-                out.append(f"{match} -j DROP")
-                continue
-            f = self.faults(link)
-            if f.drop:
-                out.append(f"{match} -m statistic --mode random --probability {f.drop:.6f} -j DROP")
-            if f.bytes_per_second is not None:
-                rate = max(1, int(f.bytes_per_second))
-                out.append(
-                    f"{match} -m hashlimit --hashlimit-above {rate}b/s "
-                    f"--hashlimit-burst {max(rate, 1500)}b "
-                    f"--hashlimit-name dr{self.nodes.index(src)} -j DROP"
-                )
-        return out
+        return input_rules(self, node, self._ip)
 
     def _apply(self) -> None:
         if not self._started:
@@ -203,6 +184,33 @@ class NetnsNetwork(Network):
             chains = [":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
             table = "\n".join(["*filter", *chains, *self.rules(node), "COMMIT", ""])
             _run(self.exec_args(node, ["iptables-restore"]), stdin=table)
+
+
+def input_rules(
+    network: Network, node: str, ip_of: Mapping[str, str], chain: str = "INPUT"
+) -> list[str]:
+    """The rules `node` needs in `chain` for the network's faults on the links into it:
+    iptables-save syntax, each matching a peer's address."""
+    out: list[str] = []
+    for src in network.nodes:
+        link = (src, node)
+        if src == node:
+            continue
+        match = f"-A {chain} -s {ip_of[src]}/32"
+        if network.is_cut(link):
+            out.append(f"{match} -j DROP")
+            continue
+        f = network.faults(link)
+        if f.drop:
+            out.append(f"{match} -m statistic --mode random --probability {f.drop:.6f} -j DROP")
+        if f.bytes_per_second is not None:
+            rate = max(1, int(f.bytes_per_second))
+            out.append(
+                f"{match} -m hashlimit --hashlimit-above {rate}b/s "
+                f"--hashlimit-burst {max(rate, 1500)}b "
+                f"--hashlimit-name dr{network.nodes.index(src)} -j DROP"
+            )
+    return out
 
 
 def _run(argv: Sequence[str], *, stdin: str | None = None, timeout: float = 30.0) -> str:

@@ -1,0 +1,200 @@
+"""dynamo-ref nodes on hosts over SSH, as a fault-campaign target (``campaign --hosts``).
+
+The node processes are deployed and started by ``dynamo_ref.remote`` (one node per host, a
+venv installed from this checkout's wheels), killed, stopped, paused and resumed by PID over
+SSH; partitions are iptables rules on the hosts (``harness.net.hosts``). Clients, replica reads
+and clock skew go straight to the nodes' addresses from this machine, which is not cut off by
+the rules: only the links between hosts are. At teardown every node is stopped and its log
+(and trace) is fetched into ``base_dir/<node>/``, where a local run keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from dynamo_ref.client import AsyncClient
+from dynamo_ref.remote.deploy import RemoteCluster, _bare
+from dynamo_ref.remote.ssh import HostPool, RemoteError, SshOptions
+from harness.net.hosts import HostsNetwork
+from harness.targets.base import OpFailed
+from harness.targets.dynamo import DynamoClient, DynamoTarget, ModeKind, QuorumKind, Timing
+
+__all__ = ["RemoteDynamoTarget"]
+
+T = TypeVar("T")
+
+
+class RemoteDynamoTarget(DynamoTarget):
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        base_dir: Path,
+        *,
+        ssh: SshOptions,
+        remote_dir: str = "dynamo-ref",
+        python: str = "python3",
+        venv: str | None = None,
+        port: int = 7100,
+        mode: ModeKind = "dvv",
+        quorum: QuorumKind = "sloppy",
+        n: int = 3,
+        r: int = 2,
+        w: int = 2,
+        seed: int = 0,
+        timing: Timing | None = None,
+        trace: bool = False,
+    ) -> None:
+        super().__init__(
+            len(hosts),
+            base_dir,
+            mode=mode,
+            quorum=quorum,
+            n=n,
+            r=r,
+            w=w,
+            seed=seed,
+            timing=timing,
+            trace=trace,
+        )
+        self.hosts = list(hosts)
+        self._ssh = ssh
+        self._remote = (remote_dir, python, venv, port)
+        self._rc: RemoteCluster | None = None
+        self._secret = secrets.token_hex(32).encode()
+        self._up: set[str] = set()
+        self._paused: set[str] = set()
+
+    @property
+    def name(self) -> str:
+        return f"{super().name} on {len(self.hosts)} hosts"
+
+    @property
+    def cluster(self) -> RemoteCluster:
+        if self._rc is None:
+            raise RuntimeError("the target is not set up")
+        return self._rc
+
+    async def setup(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        remote_dir, python, venv, port = self._remote
+        self._rc = RemoteCluster(
+            self.hosts,
+            HostPool(self._ssh),
+            self.base_dir,
+            remote_dir=remote_dir,
+            port=port,
+            python=python,
+            venv=venv,
+            config=self.config,
+            log_level="info",
+            trace=self.trace,
+            start_timeout=self.timing.start_timeout,
+        )
+        try:
+            await self._rc.up(self._secret)
+            self._up = set(self._names)
+            hosts = {n.node_id: (n.host, _bare(n.host)) for n in self._rc.nodes}
+            network = HostsNetwork(hosts, self._ssh)
+            self._network = network
+            await asyncio.to_thread(network.start)
+        except BaseException:
+            await self.teardown()
+            raise
+
+    def pid(self, node: str) -> int | None:
+        return self.cluster.pids.get(node) if node in self._up else None
+
+    async def start(self, node: str) -> None:
+        if node in self._up:
+            if node in self._paused:
+                await self.resume(node)
+            return
+        await self._remote_call(self.cluster.start(node), node, "start")
+        self._up.add(node)
+
+    async def stop(self, node: str) -> None:
+        await self._remote_call(
+            self.cluster.signal(node, "TERM", wait=self.timing.stop_timeout), node, "stop"
+        )
+        self._gone(node)
+        await self._drop_admin(node)
+
+    async def kill(self, node: str) -> None:
+        await self._remote_call(self.cluster.signal(node, "KILL"), node, "kill")
+        self._gone(node)
+        await self._drop_admin(node)
+
+    async def pause(self, node: str) -> None:
+        if node in self._up:
+            await self._remote_call(self.cluster.signal(node, "STOP"), node, "pause")
+            self._paused.add(node)
+
+    async def resume(self, node: str) -> None:
+        await self._remote_call(self.cluster.signal(node, "CONT"), node, "resume")
+        self._paused.discard(node)
+
+    def is_running(self, node: str) -> bool:
+        return node in self._up
+
+    def is_paused(self, node: str) -> bool:
+        return node in self._paused
+
+    def _gone(self, node: str) -> None:
+        self._up.discard(node)
+        self._paused.discard(node)
+
+    @staticmethod
+    async def _remote_call(coro: Awaitable[T], node: str, what: str) -> T:
+        try:
+            return await coro
+        except RemoteError as e:
+            # A host that dies mid-run: the nemesis records it, the run goes on.
+            raise OpFailed(f"{what} {node}: {e}") from None
+
+    async def teardown(self) -> None:
+        for c in self._clients:
+            await c.close()
+        self._clients.clear()
+        for name in list(self._admin):
+            await self._drop_admin(name)
+        net, self._network = self._network, None
+        if isinstance(net, HostsNetwork):
+            await asyncio.to_thread(net.stop)
+        rc, self._rc = self._rc, None
+        if rc is not None:
+            try:
+                with contextlib.suppress(RemoteError):
+                    await rc.down()
+                with contextlib.suppress(RemoteError):
+                    await rc.collect(self.base_dir)
+            finally:
+                await rc.pool.close()
+        self._up.clear()
+        self._paused.clear()
+
+    async def client(self, node: str) -> DynamoClient:
+        c = DynamoClient(
+            node,
+            self.cluster.node(node).address,
+            timeout=self.timing.client_timeout,
+            dvv=self.mode == "dvv",
+        )
+        self._clients.append(c)
+        return c
+
+    async def _admin_client(self, node: str) -> AsyncClient:
+        async with self._admin_lock:
+            c = self._admin.get(node)
+            if c is None:
+                c = await AsyncClient.connect(
+                    [self.cluster.node(node).address],
+                    timeout=self.timing.client_timeout,
+                    secret=self._secret,
+                )
+                self._admin[node] = c
+            return c

@@ -748,33 +748,7 @@ def _print_status(replies: list[tuple[str, StatusReply | str]], names: dict[str,
 @click.option(
     "--n", "n", type=click.IntRange(1, 64), help="Replicas per key (default: the cluster's, or 3)."
 )
-@click.option(
-    "--node",
-    "targets",
-    multiple=True,
-    callback=validate_seeds,
-    help="HOST:PORT of a node to ask (default: the cluster in --dir).",
-)
-@click.option(
-    "--dir",
-    "cluster_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help=f"A `cluster up` directory (default: ${CLUSTER_DIR_ENV} or .dynamo-ref-cluster).",
-)
-@click.option(
-    "--token-file",
-    "token",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    callback=_token,
-    help=f"A file holding the client token, if nodes need one (else ${TOKEN_ENV}).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.01),
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for a node's answer.",
-)
+@client_options
 def ring(
     *,
     keys: tuple[str, ...],
@@ -782,10 +756,11 @@ def ring(
     node_count: int,
     q: int,
     n: int | None,
-    targets: tuple[str, ...],
+    nodes: tuple[str, ...],
     cluster_dir: Path | None,
     token: str | None,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """The running cluster's ring: partitions per node and the preference lists of keys.
 
@@ -806,7 +781,7 @@ def ring(
     else:
         from dynamo_ref.core.membership import ring_from_claims
 
-        with connected(targets, cluster_dir, token, timeout) as client:
+        with connected(nodes, cluster_dir, token, timeout) as client:
             st = client.status()
         members = [(m.node, m.status, m.zone, m.claims) for m in st.members]
         try:
@@ -815,7 +790,33 @@ def ring(
             raise click.ClickException(f"{st.node}'s view is mid-change: {exc}") from None
         n = n or st.n or 3
         title = f"ring of the cluster, as {st.node} routes by it: Q={r.q}, N={n}"
+    if as_json:
+        _emit_json(_ring_json(r, n, keys))
+        return
     _print_ring(r, n, title, keys)
+
+
+def _ring_json(r: Ring, n: int, keys: tuple[str, ...]) -> dict[str, object]:
+    owned = r.ownership()
+    return {
+        "q": r.q,
+        "n": n,
+        "nodes": {
+            node: {
+                "partitions": owned.get(node, 0),
+                "replicated": len(r.partitions_replicated_by(node, n)),
+            }
+            for node in r.nodes
+        },
+        "keys": {
+            key: {
+                "partition": r.partition_of(key.encode()),
+                "preference_list": list(r.preference_list(key.encode(), n)),
+                "fallbacks": list(r.extended_preference_list(key.encode(), n)[n:]),
+            }
+            for key in keys
+        },
+    }
 
 
 def _print_ring(r: Ring, n: int, title: str, keys: tuple[str, ...]) -> None:

@@ -271,25 +271,24 @@ def make_target(cfg: RunConfig) -> Any:
         from harness.targets.maelstrom import MaelstromTarget
 
         return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed)
+    # What a dynamo-ref cluster is, wherever its nodes run.
+    settings: dict[str, Any] = {
+        "mode": cfg.mode,
+        "quorum": cfg.quorum,
+        "n": cfg.n,
+        "r": cfg.r,
+        "w": cfg.w,
+        "seed": cfg.seed,
+        "trace": cfg.validate_trace,
+    }
     if cfg.hosts:
-        return _remote_target(cfg)
+        return _remote_target(cfg, settings)
     from harness.targets.dynamo import DynamoTarget
 
-    return DynamoTarget(
-        cfg.nodes,
-        _cluster_dir(cfg),
-        net=cast(Any, cfg.net),
-        mode=cast(Any, cfg.mode),
-        quorum=cast(Any, cfg.quorum),
-        n=cfg.n,
-        r=cfg.r,
-        w=cfg.w,
-        seed=cfg.seed,
-        trace=cfg.validate_trace,
-    )
+    return DynamoTarget(cfg.nodes, _cluster_dir(cfg), net=cast(Any, cfg.net), **settings)
 
 
-def _remote_target(cfg: RunConfig) -> Any:
+def _remote_target(cfg: RunConfig, settings: dict[str, Any]) -> Any:
     from dynamo_ref.remote.ssh import SshOptions
     from harness.targets.remote import RemoteDynamoTarget
 
@@ -306,13 +305,7 @@ def _remote_target(cfg: RunConfig) -> Any:
         remote_dir=cfg.remote_dir,
         python=cfg.remote_python,
         venv=cfg.remote_venv,
-        mode=cast(Any, cfg.mode),
-        quorum=cast(Any, cfg.quorum),
-        n=cfg.n,
-        r=cfg.r,
-        w=cfg.w,
-        seed=cfg.seed,
-        trace=cfg.validate_trace,
+        **settings,
     )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import signal
 import sys
@@ -435,8 +436,10 @@ def remote_up(
     )
     directory.mkdir(parents=True, exist_ok=True)
     secret_path = directory / SECRET_FILE
-    secret_path.touch(mode=0o600)
-    secret_path.write_bytes(secret + b"\n")
+    fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # a file that was there keeps no wider mode
+        f.write(secret + b"\n")
 
     async def up() -> RemoteCluster:
         async with HostPool(options) as pool:
@@ -459,7 +462,9 @@ def remote_up(
             try:
                 await rc.up(secret)
             except BaseException:
-                await rc.down()  # nothing half-started stays behind
+                # Nothing half-started stays behind; the first error is the one to report.
+                with contextlib.suppress(Exception):
+                    await rc.down()
                 raise
             return rc
 

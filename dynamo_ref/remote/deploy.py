@@ -17,8 +17,10 @@ import dataclasses
 import hashlib
 import json
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -55,13 +57,24 @@ def build_wheelhouse(cache: Path | None = None) -> Path:
     out = cache / digest.hexdigest()[:16]
     if (out / ".done").exists():
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out)]
-    for argv in ([*pip, *NODE_REQUIREMENTS], [*pip, "--no-deps", str(_REPO)]):
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"building the wheelhouse failed: {done.stderr[-2000:]}")
-    (out / ".done").write_text("")
+    # Built apart and moved in whole: two builds at once (parallel tests) never mix files.
+    cache.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=cache))
+    try:
+        pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(build)]
+        for argv in ([*pip, *NODE_REQUIREMENTS], [*pip, "--no-deps", str(_REPO)]):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"building the wheelhouse failed: {done.stderr[-2000:]}")
+        (build / ".done").write_text("")
+        try:
+            build.rename(out)
+        except OSError:
+            if not (out / ".done").exists():
+                raise
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
     return out
 
 
@@ -88,6 +101,8 @@ class RemoteCluster:
     log_level: str | None = "info"
     trace: bool = False
     start_timeout: float = 30.0
+    # How many times each node's log says it served: a restart waits for one more.
+    _starts: dict[str, int] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -226,13 +241,6 @@ class RemoteCluster:
                     n.host, f"{n.node_id} did not serve within {self.start_timeout:g}s"
                 )
             await asyncio.sleep(0.1)
-
-    @property
-    def _starts(self) -> dict[str, int]:
-        # How many times each node's log says it served: a restart waits for one more.
-        if not hasattr(self, "_start_counts"):
-            self._start_counts: dict[str, int] = {}
-        return self._start_counts
 
     async def up(self, secret: bytes, wheelhouse: Path | None = None) -> None:
         await self.deploy(wheelhouse)

@@ -284,10 +284,11 @@ def test_external_programs_on_hosts_are_passed_or_caught(
     hosts: SshHosts, tmp_path: Path, program: str, verdict: str
 ) -> None:
     """A Maelstrom-protocol program on each host, its stdin and stdout over SSH: the harness
-    routes its messages (so partitions are the router's), pauses go by PID over SSH."""
+    routes its messages, so partitions are the router's. Isolating a node cuts a follower off
+    the leader's replication, so every run has stale reads to serve (as in the local test)."""
     cfg = RunConfig(
         nodes=3,
-        duration=4.0,
+        duration=6.0,
         clients=4,
         keys=4,
         seed=1,
@@ -295,7 +296,7 @@ def test_external_programs_on_hosts_are_passed_or_caught(
         target="external",
         workload="register",
         program=(PYTHON, str(EXAMPLES / program)),
-        nemesis=("partition", "pause"),
+        nemesis=("partition",),
         patterns=("isolate",),
         fault_time=(0.8, 1.5),
         heal_time=(0.3, 0.6),
@@ -326,9 +327,7 @@ def test_external_programs_on_hosts_are_passed_or_caught(
 
     result = asyncio.run(run())
     assert len(set(seen)) >= 3
-    assert {"start-partition", "start-pause"} <= {
-        op.f for op in result.history if op.process == "nemesis"
-    }
+    assert "start-partition" in {op.f for op in result.history if op.process == "nemesis"}
     assert result.checks["linearizable"].verdict == verdict, result.checks["linearizable"]
     assert not [p for p in hosts.pids() if _is_program(p, program)], "programs left running"
 

@@ -49,7 +49,7 @@ from harness.checkers.dynamo_semantics import check_dynamo
 from harness.checkers.linearizable import as_result, check
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.models import register
-from harness.checkers.verdict import Result, Verdict, combine
+from harness.checkers.verdict import Finding, Result, Verdict, combine
 from harness.clocks import Dominates, descends
 from harness.history import Op, pair, write_jsonl
 from harness.nemesis import FAULTS, PATTERNS, Nemesis, NemesisConfig
@@ -170,9 +170,9 @@ class RunConfig:
 
     def _target_problems(self) -> list[str]:
         out: list[str] = []
-        if self.target in ("etcd", "external") and self.workload != "register":
+        if self.target == "etcd" and self.workload != "register":
             out.append(
-                f"the {self.target} target stores registers: use --workload register (lin-kv), "
+                f"the etcd target stores registers: use --workload register, "
                 f"not {self.workload}"
             )
         if self.target in ("etcd", "external") and "skew" in self.nemesis:
@@ -270,7 +270,7 @@ def make_target(cfg: RunConfig) -> Any:
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget
 
-        return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed)
+        return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed, workload=cfg.workload)
     # What a dynamo-ref cluster is, wherever its nodes run.
     settings: dict[str, Any] = {
         "mode": cfg.mode,
@@ -403,7 +403,8 @@ async def run_once(
     say("checking", 0.97)
     t = time.monotonic()
     dominates = getattr(target, "dominates", None)
-    versioned = hasattr(target, "replica_get") or cfg.target == "dynamo"
+    versioned = bool(getattr(target, "versioned", hasattr(target, "replica_get")))
+    versioned = versioned or cfg.target == "dynamo"
     checks = check_run(
         recorder.ops,
         cfg.workload,
@@ -413,6 +414,9 @@ async def run_once(
         replicas=dict[Hashable, Sequence[str]](replicas.items()),
         time_limit=cfg.check_time_limit,
     )
+    faults = getattr(target, "faults", None)
+    if isinstance(faults, list):
+        checks["program"] = program_result(faults, int(getattr(target, "fault_count", 0)))
     timings["check"] = time.monotonic() - t
     if cfg.validate_trace:
         say("validating traces", 0.98)
@@ -470,6 +474,31 @@ async def _quiesce(target: Any, cfg: RunConfig) -> None:
 
 
 # ---- checks ---------------------------------------------------------------------------------
+
+
+def program_result(faults: Sequence[Any], count: int) -> Result:
+    """The external program's own protocol breaches (malformed lines, replies of the wrong
+    type or to requests never sent): any makes the run invalid, whatever the history says,
+    since the history lacks what those lines should have carried."""
+    if not count:
+        return Result("program", "valid", "valid: every line the program wrote was a message")
+    findings = tuple(
+        Finding(
+            kind="protocol",
+            key=f.node,
+            message=f.describe(),
+            details={"node": f.node, "reason": f.reason, "line": f.line},
+        )
+        for f in faults
+    )
+    first = "; ".join(f.describe() for f in faults[:3])
+    return Result(
+        "program",
+        "invalid",
+        f"invalid: the program broke the protocol {count} time(s): {first}",
+        details={"faults": count, "lines": [f.line for f in faults]},
+        findings=findings,
+    )
 
 
 def _as_register(history: Sequence[Op]) -> list[Op]:

@@ -172,8 +172,7 @@ class RunConfig:
         out: list[str] = []
         if self.target == "etcd" and self.workload != "register":
             out.append(
-                f"the etcd target stores registers: use --workload register, "
-                f"not {self.workload}"
+                f"the etcd target stores registers: use --workload register, not {self.workload}"
             )
         if self.target in ("etcd", "external") and "skew" in self.nemesis:
             out.append(f"the {self.target} target cannot skew clocks: drop skew from --nemesis")

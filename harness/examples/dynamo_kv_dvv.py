@@ -91,7 +91,7 @@ class Node:
         body = msg["body"]
         kind = body["type"]
         if kind == "init":
-            self.id, self.peers = body["node_id"], [n for n in body["node_ids"]]
+            self.id, self.peers = body["node_id"], list(body["node_ids"])
             self.peers.remove(self.id)
             self.dot_id = f"{self.id}.{uuid.uuid4().hex[:8]}"
             self.reply(msg, {"type": "init_ok", "workloads": ["dynamo-kv"], "replica_get": True})

@@ -34,10 +34,10 @@ from harness.targets.base import OpFailed, OpUnknown
 
 __all__ = [
     "DEFINITE_ERRORS",
+    "ERROR_CODES",
     "PROTOCOLS",
     "DynamoKvClient",
     "DynamoKvContext",
-    "ERROR_CODES",
     "MaelstromClient",
     "MaelstromError",
     "MaelstromTarget",

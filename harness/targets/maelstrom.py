@@ -225,7 +225,7 @@ class MaelstromTarget:
         ]
         body = {"type": "init", "node_id": node, "node_ids": self.nodes()}
         try:
-            reply = await self.call(_INIT_CLIENT, node, body, self.init_timeout)
+            reply = await self._init(n, n.proc, body)
         except (OpUnknown, OpFailed) as exc:
             await self.kill(node)
             tail = "\n".join(n.stderr)
@@ -238,6 +238,21 @@ class MaelstromTarget:
         except MaelstromError:
             await self.kill(node)
             raise
+
+    async def _init(
+        self, n: _Node, proc: asyncio.subprocess.Process, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The init call, cut short when the program exits first (its stderr read to the end)."""
+        call = asyncio.ensure_future(self.call(_INIT_CLIENT, n.name, body, self.init_timeout))
+        exited = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({call, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if call.done():
+            exited.cancel()
+            return call.result()
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        await asyncio.gather(*n.tasks, return_exceptions=True)
+        raise OpFailed(f"the program exited with status {proc.returncode} before init_ok")
 
     def _declare(self, node: str, init_ok: dict[str, Any]) -> None:
         """Take the protocol the run speaks from `init_ok.workloads`; refuse a workload the

@@ -66,7 +66,8 @@ def test_lww_program_loses_concurrent_adds(tmp_path: Path) -> None:
     explained = [f for f in findings if f.details.get("overwritten_by")]
     assert explained
     first = explained[0]
-    assert "dominated by add" in first.message and "which wrote a set without" in first.message
+    assert "dominated by add" in first.message
+    assert "which wrote a set without" in first.message
     over = first.details["overwritten_by"]
     element = first.details["write"]["value"]  # type: ignore[index]
     written = next(
@@ -155,7 +156,8 @@ def test_a_programs_bad_lines_are_its_fault_and_never_valid(tmp_path: Path) -> N
     # In a run the same breaches make the program check invalid, with the lines.
     result = campaign(str(program), tmp_path, nemesis=(), duration=1.0, clients=2)
     check = result.checks["program"]
-    assert check.verdict == "invalid" and result.verdict == "invalid"
+    assert check.verdict == "invalid"
+    assert result.verdict == "invalid"
     assert "{not json" in check.explanation
     assert any(f.details["line"] == "{not json" for f in check.findings)
 

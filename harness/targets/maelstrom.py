@@ -257,7 +257,9 @@ class MaelstromTarget:
     def _declare(self, node: str, init_ok: dict[str, Any]) -> None:
         """Take the protocol the run speaks from `init_ok.workloads`; refuse a workload the
         program does not declare."""
-        declared = init_ok.get("workloads", ["lin-kv"])
+        declared = init_ok.get("workloads", None)
+        shown = "no workloads (a lin-kv program)" if declared is None else repr(declared)
+        declared = ["lin-kv"] if declared is None else declared
         if not isinstance(declared, list) or not all(isinstance(w, str) for w in declared):
             raise MaelstromError(
                 f"{node} answered init with workloads {declared!r}: a list of names, such as "
@@ -272,7 +274,7 @@ class MaelstromTarget:
             raise MaelstromError(
                 f"the {self.workload} workload needs a program that declares "
                 f"{' or '.join(repr(p) for p in wanted)} in its init_ok workloads; {node} "
-                f"declared {declared!r}"
+                f"declared {shown}"
             )
         self.protocol = usable[0]
 

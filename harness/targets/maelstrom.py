@@ -257,7 +257,7 @@ class MaelstromTarget:
     def _declare(self, node: str, init_ok: dict[str, Any]) -> None:
         """Take the protocol the run speaks from `init_ok.workloads`; refuse a workload the
         program does not declare."""
-        declared = init_ok.get("workloads", None)
+        declared = init_ok.get("workloads")
         shown = "no workloads (a lin-kv program)" if declared is None else repr(declared)
         declared = ["lin-kv"] if declared is None else declared
         if not isinstance(declared, list) or not all(isinstance(w, str) for w in declared):

@@ -86,3 +86,25 @@ def test_faults_on_demand_and_linearizability(pytester: pytest.Pytester) -> None
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*linearizable is invalid*", "*timeline: *.html*"])
+
+
+def test_dynamo_cluster_fixture_with_a_partition(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_siblings_after_a_partition(dynamo_cluster):
+            cluster = dynamo_cluster(nodes=3, mode="dvv", quorum="sloppy", n=3, r=1, w=1)
+            c1, c3 = cluster.client("n1"), cluster.client("n3")
+            cluster.partition(["n1"], ["n2", "n3"])
+            cluster.call(c1.put("k", "left", None))
+            cluster.call(c3.put("k", "right", None))
+            cluster.heal()
+            for _ in range(100):
+                values, _ = cluster.call(c1.get("k"))
+                if len(values) == 2:
+                    break
+                cluster.call(__import__("asyncio").sleep(0.1))
+            assert sorted(values) == ["left", "right"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -21,7 +21,8 @@ Checks by workload (`harness.checkers`):
   semantics (strict-quorum property too when the quorum is strict and R + W > N), convergence,
   and linearizability as a register per key (a read of one sibling reads that value, of none
   reads nil, of several reads a value no write wrote);
-- `register` on a register target: linearizability and lost writes (register).
+- `register` on a register target: linearizability and lost writes (register);
+- an external program: also `program`, invalid when any line it wrote broke the protocol.
 
 `progress(phase, fraction, status)` is called at each phase (`setup`, `running`, `healing`,
 `quiescing`, `final-reads`, `replica-reads`, `teardown`, `checking`, `done`) with how far the

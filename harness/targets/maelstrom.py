@@ -11,6 +11,14 @@ harness is the network: it reads every node's stdout and delivers each message i
 - a message to an unknown destination, or a line that is not a message, is counted in
   `stats` and dropped; a node's stderr is kept (its last lines) for error reports.
 
+Clients speak the program's workload: `lin-kv` (read, write, cas: `MaelstromClient`) or, when
+the program declares it in `init_ok.workloads`, `dynamo-kv` (get, put, delete with opaque
+contexts, optional `replica_get`: `DynamoKvClient`). A workload the program does not declare is
+refused at its first `init_ok`. Every line that breaks the protocol (not JSON, a bad envelope,
+a reply of the wrong type or shape, a reply to a request never sent) is kept in `faults` with
+the line, as the program's fault; a program that exits before `init_ok` is reported with its
+stderr.
+
 Kill, pause and resume signal the node's process by PID; `start` after a kill runs a fresh
 process (Maelstrom nodes keep state in memory, so it comes back empty) and sends `init` again.
 """

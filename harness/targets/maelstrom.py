@@ -440,6 +440,8 @@ class MaelstromTarget:
         n = self._nodes[node]
         if n.proc is None or not n.running or n.proc.stdin is None:
             return False
+        if n.proc.stdin.transport.is_closing():  # its reader is gone: the process is dying
+            return False
         try:
             n.proc.stdin.write(line)
         except (BrokenPipeError, ConnectionResetError):

@@ -605,8 +605,7 @@ def _run(
         click.echo(line)
     for r in result.runs:
         if r.error:
-            last = r.error.strip().splitlines()[-1]
-            click.echo(f"{r.name} crashed: {last}")
+            click.echo(f"{r.name} crashed: {_crash_message(r.error)}")
     code = result.exit_code
     if code == 2:
         click.echo("some verdicts are unknown: exit 2 (unknown is not a pass; see the pages)")
@@ -614,6 +613,19 @@ def _run(
     click.echo(f"report: {result.report()}")
     click.echo(f"all campaigns: {out / 'index.html'} (dynamo-ref serve {out})")
     return code
+
+
+def _crash_message(error: str, lines: int = 15) -> str:
+    """The exception at the end of a crash's traceback, with the lines after it (an external
+    program's stderr, say), not just the last line."""
+    text = error.strip().splitlines()
+    frames = [i for i, line in enumerate(text) if line.startswith("  File ")]
+    start = frames[-1] + 1 if frames else len(text) - 1
+    while start < len(text) - 1 and text[start].startswith(" "):
+        start += 1  # the frame's code line and markers
+    shown = text[start : start + lines]
+    more = len(text) - start - len(shown)
+    return "\n".join(shown) + (f"\n  ({more} more lines in the run's page)" if more > 0 else "")
 
 
 def write_campaign_junit(path: Path, result: CampaignResult) -> None:

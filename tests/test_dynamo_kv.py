@@ -167,3 +167,34 @@ def test_a_program_crashing_at_start_shows_its_stderr(tmp_path: Path) -> None:
     program.write_text("import sys\nsys.stderr.write('boom: no config file\\n')\nsys.exit(3)\n")
     with pytest.raises(MaelstromError, match="boom: no config file"):
         campaign(str(program), tmp_path, duration=60.0)
+
+
+def test_the_campaign_shows_the_stderr_of_a_program_crashing_at_start(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.campaign_cli import campaign_command
+
+    program = tmp_path / "crash.py"
+    program.write_text(
+        "import sys\nsys.stderr.write('Traceback: boom\\nValueError: no config file\\n')\n"
+        "sys.exit(3)\n"
+    )
+    res = CliRunner().invoke(
+        campaign_command,
+        [
+            "--program",
+            f"{sys.executable} {program}",
+            "--workload",
+            "set-add",
+            "--nodes",
+            "3",
+            "--time",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    crashed = res.output.split("crashed: ", 1)[1].splitlines()
+    assert "exited with status 3 before init_ok" in crashed[0]
+    assert crashed[1:3] == ["Traceback: boom", "ValueError: no config file"]

@@ -491,11 +491,15 @@ def program_result(faults: Sequence[Any], count: int) -> Result:
         )
         for f in faults
     )
-    first = "; ".join(f.describe() for f in faults[:3])
+    firsts: dict[str, Any] = {}
+    for f in faults:
+        firsts.setdefault(f.reason, f)
+    first = "; ".join(f"{f.describe()!s}" for f in list(firsts.values())[:4])
     return Result(
         "program",
         "invalid",
-        f"invalid: the program broke the protocol {count} time(s): {first}",
+        f"invalid: the program broke the protocol {count} time(s); the first line of each "
+        f"kind: {first}",
         details={"faults": count, "lines": [f.line for f in faults]},
         findings=findings,
     )

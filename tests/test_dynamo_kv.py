@@ -57,6 +57,17 @@ def test_dvv_program_is_valid_under_partitions_and_kills(tmp_path: Path) -> None
     assert len(replica_reads) == 3 * 4  # every node, every key
 
 
+@pytest.mark.parametrize("workload", ["counter", "register"])
+def test_dvv_program_runs_the_other_workloads(workload: str, tmp_path: Path) -> None:
+    result = campaign("dynamo_kv_dvv.py", tmp_path, workload=workload, duration=2.0)
+    for name in ("lost_writes", "dynamo", "convergence", "program"):
+        assert result.checks[name].verdict == "valid", result.checks[name].explanation
+    # Registers over dynamo-kv: writes carry the context of the client's last read.
+    writes = [op for op in result.history if op.type == "invoke" and op.f in ("write", "add")]
+    assert writes
+    assert any("context" in op.extra for op in writes)
+
+
 def test_lww_program_loses_concurrent_adds(tmp_path: Path) -> None:
     result = campaign("dynamo_kv_lww.py", tmp_path)
     assert result.verdict == "invalid"
@@ -198,3 +209,35 @@ def test_the_campaign_shows_the_stderr_of_a_program_crashing_at_start(tmp_path: 
     crashed = res.output.split("crashed: ", 1)[1].splitlines()
     assert "exited with status 3 before init_ok" in crashed[0]
     assert crashed[1:3] == ["Traceback: boom", "ValueError: no config file"]
+
+
+def test_dynamo_kv_client_get_put_delete_and_replica_get() -> None:
+    async def main() -> None:
+        command = [sys.executable, str(EXAMPLES / "dynamo_kv_dvv.py")]
+        target = MaelstromTarget(command, 3, workload="register")
+        try:
+            await target.setup()
+            assert target.versioned
+            assert target.replica_get is not None
+            c1, c2 = await target.client("n1"), await target.client("n2")
+            assert isinstance(c1, DynamoKvClient)
+            assert isinstance(c2, DynamoKvClient)
+            await c1.put("k", "a", None)
+            await c2.put("k", "b", None)  # blind: a sibling of "a"
+            values, ctx = await c1.get("k")
+            assert sorted(values) == ["a", "b"]  # type: ignore[type-var]
+            await c1.put("k", "c", ctx)  # with the context: replaces both
+            values, ctx = await c2.get("k")
+            assert values == ["c"]
+            await c2.delete("k", ctx)
+            assert (await c1.get("k"))[0] == []
+            for _ in range(50):  # anti-entropy brings every node to the same siblings
+                seen = [await target.replica_get(n, "k") for n in target.nodes()]
+                if seen == [[], [], []]:
+                    break
+                await asyncio.sleep(0.1)
+            assert seen == [[], [], []]
+        finally:
+            await target.teardown()
+
+    asyncio.run(main())

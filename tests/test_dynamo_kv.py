@@ -13,6 +13,7 @@ import pytest
 
 from harness.checkers.verdict import Finding
 from harness.run import RunConfig, RunResult, run_once
+from harness.targets.base import OpUnknown
 from harness.targets.maelstrom import DynamoKvClient, MaelstromError, MaelstromTarget
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "harness" / "examples"
@@ -241,3 +242,33 @@ def test_dynamo_kv_client_get_put_delete_and_replica_get() -> None:
             await target.teardown()
 
     asyncio.run(main())
+
+
+def test_a_lin_kv_reply_of_the_wrong_type_is_the_programs_fault(tmp_path: Path) -> None:
+    program = tmp_path / "wrong.py"
+    program.write_text(
+        "import json, sys\n"
+        "for line in sys.stdin:\n"
+        "    msg = json.loads(line)\n"
+        "    body = msg['body']\n"
+        "    kind = 'init_ok' if body['type'] == 'init' else 'write_ok'\n"
+        "    reply = {'type': kind, 'in_reply_to': body['msg_id']}\n"
+        "    print(json.dumps({'src': msg['dest'], 'dest': msg['src'], 'body': reply}), "
+        "flush=True)\n"
+    )
+
+    async def main() -> MaelstromTarget:
+        target = MaelstromTarget([sys.executable, str(program)], 1, workload="register")
+        try:
+            await target.setup()
+            client = await target.client("n1")
+            assert not isinstance(client, DynamoKvClient)
+            with pytest.raises(OpUnknown):
+                await client.read("k")
+        finally:
+            await target.teardown()
+        return target
+
+    target = asyncio.run(main())
+    assert [f.reason for f in target.faults] == ["expected a read_ok reply"]
+    assert '"write_ok"' in target.faults[0].line

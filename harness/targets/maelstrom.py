@@ -489,6 +489,12 @@ class MaelstromClient:
         _raise_error(reply)
         return reply
 
+    def _expect(self, reply: dict[str, Any], kind: str) -> None:
+        if reply.get("type") != kind:
+            # The program's fault; and it tells nothing about whether the op happened.
+            self._target.fault(self._node, f"expected a {kind} reply", json.dumps(reply))
+            raise OpUnknown(f"expected {kind}, got {reply!r}")
+
     async def read(self, key: str) -> object:
         try:
             reply = await self.request({"type": "read", "key": key})
@@ -496,11 +502,11 @@ class MaelstromClient:
             if exc.code == 20:
                 return None
             raise
-        _expect(reply, "read_ok")
+        self._expect(reply, "read_ok")
         return reply.get("value")
 
     async def write(self, key: str, value: object) -> None:
-        _expect(await self.request({"type": "write", "key": key, "value": value}), "write_ok")
+        self._expect(await self.request({"type": "write", "key": key, "value": value}), "write_ok")
 
     async def cas(self, key: str, expected: object, new: object) -> bool:
         try:
@@ -509,7 +515,7 @@ class MaelstromClient:
             if exc.code in (20, 22):
                 return False
             raise
-        _expect(reply, "cas_ok")
+        self._expect(reply, "cas_ok")
         return True
 
 
@@ -621,9 +627,3 @@ def _raise_error(reply: dict[str, Any]) -> None:
         if code in DEFINITE_ERRORS:
             raise OpFailed(text, code=code if isinstance(code, int) else None)
         raise OpUnknown(text, code=code if isinstance(code, int) else None)
-
-
-def _expect(reply: dict[str, Any], kind: str) -> None:
-    if reply.get("type") != kind:
-        # A reply of the wrong kind tells us nothing about whether the op happened.
-        raise OpUnknown(f"expected {kind}, got {reply!r}")

@@ -168,7 +168,8 @@ class MaelstromTarget:
         self.faults: list[ProgramFault] = []
         self.fault_count = 0
         # Requests answered or timed out lately: a late or repeated reply to one is no breach.
-        self._answered: collections.deque[tuple[str, int]] = collections.deque(maxlen=100_000)
+        self._answered: collections.deque[tuple[str, int]] = collections.deque()
+        self._answered_set: set[tuple[str, int]] = set()
 
     # -- Target ----------------------------------------------------------------------------
 
@@ -401,13 +402,20 @@ class MaelstromTarget:
             self.stats.unroutable += 1  # unknown destination, or a reply nobody waits for
             if not isinstance(reply_to, int):
                 self.fault(src, f"a message to {dest!r}, neither a node nor a waiting client", line)
-            elif not any(c == dest and i == reply_to for c, i in self._answered):
+            elif (dest, reply_to) not in self._answered_set:
                 self.fault(src, f"a reply to msg_id {reply_to} that {dest} never sent", line)
             return
-        self._answered.append((dest, reply_to))
+        self._remember(dest, reply_to)
         self.stats.to_clients += 1
         if not fut.done():
             fut.set_result(body)
+
+    def _remember(self, client: str, msg_id: int) -> None:
+        """A request answered or given up on (the last 100,000 of them)."""
+        self._answered.append((client, msg_id))
+        self._answered_set.add((client, msg_id))
+        if len(self._answered) > 100_000:
+            self._answered_set.discard(self._answered.popleft())
 
     def _send(self, src: str, dest: str, line: bytes) -> None:
         link = (src, dest)
@@ -465,7 +473,7 @@ class MaelstromTarget:
             raise OpUnknown(f"no reply from {node} in {timeout} s", code=0) from None
         finally:
             if self._pending.pop((client, msg_id), None) is not None:
-                self._answered.append((client, msg_id))
+                self._remember(client, msg_id)
 
 
 class MaelstromClient:

@@ -33,12 +33,14 @@ def test_a_correct_program_passes_and_a_lossy_one_fails_readably(
         from harness.pytest_plugin import assert_dynamo_semantics, assert_no_lost_writes
 
         def test_dvv(harness_run):
-            run = harness_run({_program("dynamo_kv_dvv.py")}, nemesis="partition,kill")
+            run = harness_run({_program("dynamo_kv_dvv.py")}, nemesis="partition,kill", duration=2)
             assert_no_lost_writes(run)
             assert_dynamo_semantics(run)
 
         def test_lww(harness_run):
-            run = harness_run({_program("dynamo_kv_lww.py")}, nemesis="", clients=6, keys=3)
+            run = harness_run(
+                {_program("dynamo_kv_lww.py")}, nemesis="", clients=6, keys=3, duration=2
+            )
             assert_no_lost_writes(run)
         """
     )

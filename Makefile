@@ -46,6 +46,7 @@ test-slow: setup
 
 proofs: setup
 	$(BIN)/python proofs/run.py
+	$(BIN)/python proofs/mutants.py
 
 spec: setup
 	$(BIN)/dynamo-ref spec check --ci

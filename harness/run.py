@@ -150,11 +150,8 @@ class RunConfig:
             out.append(f"--keys must be at least 1, got {self.keys}")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             out.append(f"--rate must be a positive number of operations a second, not {self.rate}")
-        if self.hosts and self.target != "dynamo":
-            out.append(
-                f"--hosts runs dynamo-ref nodes: the {self.target} target on hosts is not "
-                "supported yet"
-            )
+        if self.hosts and self.target == "etcd":
+            out.append("--hosts runs dynamo-ref nodes or external programs, not etcd (yet)")
         if self.hosts and len(self.hosts) != self.nodes:
             out.append(f"--hosts names {len(self.hosts)} hosts for {self.nodes} nodes")
         if (
@@ -224,6 +221,9 @@ class RunConfig:
             skip |= {"hosts", "remote_venv", "sudo", *remote}
         else:
             skip.add("net")
+        if self.target == "external":
+            # The program runs as given: nothing is installed, nor iptables used.
+            skip |= {"remote_dir", "remote_python", "remote_venv", "sudo"}
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
@@ -267,6 +267,10 @@ def make_target(cfg: RunConfig) -> Any:
         return EtcdTarget(
             cfg.nodes, _cluster_dir(cfg), net="netns" if cfg.net == "netns" else "none"
         )
+    if cfg.target == "external" and cfg.hosts:
+        from harness.targets.remote import RemoteMaelstromTarget
+
+        return RemoteMaelstromTarget(cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed)
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget
 
@@ -288,20 +292,24 @@ def make_target(cfg: RunConfig) -> Any:
     return DynamoTarget(cfg.nodes, _cluster_dir(cfg), net=cast(Any, cfg.net), **settings)
 
 
-def _remote_target(cfg: RunConfig, settings: dict[str, Any]) -> Any:
+def _ssh(cfg: RunConfig) -> Any:
     from dynamo_ref.remote.ssh import SshOptions
-    from harness.targets.remote import RemoteDynamoTarget
 
-    ssh = SshOptions(
+    return SshOptions(
         user=cfg.ssh_user,
         keys=tuple(Path(k) for k in cfg.ssh_keys),
         known_hosts=None if cfg.known_hosts is None else Path(cfg.known_hosts),
         sudo=cfg.sudo,
     )
+
+
+def _remote_target(cfg: RunConfig, settings: dict[str, Any]) -> Any:
+    from harness.targets.remote import RemoteDynamoTarget
+
     return RemoteDynamoTarget(
         cfg.hosts,
         _cluster_dir(cfg),
-        ssh=ssh,
+        ssh=_ssh(cfg),
         remote_dir=cfg.remote_dir,
         python=cfg.remote_python,
         venv=cfg.remote_venv,

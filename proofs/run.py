@@ -94,6 +94,45 @@ TARGETS: tuple[Target, ...] = (
         checks="compare/descends/dominates agree with the pointwise definition; increment "
         "dominates; merge is the least upper bound; prune only removes entries",
     ),
+    # Searched alone and deeper: at their modules' 1 s these let planted bugs through (a merge
+    # taking the smaller counter, a reconcile keeping a dominated version, a write collector
+    # one ack short, a gossip merge keeping an older entry, a reused write counter); each is a
+    # mutant in proofs/mutants/ that these targets refute.
+    Target(
+        "dynamo_ref.core.vclock.VClock.merge",
+        condition_s=8.0,
+        path_s=None,
+        wall_s=180.0,
+        checks="merge is the least upper bound of the two clocks",
+    ),
+    Target(
+        "dynamo_ref.core.versions.reconcile",
+        condition_s=8.0,
+        path_s=None,
+        wall_s=240.0,
+        checks="reconcile keeps an antichain, covers every input, keeps only inputs",
+    ),
+    Target(
+        "dynamo_ref.core.quorum.WriteCollector.ack",
+        condition_s=8.0,
+        path_s=None,
+        wall_s=300.0,
+        checks="a write succeeds only with W acks (PW from primaries), each counted once",
+    ),
+    Target(
+        "dynamo_ref.core.membership.Membership.merge",
+        condition_s=8.0,
+        path_s=None,
+        wall_s=180.0,
+        checks="gossip merge is an upper bound of both views",
+    ),
+    Target(
+        "dynamo_ref.core.node_versions.write_version",
+        condition_s=8.0,
+        path_s=None,
+        wall_s=180.0,
+        checks="a write is a new event, and its clock dominates its context",
+    ),
     Target(
         "dynamo_ref.core.versions",
         condition_s=1.0,

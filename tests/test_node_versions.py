@@ -241,3 +241,16 @@ def test_engine_holds_keys_in_under_three_times_their_raw_size() -> None:
     )
     ratio = float(out.stdout)
     assert 1.0 < ratio < 3.0, ratio
+
+
+def test_pruning_never_drops_the_writes_own_event() -> None:
+    # Found by CrossHair searching write_version alone: entries stamped ahead of the writer's
+    # clock made its new entry the oldest, and pruning to `big` dropped it, so the write did
+    # not dominate its context (the node would have failed the put on its own contract).
+    ahead = VClock.of({f"w{i}": (1, 100.0 + i) for i in range(3)})
+    tight = PruneSettings(small=1, big=3, young=0.0, old=0.0)
+    for mode in (VersionMode.VCLOCK, VersionMode.LWW):
+        v = write_version(mode, "n1", ahead, (), value=b"x", timestamp=1.0, prune=tight)
+        assert v.clock.counter("n1") == 1
+        assert v.clock.dominates(ahead)
+        assert len(v.clock) <= tight.big + 1

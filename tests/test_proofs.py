@@ -231,3 +231,54 @@ def test_classify(returncode: int | None, stdout: str, stderr: str, verdict: str
     assert bool(reason) == (got not in {run.Verdict.CONFIRMED, run.Verdict.NO_COUNTEREXAMPLE})
     assert got.passed(strict=False) == (verdict in {"CONFIRMED", "NO_COUNTEREXAMPLE", "UNREACHED"})
     assert got.passed(strict=True) == (verdict in {"CONFIRMED", "NO_COUNTEREXAMPLE"})
+
+
+# ---- the contract mutants (proofs/mutants.py; `make proofs` runs them all) -------------------
+
+
+def _load_mutants() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("proofs_mutants", ROOT / "proofs" / "mutants.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mutants = _load_mutants()
+
+
+def test_every_mutant_patch_applies_and_names_a_listed_target(tmp_path: Path) -> None:
+    catalogue = mutants.load()
+    assert len(catalogue) >= 6
+    names = {t.name for t in run.TARGETS}
+    for m in catalogue:
+        assert m.target in names, m.name
+        assert m.breaks
+        scratch = tmp_path / m.name
+        scratch.mkdir()
+        mutants.prepare(m, scratch)
+        changed = (scratch / "dynamo_ref").rglob("*.py")
+        assert any(
+            p.read_bytes() != (ROOT / p.relative_to(scratch)).read_bytes() for p in changed
+        ), f"{m.name} changes nothing"
+
+
+def test_control_a_patch_that_no_longer_applies_fails_naming_the_mutant(tmp_path: Path) -> None:
+    stale = tmp_path / "stale-merge.patch"
+    stale.write_text(
+        "# breaks: nothing any more\n# target: dynamo_ref.core.vclock\n"
+        "--- a/dynamo_ref/core/vclock.py\n+++ b/dynamo_ref/core/vclock.py\n"
+        "@@ -1,3 +1,3 @@\n-this line is not in the file\n+nor this one\n context\n"
+    )
+    (m,) = mutants.load(tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(
+        mutants.MutantError, match="mutant stale-merge: its patch no longer applies"
+    ):
+        mutants.prepare(m, scratch)
+    (tmp_path / "bare.patch").write_text("--- a/x\n+++ b/x\n")
+    with pytest.raises(mutants.MutantError, match="mutant bare: its patch must start"):
+        mutants.load(tmp_path)

@@ -24,6 +24,7 @@ from ssh_hosts import SshHosts, missing
 
 from dynamo_ref.remote.ssh import HostPool, RemoteError, SshOptions
 from harness.cli import main
+from harness.run import RunConfig, RunResult, make_target, run_once
 
 pytestmark = [pytest.mark.net, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 
@@ -270,3 +271,70 @@ def test_control_a_campaign_over_ssh_catches_lww(hosts: SshHosts, tmp_path: Path
     assert checks["lost_writes"]["verdict"] == "invalid"
     assert "start-partition" in _faults(tmp_path)
     assert node_pids(hosts) == []
+
+
+EXAMPLES = Path(__file__).parent.parent / "harness" / "examples"
+
+
+@pytest.mark.parametrize(
+    ("program", "verdict"),
+    [("lin_kv_leader.py", "valid"), ("lin_kv_stale_reads.py", "invalid")],
+)
+def test_external_programs_on_hosts_are_passed_or_caught(
+    hosts: SshHosts, tmp_path: Path, program: str, verdict: str
+) -> None:
+    """A Maelstrom-protocol program on each host, its stdin and stdout over SSH: the harness
+    routes its messages (so partitions are the router's), pauses go by PID over SSH."""
+    cfg = RunConfig(
+        nodes=3,
+        duration=4.0,
+        clients=4,
+        keys=4,
+        seed=1,
+        out=tmp_path / "run",
+        target="external",
+        workload="register",
+        program=(PYTHON, str(EXAMPLES / program)),
+        nemesis=("partition", "pause"),
+        patterns=("isolate",),
+        fault_time=(0.8, 1.5),
+        heal_time=(0.3, 0.6),
+        settle=1.0,
+        quiesce=10.0,
+        hosts=tuple(hosts.addresses),
+        ssh_user="root",
+        ssh_keys=(str(hosts.key),),
+        known_hosts=str(hosts.known_hosts),
+    )
+    seen: list[int] = []
+
+    async def run() -> RunResult:
+        target = make_target(cfg)
+        assert target.name.endswith("on 3 hosts")
+
+        async def watch() -> None:
+            # The programs run in the hosts' namespaces, not here.
+            while True:
+                seen.extend(p for p in hosts.pids() if _is_program(p, program))
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await run_once(cfg, target=target)
+        finally:
+            watcher.cancel()
+
+    result = asyncio.run(run())
+    assert len(set(seen)) >= 3
+    assert {"start-partition", "start-pause"} <= {
+        op.f for op in result.history if op.process == "nemesis"
+    }
+    assert result.checks["linearizable"].verdict == verdict, result.checks["linearizable"]
+    assert not [p for p in hosts.pids() if _is_program(p, program)], "programs left running"
+
+
+def _is_program(pid: int, program: str) -> bool:
+    try:
+        return program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -184,7 +184,7 @@ def next_counter(node: NodeId, context: VClock, stored: Iterable[Version]) -> in
     lambda mode, node, context, result: (
         mode is VersionMode.DVV or result.clock.counter(node) > context.counter(node)
     ),
-    "the coordinator's entry is new (pruning keeps it: it is the youngest)",
+    "the coordinator's entry is new (pruning never drops it)",
     enabled=ENABLED,
 )
 @icontract.ensure(
@@ -192,6 +192,7 @@ def next_counter(node: NodeId, context: VClock, stored: Iterable[Version]) -> in
     "the new write's event is new at this coordinator",
     enabled=ENABLED,
 )
+@icontract.require(lambda timestamp: math.isfinite(timestamp), enabled=ENABLED)  # noqa: PLW0108
 def write_version(
     mode: VersionMode,
     node: NodeId,
@@ -202,12 +203,19 @@ def write_version(
     timestamp: float,
     prune: PruneSettings,
 ) -> Version:
-    """The version coordinator ``node`` creates for a write (``value`` None: a delete)."""
+    """The version coordinator ``node`` creates for a write (``value`` None: a delete).
+
+    :raises CounterExhausted: ``node``'s counter for the key is at ``MAX_COUNTER``.
+    """
     counter = next_counter(node, context, stored)
     if mode is VersionMode.DVV:
         clock = _prune(context, timestamp, prune)
         return Version(value, clock, timestamp, node, counter)
     clock = _prune(context._with_entry(node, counter, timestamp), timestamp, prune)
+    if clock.counter(node) != counter:
+        # Entries stamped ahead of this node's clock made its new one look oldest: pruning may
+        # drop any entry but the write's own event (the clock then holds one more than `big`).
+        clock = _prune(context, timestamp, prune)._with_entry(node, counter, timestamp)
     return Version(value, clock, timestamp, node)
 
 

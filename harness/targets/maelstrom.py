@@ -34,7 +34,7 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.net.memory import MemoryNetwork
 from harness.net.network import Link
@@ -119,7 +119,7 @@ class RouterStats:
 @dataclass
 class _Node:
     name: str
-    proc: asyncio.subprocess.Process | None = None
+    proc: Proc | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stderr: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=_STDERR_LINES)
@@ -128,6 +128,70 @@ class _Node:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
+
+
+class Proc(Protocol):
+    """A node program's process, here or on a host: its pipes, its exit and its signals."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdin(self) -> Writer | None: ...
+
+    @property
+    def stdout(self) -> Reader | None: ...
+
+    @property
+    def stderr(self) -> Reader | None: ...
+
+    async def wait(self) -> int: ...
+
+    async def send(self, sig: signal.Signals) -> None: ...
+
+
+class Reader(Protocol):
+    async def readline(self) -> bytes: ...
+
+
+class Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalProc:
+    """A program started here (``asyncio``'s process, with signals by PID)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def stdin(self) -> Writer | None:
+        return self._proc.stdin
+
+    @property
+    def stdout(self) -> Reader | None:
+        return self._proc.stdout
+
+    @property
+    def stderr(self) -> Reader | None:
+        return self._proc.stderr
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    async def send(self, sig: signal.Signals) -> None:
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._proc.pid, sig)
 
 
 class MaelstromTarget:
@@ -220,13 +284,7 @@ class MaelstromTarget:
         if n.running:
             return
         n.stderr.clear()
-        n.proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=_LINE_LIMIT,
-        )
+        n.proc = await self._spawn(node)
         loop = asyncio.get_running_loop()
         n.tasks = [
             loop.create_task(self._read_stdout(n, n.proc)),
@@ -317,25 +375,25 @@ class MaelstromTarget:
         """SIGTERM (and SIGCONT, in case it is paused); SIGKILL if it has not exited in 5 s."""
         n = self._nodes[node]
         if n.proc is not None and n.running:
-            self._signal(n, signal.SIGTERM)
-            self._signal(n, signal.SIGCONT)
+            await self._signal(n, signal.SIGTERM)
+            await self._signal(n, signal.SIGCONT)
             try:
                 await asyncio.wait_for(n.proc.wait(), 5.0)
             except TimeoutError:
-                self._signal(n, signal.SIGKILL)
+                await self._signal(n, signal.SIGKILL)
         await self._reap(n)
 
     async def kill(self, node: str) -> None:
         n = self._nodes[node]
         if n.running:
-            self._signal(n, signal.SIGKILL)
+            await self._signal(n, signal.SIGKILL)
         await self._reap(n)
 
     async def pause(self, node: str) -> None:
-        self._signal(self._nodes[node], signal.SIGSTOP)
+        await self._signal(self._nodes[node], signal.SIGSTOP)
 
     async def resume(self, node: str) -> None:
-        self._signal(self._nodes[node], signal.SIGCONT)
+        await self._signal(self._nodes[node], signal.SIGCONT)
 
     async def client(self, node: str) -> MaelstromClient | DynamoKvClient:
         if node not in self._nodes:
@@ -345,10 +403,20 @@ class MaelstromTarget:
 
     # -- processes -------------------------------------------------------------------------
 
-    def _signal(self, n: _Node, sig: signal.Signals) -> None:
+    async def _spawn(self, node: str) -> Proc:
+        """Start ``node``'s program (here; a subclass may start it elsewhere)."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=_LINE_LIMIT,
+        )
+        return LocalProc(proc)
+
+    async def _signal(self, n: _Node, sig: signal.Signals) -> None:
         if n.proc is not None and n.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(n.proc.pid, sig)
+            await n.proc.send(sig)
 
     async def _reap(self, n: _Node) -> None:
         if n.proc is not None:
@@ -358,13 +426,13 @@ class MaelstromTarget:
         await asyncio.gather(*n.tasks, return_exceptions=True)
         n.tasks = []
 
-    async def _read_stderr(self, n: _Node, proc: asyncio.subprocess.Process) -> None:
+    async def _read_stderr(self, n: _Node, proc: Proc) -> None:
         assert proc.stderr is not None
         with contextlib.suppress(ValueError, OSError):
             while line := await proc.stderr.readline():
                 n.stderr.append(line.decode(errors="replace").rstrip("\n"))
 
-    async def _read_stdout(self, n: _Node, proc: asyncio.subprocess.Process) -> None:
+    async def _read_stdout(self, n: _Node, proc: Proc) -> None:
         assert proc.stdout is not None
         while True:
             try:

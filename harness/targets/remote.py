@@ -1,4 +1,7 @@
-"""dynamo-ref nodes on hosts over SSH, as a fault-campaign target (``campaign --hosts``).
+"""Targets on hosts over SSH (``campaign --hosts``): dynamo-ref nodes, or external node
+programs speaking the Maelstrom protocol (``RemoteMaelstromTarget``, at the end).
+
+dynamo-ref nodes on hosts:
 
 The node processes are deployed and started by ``dynamo_ref.remote`` (one node per host, a
 venv installed from this checkout's wheels), killed, stopped, paused and resumed by PID over
@@ -13,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shlex
+import signal
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import asyncssh
 
 from dynamo_ref.client import AsyncClient
 from dynamo_ref.remote.deploy import RemoteCluster, _bare
@@ -23,8 +30,9 @@ from dynamo_ref.remote.ssh import HostPool, RemoteError, SshOptions
 from harness.net.hosts import HostsNetwork
 from harness.targets.base import OpFailed
 from harness.targets.dynamo import DynamoClient, DynamoTarget, ModeKind, QuorumKind, Timing
+from harness.targets.maelstrom import MaelstromTarget, Proc, Reader, Writer
 
-__all__ = ["RemoteDynamoTarget"]
+__all__ = ["RemoteDynamoTarget", "RemoteMaelstromTarget"]
 
 T = TypeVar("T")
 
@@ -198,3 +206,81 @@ class RemoteDynamoTarget(DynamoTarget):
                 )
                 self._admin[node] = c
             return c
+
+
+class SshProc:
+    """A node program running on a host, its pipes carried by the SSH channel; signals go by
+    its PID (the shell that starts it prints its own PID, then becomes the program)."""
+
+    def __init__(
+        self, process: asyncssh.SSHClientProcess[bytes], pid: int, pool: HostPool, host: str
+    ) -> None:
+        self._process = process
+        self.pid = pid
+        self._pool = pool
+        self._host = host
+
+    @classmethod
+    async def start(cls, pool: HostPool, host: str, command: Sequence[str]) -> SshProc:
+        conn = await pool.connection(host)
+        process = await conn.create_process("echo $$; exec " + shlex.join(command), encoding=None)
+        first = await process.stdout.readline()
+        try:
+            pid = int(first.strip())
+        except ValueError:
+            process.close()
+            raise RemoteError(host, f"the program did not start: {first!r}") from None
+        return cls(process, pid, pool, host)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    @property
+    def stdin(self) -> Writer | None:
+        return self._process.stdin
+
+    @property
+    def stdout(self) -> Reader | None:
+        return self._process.stdout
+
+    @property
+    def stderr(self) -> Reader | None:
+        return self._process.stderr
+
+    async def wait(self) -> int:
+        await self._process.wait(check=False)
+        code = self._process.returncode
+        return -1 if code is None else code
+
+    async def send(self, sig: signal.Signals) -> None:
+        if self._process.returncode is None:
+            name = sig.name.removeprefix("SIG")
+            with contextlib.suppress(RemoteError):
+                await self._pool.run(self._host, f"kill -{name} {self.pid}", check=False)
+
+
+class RemoteMaelstromTarget(MaelstromTarget):
+    """External node programs (the Maelstrom protocol), one on each host over SSH: the harness
+    still routes their messages, so partitions are the router's; kills and pauses go by PID."""
+
+    def __init__(
+        self, command: Sequence[str], hosts: Sequence[str], *, ssh: SshOptions, **kw: Any
+    ) -> None:
+        super().__init__(command, len(hosts), **kw)
+        self.hosts = list(hosts)
+        self._pool = HostPool(ssh)
+        self._host_of = dict(zip(self.nodes(), self.hosts, strict=True))
+
+    @property
+    def name(self) -> str:
+        return f"{super().name} on {len(self.hosts)} hosts"
+
+    async def _spawn(self, node: str) -> Proc:
+        return await SshProc.start(self._pool, self._host_of[node], self.command)
+
+    async def teardown(self) -> None:
+        try:
+            await super().teardown()
+        finally:
+            await self._pool.close()

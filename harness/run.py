@@ -270,7 +270,9 @@ def make_target(cfg: RunConfig) -> Any:
     if cfg.target == "external" and cfg.hosts:
         from harness.targets.remote import RemoteMaelstromTarget
 
-        return RemoteMaelstromTarget(cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed)
+        return RemoteMaelstromTarget(
+            cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed, workload=cfg.workload
+        )
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget
 
@@ -422,9 +424,9 @@ async def run_once(
         replicas=dict[Hashable, Sequence[str]](replicas.items()),
         time_limit=cfg.check_time_limit,
     )
-    faults = getattr(target, "faults", None)
+    faults = getattr(target, "program_faults", None)
     if isinstance(faults, list):
-        checks["program"] = program_result(faults, int(getattr(target, "fault_count", 0)))
+        checks["program"] = program_result(faults, int(getattr(target, "program_fault_count", 0)))
     timings["check"] = time.monotonic() - t
     if cfg.validate_trace:
         say("validating traces", 0.98)

@@ -159,7 +159,7 @@ def test_a_programs_bad_lines_are_its_fault_and_never_valid(tmp_path: Path) -> N
 
     target, errors = asyncio.run(main())
     assert errors == ["OpUnknown"]
-    reasons = {f.reason: f.line for f in target.faults}
+    reasons = {f.reason: f.line for f in target.program_faults}
     assert reasons["not JSON"] == "{not json"
     assert '"oops"' in reasons["get_ok without a values list"]
     unknown = next(r for r in reasons if "msg_id 99999" in r)
@@ -270,5 +270,5 @@ def test_a_lin_kv_reply_of_the_wrong_type_is_the_programs_fault(tmp_path: Path) 
         return target
 
     target = asyncio.run(main())
-    assert [f.reason for f in target.faults] == ["expected a read_ok reply"]
-    assert '"write_ok"' in target.faults[0].line
+    assert [f.reason for f in target.program_faults] == ["expected a read_ok reply"]
+    assert '"write_ok"' in target.program_faults[0].line

@@ -311,9 +311,9 @@ def test_router_survives_garbage_and_unknown_destinations(tmp_path: Path) -> Non
             assert target.stats.malformed == 2
             assert target.stats.unroutable == 2
             # Each line is the program's fault, kept with the line itself.
-            assert target.fault_count == 4
-            assert [f.line for f in target.faults].count("not json") == 2
-            assert any("'n9'" in f.reason for f in target.faults)
+            assert target.program_fault_count == 4
+            assert [f.line for f in target.program_faults].count("not json") == 2
+            assert any("'n9'" in f.reason for f in target.program_faults)
         finally:
             await target.teardown()
 

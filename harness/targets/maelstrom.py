@@ -15,9 +15,9 @@ Clients speak the program's workload: `lin-kv` (read, write, cas: `MaelstromClie
 the program declares it in `init_ok.workloads`, `dynamo-kv` (get, put, delete with opaque
 contexts, optional `replica_get`: `DynamoKvClient`). A workload the program does not declare is
 refused at its first `init_ok`. Every line that breaks the protocol (not JSON, a bad envelope,
-a reply of the wrong type or shape, a reply to a request never sent) is kept in `faults` with
-the line, as the program's fault; a program that exits before `init_ok` is reported with its
-stderr.
+a reply of the wrong type or shape, a reply to a request never sent) is kept in
+`program_faults` with the line, as the program's fault; a program that exits before `init_ok`
+is reported with its stderr.
 
 Kill, pause and resume signal the node's process by PID; `start` after a kill runs a fresh
 process (Maelstrom nodes keep state in memory, so it comes back empty) and sends `init` again.
@@ -229,8 +229,8 @@ class MaelstromTarget:
         self.protocol = "lin-kv"
         self.supports_replica_get = False
         # Every protocol breach, counted; the first `_FAULT_LINES` kept with their lines.
-        self.faults: list[ProgramFault] = []
-        self.fault_count = 0
+        self.program_faults: list[ProgramFault] = []
+        self.program_fault_count = 0
         # Requests answered or timed out lately: a late or repeated reply to one is no breach.
         self._answered: collections.deque[tuple[str, int]] = collections.deque()
         self._answered_set: set[tuple[str, int]] = set()
@@ -306,9 +306,7 @@ class MaelstromTarget:
             await self.kill(node)
             raise
 
-    async def _init(
-        self, n: _Node, proc: asyncio.subprocess.Process, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def _init(self, n: _Node, proc: Proc, body: dict[str, Any]) -> dict[str, Any]:
         """The init call, cut short when the program exits first (its stderr read to the end)."""
         call = asyncio.ensure_future(self.call(_INIT_CLIENT, n.name, body, self.init_timeout))
         exited = asyncio.ensure_future(proc.wait())
@@ -367,9 +365,9 @@ class MaelstromTarget:
     def fault(self, node: str, reason: str, line: str | bytes) -> None:
         """Record that `node`'s program broke the protocol with `line`."""
         text = line.decode(errors="replace") if isinstance(line, bytes) else line
-        self.fault_count += 1
-        if len(self.faults) < _FAULT_LINES:
-            self.faults.append(ProgramFault(node, reason, text.rstrip("\n")[:300]))
+        self.program_fault_count += 1
+        if len(self.program_faults) < _FAULT_LINES:
+            self.program_faults.append(ProgramFault(node, reason, text.rstrip("\n")[:300]))
 
     async def stop(self, node: str) -> None:
         """SIGTERM (and SIGCONT, in case it is paused); SIGKILL if it has not exited in 5 s."""
@@ -516,7 +514,8 @@ class MaelstromTarget:
         n = self._nodes[node]
         if n.proc is None or not n.running or n.proc.stdin is None:
             return False
-        if n.proc.stdin.transport.is_closing():  # its reader is gone: the process is dying
+        transport = getattr(n.proc.stdin, "transport", None)  # a local pipe's
+        if transport is not None and transport.is_closing():  # its reader is gone: dying
             return False
         try:
             n.proc.stdin.write(line)

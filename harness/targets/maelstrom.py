@@ -514,9 +514,6 @@ class MaelstromTarget:
         n = self._nodes[node]
         if n.proc is None or not n.running or n.proc.stdin is None:
             return False
-        transport = getattr(n.proc.stdin, "transport", None)  # a local pipe's
-        if transport is not None and transport.is_closing():  # its reader is gone: dying
-            return False
         try:
             n.proc.stdin.write(line)
         except (BrokenPipeError, ConnectionResetError):

@@ -468,6 +468,12 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
     )
     @click.option("--sudo", is_flag=True, help="With --hosts: iptables through sudo -n.")
     @click.option(
+        "--junit",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write a JUnit XML file: a test case per run and per checker of each run "
+        "(invalid: a failure; unknown or crashed: an error).",
+    )
+    @click.option(
         "--validate-trace",
         is_flag=True,
         help="The nodes log their steps and TLC checks the run against spec/Dynamo.tla (the "
@@ -499,6 +505,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         remote_python: str | None,
         remote_venv: str | None,
         sudo: bool,
+        junit: Path | None,
         validate_trace: bool,
     ) -> None:
         """Run a fault campaign; exit 0 valid, 1 invalid, 2 unknown or bad options."""
@@ -555,13 +562,15 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             rate=rate,
         )
         _validate(configs, {"mode": mode, "quorum": quorum, "net": net})
-        code = _run(configs, out, run_once)
+        code = _run(configs, out, run_once, junit)
         raise SystemExit(code)
 
     return campaign
 
 
-def _run(configs: Sequence[CampaignConfig], out: Path, run_once: RunOnce[Any]) -> int:
+def _run(
+    configs: Sequence[CampaignConfig], out: Path, run_once: RunOnce[Any], junit: Path | None = None
+) -> int:
     import asyncio
 
     from rich.console import Console
@@ -589,13 +598,14 @@ def _run(configs: Sequence[CampaignConfig], out: Path, run_once: RunOnce[Any]) -
             )
     finally:
         write_campaigns_index(out)
+    if junit is not None:
+        write_campaign_junit(junit, result)
     console.print(verdict_table(result))
     for line in explanations(result):
         click.echo(line)
     for r in result.runs:
         if r.error:
-            last = r.error.strip().splitlines()[-1]
-            click.echo(f"{r.name} crashed: {last}")
+            click.echo(f"{r.name} crashed: {_crash_message(r.error)}")
     code = result.exit_code
     if code == 2:
         click.echo("some verdicts are unknown: exit 2 (unknown is not a pass; see the pages)")
@@ -603,6 +613,55 @@ def _run(configs: Sequence[CampaignConfig], out: Path, run_once: RunOnce[Any]) -
     click.echo(f"report: {result.report()}")
     click.echo(f"all campaigns: {out / 'index.html'} (dynamo-ref serve {out})")
     return code
+
+
+def _crash_message(error: str, lines: int = 15) -> str:
+    """The exception at the end of a crash's traceback, with the lines after it (an external
+    program's stderr, say), not just the last line."""
+    text = error.strip().splitlines()
+    frames = [i for i, line in enumerate(text) if line.startswith("  File ")]
+    start = frames[-1] + 1 if frames else len(text) - 1
+    while start < len(text) - 1 and text[start].startswith(" "):
+        start += 1  # the frame's code line and markers
+    shown = text[start : start + lines]
+    more = len(text) - start - len(shown)
+    return "\n".join(shown) + (f"\n  ({more} more lines in the run's page)" if more > 0 else "")
+
+
+def write_campaign_junit(path: Path, result: CampaignResult) -> None:
+    """One testsuite for the campaign: a testcase per run (its verdict, or its crash) and one
+    per checker of each run, so CI's test view shows campaign verdicts. Invalid is a failure,
+    unknown (a crash too) an error; each message names the run's report page."""
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name=f"dynamo-ref campaign {result.out.name}")
+    counts = {"tests": 0, "failures": 0, "errors": 0}
+
+    def case(classname: str, name: str, verdict: str, text: str, seconds: float) -> None:
+        counts["tests"] += 1
+        tc = ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
+        if verdict == "valid":
+            return
+        kind = "failure" if verdict == "invalid" else "error"
+        counts[f"{kind}s"] += 1
+        el = ET.SubElement(tc, kind, message=f"{verdict}: {text}"[:300], type=verdict)
+        el.text = text
+
+    for run in result.runs:
+        page = f"\nreport: {run.report}" if run.report is not None else ""
+        verdict_text = run.error or "; ".join(
+            f"{name}: {r.verdict}" for name, r in run.checks.items()
+        )
+        seconds = sum(run.timings.values())
+        case("campaign", run.name, run.verdict, f"{verdict_text}{page}", seconds)
+        for name, r in run.checks.items():
+            case(run.name, name, r.verdict, f"{r.explanation}{page}", r.elapsed)
+    for k, v in counts.items():
+        suite.set(k, str(v))
+    tree = ET.ElementTree(suite)
+    ET.indent(tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
 campaign_command = make_campaign_command()

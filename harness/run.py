@@ -21,7 +21,8 @@ Checks by workload (`harness.checkers`):
   semantics (strict-quorum property too when the quorum is strict and R + W > N), convergence,
   and linearizability as a register per key (a read of one sibling reads that value, of none
   reads nil, of several reads a value no write wrote);
-- `register` on a register target: linearizability and lost writes (register).
+- `register` on a register target: linearizability and lost writes (register);
+- an external program: also `program`, invalid when any line it wrote broke the protocol.
 
 `progress(phase, fraction, status)` is called at each phase (`setup`, `running`, `healing`,
 `quiescing`, `final-reads`, `replica-reads`, `teardown`, `checking`, `done`) with how far the
@@ -49,7 +50,7 @@ from harness.checkers.dynamo_semantics import check_dynamo
 from harness.checkers.linearizable import as_result, check
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.models import register
-from harness.checkers.verdict import Result, Verdict, combine
+from harness.checkers.verdict import Finding, Result, Verdict, combine
 from harness.clocks import Dominates, descends
 from harness.history import Op, pair, write_jsonl
 from harness.nemesis import FAULTS, PATTERNS, Nemesis, NemesisConfig
@@ -167,10 +168,9 @@ class RunConfig:
 
     def _target_problems(self) -> list[str]:
         out: list[str] = []
-        if self.target in ("etcd", "external") and self.workload != "register":
+        if self.target == "etcd" and self.workload != "register":
             out.append(
-                f"the {self.target} target stores registers: use --workload register (lin-kv), "
-                f"not {self.workload}"
+                f"the etcd target stores registers: use --workload register, not {self.workload}"
             )
         if self.target in ("etcd", "external") and "skew" in self.nemesis:
             out.append(f"the {self.target} target cannot skew clocks: drop skew from --nemesis")
@@ -270,11 +270,13 @@ def make_target(cfg: RunConfig) -> Any:
     if cfg.target == "external" and cfg.hosts:
         from harness.targets.remote import RemoteMaelstromTarget
 
-        return RemoteMaelstromTarget(cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed)
+        return RemoteMaelstromTarget(
+            cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed, workload=cfg.workload
+        )
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget
 
-        return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed)
+        return MaelstromTarget(cfg.program, cfg.nodes, seed=cfg.seed, workload=cfg.workload)
     # What a dynamo-ref cluster is, wherever its nodes run.
     settings: dict[str, Any] = {
         "mode": cfg.mode,
@@ -411,7 +413,8 @@ async def run_once(
     say("checking", 0.97)
     t = time.monotonic()
     dominates = getattr(target, "dominates", None)
-    versioned = hasattr(target, "replica_get") or cfg.target == "dynamo"
+    versioned = bool(getattr(target, "versioned", hasattr(target, "replica_get")))
+    versioned = versioned or cfg.target == "dynamo"
     checks = check_run(
         recorder.ops,
         cfg.workload,
@@ -421,6 +424,9 @@ async def run_once(
         replicas=dict[Hashable, Sequence[str]](replicas.items()),
         time_limit=cfg.check_time_limit,
     )
+    faults = getattr(target, "program_faults", None)
+    if isinstance(faults, list):
+        checks["program"] = program_result(faults, int(getattr(target, "program_fault_count", 0)))
     timings["check"] = time.monotonic() - t
     if cfg.validate_trace:
         say("validating traces", 0.98)
@@ -478,6 +484,35 @@ async def _quiesce(target: Any, cfg: RunConfig) -> None:
 
 
 # ---- checks ---------------------------------------------------------------------------------
+
+
+def program_result(faults: Sequence[Any], count: int) -> Result:
+    """The external program's own protocol breaches (malformed lines, replies of the wrong
+    type or to requests never sent): any makes the run invalid, whatever the history says,
+    since the history lacks what those lines should have carried."""
+    if not count:
+        return Result("program", "valid", "valid: every line the program wrote was a message")
+    findings = tuple(
+        Finding(
+            kind="protocol",
+            key=f.node,
+            message=f.describe(),
+            details={"node": f.node, "reason": f.reason, "line": f.line},
+        )
+        for f in faults
+    )
+    firsts: dict[str, Any] = {}
+    for f in faults:
+        firsts.setdefault(f.reason, f)
+    first = "; ".join(f"{f.describe()!s}" for f in list(firsts.values())[:4])
+    return Result(
+        "program",
+        "invalid",
+        f"invalid: the program broke the protocol {count} time(s); the first line of each "
+        f"kind: {first}",
+        details={"faults": count, "lines": [f.line for f in faults]},
+        findings=findings,
+    )
 
 
 def _as_register(history: Sequence[Op]) -> list[Op]:

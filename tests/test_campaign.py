@@ -257,7 +257,10 @@ def _refusing_cli(tmp_path: Path, *args: str) -> Any:
         (["--nemesis", "explode"], "--nemesis: unknown fault 'explode'"),
         (["--nemesis", "partition,explode"], "unknown fault 'explode'"),
         (["--target", "external"], "needs the node program's command"),
-        (["--bin", "prog", "--workload", "set-add"], "stores registers: use --workload register"),
+        (
+            ["--target", "etcd", "--nodes", "3", "--workload", "set-add"],
+            "the etcd target stores registers: use --workload register",
+        ),
         (["--target", "etcd", "--nodes", "4", "--net", "netns"], "3 or 5 members"),
         (["--target", "etcd", "--nemesis", "skew", "--nodes", "3"], "cannot skew clocks"),
         (["--clients", "0"], "--clients must be at least 1"),
@@ -452,3 +455,39 @@ def test_on_a_terminal_the_status_is_the_bars_second_line() -> None:
     assert line == "[2/2] run-b: running"
     assert "12 ops/s" in status
     assert "fault: pause n1" in status
+
+
+def test_cli_junit_has_a_case_per_run_and_per_checker(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "ci" / "campaign.xml"
+    res = _cli(
+        tmp_path, "--matrix", "--mode", "vclock,lww", "--seed", "1,13", "--junit", str(junit)
+    )
+    assert res.exit_code == 1, res.output
+    suite = ET.parse(junit).getroot()
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    runs = {name: c for (cls, name), c in cases.items() if cls == "campaign"}
+    assert len(runs) == 4
+    # Each completed run has one case per checker, under the run's name.
+    by_run = {cls for cls, _ in cases if cls != "campaign"}
+    assert len(by_run) == 2  # the two runs with seed 13 crashed: no checker ran
+    for cls in by_run:
+        assert {name for c, name in cases if c == cls} == {"lost_writes", "convergence"}
+    lww = next(c for c in by_run if "lww" in str(c))
+    failure = cases[(lww, "lost_writes")].find("failure")
+    assert failure is not None
+    assert "report: " in (failure.text or "")
+    assert (
+        cases[(next(c for c in by_run if "vclock" in str(c)), "lost_writes")].find("failure")
+        is None
+    )
+    crashed = [c for name, c in runs.items() if str(name).endswith("s13")]
+    assert len(crashed) == 2
+    for c in crashed:
+        error = c.find("error")
+        assert error is not None
+        assert "cluster failed to start" in (error.text or "")
+    assert suite.get("tests") == str(len(cases))
+    assert suite.get("failures") == "2"  # the lww run, and its lost_writes checker
+    assert suite.get("errors") == "2"

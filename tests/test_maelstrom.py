@@ -297,7 +297,7 @@ def test_router_survives_garbage_and_unknown_destinations(tmp_path: Path) -> Non
         "for line in sys.stdin:\n"
         "    msg = json.loads(line)\n"
         "    print('not json', flush=True)\n"
-        "    print(json.dumps({'src': 'n1', 'dest': 'n9', 'body': {}}), flush=True)\n"
+        "    print(json.dumps({'src': 'n1', 'dest': 'n9', 'body': {'type': 'x'}}), flush=True)\n"
         "    reply = {'type': msg['body']['type'] + '_ok', 'in_reply_to': msg['body']['msg_id']}\n"
         "    print(json.dumps({'src': 'n1', 'dest': msg['src'], 'body': reply}), flush=True)\n"
     )
@@ -310,6 +310,10 @@ def test_router_survives_garbage_and_unknown_destinations(tmp_path: Path) -> Non
             assert await client.request({"type": "echo"}) == {"type": "echo_ok", "in_reply_to": 2}
             assert target.stats.malformed == 2
             assert target.stats.unroutable == 2
+            # Each line is the program's fault, kept with the line itself.
+            assert target.program_fault_count == 4
+            assert [f.line for f in target.program_faults].count("not json") == 2
+            assert any("'n9'" in f.reason for f in target.program_faults)
         finally:
             await target.teardown()
 

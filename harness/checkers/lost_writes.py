@@ -25,7 +25,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from harness.checkers.causal import DynamoHistory, Fault, Read, fault_windows, faults_during
+from harness.checkers.causal import (
+    DynamoHistory,
+    Fault,
+    Read,
+    Write,
+    fault_windows,
+    faults_during,
+)
 from harness.checkers.datatypes import Datatype, Fate, siblings
 from harness.checkers.verdict import (
     Case,
@@ -170,6 +177,32 @@ def _around(ops: Sequence[Operation], target: Operation, final: Read | None) -> 
     return out
 
 
+def _overwriter(w: Write, writes: Sequence[Write]) -> Write | None:
+    """For an add lost from a set: the first write of the key, begun after it, that wrote the
+    whole set (`extra.written`) without its element, and so took its place. None when the
+    history does not record what the writes wrote."""
+    for other in sorted(writes, key=lambda x: x.op.call):
+        written = other.op.invoke.extra.get("written")
+        if other is w or other.op.call < w.op.call or not isinstance(written, list):
+            continue
+        if w.value not in written:
+            return other
+    return None
+
+
+def _describe_overwrite(w: Write, over: Write) -> str:
+    when = (
+        "concurrent with it"
+        if over.op.call < (w.op.ret if w.op.ret is not None else over.op.call + 1)
+        else "begun after it was acknowledged, from a read that missed it"
+    )
+    return (
+        f"dominated by {over.op.f} {over.op.input!r} by process {over.op.process!r} (index "
+        f"{over.op.invoke.index}..{_ret_index(over.op)}{over.op.at_node()}), {when}, which "
+        f"wrote a set without {w.value!r}"
+    )
+
+
 def _ret_index(op: Operation) -> int:
     return op.invoke.index if op.completion is None else op.completion.index
 
@@ -211,6 +244,9 @@ def _check(dt: Datatype, h: DynamoHistory, faults: list[Fault]) -> Result:
                 f"{_ret_index(w.op)}{w.op.at_node()}, time {w.op.call_time}..{w.op.return_time}) "
                 f"was acknowledged but {dt.describe_missing(missing)}; {_fault_text(active)}"
             )
+            over = _overwriter(w, writes)
+            if over is not None:
+                msg += f"; {_describe_overwrite(w, over)}"
             tally.findings.append(
                 Finding(
                     kind="lost",
@@ -223,6 +259,7 @@ def _check(dt: Datatype, h: DynamoHistory, faults: list[Fault]) -> Result:
                         "final_read": _op_json(missing.op),
                         "faults": [f.to_json() for f in active],
                         "around": _around(key_ops, w.op, missing),
+                        "overwritten_by": None if over is None else _op_json(over.op),
                     },
                 )
             )

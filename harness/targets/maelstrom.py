@@ -11,6 +11,14 @@ harness is the network: it reads every node's stdout and delivers each message i
 - a message to an unknown destination, or a line that is not a message, is counted in
   `stats` and dropped; a node's stderr is kept (its last lines) for error reports.
 
+Clients speak the program's workload: `lin-kv` (read, write, cas: `MaelstromClient`) or, when
+the program declares it in `init_ok.workloads`, `dynamo-kv` (get, put, delete with opaque
+contexts, optional `replica_get`: `DynamoKvClient`). A workload the program does not declare is
+refused at its first `init_ok`. Every line that breaks the protocol (not JSON, a bad envelope,
+a reply of the wrong type or shape, a reply to a request never sent) is kept in
+`program_faults` with the line, as the program's fault; a program that exits before `init_ok`
+is reported with its stderr.
+
 Kill, pause and resume signal the node's process by PID; `start` after a kill runs a fresh
 process (Maelstrom nodes keep state in memory, so it comes back empty) and sends `init` again.
 """
@@ -35,11 +43,25 @@ from harness.targets.base import OpFailed, OpUnknown
 __all__ = [
     "DEFINITE_ERRORS",
     "ERROR_CODES",
+    "PROTOCOLS",
+    "DynamoKvClient",
+    "DynamoKvContext",
     "MaelstromClient",
     "MaelstromError",
     "MaelstromTarget",
+    "ProgramFault",
     "RouterStats",
 ]
+
+PROTOCOLS = ("lin-kv", "dynamo-kv")
+"""The client protocols a program declares in `init_ok.workloads` (none declared: lin-kv)."""
+
+WORKLOAD_PROTOCOLS: dict[str, tuple[str, ...]] = {
+    "register": ("dynamo-kv", "lin-kv"),
+    "set-add": ("dynamo-kv",),
+    "counter": ("dynamo-kv",),
+}
+"""The protocols each harness workload runs over, preferred first."""
 
 ERROR_CODES: dict[int, str] = {
     0: "timeout",
@@ -62,6 +84,20 @@ DEFINITE_ERRORS = frozenset({1, 10, 11, 12, 14, 20, 21, 22, 30})
 _LINE_LIMIT = 16 * 1024 * 1024
 _STDERR_LINES = 200
 _INIT_CLIENT = "c0"
+_FAULT_LINES = 50
+
+
+@dataclass(frozen=True)
+class ProgramFault:
+    """A line a node program wrote that breaks the protocol: the program's fault, not the
+    network's. `line` is the offending output as written (cut to 300 characters)."""
+
+    node: str
+    reason: str
+    line: str
+
+    def describe(self) -> str:
+        return f"{self.node}: {self.reason}: {self.line}"
 
 
 class MaelstromError(RuntimeError):
@@ -170,7 +206,12 @@ class MaelstromTarget:
         init_timeout: float = 10.0,
         seed: int | None = None,
         name: str = "maelstrom",
+        workload: str | None = None,
     ) -> None:
+        if workload is not None and workload not in WORKLOAD_PROTOCOLS:
+            raise ValueError(
+                f"unknown workload {workload!r}; known: {', '.join(WORKLOAD_PROTOCOLS)}"
+            )
         names = [f"n{i + 1}" for i in range(nodes)] if isinstance(nodes, int) else list(nodes)
         self.command = list(command)
         self.client_timeout = client_timeout
@@ -184,6 +225,15 @@ class MaelstromTarget:
         self._client_ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
         self.stats = RouterStats()
+        self.workload = workload
+        self.protocol = "lin-kv"
+        self.supports_replica_get = False
+        # Every protocol breach, counted; the first `_FAULT_LINES` kept with their lines.
+        self.program_faults: list[ProgramFault] = []
+        self.program_fault_count = 0
+        # Requests answered or timed out lately: a late or repeated reply to one is no breach.
+        self._answered: collections.deque[tuple[str, int]] = collections.deque()
+        self._answered_set: set[tuple[str, int]] = set()
 
     # -- Target ----------------------------------------------------------------------------
 
@@ -242,7 +292,7 @@ class MaelstromTarget:
         ]
         body = {"type": "init", "node_id": node, "node_ids": self.nodes()}
         try:
-            reply = await self.call(_INIT_CLIENT, node, body, self.init_timeout)
+            reply = await self._init(n, n.proc, body)
         except (OpUnknown, OpFailed) as exc:
             await self.kill(node)
             tail = "\n".join(n.stderr)
@@ -250,6 +300,74 @@ class MaelstromTarget:
         if reply.get("type") != "init_ok":
             await self.kill(node)
             raise MaelstromError(f"{node} answered init with {reply!r}")
+        try:
+            self._declare(node, reply)
+        except MaelstromError:
+            await self.kill(node)
+            raise
+
+    async def _init(self, n: _Node, proc: Proc, body: dict[str, Any]) -> dict[str, Any]:
+        """The init call, cut short when the program exits first (its stderr read to the end)."""
+        call = asyncio.ensure_future(self.call(_INIT_CLIENT, n.name, body, self.init_timeout))
+        exited = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({call, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if call.done():
+            exited.cancel()
+            return call.result()
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        await asyncio.gather(*n.tasks, return_exceptions=True)
+        raise OpFailed(f"the program exited with status {proc.returncode} before init_ok")
+
+    def _declare(self, node: str, init_ok: dict[str, Any]) -> None:
+        """Take the protocol the run speaks from `init_ok.workloads`; refuse a workload the
+        program does not declare."""
+        declared = init_ok.get("workloads")
+        shown = "no workloads (a lin-kv program)" if declared is None else repr(declared)
+        declared = ["lin-kv"] if declared is None else declared
+        if not isinstance(declared, list) or not all(isinstance(w, str) for w in declared):
+            raise MaelstromError(
+                f"{node} answered init with workloads {declared!r}: a list of names, such as "
+                f'["dynamo-kv"], was expected'
+            )
+        self.supports_replica_get = init_ok.get("replica_get") is True
+        if self.workload is None:
+            return
+        wanted = WORKLOAD_PROTOCOLS[self.workload]
+        usable = [p for p in wanted if p in declared]
+        if not usable:
+            raise MaelstromError(
+                f"the {self.workload} workload needs a program that declares "
+                f"{' or '.join(repr(p) for p in wanted)} in its init_ok workloads; {node} "
+                f"declared {shown}"
+            )
+        self.protocol = usable[0]
+
+    @property
+    def versioned(self) -> bool:
+        """Whether clients see siblings and contexts (dynamo-kv) rather than registers."""
+        return self.protocol == "dynamo-kv"
+
+    @property
+    def replica_get(self) -> Any:
+        """`replica_get(node, key)`, when the program answers `replica_get`; else None."""
+        return self._replica_get if self.supports_replica_get else None
+
+    async def _replica_get(self, node: str, key: str) -> list[object]:
+        reply = await self.call("c-replica", node, {"type": "replica_get", "key": key}, 2.0)
+        _raise_error(reply)
+        values = reply.get("values")
+        if reply.get("type") != "replica_get_ok" or not isinstance(values, list):
+            self.fault(node, "replica_get answered without a values list", json.dumps(reply))
+            raise OpFailed(f"{node} answered replica_get with {reply!r}")
+        return values
+
+    def fault(self, node: str, reason: str, line: str | bytes) -> None:
+        """Record that `node`'s program broke the protocol with `line`."""
+        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        self.program_fault_count += 1
+        if len(self.program_faults) < _FAULT_LINES:
+            self.program_faults.append(ProgramFault(node, reason, text.rstrip("\n")[:300]))
 
     async def stop(self, node: str) -> None:
         """SIGTERM (and SIGCONT, in case it is paused); SIGKILL if it has not exited in 5 s."""
@@ -275,10 +393,11 @@ class MaelstromTarget:
     async def resume(self, node: str) -> None:
         await self._signal(self._nodes[node], signal.SIGCONT)
 
-    async def client(self, node: str) -> MaelstromClient:
+    async def client(self, node: str) -> MaelstromClient | DynamoKvClient:
         if node not in self._nodes:
             raise ValueError(f"unknown node {node!r}")
-        return MaelstromClient(self, f"c{next(self._client_ids)}", node)
+        kind = DynamoKvClient if self.versioned else MaelstromClient
+        return kind(self, f"c{next(self._client_ids)}", node)
 
     # -- processes -------------------------------------------------------------------------
 
@@ -318,6 +437,7 @@ class MaelstromTarget:
                 line = await proc.stdout.readline()
             except (ValueError, OSError):  # over-long line, or the pipe broke
                 self.stats.malformed += 1
+                self.fault(n.name, "a line over the length limit, or a broken pipe", "")
                 return
             if not line:
                 return
@@ -328,12 +448,16 @@ class MaelstromTarget:
     def _route(self, src: str, line: bytes) -> None:
         try:
             msg = json.loads(line)
-            dest, body = msg["dest"], msg["body"]
-            if msg.get("src") != src or not isinstance(body, dict) or not isinstance(dest, str):
-                raise ValueError("bad envelope")
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             self.stats.malformed += 1
+            self.fault(src, "not JSON", line)
             return
+        envelope = _envelope_problem(src, msg)
+        if envelope:
+            self.stats.malformed += 1
+            self.fault(src, envelope, line)
+            return
+        dest, body = msg["dest"], msg["body"]
         self.stats.by_type[str(body.get("type"))] += 1
         if dest in self._nodes:
             self._send(src, dest, line if line.endswith(b"\n") else line + b"\n")
@@ -342,10 +466,22 @@ class MaelstromTarget:
         fut = self._pending.pop((dest, reply_to), None) if isinstance(reply_to, int) else None
         if fut is None:
             self.stats.unroutable += 1  # unknown destination, or a reply nobody waits for
+            if not isinstance(reply_to, int):
+                self.fault(src, f"a message to {dest!r}, neither a node nor a waiting client", line)
+            elif (dest, reply_to) not in self._answered_set:
+                self.fault(src, f"a reply to msg_id {reply_to} that {dest} never sent", line)
             return
+        self._remember(dest, reply_to)
         self.stats.to_clients += 1
         if not fut.done():
             fut.set_result(body)
+
+    def _remember(self, client: str, msg_id: int) -> None:
+        """A request answered or given up on (the last 100,000 of them)."""
+        self._answered.append((client, msg_id))
+        self._answered_set.add((client, msg_id))
+        if len(self._answered) > 100_000:
+            self._answered_set.discard(self._answered.popleft())
 
     def _send(self, src: str, dest: str, line: bytes) -> None:
         link = (src, dest)
@@ -400,7 +536,8 @@ class MaelstromTarget:
         except TimeoutError:
             raise OpUnknown(f"no reply from {node} in {timeout} s", code=0) from None
         finally:
-            self._pending.pop((client, msg_id), None)
+            if self._pending.pop((client, msg_id), None) is not None:
+                self._remember(client, msg_id)
 
 
 class MaelstromClient:
@@ -421,13 +558,14 @@ class MaelstromClient:
     async def request(self, body: dict[str, Any]) -> dict[str, Any]:
         """Any request; an `error` reply raises `OpFailed` or `OpUnknown` by its code."""
         reply = await self._target.call(self.id, self._node, body, self._target.client_timeout)
-        if reply.get("type") == "error":
-            code = reply.get("code")
-            text = f"{ERROR_CODES.get(code, 'error')} ({code}): {reply.get('text', '')}"  # type: ignore[arg-type]
-            if code in DEFINITE_ERRORS:
-                raise OpFailed(text, code=code if isinstance(code, int) else None)
-            raise OpUnknown(text, code=code if isinstance(code, int) else None)
+        _raise_error(reply)
         return reply
+
+    def _expect(self, reply: dict[str, Any], kind: str) -> None:
+        if reply.get("type") != kind:
+            # The program's fault; and it tells nothing about whether the op happened.
+            self._target.fault(self._node, f"expected a {kind} reply", json.dumps(reply))
+            raise OpUnknown(f"expected {kind}, got {reply!r}")
 
     async def read(self, key: str) -> object:
         try:
@@ -436,11 +574,11 @@ class MaelstromClient:
             if exc.code == 20:
                 return None
             raise
-        _expect(reply, "read_ok")
+        self._expect(reply, "read_ok")
         return reply.get("value")
 
     async def write(self, key: str, value: object) -> None:
-        _expect(await self.request({"type": "write", "key": key, "value": value}), "write_ok")
+        self._expect(await self.request({"type": "write", "key": key, "value": value}), "write_ok")
 
     async def cas(self, key: str, expected: object, new: object) -> bool:
         try:
@@ -449,11 +587,115 @@ class MaelstromClient:
             if exc.code in (20, 22):
                 return False
             raise
-        _expect(reply, "cas_ok")
+        self._expect(reply, "cas_ok")
         return True
 
 
-def _expect(reply: dict[str, Any], kind: str) -> None:
+@dataclass(frozen=True)
+class DynamoKvContext:
+    """A get's context: the opaque `token` the program handed out (sent back on put), and the
+    version vectors it chose to show (`clock` of the whole read, `clocks` one per value), which
+    let the checkers judge dominance; without them they fall back on real time."""
+
+    token: str | None
+    clock: dict[str, int] | None = None
+    clocks: list[dict[str, int]] | None = None
+
+
+def _is_clock(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool)
+        for k, n in value.items()
+    )
+
+
+class DynamoKvClient(MaelstromClient):
+    """A dynamo-kv client (`VersionedClient`): get, put and delete with opaque contexts.
+
+    A reply of the wrong type or with fields of the wrong types is the program's fault: it is
+    recorded on the target and the op's outcome is unknown."""
+
+    async def _ask(self, body: dict[str, Any], kind: str) -> dict[str, Any]:
+        reply = await self.request(body)
+        problem = _reply_problem(reply, kind)
+        if problem:
+            self._target.fault(self._node, problem, json.dumps(reply))
+            raise OpUnknown(f"{self._node} answered {body['type']} with {reply!r}: {problem}")
+        return reply
+
+    last_put_context: DynamoKvContext | None = None
+    last_put_clock: dict[str, int] | None = None
+
+    async def get(self, key: str) -> tuple[list[object], object]:
+        reply = await self._ask({"type": "get", "key": key}, "get_ok")
+        return list(reply["values"]), DynamoKvContext(
+            reply.get("context"), reply.get("clock"), reply.get("clocks")
+        )
+
+    async def put(self, key: str, value: object, context: object | None) -> None:
+        body: dict[str, Any] = {"type": "put", "key": key, "value": value}
+        _with_context(body, context)
+        reply = await self._ask(body, "put_ok")
+        self.last_put_clock = reply.get("clock")
+        self.last_put_context = DynamoKvContext(reply.get("context"), reply.get("clock"))
+
+    async def delete(self, key: str, context: object | None) -> None:
+        body: dict[str, Any] = {"type": "delete", "key": key}
+        _with_context(body, context)
+        await self._ask(body, "delete_ok")
+
+
+def _with_context(body: dict[str, Any], context: object | None) -> None:
+    token = context.token if isinstance(context, DynamoKvContext) else context
+    if token is not None:
+        body["context"] = token
+
+
+def _reply_problem(reply: dict[str, Any], kind: str) -> str:
+    """What is wrong with a dynamo-kv reply expected to be `kind` ("" if nothing)."""
     if reply.get("type") != kind:
-        # A reply of the wrong kind tells us nothing about whether the op happened.
-        raise OpUnknown(f"expected {kind}, got {reply!r}")
+        return f"expected a {kind} reply"
+    if kind == "get_ok" and not isinstance(reply.get("values"), list):
+        return "get_ok without a values list"
+    context = reply.get("context")
+    if kind in ("get_ok", "put_ok") and context is not None and not isinstance(context, str):
+        return "a context that is not a string"
+    clock, clocks = reply.get("clock"), reply.get("clocks")
+    if clock is not None and not _is_clock(clock):
+        return "a clock that is not an object of integer counters"
+    if clocks is not None and (
+        not isinstance(clocks, list)
+        or len(clocks) != len(reply.get("values", []))
+        or not all(_is_clock(c) for c in clocks)
+    ):
+        return "clocks that are not one object of integer counters per value"
+    return ""
+
+
+def _envelope_problem(src: str, msg: object) -> str:
+    """What is wrong with a message's envelope ("" if nothing)."""
+    if not isinstance(msg, dict):
+        return "a JSON value that is not a message object"
+    if msg.get("src") != src:
+        return f"src {msg.get('src')!r} is not the node's own id"
+    if not isinstance(msg.get("dest"), str):
+        return "dest missing or not a string"
+    body = msg.get("body")
+    if not isinstance(body, dict):
+        return "body missing or not an object"
+    if not isinstance(body.get("type"), str):
+        return "body.type missing or not a string"
+    reply_to = body.get("in_reply_to")
+    if reply_to is not None and (not isinstance(reply_to, int) or isinstance(reply_to, bool)):
+        return "in_reply_to is not an integer"
+    return ""
+
+
+def _raise_error(reply: dict[str, Any]) -> None:
+    """An `error` reply as `OpFailed` (a definite code) or `OpUnknown`."""
+    if reply.get("type") == "error":
+        code = reply.get("code")
+        text = f"{ERROR_CODES.get(code, 'error')} ({code}): {reply.get('text', '')}"  # type: ignore[arg-type]
+        if code in DEFINITE_ERRORS:
+            raise OpFailed(text, code=code if isinstance(code, int) else None)
+        raise OpUnknown(text, code=code if isinstance(code, int) else None)

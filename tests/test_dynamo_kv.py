@@ -1,0 +1,274 @@
+"""The dynamo-kv protocol for external node programs: campaigns under partitions and kills
+judge the DVV example valid and catch the two that lose writes, each lost add explained by the
+write that dominated it; a workload the program does not declare is refused at once; a
+program's protocol breaches are its fault, shown with their lines, and never pass."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.checkers.verdict import Finding
+from harness.run import RunConfig, RunResult, run_once
+from harness.targets.base import OpUnknown
+from harness.targets.maelstrom import DynamoKvClient, MaelstromError, MaelstromTarget
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "harness" / "examples"
+
+
+def campaign(program: str, tmp_path: Path, **changes: object) -> RunResult:
+    fields: dict[str, object] = {
+        "target": "external",
+        "program": (sys.executable, str(EXAMPLES / program)),
+        "workload": "set-add",
+        "nodes": 3,
+        "duration": 3.0,
+        "nemesis": ("partition", "kill"),
+        "fault_time": (0.5, 1.0),
+        "heal_time": (0.3, 0.6),
+        "clients": 6,
+        "keys": 4,
+        "settle": 1.5,
+        "quiesce": 5.0,
+        "seed": 1,
+        "out": tmp_path / "run",
+        **changes,
+    }
+    return asyncio.run(run_once(RunConfig(**fields)))  # type: ignore[arg-type]
+
+
+def lost(result: RunResult) -> list[Finding]:
+    return [f for f in result.checks["lost_writes"].findings if f.kind == "lost"]
+
+
+def test_dvv_program_is_valid_under_partitions_and_kills(tmp_path: Path) -> None:
+    result = campaign("dynamo_kv_dvv.py", tmp_path)
+    assert {name: r.verdict for name, r in result.checks.items()} == {
+        "lost_writes": "valid",
+        "dynamo": "valid",
+        "convergence": "valid",
+        "program": "valid",
+    }
+    kinds = {f["fault"] for f in result.faults}
+    assert kinds == {"partition", "kill"}, kinds
+    replica_reads = [op for op in result.history if op.f == "replica-read" and op.type == "ok"]
+    assert len(replica_reads) == 3 * 4  # every node, every key
+
+
+@pytest.mark.parametrize("workload", ["counter", "register"])
+def test_dvv_program_runs_the_other_workloads(workload: str, tmp_path: Path) -> None:
+    result = campaign("dynamo_kv_dvv.py", tmp_path, workload=workload, duration=2.0)
+    for name in ("lost_writes", "dynamo", "convergence", "program"):
+        assert result.checks[name].verdict == "valid", result.checks[name].explanation
+    # Registers over dynamo-kv: writes carry the context of the client's last read.
+    writes = [op for op in result.history if op.type == "invoke" and op.f in ("write", "add")]
+    assert writes
+    assert any("context" in op.extra for op in writes)
+
+
+def test_lww_program_loses_concurrent_adds(tmp_path: Path) -> None:
+    result = campaign("dynamo_kv_lww.py", tmp_path)
+    assert result.verdict == "invalid"
+    findings = lost(result)
+    assert findings
+    # Each lost add names the add whose whole-set write replaced it.
+    explained = [f for f in findings if f.details.get("overwritten_by")]
+    assert explained
+    first = explained[0]
+    assert "dominated by add" in first.message
+    assert "which wrote a set without" in first.message
+    over = first.details["overwritten_by"]
+    element = first.details["write"]["value"]  # type: ignore[index]
+    written = next(
+        op.extra["written"]
+        for op in result.history
+        if op.type == "invoke" and op.index == over["invoke_index"]  # type: ignore[index]
+    )
+    assert element not in written  # type: ignore[operator]
+
+
+def test_vclock_program_loses_concurrent_adds_through_one_coordinator(tmp_path: Path) -> None:
+    result = campaign("dynamo_kv_vclock.py", tmp_path)
+    assert result.checks["lost_writes"].verdict == "invalid"
+    # The max+1 rule's signature: the add and the one that dominated it were concurrent and
+    # coordinated by the same node.
+    same_node = [
+        f
+        for f in lost(result)
+        if f.details.get("overwritten_by")
+        and f.details["overwritten_by"]["node"] == f.details["write"]["node"]  # type: ignore[index]
+        and "concurrent with it" in f.message
+    ]
+    assert same_node, [f.message for f in lost(result)][:3]
+
+
+def test_a_workload_the_program_does_not_declare_is_refused_at_once(tmp_path: Path) -> None:
+    # The lin-kv leader declares no workloads: it is a lin-kv program, with no contexts.
+    with pytest.raises(MaelstromError, match=r"set-add workload needs a program that declares"):
+        campaign("lin_kv_leader.py", tmp_path, duration=60.0)
+    assert not (tmp_path / "run" / "history.jsonl").read_text().strip()
+
+
+def test_a_lin_kv_program_still_runs_the_register_workload(tmp_path: Path) -> None:
+    result = campaign("lin_kv_leader.py", tmp_path, workload="register", nemesis=(), duration=1.0)
+    assert result.checks["linearizable"].verdict == "valid"
+    assert result.checks["program"].verdict == "valid"
+
+
+BAD_PROGRAM = """
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    body = msg["body"]
+    def send(b):
+        print(json.dumps({"src": msg["dest"], "dest": msg["src"], "body": b}), flush=True)
+    if body["type"] == "init":
+        send({"type": "init_ok", "in_reply_to": body["msg_id"], "workloads": ["dynamo-kv"]})
+    elif body["type"] == "get":
+        print("{not json", flush=True)
+        send({"type": "get_ok", "in_reply_to": body["msg_id"], "values": "oops"})
+    elif body["type"] == "put":
+        send({"type": "put_ok", "in_reply_to": 99999})
+        send({"type": "put_ok", "in_reply_to": body["msg_id"], "context": "c"})
+"""
+
+
+def test_a_programs_bad_lines_are_its_fault_and_never_valid(tmp_path: Path) -> None:
+    program = tmp_path / "bad.py"
+    program.write_text(BAD_PROGRAM)
+
+    async def main() -> tuple[MaelstromTarget, list[str]]:
+        target = MaelstromTarget([sys.executable, str(program)], 1, workload="set-add")
+        errors = []
+        try:
+            await target.setup()
+            client = await target.client("n1")
+            assert isinstance(client, DynamoKvClient)
+            try:
+                await client.get("k")
+            except Exception as exc:  # the wrong-typed reply: outcome unknown
+                errors.append(type(exc).__name__)
+            await client.put("k", [1], None)
+            await asyncio.sleep(0.2)  # the reply to an unknown msg_id is routed
+        finally:
+            await target.teardown()
+        return target, errors
+
+    target, errors = asyncio.run(main())
+    assert errors == ["OpUnknown"]
+    reasons = {f.reason: f.line for f in target.program_faults}
+    assert reasons["not JSON"] == "{not json"
+    assert '"oops"' in reasons["get_ok without a values list"]
+    unknown = next(r for r in reasons if "msg_id 99999" in r)
+    assert "99999" in reasons[unknown]
+
+    # In a run the same breaches make the program check invalid, with the lines.
+    result = campaign(str(program), tmp_path, nemesis=(), duration=1.0, clients=2)
+    check = result.checks["program"]
+    assert check.verdict == "invalid"
+    assert result.verdict == "invalid"
+    assert "{not json" in check.explanation
+    assert any(f.details["line"] == "{not json" for f in check.findings)
+
+
+def test_a_program_crashing_at_start_shows_its_stderr(tmp_path: Path) -> None:
+    program = tmp_path / "crash.py"
+    program.write_text("import sys\nsys.stderr.write('boom: no config file\\n')\nsys.exit(3)\n")
+    with pytest.raises(MaelstromError, match="boom: no config file"):
+        campaign(str(program), tmp_path, duration=60.0)
+
+
+def test_the_campaign_shows_the_stderr_of_a_program_crashing_at_start(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.campaign_cli import campaign_command
+
+    program = tmp_path / "crash.py"
+    program.write_text(
+        "import sys\nsys.stderr.write('Traceback: boom\\nValueError: no config file\\n')\n"
+        "sys.exit(3)\n"
+    )
+    res = CliRunner().invoke(
+        campaign_command,
+        [
+            "--program",
+            f"{sys.executable} {program}",
+            "--workload",
+            "set-add",
+            "--nodes",
+            "3",
+            "--time",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    crashed = res.output.split("crashed: ", 1)[1].splitlines()
+    assert "exited with status 3 before init_ok" in crashed[0]
+    assert crashed[1:3] == ["Traceback: boom", "ValueError: no config file"]
+
+
+def test_dynamo_kv_client_get_put_delete_and_replica_get() -> None:
+    async def main() -> None:
+        command = [sys.executable, str(EXAMPLES / "dynamo_kv_dvv.py")]
+        target = MaelstromTarget(command, 3, workload="register")
+        try:
+            await target.setup()
+            assert target.versioned
+            assert target.replica_get is not None
+            c1, c2 = await target.client("n1"), await target.client("n2")
+            assert isinstance(c1, DynamoKvClient)
+            assert isinstance(c2, DynamoKvClient)
+            await c1.put("k", "a", None)
+            await c2.put("k", "b", None)  # blind: a sibling of "a"
+            values, ctx = await c1.get("k")
+            assert sorted(values) == ["a", "b"]  # type: ignore[type-var]
+            await c1.put("k", "c", ctx)  # with the context: replaces both
+            values, ctx = await c2.get("k")
+            assert values == ["c"]
+            await c2.delete("k", ctx)
+            assert (await c1.get("k"))[0] == []
+            for _ in range(50):  # anti-entropy brings every node to the same siblings
+                seen = [await target.replica_get(n, "k") for n in target.nodes()]
+                if seen == [[], [], []]:
+                    break
+                await asyncio.sleep(0.1)
+            assert seen == [[], [], []]
+        finally:
+            await target.teardown()
+
+    asyncio.run(main())
+
+
+def test_a_lin_kv_reply_of_the_wrong_type_is_the_programs_fault(tmp_path: Path) -> None:
+    program = tmp_path / "wrong.py"
+    program.write_text(
+        "import json, sys\n"
+        "for line in sys.stdin:\n"
+        "    msg = json.loads(line)\n"
+        "    body = msg['body']\n"
+        "    kind = 'init_ok' if body['type'] == 'init' else 'write_ok'\n"
+        "    reply = {'type': kind, 'in_reply_to': body['msg_id']}\n"
+        "    print(json.dumps({'src': msg['dest'], 'dest': msg['src'], 'body': reply}), "
+        "flush=True)\n"
+    )
+
+    async def main() -> MaelstromTarget:
+        target = MaelstromTarget([sys.executable, str(program)], 1, workload="register")
+        try:
+            await target.setup()
+            client = await target.client("n1")
+            assert not isinstance(client, DynamoKvClient)
+            with pytest.raises(OpUnknown):
+                await client.read("k")
+        finally:
+            await target.teardown()
+        return target
+
+    target = asyncio.run(main())
+    assert [f.reason for f in target.program_faults] == ["expected a read_ok reply"]
+    assert '"write_ok"' in target.program_faults[0].line

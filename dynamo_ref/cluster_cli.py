@@ -138,6 +138,12 @@ def _ssh_options(f: Any) -> Any:
     show_default=True,
     help="With --hosts: the port every node listens on.",
 )
+@click.option(
+    "--wipe",
+    is_flag=True,
+    help="With --hosts: start a new cluster, deleting the data, logs and traces an earlier "
+    "one left in the nodes' directories (else the nodes start on their data).",
+)
 @_ssh_options
 @config_options
 def cluster_up(
@@ -153,6 +159,7 @@ def cluster_up(
     known_hosts: Path | None,
     ssh_port: int,
     sudo: bool,
+    wipe: bool,
     cluster_dir: Path | None,
     memory: bool,
     sync: str,
@@ -204,6 +211,7 @@ def cluster_up(
             log_level=log_level,
             trace=trace_dir is not None,
             config=config,
+            wipe=wipe,
         )
         return
     try:
@@ -412,6 +420,7 @@ def remote_up(
     log_level: str,
     trace: bool,
     config: Any,
+    wipe: bool,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -460,7 +469,7 @@ def remote_up(
                 raise click.UsageError(str(e)) from None
             rc.save()
             try:
-                await rc.up(secret)
+                await rc.up(secret, wipe=wipe)
             except BaseException:
                 # Nothing half-started stays behind; the first error is the one to report.
                 with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ names the host, within its timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -89,6 +90,8 @@ def test_a_cluster_on_three_hosts_over_ssh(hosts: SshHosts, tmp_path: Path) -> N
         secret = Path(remote.replace("{host}", hosts.addresses[1])) / "n2" / "secret"
         assert oct(secret.stat().st_mode & 0o777) == "0o600"
         assert secret.read_bytes() == (tmp_path / "c" / "secret").read_bytes()
+        # W=3 needs every peer link up: wait for a probe write to go through first.
+        assert eventually(lambda: cli("put", "probe", "x", "--dir", d).exit_code == 0)
         assert cli("put", "user:42", "alice", "--dir", d).exit_code == 0
         got = cli("get", "user:42", "--dir", d, "--r", "3", "--json")
         assert json.loads(got.output)["siblings"] == ["alice"]
@@ -118,6 +121,33 @@ def test_a_cluster_on_three_hosts_over_ssh(hosts: SshHosts, tmp_path: Path) -> N
     assert node_pids(hosts) == []
     # logs came back to the cluster's directory
     assert "listening on" in (tmp_path / "c" / "n1" / "node.log").read_text()
+    # Up again: the nodes start on their data; with --wipe, on none.
+    runs: list[tuple[tuple[str, ...], list[str]]] = [((), ["alice"]), (("--wipe",), [])]
+    for wipe, expected in runs:
+        again = cli(
+            "cluster",
+            "up",
+            "--hosts",
+            ",".join(hosts.addresses),
+            "--dir",
+            d,
+            "--remote-dir",
+            remote,
+            "--remote-python",
+            PYTHON,
+            *ssh_args(hosts),
+            *wipe,
+        )
+        try:
+            assert again.exit_code == 0, again.output
+            assert eventually(functools.partial(_reads, d, expected)), _read(d)
+        finally:
+            assert cli("cluster", "down", "--dir", d).exit_code == 0
+        assert node_pids(hosts) == []
+
+
+def _reads(d: str, expected: list[str]) -> bool:
+    return _read(d) == expected
 
 
 def _read(d: str) -> object:

@@ -242,21 +242,26 @@ class RemoteCluster:
                 )
             await asyncio.sleep(0.1)
 
-    async def up(self, secret: bytes, wheelhouse: Path | None = None) -> None:
+    async def up(self, secret: bytes, wheelhouse: Path | None = None, *, wipe: bool) -> None:
+        """Install, hand out the secret and start every node. ``wipe``: a new cluster, with
+        no data, log or trace of an earlier one in the nodes' directories (a campaign's run);
+        else each node starts on whatever data its directory holds."""
         await self.deploy(wheelhouse)
         await self.install_secret(secret)
-        await _each(self.nodes, self._fresh)
+        await _each(self.nodes, lambda n: self._prepare(n, wipe))
         await _each(self.nodes, lambda n: self.start(n.node_id))
 
-    async def _fresh(self, n: RemoteNode) -> None:
-        # A new cluster: no data or log of an earlier one on this host.
+    async def _prepare(self, n: RemoteNode, wipe: bool) -> None:
         q = shlex.quote
-        await self.pool.run(
+        log = f"{q(n.dir)}/node.log"
+        clear = f"rm -rf {q(n.dir)}/data {log} {q(n.dir)}/trace.jsonl; " if wipe else ""
+        out = await self.pool.run(
             n.host,
-            f"rm -rf {q(n.dir)}/data {q(n.dir)}/node.log {q(n.dir)}/trace.jsonl; "
-            f"mkdir -p {q(n.dir)}/data",
+            f"{clear}mkdir -p {q(n.dir)}/data; grep -c {q(READY_PREFIX)} {log} 2>/dev/null || true",
         )
-        self._starts[n.node_id] = 0
+        # A start waits for one more "listening" line in the log than there is now.
+        counts = [int(x) for x in out.split() if x.isdigit()]
+        self._starts[n.node_id] = counts[-1] if counts else 0
 
     async def signal(self, node_id: str, sig: str, *, wait: float = 10.0) -> bool:
         """Send ``sig`` (TERM, KILL, STOP, CONT) to the node's PID; for TERM and KILL wait

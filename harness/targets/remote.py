@@ -104,7 +104,7 @@ class RemoteDynamoTarget(DynamoTarget):
             start_timeout=self.timing.start_timeout,
         )
         try:
-            await self._rc.up(self._secret)
+            await self._rc.up(self._secret, wipe=True)
             self._up = set(self._names)
             hosts = {n.node_id: (n.host, _bare(n.host)) for n in self._rc.nodes}
             network = HostsNetwork(hosts, self._ssh)

@@ -371,9 +371,24 @@ class DynamoTarget:
             else:
                 await self._setup_netns()
             await asyncio.gather(*(self.start(nd) for nd in self._names))
+            await self._wait_healthy()
         except BaseException:
             await self.teardown()
             raise
+
+    async def _wait_healthy(self) -> None:
+        """Until no node holds a peer down, or the start timeout: a run begins on a cluster
+        whose nodes see each other, not on one whose first connections were refused (a node
+        started before its peers listened holds them down until it hears from them)."""
+        deadline = time.monotonic() + self.timing.start_timeout
+        while time.monotonic() < deadline:
+            try:
+                views = [await (await self._admin_client(n)).status() for n in self._names]
+            except (ClientError, OSError):
+                views = []
+            if views and not any(m.suspected for v in views for m in v.members):
+                return
+            await asyncio.sleep(0.1)
 
     async def _setup_proxy(self) -> None:
         for name in self._names:

@@ -110,6 +110,7 @@ class RemoteDynamoTarget(DynamoTarget):
             network = HostsNetwork(hosts, self._ssh)
             self._network = network
             await asyncio.to_thread(network.start)
+            await self._wait_healthy()
         except BaseException:
             await self.teardown()
             raise

@@ -55,6 +55,8 @@ from dynamo_ref.net.handshake import HandshakeError
 
 T = TypeVar("T")
 
+# How long closing a connection may wait for the other side.
+CLOSE_TIMEOUT = 5.0
 # How long a partition-aware client routes by a ring before asking for it again.
 RING_REFRESH = 5.0
 # Where a client token comes from when no file is named (never a command line: ps shows it).
@@ -184,8 +186,9 @@ class _Connection:
         with contextlib.suppress(asyncio.CancelledError):
             await self.reader
         self.stream.close()
-        with contextlib.suppress(OSError):
-            await self.stream.writer.wait_closed()
+        # Bounded: a peer that never finishes the close must not hold the caller.
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(self.stream.writer.wait_closed(), CLOSE_TIMEOUT)
 
 
 class AsyncClient:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynamo_ref.tla.models import Model
-from dynamo_ref.tla.tlc import TlcResult, Verdict
+from dynamo_ref.tla.tlc import TlcResult, Verdict, cfg_properties
 
 MUTANTS_DIR = Path("mutants")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -213,6 +213,8 @@ class Outcome:
 
     model: Model
     result: TlcResult
+    properties: tuple[str, ...] = ()
+    """The model's PROPERTY names, to tell which a temporal violation may be."""
 
     @property
     def broken(self) -> bool:
@@ -230,7 +232,8 @@ class Outcome:
         if not self.killed:
             return "survived"
         if self.result.verdict in (Verdict.INVARIANT, Verdict.PROPERTY):
-            return self.result.violated or "a temporal property"
+            # TLC does not name the temporal property a liveness counterexample breaks.
+            return self.result.violated or " or ".join(self.properties) or "a property"
         if self.result.verdict is Verdict.PASS:
             return f"passes (no {self.model.violates})"
         return str(self.result.verdict)
@@ -288,7 +291,10 @@ def run_mutant(
     with tempfile.TemporaryDirectory(prefix="dynamo-mutant-") as scratch:
         planted = plant(mutant, spec_dir, Path(scratch))
         for model in order_models(mutant, models):
-            outcome = Outcome(model, run(planted / model.module, model.cfg(spec_dir)))
+            cfg = model.cfg(spec_dir)
+            outcome = Outcome(
+                model, run(planted / model.module, cfg), tuple(cfg_properties(cfg.read_text()))
+            )
             report.outcomes.append(outcome)
             if progress is not None:
                 progress(mutant, outcome)

@@ -612,6 +612,19 @@ StrictQuorumRead ==
          /\ a.epoch = rd.epoch)
         => \E u \in rd.vers : u = a.ver \/ Descends(u, a.ver)
 
+\* StrictQuorumRead as LWW promises it: such a read returns the write or a
+\* later one (timestamps compared directly, not through Supersedes, so that a
+\* bug in the resolution rule cannot also bend the promise).  With vector
+\* clocks it is StrictQuorumRead.
+LatestQuorumRead ==
+    \A rd \in answered, a \in acked :
+        (/\ a.key = rd.key
+         /\ a.seq <= rd.after
+         /\ a.epoch = rd.epoch)
+        => \E u \in rd.vers :
+              \/ u = a.ver
+              \/ IF LWW THEN u.ts > a.ver.ts ELSE Descends(u, a.ver)
+
 \* An answered put had W acks: W distinct nodes stored its version (as a
 \* replica or as hints) before the client was told it succeeded.
 WriteQuorum ==

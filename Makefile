@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow demo setup sysdeps lint typecheck unit proofs spec spec-nightly bench clean
+.PHONY: test test-slow demo setup sysdeps lint typecheck unit proofs spec spec-mutants spec-nightly bench clean
 
-test: setup lint typecheck unit proofs spec
+test: setup lint typecheck unit proofs spec spec-mutants
 
 setup: sysdeps $(STAMP)
 
@@ -50,6 +50,10 @@ proofs: setup
 
 spec: setup
 	$(BIN)/dynamo-ref spec check --ci
+
+# Every planted bug of spec/mutants/ must be killed by a CI model (about 2 min on 2 cores).
+spec-mutants: setup
+	$(BIN)/dynamo-ref spec mutants
 
 # The larger models: hours each, not part of `make test`.
 spec-nightly: setup

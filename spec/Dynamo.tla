@@ -105,9 +105,14 @@ VARIABLE answered
 \* as the clients know it, whatever the clocks say.
 VARIABLE saw
 
+\* stored[t]: the nodes that stored put t's version on its way to the client:
+\* its coordinator and every node that took a store message of the put, as a
+\* replica or as hints.  An ack can only come from one of them.
+VARIABLE stored
+
 nodeVars == <<store, hints, putOps, getOps>>
 envVars == <<up, msgs, cut, clock, gets, faults>>
-historyVars == <<acked, answered, saw>>
+historyVars == <<acked, answered, saw, stored>>
 vars == <<nodeVars, envVars, historyVars>>
 
 ----------------------------------------------------------------------------
@@ -225,6 +230,7 @@ ClientPut(c, k, v) ==
                         j \in Replicas(k) \ {c}})
           /\ saw' = [saw EXCEPT ![clock + 1] =
                         UNION {saw[u.ts] \cup {u.ts} : u \in rd.vers}]
+          /\ stored' = [stored EXCEPT ![clock + 1] = {c}]
     /\ UNCHANGED <<hints, getOps, up, cut, gets, faults, answered>>
 
 \* Replica i stores the versions of a store message, or keeps them as hints
@@ -243,7 +249,8 @@ ReplicaStore(i, m) ==
     /\ IF m.mop # 0 \/ m.mhint = i
        THEN Reply(Msg("storeAck", i, m.msrc, m.mkey, m.mvers, m.mop, m.mhint), m)
        ELSE Discard(m)
-    /\ UNCHANGED <<putOps, getOps, up, cut, clock, gets, faults, historyVars>>
+    /\ stored' = IF m.mop # 0 THEN [stored EXCEPT ![m.mop] = @ \cup {i}] ELSE stored
+    /\ UNCHANGED <<putOps, getOps, up, cut, clock, gets, faults, acked, answered, saw>>
 
 \* Node i learns that m.msrc stored m.mvers.  It is an ack for put m.mop,
 \* answered to the client once W nodes hold the write; and when m.msrc stored
@@ -262,7 +269,7 @@ StoreAck(i, m) ==
                                      /\ h.ver \in m.mvers)}]
                 ELSE hints
     /\ Discard(m)
-    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, answered, saw>>
+    /\ UNCHANGED <<store, getOps, up, cut, clock, gets, faults, answered, saw, stored>>
 
 \* The timer of put id fires at c before W acks: the client is told the put
 \* failed, though the replicas that stored it keep it.
@@ -335,7 +342,7 @@ ClientGet(c, k) ==
        IN /\ UpdateGet(c, {}, op)
           /\ SendAll({Msg("read", c, j, k, {}, gets + 1, StandsFor(op, j)) :
                         j \in ReadTargets(op) \ {c}})
-    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, faults, acked, saw>>
+    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, faults, acked, saw, stored>>
 
 \* Node i answers a read with its versions of the key; a fallback standing in
 \* for replica m.mhint adds the versions it holds for it.
@@ -363,7 +370,8 @@ ReadResponse(i, m) ==
                   ELSE UpdateGet(i, {op},
                          [op EXCEPT !.resps = @ @@ (m.msrc :> m.mvers)])
     /\ Discard(m)
-    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked, saw>>
+    /\ UNCHANGED <<store, hints, putOps, up, cut, clock, gets, faults, acked, saw,
+                   stored>>
 
 \* After answering get id, coordinator c sends the reconciled versions to
 \* every responder that returned something else (to a fallback as hints for
@@ -485,6 +493,7 @@ Init ==
     /\ acked = {}
     /\ saw = [t \in PutIds |-> {}]
     /\ answered = {}
+    /\ stored = [t \in PutIds |-> {}]
 
 \* Every quantifier here ranges over a constant set, so that TLC names each
 \* step of a counterexample by its action.
@@ -562,6 +571,7 @@ TypeOK ==
     /\ faults \in [{"crash", "partition", "loss", "dup"} -> Nat]
     /\ acked \subseteq [key : Keys, ver : Version, seq : Nat, epoch : Nat]
     /\ saw \in [PutIds -> SUBSET PutIds]
+    /\ stored \in [PutIds -> SUBSET Nodes]
     /\ answered \subseteq [key : Keys, vers : SUBSET Version, after : Nat,
                            epoch : Nat]
 
@@ -602,6 +612,47 @@ StrictQuorumRead ==
          /\ a.epoch = rd.epoch)
         => \E u \in rd.vers : u = a.ver \/ Descends(u, a.ver)
 
+\* StrictQuorumRead as LWW promises it: such a read returns the write or a
+\* later one (timestamps compared directly, not through Supersedes, so that a
+\* bug in the resolution rule cannot also bend the promise).  With vector
+\* clocks it is StrictQuorumRead.
+LatestQuorumRead ==
+    \A rd \in answered, a \in acked :
+        (/\ a.key = rd.key
+         /\ a.seq <= rd.after
+         /\ a.epoch = rd.epoch)
+        => \E u \in rd.vers :
+              \/ u = a.ver
+              \/ IF LWW THEN u.ts > a.ver.ts ELSE Descends(u, a.ver)
+
+\* An answered put had W acks: W distinct nodes stored its version (as a
+\* replica or as hints) before the client was told it succeeded.
+WriteQuorum ==
+    \A a \in acked : Cardinality(stored[a.ver.ts]) >= W
+
+\* Hints are held by fallbacks, for a replica of their key.
+HintsHeldByFallbacks ==
+    \A n \in Nodes : \A x \in hints[n] :
+        x.owner \in Replicas(x.key) /\ n \notin Replicas(x.key)
+
+\* A fallback drops a hint only once its owner has stored the version (its
+\* ack says so), never when it merely sends it: the copy in flight may be
+\* lost, and the hint is then the only copy meant for the owner.
+HintsHeldUntilStored ==
+    [][\A n \in Nodes : \A x \in hints[n] \ hints'[n] :
+          \E u \in store'[x.owner][x.key] : u = x.ver \/ Supersedes(u, x.ver)]_vars
+
+\* A write supersedes every write its writer had seen: the clocks follow the
+\* clients' contexts (the converse of CausalWritesSurvive).
+ClocksFollowContexts ==
+    \A k \in Keys : \A u, v \in Present(k) :
+        v.ts \in saw[u.ts] => Supersedes(u, v)
+
+\* Two writes never get the same clock: a coordinator's counter names one
+\* write alone.
+UniqueClocks ==
+    \A k \in Keys : \A u, v \in Present(k) : u.vc = v.vc => u = v
+
 \* A replica's clock for a key, the join of its versions' clocks, never
 \* goes back.
 ClockMonotone ==
@@ -628,6 +679,12 @@ NoReadAfterAck ==
 
 \* Some replica holds two siblings.
 NoSiblings == \A n \in Nodes, k \in Keys : Cardinality(store[n][k]) <= 1
+
+\* Some get's coordinator sends read repair: a store for no put and no
+\* handoff.
+NoReadRepair ==
+    ~\E m \in DOMAIN msgs :
+        m.mtype = "store" /\ m.mop = 0 /\ m.mhint # m.mdest
 
 \* Some acknowledged write is held as a hint.
 NoAckedHint ==

@@ -348,3 +348,120 @@ def validate_run_command(
     if verdict.failed is None and not verdict.accepted:
         ctx.exit(2)
     ctx.exit(0 if verdict.accepted else 1)
+
+
+@spec.command("mutants")
+@click.argument("names", metavar="[MUTANT]...", nargs=-1)
+@click.option(
+    "--model",
+    "model_names",
+    multiple=True,
+    help="Run this model (repeatable; default: every CI model).",
+)
+@click.option("--full", is_flag=True, help="Run every model on every mutant, not just to a kill.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="TLC's worker threads for each model.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 2),
+    default=2,
+    show_default=True,
+    help="Mutants checked at once; jobs x workers is at most 2.",
+)
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed per model.")
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the kill matrix to this file as a Markdown table.",
+)
+@click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
+def mutants(
+    *,
+    names: tuple[str, ...],
+    model_names: tuple[str, ...],
+    full: bool,
+    workers: int,
+    jobs: int,
+    timeout: float | None,
+    markdown: Path | None,
+    spec_dir: Path | None,
+) -> None:
+    """Plant each bug of spec/mutants/ in Dynamo.tla and run the models on it.
+
+    Prints the kill matrix: per mutant and model, the property that killed it, `survived`, or
+    `-` when not run (a mutant's models stop at the first kill unless --full). Exits non-zero
+    when a patch no longer applies, TLC cannot run a mutant, or a mutant survives every model.
+    """
+    from dynamo_ref.tla import mutants as mut
+
+    if jobs * workers > 2:
+        raise click.BadParameter("jobs x workers must be at most 2", param_hint="--jobs")
+    directory, models = _load(spec_dir)
+    try:
+        chosen = mut.select_mutants(mut.load_mutants(directory), names)
+    except mut.MutantError as error:
+        raise click.ClickException(str(error)) from None
+    run_models = _select(models, model_names, ci=not model_names, nightly=False)
+    try:
+        find_java()
+        find_jar()
+    except TlcSetupError as error:
+        raise click.ClickException(str(error)) from None
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(width=200, highlight=False)
+
+    def progress(mutant: mut.Mutant, outcome: mut.Outcome) -> None:
+        seconds = outcome.result.seconds or 0.0
+        console.print(
+            f"{mut.short_name(mutant)} x {outcome.model.name}: {outcome.cell()} ({seconds:.1f} s)",
+            markup=False,
+        )
+
+    def run(module: Path, cfg: Path) -> TlcResult:
+        return run_tlc(module, cfg, workers=workers, timeout=timeout)
+
+    reports = mut.run_all(
+        chosen, run_models, directory, run, jobs=jobs, full=full, progress=progress
+    )
+    shown = [m for m in run_models if any(o.model == m for r in reports for o in r.outcomes)]
+    table = Table("mutant", *(m.name for m in shown), title="kill matrix")
+    for row in mut.matrix_rows(reports, shown):
+        styled = [row[0]]
+        for cell in row[1:]:
+            if cell == "survived":
+                styled.append("[yellow]survived[/]")
+            elif cell == "-":
+                styled.append("-")
+            elif cell.startswith("error"):
+                styled.append(f"[bold red]{cell}[/]")
+            else:
+                styled.append(f"[green]{cell}[/]")
+        table.add_row(*styled)
+    console.print(table)
+    if markdown is not None:
+        markdown.write_text(mut.markdown_matrix(reports, shown))
+        console.print(f"kill matrix in {markdown}")
+    total = sum(r.seconds for r in reports)
+    broken = [r.mutant.name for r in reports if r.broken]
+    survivors = [r.mutant.name for r in reports if r.survived]
+    for report in reports:
+        for outcome in report.broken:
+            console.print(
+                f"{report.mutant.name} x {outcome.model.name}: {outcome.result.message}",
+                markup=False,
+            )
+    console.print(f"{len(reports)} mutants, {total:.0f} s of TLC", markup=False)
+    if broken or survivors:
+        parts = []
+        if survivors:
+            parts.append(f"survived every model: {', '.join(survivors)}")
+        if broken:
+            parts.append(f"TLC could not run: {', '.join(broken)}")
+        raise click.ClickException("; ".join(parts))
+    console.print(f"all {len(reports)} mutants killed", markup=False)

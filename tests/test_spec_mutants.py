@@ -1,0 +1,213 @@
+"""`dynamo-ref spec mutants`: planting the bugs of spec/mutants/ and judging the kills."""
+
+import difflib
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dynamo_ref.cli import main
+from dynamo_ref.tla import cli as spec_cli
+from dynamo_ref.tla.models import Model, default_spec_dir, load_models
+from dynamo_ref.tla.mutants import (
+    MutantError,
+    Outcome,
+    apply_file,
+    load_mutants,
+    parse_patch,
+    plant,
+    run_mutant,
+    select_mutants,
+    short_name,
+)
+from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
+
+SPEC = default_spec_dir()
+
+ORIGINAL = "".join(f"line {n}\n" for n in range(1, 21))
+
+
+def _patch(before: str, after: str, header: str = "# line 5 says five") -> str:
+    diff = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        "a/Dynamo.tla",
+        "b/Dynamo.tla",
+        n=2,
+    )
+    return header + "\n" + "".join(diff)
+
+
+def _result(verdict: Verdict, violated: str | None = None) -> TlcResult:
+    return TlcResult(verdict, violated, 1, 1, 1, 0.5, "", "TLC stopped" if violated else "", "")
+
+
+def test_every_mutant_applies_to_the_spec_and_says_what_it_breaks() -> None:
+    mutants = load_mutants(SPEC)
+    assert len(mutants) >= 12
+    models = {m.name for m in load_models(SPEC) if m.suite == "ci"}
+    for mutant in mutants:
+        assert mutant.breaks, mutant.name
+        assert set(mutant.first) <= models, mutant.name
+        assert [f.path for f in mutant.files] == ["Dynamo.tla"]
+    names = [short_name(m) for m in mutants]
+    assert len(set(names)) == len(names)
+    assert {"handoff_drops_hint_on_send", "put_answered_with_w_minus_1_acks"} <= set(names)
+
+
+def test_a_planted_mutant_differs_from_the_spec_where_its_patch_says(tmp_path: Path) -> None:
+    mutant = select_mutants(load_mutants(SPEC), ["put_answered_with_w_minus_1_acks"])[0]
+    plant(mutant, SPEC, tmp_path)
+    planted = (tmp_path / "Dynamo.tla").read_text()
+    original = (SPEC / "Dynamo.tla").read_text()
+    assert "Cardinality(new.acks) >= W - 1" in planted
+    assert "Cardinality(new.acks) >= W - 1" not in original
+    removed = set(original.splitlines()) - set(planted.splitlines())
+    assert removed == {"    IF Cardinality(new.acks) >= W"}
+    assert (tmp_path / "MCDynamo.tla").read_text() == (SPEC / "MCDynamo.tla").read_text()
+
+
+def test_hunks_apply_exactly_with_the_offsets_of_earlier_hunks() -> None:
+    after = ORIGINAL.replace("line 3\n", "line 3\nextra a\nextra b\n").replace(
+        "line 15\n", "line fifteen\n"
+    )
+    mutant = parse_patch("two_hunks", _patch(ORIGINAL, after))
+    assert len(mutant.files[0].hunks) == 2
+    assert apply_file("two_hunks", mutant.files[0], ORIGINAL) == after
+
+
+def test_a_patch_that_no_longer_applies_names_its_mutant_hunk_and_line() -> None:
+    after = ORIGINAL.replace("line 5\n", "line five\n")
+    mutant = parse_patch("07_planted", _patch(ORIGINAL, after))
+    moved = ORIGINAL.replace("line 4\n", "line 4 edited since\n")
+    with pytest.raises(MutantError) as error:
+        apply_file(mutant.name, mutant.files[0], moved)
+    message = str(error.value)
+    assert message.startswith("mutant 07_planted no longer applies: Dynamo.tla hunk 1 at line 4")
+    assert "expected 'line 4', found 'line 4 edited since'" in message
+
+
+def test_malformed_patches_are_refused_by_name() -> None:
+    good = _patch(ORIGINAL, ORIGINAL.replace("line 5\n", "line five\n"))
+    with pytest.raises(MutantError, match=r"^mutant m1: the first line must be"):
+        parse_patch("m1", good.split("\n", 1)[1])
+    with pytest.raises(MutantError, match=r"^mutant m2: no diff"):
+        parse_patch("m2", "# breaks nothing\n")
+    with pytest.raises(MutantError, match=r"^mutant m3: hunk at line \d+ is cut short"):
+        parse_patch("m3", good.rsplit("\n", 3)[0])
+    with pytest.raises(MutantError, match=r"^mutant m4: line 3: bad file name '\.\./x\.tla'"):
+        parse_patch("m4", good.replace("+++ b/Dynamo.tla", "+++ ../x.tla"))
+
+
+def _spec_copy(tmp_path: Path) -> Path:
+    spec = tmp_path / "spec"
+    shutil.copytree(SPEC, spec, ignore=shutil.ignore_patterns("counterexamples"))
+    return spec
+
+
+def test_the_command_fails_loudly_on_a_patch_that_no_longer_applies(tmp_path: Path) -> None:
+    spec = _spec_copy(tmp_path)
+    good = (spec / "mutants" / "02_put_answered_with_w_minus_1_acks.patch").read_text()
+    broken = good.replace(" THEN /\\ putOps'", " THEN /\\ putOpz'")
+    assert broken != good
+    (spec / "mutants" / "99_stale.patch").write_text(broken)
+    result = CliRunner().invoke(main, ["spec", "mutants", "--spec-dir", str(spec)])
+    assert result.exit_code == 1
+    assert "mutant 99_stale no longer applies: Dynamo.tla hunk 1" in result.output
+    # Naming other mutants does not hide a stale one.
+    args = ["spec", "mutants", "crash_loses_store", "--spec-dir", str(spec)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "mutant 99_stale no longer applies" in result.output
+    (spec / "mutants" / "99_stale.patch").unlink()
+    result = CliRunner().invoke(main, ["spec", "mutants", "nope", "--spec-dir", str(spec)])
+    assert result.exit_code == 1
+    assert "unknown mutant 'nope'" in result.output
+
+
+def _fake_tlc(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, verdicts: dict[str, TlcResult]
+) -> list[str]:
+    """run_tlc answering per model from `verdicts` (a pass otherwise); returns the models run."""
+    ran: list[str] = []
+
+    def run(module: Path, cfg: Path, **_: object) -> TlcResult:
+        assert module.parent != SPEC, "TLC must run on the planted copy"
+        ran.append(cfg.stem)
+        return verdicts.get(cfg.stem, _result(Verdict.PASS))
+
+    monkeypatch.setattr(spec_cli, "find_java", lambda: "java")
+    monkeypatch.setattr(spec_cli, "find_jar", lambda: tmp_path / "tla2tools.jar")
+    monkeypatch.setattr(spec_cli, "run_tlc", run)
+    return ran
+
+
+def test_a_mutant_that_survives_every_model_fails_the_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ran = _fake_tlc(monkeypatch, tmp_path, {})
+    args = [
+        "spec",
+        "mutants",
+        "read_repair_skipped",
+        "--model",
+        "strict_crash",
+        "--model",
+        "sloppy",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "survived every model: 03_read_repair_skipped" in result.output
+    assert ran == ["strict_crash", "sloppy"]
+
+
+def test_models_stop_at_the_first_kill_unless_full(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    killed = {"strict_crash": _result(Verdict.INVARIANT, "StrictQuorumRead")}
+    ran = _fake_tlc(monkeypatch, tmp_path, killed)
+    args = ["spec", "mutants", "get_answered_with_r_minus_1_responses", "--jobs", "1"]
+    args += ["--model", "strict_crash", "--model", "sloppy"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert ran == ["strict_crash"]
+    assert "StrictQuorumRead" in result.output
+    assert "all 1 mutants killed" in result.output
+    ran.clear()
+    result = CliRunner().invoke(main, [*args, "--full"])
+    assert result.exit_code == 0, result.output
+    assert ran == ["strict_crash", "sloppy"]
+    assert "survived" in result.output
+
+
+def test_a_mutant_tlc_cannot_run_is_an_error_not_a_kill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    broken = TlcResult(Verdict.ERROR, None, None, None, None, 1.0, "", "Parse error", "")
+    _fake_tlc(monkeypatch, tmp_path, {"strict_crash": broken})
+    result = CliRunner().invoke(
+        main, ["spec", "mutants", "crash_loses_store", "--model", "strict_crash"]
+    )
+    assert result.exit_code == 1
+    assert "TLC could not run: 08_crash_loses_store" in result.output
+    assert "Parse error" in result.output
+
+
+def test_a_negative_model_that_no_longer_fails_kills() -> None:
+    witness = Model("witness_read_repair", "ci", "NoReadRepair")
+    outcome = Outcome(witness, _result(Verdict.PASS))
+    assert outcome.killed
+    assert outcome.cell() == "passes (no NoReadRepair)"
+    assert not Outcome(witness, _result(Verdict.INVARIANT, "NoReadRepair")).killed
+    liveness = Outcome(Model("liveness", "ci", None), _result(Verdict.PROPERTY), ("A", "B"))
+    assert liveness.killed
+    assert liveness.cell() == "A or B"
+
+
+def test_a_real_mutant_is_killed_by_tlc() -> None:
+    models = [m for m in load_models(SPEC) if m.name == "strict_crash"]
+    mutant = select_mutants(load_mutants(SPEC), ["merge_keeps_dominated"])[0]
+    report = run_mutant(mutant, models, SPEC, lambda mod, cfg: run_tlc(mod, cfg, workers=1))
+    assert [o.cell() for o in report.outcomes] == ["SiblingsAntichain"]
+    assert not report.survived

@@ -282,6 +282,8 @@ def test_a_campaign_over_ssh_dvv_loses_nothing(hosts: SshHosts, tmp_path: Path) 
     }
     # the nemesis cut links, killed and paused nodes on the hosts
     assert {"start-partition", "start-kill", "start-pause"} <= _faults(tmp_path)
+    # control: hosts that stay up are never recorded as lost
+    assert "start-host-down" not in _faults(tmp_path)
     assert node_pids(hosts) == [], "nothing is left running on the hosts"
     logs = list((tmp_path / "runs").glob("*/*/cluster/n1/node.log"))
     assert logs, "the nodes' logs came back"
@@ -367,3 +369,75 @@ def _is_program(pid: int, program: str) -> bool:
         return program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@pytest.fixture
+def doomed_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]:
+    """Hosts of a test's own: one of them dies in it."""
+    h = SshHosts(3, tmp_path_factory.mktemp("doomed")).start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+def test_a_host_that_dies_mid_run_is_a_fault_and_the_verdict_unknown(
+    doomed_hosts: SshHosts, tmp_path: Path
+) -> None:
+    """Two seconds into the load, the third host dies for good (its link down, every process
+    on it killed): the nemesis records it as a fault naming the host, the run finishes within
+    its timeouts, its replicas there are unreadable, so convergence, and the run, are unknown,
+    not valid; what the two live hosts hold is still judged (nothing lost)."""
+    h = doomed_hosts
+    dead = h.addresses[2]
+    cfg = RunConfig(
+        nodes=3,
+        duration=8.0,
+        clients=6,
+        keys=3,
+        seed=2,
+        out=tmp_path / "run",
+        workload="set-add",
+        nemesis=("partition", "pause"),
+        quiesce=6.0,
+        settle=1.0,
+        hosts=tuple(h.addresses),
+        ssh_user="root",
+        ssh_keys=(str(h.key),),
+        known_hosts=str(h.known_hosts),
+        remote_dir=str(tmp_path / "remote-{host}"),
+        remote_python=PYTHON,
+    )
+    killer: list[asyncio.Task[None]] = []
+
+    async def die() -> None:
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(h.kill_host, dead)
+
+    def progress(phase: str, _fraction: float, _status: object = None) -> None:
+        if phase == "running" and not killer:
+            killer.append(asyncio.get_running_loop().create_task(die()))
+
+    started = time.monotonic()
+    result = asyncio.run(run_once(cfg, progress))
+    elapsed = time.monotonic() - started
+    assert killer
+    assert killer[0].done()
+    downs = [op for op in result.history if op.f == "start-host-down"]
+    assert len(downs) == 1, [op.f for op in result.history if op.process == "nemesis"]
+    value = downs[0].value
+    assert isinstance(value, dict)
+    assert value["nodes"] == ["n3"]
+    assert str(value["error"]).startswith(dead)
+    assert not [op for op in result.history if op.f == "stop-host-down"], "a dead host stays down"
+    assert {"fault": "host-down", "nodes": ["n3"], "error": value["error"]} in result.faults
+    verdicts = {name: c.verdict for name, c in result.checks.items()}
+    assert verdicts == {"lost_writes": "valid", "dynamo": "valid", "convergence": "unknown"}
+    assert result.verdict == "unknown"
+    unreadable = result.checks["convergence"].details["unreadable"]
+    assert isinstance(unreadable, dict)
+    assert unreadable
+    assert {tuple(nodes) for nodes in unreadable.values()} == {("n3",)}
+    # setup about 10 s, 8 s of load, quiesce at most 6 s: the dead host costs a few timeouts
+    assert elapsed < 90, result.timings
+    assert node_pids(h) == [], "nothing is left running on the live hosts"

@@ -268,18 +268,28 @@ class RemoteCluster:
         until it is gone (KILL after ``wait`` for a TERM). False: it was not running."""
         n = self.node(node_id)
         pid = self.pids.get(node_id)
-        if pid is None:
-            return False
         q = shlex.quote
-        script = f"kill -0 {pid} 2>/dev/null || exit 3; kill -{q(sig)} {pid}"
-        if sig in ("TERM", "KILL"):
+        ending = sig in ("TERM", "KILL")
+        if pid is not None:
+            script = f"pid={pid}; "
+        elif ending:
+            # A start cut short (Ctrl-C) left no PID here, but its pid file on the host: the
+            # PID it names is stopped if it is still this node (its data directory in argv).
+            script = (
+                f"pid=$(cat {q(n.dir)}/node.pid 2>/dev/null) || exit 3; "
+                f"grep -qF -- {q(n.dir + '/data')} /proc/$pid/cmdline 2>/dev/null || exit 3; "
+            )
+        else:
+            return False
+        script += f'kill -0 "$pid" 2>/dev/null || exit 3; kill -{q(sig)} "$pid"'
+        if ending:
             ticks = max(1, int(wait * 10))
             script += (
-                f"; kill -CONT {pid} 2>/dev/null; i=0; while kill -0 {pid} 2>/dev/null; do "
-                f"i=$((i+1)); if [ $i -ge {ticks} ]; then kill -KILL {pid}; fi; sleep 0.1; done"
+                '; kill -CONT "$pid" 2>/dev/null; i=0; while kill -0 "$pid" 2>/dev/null; do '
+                f'i=$((i+1)); if [ $i -ge {ticks} ]; then kill -KILL "$pid"; fi; sleep 0.1; done'
             )
         try:
-            await self.pool.run(n.host, script, timeout=wait + 30)
+            await self.pool.run(n.host, script, timeout=wait + 10)
         except RemoteError as e:
             if e.status == 3:
                 return False

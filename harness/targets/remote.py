@@ -9,6 +9,10 @@ SSH; partitions are iptables rules on the hosts (``harness.net.hosts``). Clients
 and clock skew go straight to the nodes' addresses from this machine, which is not cut off by
 the rules: only the links between hosts are. At teardown every node is stopped and its log
 (and trace) is fetched into ``base_dir/<node>/``, where a local run keeps them.
+
+A host that dies mid-run: a fault step against it fails, the host is probed, and when it does
+not answer it is lost (``check_hosts``, which the nemesis records as ``host-down``); every
+later SSH call to it, teardown's too, fails at once instead of waiting out its timeout.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class RemoteDynamoTarget(DynamoTarget):
         self._ssh = ssh
         self._remote = (remote_dir, python, venv, port)
         self._rc: RemoteCluster | None = None
+        self._lost_hosts: dict[str, str] = {}  # SSH host -> why it was given up on
         self._secret = secrets.token_hex(32).encode()
         self._up: set[str] = set()
         self._paused: set[str] = set()
@@ -90,9 +95,10 @@ class RemoteDynamoTarget(DynamoTarget):
     async def setup(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         remote_dir, python, venv, port = self._remote
+        self._lost_hosts.clear()
         self._rc = RemoteCluster(
             self.hosts,
-            HostPool(self._ssh),
+            HostPool(self._ssh, self._lost_hosts),
             self.base_dir,
             remote_dir=remote_dir,
             port=port,
@@ -107,7 +113,7 @@ class RemoteDynamoTarget(DynamoTarget):
             await self._rc.up(self._secret, wipe=True)
             self._up = set(self._names)
             hosts = {n.node_id: (n.host, _bare(n.host)) for n in self._rc.nodes}
-            network = HostsNetwork(hosts, self._ssh)
+            network = HostsNetwork(hosts, self._ssh, self._lost_hosts)
             self._network = network
             await asyncio.to_thread(network.start)
             await self._wait_healthy()
@@ -157,13 +163,26 @@ class RemoteDynamoTarget(DynamoTarget):
         self._up.discard(node)
         self._paused.discard(node)
 
-    @staticmethod
-    async def _remote_call(coro: Awaitable[T], node: str, what: str) -> T:
+    async def _remote_call(self, coro: Awaitable[T], node: str, what: str) -> T:
         try:
             return await coro
         except RemoteError as e:
-            # A host that dies mid-run: the nemesis records it, the run goes on.
+            # A host that dies mid-run: probed (lost if silent), the nemesis records it.
+            if self._rc is not None:
+                await self._rc.pool.probe(self._rc.node(node).host)
             raise OpFailed(f"{what} {node}: {e}") from None
+
+    async def check_hosts(self) -> dict[str, str]:
+        """node -> why its host was lost, after probing every host not lost yet."""
+        rc = self._rc
+        if rc is None:
+            return {}
+        await asyncio.gather(*(rc.pool.probe(n.host) for n in rc.nodes))
+        return {
+            n.node_id: f"{n.host}: the host stopped answering ({self._lost_hosts[n.host]})"
+            for n in rc.nodes
+            if n.host in self._lost_hosts
+        }
 
     async def teardown(self) -> None:
         for c in self._clients:

@@ -17,10 +17,11 @@ Every fault is recorded in the history before it is applied and after it is remo
 pattern, links or nodes as `value`. `heal_all` ends whatever is still active.
 
 A target on hosts may lose one for good (a host that dies mid-run): when the target has
-`check_hosts()` (node -> why its host was lost), the nemesis asks it after every heal and
+`check_hosts(probe)` (node -> why its host was lost), the nemesis asks it after every heal and
 records each newly lost host once, as `start-host-down` with the node and the reason, never
-stopped; lost nodes are left out of later kills, pauses and skews. A fault step that fails
-(a host that stopped answering) is recorded as an `error` event and the run goes on.
+stopped (every host is probed at the final heal only, so the schedule's pace does not hang on
+SSH round trips); lost nodes are left out of later kills, pauses and skews. A fault step that
+fails (a host that stopped answering) is recorded as an `error` event and the run goes on.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ class Nemesis:
             await self._sleep_until(
                 min(deadline, time.monotonic() + self.rng.uniform(*cfg.fault_time))
             )
-            await self.heal_all()
+            await self.heal_all(probe_hosts=False)
             await self._sleep_until(
                 min(deadline, time.monotonic() + self.rng.uniform(*cfg.heal_time))
             )
@@ -255,9 +256,9 @@ class Nemesis:
         except Exception as e:
             self.recorder.nemesis("error", {"fault": "skew", "node": node, "error": str(e)})
 
-    async def heal_all(self) -> None:
+    async def heal_all(self, *, probe_hosts: bool = True) -> None:
         """End every active fault: heal the network, resume, restart, clear skews; then
-        record hosts lost meanwhile."""
+        record hosts lost meanwhile (``probe_hosts``: after asking each host)."""
         if self._cut:
             try:
                 self.target.network.heal()
@@ -293,14 +294,14 @@ class Nemesis:
                 await self._set_skew(node, 0.0)
             self._skewed.clear()
             self.recorder.nemesis_stop("clock-skew", {"nodes": nodes})
-        await self.note_lost_hosts()
+        await self.note_lost_hosts(probe=probe_hosts)
 
-    async def note_lost_hosts(self) -> None:
+    async def note_lost_hosts(self, *, probe: bool = True) -> None:
         """Record each host the target has lost since the last call, once."""
         check = getattr(self.target, "check_hosts", None)
         if check is None:
             return
-        lost: dict[str, str] = await check()
+        lost: dict[str, str] = await check(probe)
         for node, why in sorted(lost.items()):
             if node not in self._lost:
                 self._lost.add(node)

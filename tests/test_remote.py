@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -441,3 +442,104 @@ def test_a_host_that_dies_mid_run_is_a_fault_and_the_verdict_unknown(
     # setup about 10 s, 8 s of load, quiesce at most 6 s: the dead host costs a few timeouts
     assert elapsed < 90, result.timings
     assert node_pids(h) == [], "nothing is left running on the live hosts"
+
+
+def _alive_by_pid_files(h: SshHosts, remote: str) -> list[str]:
+    """Over SSH, on each host: the node pid files whose PID still runs."""
+
+    async def go() -> list[str]:
+        async with _pool(h) as pool:
+            found: list[str] = []
+            for a in h.addresses:
+                found += (
+                    await pool.run(
+                        a,
+                        f"for f in {remote.replace('{host}', a)}/n*/node.pid; do "
+                        '[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && echo "$f"; done; true',
+                    )
+                ).split()
+            return found
+
+    return asyncio.run(go())
+
+
+def _chains(h: SshHosts) -> list[str]:
+    """The hosts whose firewall still has the harness's chain."""
+
+    async def go() -> list[str]:
+        async with _pool(h) as pool:
+            return [
+                a
+                for a in h.addresses
+                if (
+                    await pool.run(a, "iptables -S DYNAMO_REF >/dev/null 2>&1 && echo yes; true")
+                ).strip()
+                == "yes"
+            ]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_ctrl_c_leaves_nothing_running_on_the_hosts(
+    hosts: SshHosts, tmp_path: Path, when: str
+) -> None:
+    """`dynamo-ref campaign --hosts` as a process of its own, sent SIGINT (Ctrl-C) while its
+    nodes start (a start cut short leaves its PID only in the host's pid file) or while its
+    load runs: it exits within its timeouts, and no node process, pid file's PID or iptables
+    chain is left on any host. Control: just before the SIGINT the same checks see the
+    nodes."""
+    remote = str(tmp_path / "remote-{host}")
+    argv = [
+        str(Path(sys.executable).parent / "dynamo-ref"),
+        "campaign",
+        "--hosts",
+        ",".join(hosts.addresses),
+        *ssh_args(hosts),
+        "--remote-dir",
+        remote,
+        "--remote-python",
+        PYTHON,
+        "--time",
+        "60",
+        "--nemesis",
+        "partition,pause",
+        "--keys",
+        "3",
+        "--clients",
+        "3",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    log = tmp_path / "campaign.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            if when == "starting" and node_pids(hosts):
+                break
+            if when == "running" and ": running" in log.read_text():
+                break
+            time.sleep(0.05)
+        if when == "running":
+            assert len(node_pids(hosts)) == 3
+            assert len(_alive_by_pid_files(hosts, remote)) == 3
+            assert _chains(hosts) == hosts.addresses
+        else:
+            assert node_pids(hosts)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code != 0, log.read_text()
+    assert took < 40, log.read_text()
+    assert node_pids(hosts) == [], log.read_text()
+    assert _alive_by_pid_files(hosts, remote) == []
+    assert _chains(hosts) == []

@@ -172,12 +172,13 @@ class RemoteDynamoTarget(DynamoTarget):
                 await self._rc.pool.probe(self._rc.node(node).host)
             raise OpFailed(f"{what} {node}: {e}") from None
 
-    async def check_hosts(self) -> dict[str, str]:
-        """node -> why its host was lost, after probing every host not lost yet."""
+    async def check_hosts(self, probe: bool = True) -> dict[str, str]:
+        """node -> why its host was lost (``probe``: after asking every host not lost yet)."""
         rc = self._rc
         if rc is None:
             return {}
-        await asyncio.gather(*(rc.pool.probe(n.host) for n in rc.nodes))
+        if probe:
+            await asyncio.gather(*(rc.pool.probe(n.host) for n in rc.nodes))
         return {
             n.node_id: f"{n.host}: the host stopped answering ({self._lost_hosts[n.host]})"
             for n in rc.nodes

@@ -172,8 +172,13 @@ class RunConfig:
             out.append(
                 f"the etcd target stores registers: use --workload register, not {self.workload}"
             )
-        if self.target in ("etcd", "external") and "skew" in self.nemesis:
-            out.append(f"the {self.target} target cannot skew clocks: drop skew from --nemesis")
+        if self.target == "etcd" and "skew" in self.nemesis:
+            out.append("the etcd target cannot skew clocks: drop skew from --nemesis")
+        if self.target == "external" and "skew" in self.nemesis and not self.hosts:
+            out.append(
+                "the external target skews clocks only on --hosts (libfaketime there): "
+                "drop skew from --nemesis"
+            )
         if self.target == "etcd":
             # Each etcd member advertises one peer URL to all, so per-link proxies cannot cut
             # its links: partitions need namespaces.
@@ -226,8 +231,11 @@ class RunConfig:
         else:
             skip |= {"remote_python", "remote_venv"}  # the hosts' own etcd runs
         if self.target == "external":
-            # The program runs as given: nothing is installed, nor iptables used.
-            skip |= {"remote_dir", "remote_python", "remote_venv", "sudo"}
+            # The program runs as given: nothing is installed, nor iptables used (its clock
+            # files, for skews, go under remote_dir).
+            skip |= {"remote_python", "remote_venv", "sudo"}
+            if "skew" not in self.nemesis:
+                skip.add("remote_dir")
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
@@ -285,7 +293,13 @@ def make_target(cfg: RunConfig) -> Any:
         from harness.targets.remote import RemoteMaelstromTarget
 
         return RemoteMaelstromTarget(
-            cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed, workload=cfg.workload
+            cfg.program,
+            cfg.hosts,
+            ssh=_ssh(cfg),
+            seed=cfg.seed,
+            workload=cfg.workload,
+            faketime="skew" in cfg.nemesis,
+            remote_dir=cfg.remote_dir,
         )
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget

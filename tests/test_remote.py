@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -622,3 +623,64 @@ def test_a_host_without_etcd_is_named(hosts: SshHosts, tmp_path: Path) -> None:
     assert str(info.value).startswith(hosts.addresses[0])
     assert "etcd (/nonexistent/etcd) is not installed there" in str(info.value)
     assert _etcd_pids(hosts) == []
+
+
+def _clock_target(h: SshHosts, tmp_path: Path, *, faketime: bool = True) -> Any:
+    from harness.targets.remote import RemoteMaelstromTarget
+
+    return RemoteMaelstromTarget(
+        [PYTHON, str(Path(__file__).parent / "clock_node.py")],
+        h.addresses,
+        ssh=_pool(h).options,
+        faketime=faketime,
+        remote_dir=str(tmp_path / "r-{host}"),
+    )
+
+
+def test_clock_skew_of_external_programs_on_hosts_with_libfaketime(
+    hosts: SshHosts, tmp_path: Path
+) -> None:
+    """A program on each host under libfaketime: a skew moves that program's wall clock by
+    the amount asked, at once, and a skew of 0 brings it back; control: before any skew, and
+    on the node not skewed, the program's clock is the real one."""
+    target = _clock_target(hosts, tmp_path)
+
+    async def go() -> list[tuple[str, float]]:
+        await target.setup()
+        try:
+            n1, n2 = await target.client("n1"), await target.client("n2")
+
+            async def offset(c: Any) -> float:
+                return float(await c.read("t")) - time.time()
+
+            seen = [("before", await offset(n1))]
+            for skew in (3600.0, -90.5):
+                await target.set_clock_skew("n1", skew)
+                seen += [(f"n1 {skew:+g}", await offset(n1) - skew), ("n2", await offset(n2))]
+            await target.set_clock_skew("n1", 0.0)
+            seen.append(("healed", await offset(n1)))
+            return seen
+        finally:
+            await target.teardown()
+
+    seen = asyncio.run(go())
+    assert all(abs(off) < 2.0 for _, off in seen), seen
+    assert not [p for p in hosts.pids() if _is_program(p, "clock_node.py")], "left running"
+
+
+def test_clock_skew_without_libfaketime_is_refused_naming_the_host(
+    hosts: SshHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.targets import remote
+
+    monkeypatch.setattr(remote, "FAKETIME_LIBS", ("/nonexistent/libfaketime.so.1",))
+    target = _clock_target(hosts, tmp_path)
+    with pytest.raises(RemoteError) as info:
+        asyncio.run(target.setup())
+    assert any(str(info.value).startswith(f"{a}: ") for a in hosts.addresses), info.value
+    assert "libfaketime is not installed there" in str(info.value)
+    # without libfaketime a skew is refused, not silently dropped
+    plain = _clock_target(hosts, tmp_path, faketime=False)
+    with pytest.raises(RemoteError, match="needs the program run under libfaketime"):
+        asyncio.run(plain.set_clock_skew("n2", 5.0))
+    assert not [p for p in hosts.pids() if _is_program(p, "clock_node.py")]

@@ -242,9 +242,13 @@ class SshProc:
         self._host = host
 
     @classmethod
-    async def start(cls, pool: HostPool, host: str, command: Sequence[str]) -> SshProc:
+    async def start(
+        cls, pool: HostPool, host: str, command: Sequence[str], env: Sequence[str] = ()
+    ) -> SshProc:
+        """``env``: ``NAME=value`` settings for the program (``env`` execs it: same PID)."""
         conn = await pool.connection(host)
-        process = await conn.create_process("echo $$; exec " + shlex.join(command), encoding=None)
+        argv = ["env", *env, *command] if env else list(command)
+        process = await conn.create_process("echo $$; exec " + shlex.join(argv), encoding=None)
         first = await process.stdout.readline()
         try:
             pid = int(first.strip())
@@ -281,24 +285,114 @@ class SshProc:
                 await self._pool.run(self._host, f"kill -{name} {self.pid}", check=False)
 
 
+# Where Debian's libfaketime (package faketime) and a build from source put the library.
+FAKETIME_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+)
+
+
 class RemoteMaelstromTarget(MaelstromTarget):
     """External node programs (the Maelstrom protocol), one on each host over SSH: the harness
-    still routes their messages, so partitions are the router's; kills and pauses go by PID."""
+    still routes their messages, so partitions are the router's; kills and pauses go by PID.
+
+    ``faketime``: each program runs under libfaketime (``LD_PRELOAD``), its offset read from a
+    file of its own under ``remote_dir`` on every clock read, so ``set_clock_skew`` moves its
+    wall clock (not its monotonic clock) while it runs. Only programs that read the time
+    through the C library follow it: a statically linked one is refused at setup; Go programs
+    read the clock past libc and ignore it."""
 
     def __init__(
-        self, command: Sequence[str], hosts: Sequence[str], *, ssh: SshOptions, **kw: Any
+        self,
+        command: Sequence[str],
+        hosts: Sequence[str],
+        *,
+        ssh: SshOptions,
+        faketime: bool = False,
+        remote_dir: str = "dynamo-ref",
+        **kw: Any,
     ) -> None:
         super().__init__(command, len(hosts), **kw)
         self.hosts = list(hosts)
-        self._pool = HostPool(ssh)
+        self._lost_hosts: dict[str, str] = {}
+        self._pool = HostPool(ssh, self._lost_hosts)
         self._host_of = dict(zip(self.nodes(), self.hosts, strict=True))
+        self.faketime = faketime
+        self._remote_dir = remote_dir
+        self._faketime_lib: dict[str, str] = {}  # host -> the library's path there
 
     @property
     def name(self) -> str:
         return f"{super().name} on {len(self.hosts)} hosts"
 
+    def _clock_file(self, node: str) -> str:
+        host = _bare(self._host_of[node])
+        return f"{self._remote_dir.replace('{host}', host)}/{node}.faketime"
+
+    async def setup(self) -> None:
+        if self.faketime:
+            try:
+                await asyncio.gather(*(self._prepare_faketime(n) for n in self.nodes()))
+            except BaseException:
+                await self.teardown()
+                raise
+        await super().setup()
+
+    async def _prepare_faketime(self, node: str) -> None:
+        host, q = self._host_of[node], shlex.quote
+        libs = " ".join(q(lib) for lib in FAKETIME_LIBS)
+        program = q(self.command[0])
+        out = await self._pool.run(
+            host,
+            f"for lib in {libs}; do [ -f $lib ] && echo lib=$lib && break; done; "
+            # the program's binary, or the interpreter its #! line names
+            f"p=$(command -v {program}) || {{ echo missing; exit 0; }}; "
+            'if [ "$(head -c 2 "$p")" = "#!" ]; then '
+            'p=$(head -n 1 "$p" | sed "s/^#! *//; s/ .*//"); fi; '
+            'ldd "$p" 2>&1 | grep -qE "not a dynamic executable|statically linked" && echo static; '
+            f"mkdir -p $(dirname {q(self._clock_file(node))}) && "
+            f"echo +0 > {q(self._clock_file(node))}",
+        )
+        lines = out.split()
+        lib = next((x.removeprefix("lib=") for x in lines if x.startswith("lib=")), None)
+        if lib is None:
+            raise RemoteError(
+                host, "libfaketime is not installed there (Debian: faketime): it skews clocks"
+            )
+        if "missing" in lines:
+            raise RemoteError(host, f"the program {self.command[0]} is not there")
+        if "static" in lines:
+            raise RemoteError(
+                host,
+                f"{self.command[0]} is statically linked: libfaketime cannot skew its clock "
+                "(drop skew from --nemesis)",
+            )
+        self._faketime_lib[host] = lib
+
     async def _spawn(self, node: str) -> Proc:
-        return await SshProc.start(self._pool, self._host_of[node], self.command)
+        host = self._host_of[node]
+        env: list[str] = []
+        if self.faketime:
+            env = [
+                f"LD_PRELOAD={self._faketime_lib[host]}",
+                f"FAKETIME_TIMESTAMP_FILE={self._clock_file(node)}",
+                "FAKETIME_NO_CACHE=1",  # read the offset on every call: skews act at once
+                "FAKETIME_DONT_FAKE_MONOTONIC=1",  # a wall-clock skew, as for dynamo-ref
+            ]
+        return await SshProc.start(self._pool, host, self.command, env)
+
+    async def set_clock_skew(self, node: str, seconds: float) -> None:
+        """Move ``node``'s program's wall clock ``seconds`` from the host's (libfaketime)."""
+        host = self._host_of[node]
+        if not self.faketime:
+            raise RemoteError(host, "clock skew needs the program run under libfaketime")
+        path = shlex.quote(self._clock_file(node))
+        # Replaced whole (rename): the library never reads a half-written offset.
+        await self._pool.run(
+            host, f"echo {seconds:+.3f} > {path}.tmp && mv {path}.tmp {path}", timeout=10
+        )
 
     async def teardown(self) -> None:
         try:

@@ -254,8 +254,10 @@ def _campaign(hosts: SshHosts, tmp_path: Path, mode: str) -> tuple[Result, dict[
         PYTHON,
         "--mode",
         mode,
+        # 10 s: the seed's schedule reaches its kill at 5.9 s of fault time, and every
+        # fault step here costs SSH round trips (under load, 8 s sometimes ran out first).
         "--time",
-        "8",
+        "10",
         "--nemesis",
         "partition,kill,pause",
         "--keys",

@@ -12,9 +12,10 @@ test: setup lint typecheck unit proofs spec spec-mutants
 setup: sysdeps $(STAMP)
 
 # System packages the tests need: Java 17 runs TLC; etcd is the peer the benchmarks and the
-# harness run beside dynamo-ref; iptables cuts links between network namespaces. Installed only
-# when missing, and only as root.
-SYSPKGS := java:openjdk-17-jre-headless etcd:etcd-server etcdctl:etcd-client iptables:iptables chromium:chromium sshd:openssh-server
+# harness run beside dynamo-ref; iptables cuts links between network namespaces; sshd serves the
+# SSH tests' hosts; libfaketime (faketime) skews external programs' clocks on hosts. Installed
+# only when missing, and only as root.
+SYSPKGS := java:openjdk-17-jre-headless etcd:etcd-server etcdctl:etcd-client iptables:iptables chromium:chromium sshd:openssh-server faketime:faketime
 sysdeps:
 	@missing=""; for pair in $(SYSPKGS); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \

@@ -441,8 +441,9 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
     @click.option("--matrix", is_flag=True, help="Run the product of the comma lists.")
     @click.option(
         "--hosts",
-        help="Run the dynamo-ref nodes on these hosts over SSH, one each (comma-separated "
-        "[USER@]HOST[:SSHPORT]); faults act on the hosts (iptables, signals by PID).",
+        help="Run the nodes (dynamo-ref, etcd or --program) on these hosts over SSH, one each "
+        "(comma-separated [USER@]HOST[:SSHPORT]); faults act on the hosts (iptables, signals "
+        "by PID).",
     )
     @click.option("--ssh-user", help="With --hosts: the SSH user (default: yours).")
     @click.option(
@@ -465,6 +466,9 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
     @click.option("--remote-python", help="With --hosts: the hosts' Python 3.11+ (python3).")
     @click.option(
         "--remote-venv", help="With --hosts: an environment there with dynamo-ref installed."
+    )
+    @click.option(
+        "--remote-etcd", help="With --hosts and --target etcd: the hosts' etcd binary (etcd)."
     )
     @click.option("--sudo", is_flag=True, help="With --hosts: iptables through sudo -n.")
     @click.option(
@@ -504,6 +508,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         remote_dir: str | None,
         remote_python: str | None,
         remote_venv: str | None,
+        remote_etcd: str | None,
         sudo: bool,
         junit: Path | None,
         validate_trace: bool,
@@ -541,6 +546,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             "remote_dir": remote_dir,
             "remote_python": remote_python,
             "remote_venv": remote_venv,
+            "remote_etcd": remote_etcd,
             "sudo": sudo or None,
         }
         if hosts:

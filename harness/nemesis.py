@@ -15,6 +15,13 @@ Every fault is recorded in the history before it is applied and after it is remo
 `process: "nemesis"` events `start-<family>` / `stop-<family>` (families `partition`, `kill`,
 `pause`, `clock-skew`, the names `harness.checkers.causal.fault_windows` reads), with the
 pattern, links or nodes as `value`. `heal_all` ends whatever is still active.
+
+A target on hosts may lose one for good (a host that dies mid-run): when the target has
+`check_hosts(probe)` (node -> why its host was lost), the nemesis asks it after every heal and
+records each newly lost host once, as `start-host-down` with the node and the reason, never
+stopped (every host is probed at the final heal only, so the schedule's pace does not hang on
+SSH round trips); lost nodes are left out of later kills, pauses and skews. A fault step that
+fails (a host that stopped answering) is recorded as an `error` event and the run goes on.
 """
 
 from __future__ import annotations
@@ -163,6 +170,7 @@ class Nemesis:
         self._killed: set[str] = set()
         self._paused: set[str] = set()
         self._skewed: set[str] = set()
+        self._lost: set[str] = set()
         self._bag: list[str] = []
 
     async def run(self, deadline: float) -> None:
@@ -182,7 +190,7 @@ class Nemesis:
             await self._sleep_until(
                 min(deadline, time.monotonic() + self.rng.uniform(*cfg.fault_time))
             )
-            await self.heal_all()
+            await self.heal_all(probe_hosts=False)
             await self._sleep_until(
                 min(deadline, time.monotonic() + self.rng.uniform(*cfg.heal_time))
             )
@@ -203,17 +211,21 @@ class Nemesis:
 
     async def begin(self, kind: str) -> None:
         nodes = self.target.nodes()
+        live = [n for n in nodes if n not in self._lost] or nodes
         if kind == "partition":
             pattern = self.rng.choice(self.config.patterns)
             links = pattern_links(pattern, nodes, self.rng)
             value: dict[str, Any] = {"pattern": pattern, "links": sorted(map(list, links))}
             self.recorder.nemesis_start("partition", value)
-            self.target.network.cut(links)
             self._cut = True
+            try:
+                self.target.network.cut(links)
+            except Exception as e:
+                self.recorder.nemesis("error", {"fault": kind, "error": str(e)})
         elif kind in ("kill", "pause"):
             # A node already killed or paused in this step is left alone.
-            free = [n for n in nodes if n not in self._killed | self._paused]
-            node = self.rng.choice(free or nodes)
+            free = [n for n in live if n not in self._killed | self._paused]
+            node = self.rng.choice(free or live)
             value = {"nodes": [node]}
             self.recorder.nemesis_start(kind, value)
             try:
@@ -227,7 +239,7 @@ class Nemesis:
                 self.recorder.nemesis("error", {"fault": kind, "error": str(e)})
         else:
             skew = self.config.skew * self.rng.choice((1.0, -1.0))
-            node = self.rng.choice(list(self.config.skew_nodes or nodes))
+            node = self.rng.choice(list(self.config.skew_nodes or live))
             value = {"nodes": [node], "seconds": skew}
             self.recorder.nemesis_start("clock-skew", value)
             self._skewed.add(node)
@@ -244,16 +256,25 @@ class Nemesis:
         except Exception as e:
             self.recorder.nemesis("error", {"fault": "skew", "node": node, "error": str(e)})
 
-    async def heal_all(self) -> None:
-        """End every active fault: heal the network, resume, restart, clear skews."""
+    async def heal_all(self, *, probe_hosts: bool = True) -> None:
+        """End every active fault: heal the network, resume, restart, clear skews; then
+        record hosts lost meanwhile (``probe_hosts``: after asking each host)."""
         if self._cut:
-            self.target.network.heal()
+            try:
+                self.target.network.heal()
+            except Exception as e:
+                self.recorder.nemesis("error", {"fault": "heal", "error": str(e)})
             self._cut = False
             self.recorder.nemesis_stop("partition")
         if self._paused:
             nodes = sorted(self._paused)
             for node in nodes:
-                await self.target.resume(node)
+                try:
+                    await self.target.resume(node)
+                except Exception as e:
+                    self.recorder.nemesis(
+                        "error", {"fault": "resume", "node": node, "error": str(e)}
+                    )
             self._paused.clear()
             self.recorder.nemesis_stop("pause", {"nodes": nodes})
         if self._killed:
@@ -273,3 +294,17 @@ class Nemesis:
                 await self._set_skew(node, 0.0)
             self._skewed.clear()
             self.recorder.nemesis_stop("clock-skew", {"nodes": nodes})
+        await self.note_lost_hosts(probe=probe_hosts)
+
+    async def note_lost_hosts(self, *, probe: bool = True) -> None:
+        """Record each host the target has lost since the last call, once."""
+        check = getattr(self.target, "check_hosts", None)
+        if check is None:
+            return
+        lost: dict[str, str] = await check(probe)
+        for node, why in sorted(lost.items()):
+            if node not in self._lost:
+                self._lost.add(node)
+                value = {"nodes": [node], "error": why}
+                self.recorder.nemesis_start("host-down", value)
+                self.faults.append({"fault": "host-down", **value})

@@ -108,7 +108,8 @@ class RunConfig:
     # The nodes log their steps and TLC checks the run against the spec (the spec checker).
     validate_trace: bool = False
     validate_time_limit: float = 600.0
-    # dynamo-ref nodes on these hosts over SSH (one each) instead of on this machine.
+    # The nodes (dynamo-ref, etcd members or external programs) on these hosts over SSH, one
+    # each, instead of on this machine.
     hosts: tuple[str, ...] = ()
     ssh_user: str | None = None
     ssh_keys: tuple[str, ...] = ()
@@ -116,6 +117,7 @@ class RunConfig:
     remote_dir: str = "dynamo-ref"
     remote_python: str = "python3"
     remote_venv: str | None = None
+    remote_etcd: str = "etcd"  # the etcd binary on the hosts (--target etcd)
     sudo: bool = False
 
     def problems(self) -> list[str]:
@@ -150,8 +152,6 @@ class RunConfig:
             out.append(f"--keys must be at least 1, got {self.keys}")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             out.append(f"--rate must be a positive number of operations a second, not {self.rate}")
-        if self.hosts and self.target == "etcd":
-            out.append("--hosts runs dynamo-ref nodes or external programs, not etcd (yet)")
         if self.hosts and len(self.hosts) != self.nodes:
             out.append(f"--hosts names {len(self.hosts)} hosts for {self.nodes} nodes")
         if (
@@ -172,12 +172,17 @@ class RunConfig:
             out.append(
                 f"the etcd target stores registers: use --workload register, not {self.workload}"
             )
-        if self.target in ("etcd", "external") and "skew" in self.nemesis:
-            out.append(f"the {self.target} target cannot skew clocks: drop skew from --nemesis")
+        if self.target == "etcd" and "skew" in self.nemesis:
+            out.append("the etcd target cannot skew clocks: drop skew from --nemesis")
+        if self.target == "external" and "skew" in self.nemesis and not self.hosts:
+            out.append(
+                "the external target skews clocks only on --hosts (libfaketime there): "
+                "drop skew from --nemesis"
+            )
         if self.target == "etcd":
             # Each etcd member advertises one peer URL to all, so per-link proxies cannot cut
             # its links: partitions need namespaces.
-            if "partition" in self.nemesis and self.net != "netns":
+            if "partition" in self.nemesis and self.net != "netns" and not self.hosts:
                 out.append("etcd partitions need --net netns (root)")
             if self.nodes not in (3, 5):
                 out.append(f"an etcd cluster here has 3 or 5 members, not --nodes {self.nodes}")
@@ -218,12 +223,19 @@ class RunConfig:
             skip |= {"validate_trace", "validate_time_limit"}
         remote = ("ssh_user", "ssh_keys", "known_hosts", "remote_dir", "remote_python")
         if not self.hosts:
-            skip |= {"hosts", "remote_venv", "sudo", *remote}
+            skip |= {"hosts", "remote_venv", "remote_etcd", "sudo", *remote}
         else:
             skip.add("net")
+        if self.target != "etcd":
+            skip.add("remote_etcd")
+        else:
+            skip |= {"remote_python", "remote_venv"}  # the hosts' own etcd runs
         if self.target == "external":
-            # The program runs as given: nothing is installed, nor iptables used.
-            skip |= {"remote_dir", "remote_python", "remote_venv", "sudo"}
+            # The program runs as given: nothing is installed, nor iptables used (its clock
+            # files, for skews, go under remote_dir).
+            skip |= {"remote_python", "remote_venv", "sudo"}
+            if "skew" not in self.nemesis:
+                skip.add("remote_dir")
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
@@ -261,6 +273,16 @@ def make_target(cfg: RunConfig) -> Any:
     problems = cfg.problems()
     if problems:
         raise ValueError("; ".join(problems))
+    if cfg.target == "etcd" and cfg.hosts:
+        from harness.targets.remote_etcd import RemoteEtcdTarget
+
+        return RemoteEtcdTarget(
+            cfg.hosts,
+            _cluster_dir(cfg),
+            ssh=_ssh(cfg),
+            remote_dir=cfg.remote_dir,
+            etcd_bin=cfg.remote_etcd,
+        )
     if cfg.target == "etcd":
         from harness.targets.etcd_target import EtcdTarget
 
@@ -271,7 +293,13 @@ def make_target(cfg: RunConfig) -> Any:
         from harness.targets.remote import RemoteMaelstromTarget
 
         return RemoteMaelstromTarget(
-            cfg.program, cfg.hosts, ssh=_ssh(cfg), seed=cfg.seed, workload=cfg.workload
+            cfg.program,
+            cfg.hosts,
+            ssh=_ssh(cfg),
+            seed=cfg.seed,
+            workload=cfg.workload,
+            faketime="skew" in cfg.nemesis,
+            remote_dir=cfg.remote_dir,
         )
     if cfg.target == "external":
         from harness.targets.maelstrom import MaelstromTarget

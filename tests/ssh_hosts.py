@@ -157,6 +157,15 @@ class SshHosts:
                     raise RuntimeError(f"sshd on {address} did not listen")
                 time.sleep(0.05)
 
+    def kill_host(self, address: str) -> None:
+        """The host dies: its link goes down for good (nothing reaches it, so SSH times out
+        rather than being refused) and every process in it is killed by PID."""
+        ns = self.namespace(address)
+        _run("ip", "-n", ns, "link", "set", "eth0", "down")
+        for pid in _run("ip", "netns", "pids", ns).split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
     def pids(self) -> list[int]:
         """Every process running in the hosts' namespaces."""
         out: list[int] = []

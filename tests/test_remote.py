@@ -13,11 +13,13 @@ import asyncio
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -252,8 +254,10 @@ def _campaign(hosts: SshHosts, tmp_path: Path, mode: str) -> tuple[Result, dict[
         PYTHON,
         "--mode",
         mode,
+        # 10 s: the seed's schedule reaches its kill at 5.9 s of fault time, and every
+        # fault step here costs SSH round trips (under load, 8 s sometimes ran out first).
         "--time",
-        "8",
+        "10",
         "--nemesis",
         "partition,kill,pause",
         "--keys",
@@ -282,6 +286,8 @@ def test_a_campaign_over_ssh_dvv_loses_nothing(hosts: SshHosts, tmp_path: Path) 
     }
     # the nemesis cut links, killed and paused nodes on the hosts
     assert {"start-partition", "start-kill", "start-pause"} <= _faults(tmp_path)
+    # control: hosts that stay up are never recorded as lost
+    assert "start-host-down" not in _faults(tmp_path)
     assert node_pids(hosts) == [], "nothing is left running on the hosts"
     logs = list((tmp_path / "runs").glob("*/*/cluster/n1/node.log"))
     assert logs, "the nodes' logs came back"
@@ -367,3 +373,316 @@ def _is_program(pid: int, program: str) -> bool:
         return program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+@pytest.fixture
+def doomed_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]:
+    """Hosts of a test's own: one of them dies in it."""
+    h = SshHosts(3, tmp_path_factory.mktemp("doomed")).start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+def test_a_host_that_dies_mid_run_is_a_fault_and_the_verdict_unknown(
+    doomed_hosts: SshHosts, tmp_path: Path
+) -> None:
+    """Two seconds into the load, the third host dies for good (its link down, every process
+    on it killed): the nemesis records it as a fault naming the host, the run finishes within
+    its timeouts, its replicas there are unreadable, so convergence, and the run, are unknown,
+    not valid; what the two live hosts hold is still judged (nothing lost)."""
+    h = doomed_hosts
+    dead = h.addresses[2]
+    cfg = RunConfig(
+        nodes=3,
+        duration=8.0,
+        clients=6,
+        keys=3,
+        seed=2,
+        out=tmp_path / "run",
+        workload="set-add",
+        nemesis=("partition", "pause"),
+        quiesce=6.0,
+        settle=1.0,
+        hosts=tuple(h.addresses),
+        ssh_user="root",
+        ssh_keys=(str(h.key),),
+        known_hosts=str(h.known_hosts),
+        remote_dir=str(tmp_path / "remote-{host}"),
+        remote_python=PYTHON,
+    )
+    killer: list[asyncio.Task[None]] = []
+
+    async def die() -> None:
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(h.kill_host, dead)
+
+    def progress(phase: str, _fraction: float, _status: object = None) -> None:
+        if phase == "running" and not killer:
+            killer.append(asyncio.get_running_loop().create_task(die()))
+
+    started = time.monotonic()
+    result = asyncio.run(run_once(cfg, progress))
+    elapsed = time.monotonic() - started
+    assert killer
+    assert killer[0].done()
+    downs = [op for op in result.history if op.f == "start-host-down"]
+    assert len(downs) == 1, [op.f for op in result.history if op.process == "nemesis"]
+    value = downs[0].value
+    assert isinstance(value, dict)
+    assert value["nodes"] == ["n3"]
+    assert str(value["error"]).startswith(dead)
+    assert not [op for op in result.history if op.f == "stop-host-down"], "a dead host stays down"
+    assert {"fault": "host-down", "nodes": ["n3"], "error": value["error"]} in result.faults
+    verdicts = {name: c.verdict for name, c in result.checks.items()}
+    assert verdicts == {"lost_writes": "valid", "dynamo": "valid", "convergence": "unknown"}
+    assert result.verdict == "unknown"
+    unreadable = result.checks["convergence"].details["unreadable"]
+    assert isinstance(unreadable, dict)
+    assert unreadable
+    assert {tuple(nodes) for nodes in unreadable.values()} == {("n3",)}
+    # setup about 10 s, 8 s of load, quiesce at most 6 s: the dead host costs a few timeouts
+    assert elapsed < 90, result.timings
+    assert node_pids(h) == [], "nothing is left running on the live hosts"
+
+
+def _alive_by_pid_files(h: SshHosts, remote: str) -> list[str]:
+    """Over SSH, on each host: the node pid files whose PID still runs."""
+
+    async def go() -> list[str]:
+        async with _pool(h) as pool:
+            found: list[str] = []
+            for a in h.addresses:
+                found += (
+                    await pool.run(
+                        a,
+                        f"for f in {remote.replace('{host}', a)}/n*/node.pid; do "
+                        '[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && echo "$f"; done; true',
+                    )
+                ).split()
+            return found
+
+    return asyncio.run(go())
+
+
+def _chains(h: SshHosts) -> list[str]:
+    """The hosts whose firewall still has the harness's chain."""
+
+    async def go() -> list[str]:
+        async with _pool(h) as pool:
+            return [
+                a
+                for a in h.addresses
+                if (
+                    await pool.run(a, "iptables -S DYNAMO_REF >/dev/null 2>&1 && echo yes; true")
+                ).strip()
+                == "yes"
+            ]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_ctrl_c_leaves_nothing_running_on_the_hosts(
+    hosts: SshHosts, tmp_path: Path, when: str
+) -> None:
+    """`dynamo-ref campaign --hosts` as a process of its own, sent SIGINT (Ctrl-C) while its
+    nodes start (a start cut short leaves its PID only in the host's pid file) or while its
+    load runs: it exits within its timeouts, and no node process, pid file's PID or iptables
+    chain is left on any host. Control: just before the SIGINT the same checks see the
+    nodes."""
+    remote = str(tmp_path / "remote-{host}")
+    argv = [
+        str(Path(sys.executable).parent / "dynamo-ref"),
+        "campaign",
+        "--hosts",
+        ",".join(hosts.addresses),
+        *ssh_args(hosts),
+        "--remote-dir",
+        remote,
+        "--remote-python",
+        PYTHON,
+        "--time",
+        "60",
+        "--nemesis",
+        "partition,pause",
+        "--keys",
+        "3",
+        "--clients",
+        "3",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+    log = tmp_path / "campaign.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            if when == "starting" and node_pids(hosts):
+                break
+            if when == "running" and ": running" in log.read_text():
+                break
+            time.sleep(0.05)
+        if when == "running":
+            assert len(node_pids(hosts)) == 3
+            assert len(_alive_by_pid_files(hosts, remote)) == 3
+            assert _chains(hosts) == hosts.addresses
+        else:
+            assert node_pids(hosts)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code != 0, log.read_text()
+    assert took < 40, log.read_text()
+    assert node_pids(hosts) == [], log.read_text()
+    assert _alive_by_pid_files(hosts, remote) == []
+    assert _chains(hosts) == []
+
+
+def _etcd_pids(h: SshHosts) -> list[int]:
+    return [p for p in h.pids() if _is_program(p, "--initial-cluster-token")]
+
+
+def test_etcd_on_hosts_under_faults_is_linearizable(hosts: SshHosts, tmp_path: Path) -> None:
+    """etcd members on the hosts over SSH (the hosts' own etcd), cut apart with iptables
+    there, killed and paused by PID: the register history is linearizable; control: the same
+    history with one read made stale is not. Nothing of etcd is left running afterwards."""
+    from test_etcd_campaign import make_stale
+
+    from harness.run import linearizable_result
+
+    cfg = RunConfig(
+        nodes=3,
+        duration=8.0,
+        clients=4,
+        keys=2,
+        seed=3,
+        out=tmp_path / "run",
+        target="etcd",
+        workload="register",
+        nemesis=("partition", "kill", "pause"),
+        fault_time=(0.8, 1.5),
+        heal_time=(0.3, 0.6),
+        settle=1.0,
+        quiesce=5.0,
+        hosts=tuple(hosts.addresses),
+        ssh_user="root",
+        ssh_keys=(str(hosts.key),),
+        known_hosts=str(hosts.known_hosts),
+        remote_dir=str(tmp_path / "remote-{host}"),
+    )
+    seen: list[int] = []
+
+    async def run() -> RunResult:
+        target = make_target(cfg)
+        assert target.name == "etcd on 3 hosts"
+
+        async def watch() -> None:
+            while True:
+                seen.extend(_etcd_pids(hosts))
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await run_once(cfg, target=target)
+        finally:
+            watcher.cancel()
+
+    result = asyncio.run(run())
+    assert len(set(seen)) >= 3, "the members ran in the hosts' namespaces"
+    nemesis = {op.f for op in result.history if op.process == "nemesis"}
+    assert {"start-partition", "start-kill", "start-pause"} <= nemesis
+    assert "error" not in nemesis, [op.value for op in result.history if op.f == "error"]
+    assert result.checks["linearizable"].verdict == "valid", result.checks["linearizable"]
+    assert result.verdict == "valid", result.checks
+    altered, read = make_stale(list(result.history))
+    assert linearizable_result(altered, 30.0).verdict == "invalid", read
+    assert _etcd_pids(hosts) == [], "etcd left running"
+    assert (tmp_path / "run" / "cluster" / "etcd0.log").stat().st_size > 0
+
+
+def test_a_host_without_etcd_is_named(hosts: SshHosts, tmp_path: Path) -> None:
+    from harness.targets.remote_etcd import RemoteEtcdTarget
+
+    target = RemoteEtcdTarget(
+        hosts.addresses,
+        tmp_path / "c",
+        ssh=_pool(hosts).options,
+        remote_dir=str(tmp_path / "r-{host}"),
+        etcd_bin="/nonexistent/etcd",
+    )
+    with pytest.raises(RemoteError) as info:
+        asyncio.run(target.setup())
+    assert str(info.value).startswith(hosts.addresses[0])
+    assert "etcd (/nonexistent/etcd) is not installed there" in str(info.value)
+    assert _etcd_pids(hosts) == []
+
+
+def _clock_target(h: SshHosts, tmp_path: Path, *, faketime: bool = True) -> Any:
+    from harness.targets.remote import RemoteMaelstromTarget
+
+    return RemoteMaelstromTarget(
+        [PYTHON, str(Path(__file__).parent / "clock_node.py")],
+        h.addresses,
+        ssh=_pool(h).options,
+        faketime=faketime,
+        remote_dir=str(tmp_path / "r-{host}"),
+    )
+
+
+def test_clock_skew_of_external_programs_on_hosts_with_libfaketime(
+    hosts: SshHosts, tmp_path: Path
+) -> None:
+    """A program on each host under libfaketime: a skew moves that program's wall clock by
+    the amount asked, at once, and a skew of 0 brings it back; control: before any skew, and
+    on the node not skewed, the program's clock is the real one."""
+    target = _clock_target(hosts, tmp_path)
+
+    async def go() -> list[tuple[str, float]]:
+        await target.setup()
+        try:
+            n1, n2 = await target.client("n1"), await target.client("n2")
+
+            async def offset(c: Any) -> float:
+                return float(await c.read("t")) - time.time()
+
+            seen = [("before", await offset(n1))]
+            for skew in (3600.0, -90.5):
+                await target.set_clock_skew("n1", skew)
+                seen += [(f"n1 {skew:+g}", await offset(n1) - skew), ("n2", await offset(n2))]
+            await target.set_clock_skew("n1", 0.0)
+            seen.append(("healed", await offset(n1)))
+            return seen
+        finally:
+            await target.teardown()
+
+    seen = asyncio.run(go())
+    assert all(abs(off) < 2.0 for _, off in seen), seen
+    assert not [p for p in hosts.pids() if _is_program(p, "clock_node.py")], "left running"
+
+
+def test_clock_skew_without_libfaketime_is_refused_naming_the_host(
+    hosts: SshHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.targets import remote
+
+    monkeypatch.setattr(remote, "FAKETIME_LIBS", ("/nonexistent/libfaketime.so.1",))
+    target = _clock_target(hosts, tmp_path)
+    with pytest.raises(RemoteError) as info:
+        asyncio.run(target.setup())
+    assert any(str(info.value).startswith(f"{a}: ") for a in hosts.addresses), info.value
+    assert "libfaketime is not installed there" in str(info.value)
+    # without libfaketime a skew is refused, not silently dropped
+    plain = _clock_target(hosts, tmp_path, faketime=False)
+    with pytest.raises(RemoteError, match="needs the program run under libfaketime"):
+        asyncio.run(plain.set_clock_skew("n2", 5.0))
+    assert not [p for p in hosts.pids() if _is_program(p, "clock_node.py")]

@@ -32,7 +32,14 @@ from dynamo_ref.core.node.config import NodeConfig
 from dynamo_ref.launch import CONFIG_FLAGS, READY_PREFIX, NodeSpec, config_from_flags
 from dynamo_ref.remote.ssh import HostPool, RemoteError, SshOptions
 
-__all__ = ["RemoteCluster", "RemoteNode", "build_wheelhouse", "read_remote_state"]
+__all__ = [
+    "RemoteCluster",
+    "RemoteNode",
+    "build_wheelhouse",
+    "read_remote_state",
+    "signal_script",
+    "start_script",
+]
 
 T = TypeVar("T")
 
@@ -203,14 +210,8 @@ class RemoteCluster:
         """Start the node (again, on its data) and wait until it serves; its PID."""
         n = self.node(node_id)
         argv = self.spec(n).argv([f"{self._venv(n)}/bin/dynamo-ref"])
-        q = shlex.quote
-        log, pid_file = f"{n.dir}/node.log", f"{n.dir}/node.pid"
         text = await self.pool.run(
-            n.host,
-            # Only the node is in the background (so $! is its PID), with none of the
-            # session's descriptors: the SSH channel closes as the command returns.
-            f"cd {q(n.dir)} || exit 1; setsid {shlex.join(argv)} >> {q(log)} 2>&1 < /dev/null & "
-            f"echo $! > {q(pid_file)}; echo $!",
+            n.host, start_script(n.dir, argv, f"{n.dir}/node.log", f"{n.dir}/node.pid")
         )
         pid = int(text.strip())
         self.pids[node_id] = pid
@@ -267,24 +268,18 @@ class RemoteCluster:
         """Send ``sig`` (TERM, KILL, STOP, CONT) to the node's PID; for TERM and KILL wait
         until it is gone (KILL after ``wait`` for a TERM). False: it was not running."""
         n = self.node(node_id)
-        pid = self.pids.get(node_id)
-        if pid is None:
+        script = signal_script(
+            self.pids.get(node_id), sig, f"{n.dir}/node.pid", f"{n.dir}/data", wait=wait
+        )
+        if script is None:
             return False
-        q = shlex.quote
-        script = f"kill -0 {pid} 2>/dev/null || exit 3; kill -{q(sig)} {pid}"
-        if sig in ("TERM", "KILL"):
-            ticks = max(1, int(wait * 10))
-            script += (
-                f"; kill -CONT {pid} 2>/dev/null; i=0; while kill -0 {pid} 2>/dev/null; do "
-                f"i=$((i+1)); if [ $i -ge {ticks} ]; then kill -KILL {pid}; fi; sleep 0.1; done"
-            )
         try:
-            await self.pool.run(n.host, script, timeout=wait + 30)
+            await self.pool.run(n.host, script, timeout=wait + 10)
         except RemoteError as e:
             if e.status == 3:
                 return False
             raise
-        if sig in ("TERM", "KILL"):
+        if sig in ENDING:
             self.pids[node_id] = None
             self.save()
         return True
@@ -353,6 +348,53 @@ class RemoteCluster:
         tmp = self.local_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.local_dir / STATE_FILE)
+
+
+# ---- processes on a host, by PID --------------------------------------------------------
+
+ENDING = ("TERM", "KILL")
+
+
+def start_script(cwd: str, argv: Sequence[str], log: str, pid_file: str, env: str = "") -> str:
+    """A shell script that starts ``argv`` in ``cwd``, detached from the SSH session, its
+    output appended to ``log``, its PID written to ``pid_file`` and printed. ``env``: shell
+    assignments put before the command."""
+    q = shlex.quote
+    # Only the program is in the background (so $! is its PID), with none of the session's
+    # descriptors: the SSH channel closes as the command returns.
+    return (
+        f"cd {q(cwd)} || exit 1; {env} setsid {shlex.join(argv)} >> {q(log)} 2>&1 < /dev/null & "
+        f"echo $! > {q(pid_file)}; echo $!"
+    )
+
+
+def signal_script(
+    pid: int | None, sig: str, pid_file: str, marker: str, *, wait: float
+) -> str | None:
+    """A shell script sending ``sig`` (TERM, KILL, STOP, CONT) to ``pid``; for TERM and KILL
+    it waits until the process is gone (KILL after ``wait`` seconds). It exits 3 when the
+    process is not running. With no ``pid`` known here (a start cut short by Ctrl-C), TERM and
+    KILL go by ``pid_file`` on the host, if the PID it names is still the program (``marker``,
+    its data directory, in its argv); None: nothing to signal."""
+    q = shlex.quote
+    ending = sig in ENDING
+    if pid is not None:
+        script = f"pid={pid}; "
+    elif ending:
+        script = (
+            f"pid=$(cat {q(pid_file)} 2>/dev/null) || exit 3; "
+            f"grep -qF -- {q(marker)} /proc/$pid/cmdline 2>/dev/null || exit 3; "
+        )
+    else:
+        return None
+    script += f'kill -0 "$pid" 2>/dev/null || exit 3; kill -{q(sig)} "$pid"'
+    if ending:
+        ticks = max(1, int(wait * 10))
+        script += (
+            '; kill -CONT "$pid" 2>/dev/null; i=0; while kill -0 "$pid" 2>/dev/null; do '
+            f'i=$((i+1)); if [ $i -ge {ticks} ]; then kill -KILL "$pid"; fi; sleep 0.1; done'
+        )
+    return script
 
 
 def read_remote_state(local_dir: Path) -> RemoteCluster | None:

@@ -1,6 +1,10 @@
 """SSH to the hosts a cluster runs on, on asyncssh: one connection per host, reused; a timeout
 on every command; errors that name the host, the command, its exit status and its stderr.
 
+A host that stops answering (``probe``) is marked lost in ``lost``, a map the pool may share
+with others (the network backend's pool, say): every later call to it fails at once, naming
+the host and why, instead of waiting out its timeout again.
+
 Known-hosts checking is on unless a caller turns it off by name (``known_hosts=False``): by
 default the user's ``~/.ssh/known_hosts``, or the file given. Keys come from the usual places
 (``~/.ssh/id_*`` and an agent), or the ones given.
@@ -10,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
 __all__ = ["HostPool", "RemoteError", "SshOptions"]
+
+T = TypeVar("T")
 
 
 class RemoteError(Exception):
@@ -56,6 +62,7 @@ class SshOptions:
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     sudo: bool = False  # prefix commands that need root (iptables) with sudo -n
+    probe_timeout: float = 3.0  # how long a host may take to run `true` before it is lost
 
 
 def _host_port(host: str, default: int) -> tuple[str, int]:
@@ -70,10 +77,37 @@ class HostPool:
     """Connections to ``hosts`` (``name`` or ``name:port``), opened on first use."""
 
     options: SshOptions
+    # host -> why it was given up on; shared between pools that reach the same hosts.
+    lost: dict[str, str] = field(default_factory=dict)
     _conns: dict[str, asyncssh.SSHClientConnection] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
+    def _check_lost(self, host: str) -> None:
+        why = self.lost.get(host)
+        if why is not None:
+            raise RemoteError(host, f"the host was lost earlier ({why})")
+
+    async def probe(self, host: str) -> bool:
+        """Whether ``host`` still runs a command (``true``) within the probe timeout; if not,
+        it is marked lost (its connection dropped), and False."""
+        if host in self.lost:
+            return False
+        try:
+            await self.run(host, "true", timeout=self.options.probe_timeout)
+        except RemoteError as e:
+            self.lost.setdefault(host, str(e).removeprefix(f"{host}: "))
+            self.drop(host)
+            return False
+        return True
+
+    def drop(self, host: str) -> None:
+        """Abort the connection to ``host`` (what waits on it ends at once)."""
+        conn = self._conns.pop(host, None)
+        if conn is not None:
+            conn.abort()
+
     async def connection(self, host: str) -> asyncssh.SSHClientConnection:
+        self._check_lost(host)
         lock = self._locks.setdefault(host, asyncio.Lock())
         async with lock:
             conn = self._conns.get(host)
@@ -143,47 +177,64 @@ class HostPool:
             )
         return str(result.stdout)
 
+    async def _sftp(self, host: str, what: str, step: Callable[[Any], Awaitable[T]]) -> T:
+        """``step(sftp)`` on ``host`` within the command timeout; errors name ``what``."""
+        conn = await self.connection(host)
+        limit = self.options.command_timeout
+
+        async def go() -> T:
+            async with conn.start_sftp_client() as sftp:
+                return await step(sftp)
+
+        try:
+            return await asyncio.wait_for(go(), timeout=limit)
+        except TimeoutError:
+            raise RemoteError(host, f"cannot {what}: no end within {limit:g}s") from None
+        except (OSError, asyncssh.Error) as e:
+            raise RemoteError(host, f"cannot {what}: {e}") from None
+
     async def write(self, host: str, path: str, data: bytes, *, mode: int = 0o644) -> None:
         """Write ``data`` to ``path`` on ``host`` (made with ``mode`` before the data goes in,
         so a secret is never readable by others, even for a moment)."""
-        conn = await self.connection(host)
-        try:
-            async with conn.start_sftp_client() as sftp:
-                attrs = asyncssh.SFTPAttrs(permissions=mode)
-                async with sftp.open(path, "wb", attrs) as f:
-                    await f.write(data)
-                await sftp.chmod(path, mode)
-        except (OSError, asyncssh.Error) as e:
-            raise RemoteError(host, f"cannot write {path}: {e}") from None
+
+        async def step(sftp: Any) -> None:
+            attrs = asyncssh.SFTPAttrs(permissions=mode)
+            async with sftp.open(path, "wb", attrs) as f:
+                await f.write(data)
+            await sftp.chmod(path, mode)
+
+        await self._sftp(host, f"write {path}", step)
 
     async def put(self, host: str, files: Sequence[Path], directory: str) -> None:
         """Copy local ``files`` into ``directory`` on ``host``."""
-        conn = await self.connection(host)
-        try:
-            async with conn.start_sftp_client() as sftp:
-                await sftp.put([str(f) for f in files], directory)
-        except (OSError, asyncssh.Error) as e:
-            raise RemoteError(host, f"cannot copy files to {directory}: {e}") from None
+
+        async def step(sftp: Any) -> None:
+            await sftp.put([str(f) for f in files], directory)
+
+        await self._sftp(host, f"copy files to {directory}", step)
 
     async def get(self, host: str, path: str, local: Path) -> bool:
         """Copy ``path`` from ``host`` to ``local`` (recursively); False when it is absent."""
-        conn = await self.connection(host)
-        try:
-            async with conn.start_sftp_client() as sftp:
-                if not await sftp.exists(path):
-                    return False
-                local.parent.mkdir(parents=True, exist_ok=True)
-                await sftp.get(path, str(local), recurse=True)
-                return True
-        except (OSError, asyncssh.Error) as e:
-            raise RemoteError(host, f"cannot fetch {path}: {e}") from None
+
+        async def step(sftp: Any) -> bool:
+            if not await sftp.exists(path):
+                return False
+            local.parent.mkdir(parents=True, exist_ok=True)
+            await sftp.get(path, str(local), recurse=True)
+            return True
+
+        return await self._sftp(host, f"fetch {path}", step)
 
     async def close(self) -> None:
         conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             conn.close()
         for conn in conns:
-            await conn.wait_closed()
+            # A connection to a host that went away never hears back: abort it.
+            try:
+                await asyncio.wait_for(conn.wait_closed(), timeout=5.0)
+            except TimeoutError:
+                conn.abort()
 
     async def __aenter__(self) -> HostPool:
         return self

@@ -6,6 +6,10 @@ in one ``iptables-restore --noflush`` (the same rules as the netns backend: a cu
 packet from the peer's address; drops and slow links by ``statistic`` and ``hashlimit``).
 ``stop()`` removes the jump and the chain. Delays need ``sch_netem``: not supported.
 
+A host that fails a change and then does not answer a probe is lost (a host that died
+mid-run): it is left out of every later change, and ``lost()`` names it; any other failure is
+a `NetworkError`. Each change waits at most ``COMMAND_TIMEOUT`` seconds per host.
+
 The harness's nemesis calls the network from its event loop and expects the change made when
 the call returns, so the SSH commands run on a loop of this backend's own, in a thread.
 """
@@ -25,17 +29,27 @@ from harness.net.network import Link, Network, NetworkError, UnsupportedFault
 __all__ = ["CHAIN", "HostsNetwork"]
 
 CHAIN = "DYNAMO_REF"
+# iptables takes milliseconds: longer means the host is in trouble (then probed). Short, as
+# the nemesis's event loop waits for the change.
+COMMAND_TIMEOUT = 5.0
 T = TypeVar("T")
 
 
 class HostsNetwork(Network):
-    """``hosts``: node -> (SSH host, the address peers reach it at, with no port)."""
+    """``hosts``: node -> (SSH host, the address peers reach it at, with no port).
+    ``lost``: SSH host -> why it was given up on, shared with the target's pool."""
 
-    def __init__(self, hosts: Mapping[str, tuple[str, str]], options: SshOptions) -> None:
+    def __init__(
+        self,
+        hosts: Mapping[str, tuple[str, str]],
+        options: SshOptions,
+        lost: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(hosts)
         self._hosts = dict(hosts)
         self._ip = {node: address for node, (_, address) in hosts.items()}
         self._options = options
+        self._lost = {} if lost is None else lost
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._pool: HostPool | None = None
@@ -44,12 +58,29 @@ class HostsNetwork(Network):
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    def lost(self) -> dict[str, str]:
+        """node -> why its host was given up on."""
+        return {
+            n: f"{h}: the host stopped answering ({self._lost[h]})"
+            for n, (h, _) in self._hosts.items()
+            if h in self._lost
+        }
+
     async def _each(self, script: dict[str, str]) -> None:
         assert self._pool is not None
         pool = self._pool
+        script = {n: text for n, text in script.items() if self._hosts[n][0] not in self._lost}
+
+        async def one(node: str, text: str) -> None:
+            host = self._hosts[node][0]
+            try:
+                await pool.run(host, text, root=True, timeout=COMMAND_TIMEOUT)
+            except RemoteError:
+                if await pool.probe(host):
+                    raise  # the host answers: the change itself failed
+
         results = await asyncio.gather(
-            *(pool.run(self._hosts[n][0], text, root=True) for n, text in script.items()),
-            return_exceptions=True,
+            *(one(n, text) for n, text in script.items()), return_exceptions=True
         )
         errors = [str(r) for r in results if isinstance(r, BaseException)]
         if errors:
@@ -57,7 +88,7 @@ class HostsNetwork(Network):
 
     def start(self) -> None:
         self._thread.start()
-        self._pool = HostPool(self._options)
+        self._pool = HostPool(self._options, self._lost)
         hook = (
             f"iptables -N {CHAIN} 2>/dev/null; iptables -F {CHAIN} && "
             f"(iptables -C INPUT -j {CHAIN} 2>/dev/null || iptables -I INPUT 1 -j {CHAIN})"

@@ -9,6 +9,10 @@ SSH; partitions are iptables rules on the hosts (``harness.net.hosts``). Clients
 and clock skew go straight to the nodes' addresses from this machine, which is not cut off by
 the rules: only the links between hosts are. At teardown every node is stopped and its log
 (and trace) is fetched into ``base_dir/<node>/``, where a local run keeps them.
+
+A host that dies mid-run: a fault step against it fails, the host is probed, and when it does
+not answer it is lost (``check_hosts``, which the nemesis records as ``host-down``); every
+later SSH call to it, teardown's too, fails at once instead of waiting out its timeout.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class RemoteDynamoTarget(DynamoTarget):
         self._ssh = ssh
         self._remote = (remote_dir, python, venv, port)
         self._rc: RemoteCluster | None = None
+        self._lost_hosts: dict[str, str] = {}  # SSH host -> why it was given up on
         self._secret = secrets.token_hex(32).encode()
         self._up: set[str] = set()
         self._paused: set[str] = set()
@@ -90,9 +95,10 @@ class RemoteDynamoTarget(DynamoTarget):
     async def setup(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         remote_dir, python, venv, port = self._remote
+        self._lost_hosts.clear()
         self._rc = RemoteCluster(
             self.hosts,
-            HostPool(self._ssh),
+            HostPool(self._ssh, self._lost_hosts),
             self.base_dir,
             remote_dir=remote_dir,
             port=port,
@@ -107,7 +113,7 @@ class RemoteDynamoTarget(DynamoTarget):
             await self._rc.up(self._secret, wipe=True)
             self._up = set(self._names)
             hosts = {n.node_id: (n.host, _bare(n.host)) for n in self._rc.nodes}
-            network = HostsNetwork(hosts, self._ssh)
+            network = HostsNetwork(hosts, self._ssh, self._lost_hosts)
             self._network = network
             await asyncio.to_thread(network.start)
             await self._wait_healthy()
@@ -157,13 +163,27 @@ class RemoteDynamoTarget(DynamoTarget):
         self._up.discard(node)
         self._paused.discard(node)
 
-    @staticmethod
-    async def _remote_call(coro: Awaitable[T], node: str, what: str) -> T:
+    async def _remote_call(self, coro: Awaitable[T], node: str, what: str) -> T:
         try:
             return await coro
         except RemoteError as e:
-            # A host that dies mid-run: the nemesis records it, the run goes on.
+            # A host that dies mid-run: probed (lost if silent), the nemesis records it.
+            if self._rc is not None:
+                await self._rc.pool.probe(self._rc.node(node).host)
             raise OpFailed(f"{what} {node}: {e}") from None
+
+    async def check_hosts(self, probe: bool = True) -> dict[str, str]:
+        """node -> why its host was lost (``probe``: after asking every host not lost yet)."""
+        rc = self._rc
+        if rc is None:
+            return {}
+        if probe:
+            await asyncio.gather(*(rc.pool.probe(n.host) for n in rc.nodes))
+        return {
+            n.node_id: f"{n.host}: the host stopped answering ({self._lost_hosts[n.host]})"
+            for n in rc.nodes
+            if n.host in self._lost_hosts
+        }
 
     async def teardown(self) -> None:
         for c in self._clients:
@@ -222,9 +242,13 @@ class SshProc:
         self._host = host
 
     @classmethod
-    async def start(cls, pool: HostPool, host: str, command: Sequence[str]) -> SshProc:
+    async def start(
+        cls, pool: HostPool, host: str, command: Sequence[str], env: Sequence[str] = ()
+    ) -> SshProc:
+        """``env``: ``NAME=value`` settings for the program (``env`` execs it: same PID)."""
         conn = await pool.connection(host)
-        process = await conn.create_process("echo $$; exec " + shlex.join(command), encoding=None)
+        argv = ["env", *env, *command] if env else list(command)
+        process = await conn.create_process("echo $$; exec " + shlex.join(argv), encoding=None)
         first = await process.stdout.readline()
         try:
             pid = int(first.strip())
@@ -261,24 +285,114 @@ class SshProc:
                 await self._pool.run(self._host, f"kill -{name} {self.pid}", check=False)
 
 
+# Where Debian's libfaketime (package faketime) and a build from source put the library.
+FAKETIME_LIBS = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+)
+
+
 class RemoteMaelstromTarget(MaelstromTarget):
     """External node programs (the Maelstrom protocol), one on each host over SSH: the harness
-    still routes their messages, so partitions are the router's; kills and pauses go by PID."""
+    still routes their messages, so partitions are the router's; kills and pauses go by PID.
+
+    ``faketime``: each program runs under libfaketime (``LD_PRELOAD``), its offset read from a
+    file of its own under ``remote_dir`` on every clock read, so ``set_clock_skew`` moves its
+    wall clock (not its monotonic clock) while it runs. Only programs that read the time
+    through the C library follow it: a statically linked one is refused at setup; Go programs
+    read the clock past libc and ignore it."""
 
     def __init__(
-        self, command: Sequence[str], hosts: Sequence[str], *, ssh: SshOptions, **kw: Any
+        self,
+        command: Sequence[str],
+        hosts: Sequence[str],
+        *,
+        ssh: SshOptions,
+        faketime: bool = False,
+        remote_dir: str = "dynamo-ref",
+        **kw: Any,
     ) -> None:
         super().__init__(command, len(hosts), **kw)
         self.hosts = list(hosts)
-        self._pool = HostPool(ssh)
+        self._lost_hosts: dict[str, str] = {}
+        self._pool = HostPool(ssh, self._lost_hosts)
         self._host_of = dict(zip(self.nodes(), self.hosts, strict=True))
+        self.faketime = faketime
+        self._remote_dir = remote_dir
+        self._faketime_lib: dict[str, str] = {}  # host -> the library's path there
 
     @property
     def name(self) -> str:
         return f"{super().name} on {len(self.hosts)} hosts"
 
+    def _clock_file(self, node: str) -> str:
+        host = _bare(self._host_of[node])
+        return f"{self._remote_dir.replace('{host}', host)}/{node}.faketime"
+
+    async def setup(self) -> None:
+        if self.faketime:
+            try:
+                await asyncio.gather(*(self._prepare_faketime(n) for n in self.nodes()))
+            except BaseException:
+                await self.teardown()
+                raise
+        await super().setup()
+
+    async def _prepare_faketime(self, node: str) -> None:
+        host, q = self._host_of[node], shlex.quote
+        libs = " ".join(q(lib) for lib in FAKETIME_LIBS)
+        program = q(self.command[0])
+        out = await self._pool.run(
+            host,
+            f"for lib in {libs}; do [ -f $lib ] && echo lib=$lib && break; done; "
+            # the program's binary, or the interpreter its #! line names
+            f"p=$(command -v {program}) || {{ echo missing; exit 0; }}; "
+            'if [ "$(head -c 2 "$p")" = "#!" ]; then '
+            'p=$(head -n 1 "$p" | sed "s/^#! *//; s/ .*//"); fi; '
+            'ldd "$p" 2>&1 | grep -qE "not a dynamic executable|statically linked" && echo static; '
+            f"mkdir -p $(dirname {q(self._clock_file(node))}) && "
+            f"echo +0 > {q(self._clock_file(node))}",
+        )
+        lines = out.split()
+        lib = next((x.removeprefix("lib=") for x in lines if x.startswith("lib=")), None)
+        if lib is None:
+            raise RemoteError(
+                host, "libfaketime is not installed there (Debian: faketime): it skews clocks"
+            )
+        if "missing" in lines:
+            raise RemoteError(host, f"the program {self.command[0]} is not there")
+        if "static" in lines:
+            raise RemoteError(
+                host,
+                f"{self.command[0]} is statically linked: libfaketime cannot skew its clock "
+                "(drop skew from --nemesis)",
+            )
+        self._faketime_lib[host] = lib
+
     async def _spawn(self, node: str) -> Proc:
-        return await SshProc.start(self._pool, self._host_of[node], self.command)
+        host = self._host_of[node]
+        env: list[str] = []
+        if self.faketime:
+            env = [
+                f"LD_PRELOAD={self._faketime_lib[host]}",
+                f"FAKETIME_TIMESTAMP_FILE={self._clock_file(node)}",
+                "FAKETIME_NO_CACHE=1",  # read the offset on every call: skews act at once
+                "FAKETIME_DONT_FAKE_MONOTONIC=1",  # a wall-clock skew, as for dynamo-ref
+            ]
+        return await SshProc.start(self._pool, host, self.command, env)
+
+    async def set_clock_skew(self, node: str, seconds: float) -> None:
+        """Move ``node``'s program's wall clock ``seconds`` from the host's (libfaketime)."""
+        host = self._host_of[node]
+        if not self.faketime:
+            raise RemoteError(host, "clock skew needs the program run under libfaketime")
+        path = shlex.quote(self._clock_file(node))
+        # Replaced whole (rename): the library never reads a half-written offset.
+        await self._pool.run(
+            host, f"echo {seconds:+.3f} > {path}.tmp && mv {path}.tmp {path}", timeout=10
+        )
 
     async def teardown(self) -> None:
         try:

@@ -58,7 +58,8 @@ spec-mutants: setup
 
 # The larger models: hours each, not part of `make test`.
 spec-nightly: setup
-	$(BIN)/dynamo-ref spec check nightly_strict nightly_sloppy nightly_liveness
+	$(BIN)/dynamo-ref spec check sloppy sloppy_handoff dvv_dup simulate_long \
+		nightly_strict nightly_sloppy nightly_liveness
 
 bench: setup
 	$(BIN)/python benchmarks/core_bench.py

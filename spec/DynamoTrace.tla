@@ -95,7 +95,7 @@ GetTimeout(c, id) ==
           /\ op.id = id
           /\ ~op.done
           /\ getOps' = [getOps EXCEPT ![c] = @ \ {op}]
-    /\ UNCHANGED <<store, hints, putOps, envVars, historyVars>>
+    /\ UNCHANGED <<store, hints, putOps, envVars, historyVars, extraVars>>
 
 \* A response to a get the spec has forgotten: recorded, and the responders
 \* it shows stale are marked for repair.
@@ -105,7 +105,7 @@ LateResponse(i, m) ==
     ELSE late' = [late EXCEPT ![i] =
             {IF /\ g.id = m.mop
                 /\ g.key = m.mkey
-                /\ m.msrc \in ReadTargets(g) \ DOMAIN g.resps
+                /\ m.msrc \in ReadTargets(i, g) \ DOMAIN g.resps
              THEN LET resps == g.resps @@ (m.msrc :> m.mvers)
                       new == Latest(resps)
                   IN [g EXCEPT !.resps = resps,
@@ -130,7 +130,7 @@ LateReadRepair(c, id) ==
                         j \in g.repair \ {c}})
           /\ late' = [late EXCEPT ![c] = (@ \ {g}) \cup {[g EXCEPT !.repair = {}]}]
     /\ UNCHANGED <<hints, putOps, getOps, up, cut, clock, gets, faults,
-                   historyVars>>
+                   historyVars, extraVars>>
 
 \* The node's anti-entropy runs in two halves: the peer j merges the sibling
 \* set the initiator i sent it, then i merges the set j sends back.  Node n
@@ -144,7 +144,7 @@ AntiEntropyHalf(i, j, k, n) ==
        /\ \E S \in past[o][k] :
              /\ S # store[n][k]
              /\ store' = [store EXCEPT ![n][k] = Reconcile(@ \cup S)]
-       /\ UNCHANGED <<hints, putOps, getOps, envVars, historyVars>>
+       /\ UNCHANGED <<hints, putOps, getOps, envVars, historyVars, extraVars>>
 
 ----------------------------------------------------------------------------
 \* One line of the trace as a step of the spec.

@@ -11,6 +11,7 @@ from dynamo_ref.cli import main
 from dynamo_ref.tla import cli as spec_cli
 from dynamo_ref.tla.models import Model, default_spec_dir, load_models
 from dynamo_ref.tla.mutants import (
+    Mutant,
     MutantError,
     Outcome,
     apply_file,
@@ -21,7 +22,7 @@ from dynamo_ref.tla.mutants import (
     select_mutants,
     short_name,
 )
-from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
+from dynamo_ref.tla.tlc import TlcResult, Verdict, parse_output, run_tlc
 
 SPEC = default_spec_dir()
 
@@ -45,7 +46,7 @@ def _result(verdict: Verdict, violated: str | None = None) -> TlcResult:
 
 def test_every_mutant_applies_to_the_spec_and_says_what_it_breaks() -> None:
     mutants = load_mutants(SPEC)
-    assert len(mutants) >= 12
+    assert len(mutants) >= 15
     models = {m.name for m in load_models(SPEC) if m.suite == "ci"}
     for mutant in mutants:
         assert mutant.breaks, mutant.name
@@ -61,10 +62,10 @@ def test_a_planted_mutant_differs_from_the_spec_where_its_patch_says(tmp_path: P
     plant(mutant, SPEC, tmp_path)
     planted = (tmp_path / "Dynamo.tla").read_text()
     original = (SPEC / "Dynamo.tla").read_text()
-    assert "Cardinality(new.acks) >= W - 1" in planted
-    assert "Cardinality(new.acks) >= W - 1" not in original
+    assert "Cardinality(op.acks) >= W - 1" in planted
+    assert "Cardinality(op.acks) >= W - 1" not in original
     removed = set(original.splitlines()) - set(planted.splitlines())
-    assert removed == {"    IF Cardinality(new.acks) >= W"}
+    assert removed == {"    /\\ Cardinality(op.acks) >= W"}
     assert (tmp_path / "MCDynamo.tla").read_text() == (SPEC / "MCDynamo.tla").read_text()
 
 
@@ -109,7 +110,7 @@ def _spec_copy(tmp_path: Path) -> Path:
 def test_the_command_fails_loudly_on_a_patch_that_no_longer_applies(tmp_path: Path) -> None:
     spec = _spec_copy(tmp_path)
     good = (spec / "mutants" / "02_put_answered_with_w_minus_1_acks.patch").read_text()
-    broken = good.replace(" THEN /\\ putOps'", " THEN /\\ putOpz'")
+    broken = good.replace(" PutQuorum(c, op) ==", " PutQuorum(c, opz) ==")
     assert broken != good
     (spec / "mutants" / "99_stale.patch").write_text(broken)
     result = CliRunner().invoke(main, ["spec", "mutants", "--spec-dir", str(spec)])
@@ -211,3 +212,81 @@ def test_a_real_mutant_is_killed_by_tlc() -> None:
     report = run_mutant(mutant, models, SPEC, lambda mod, cfg: run_tlc(mod, cfg, workers=1))
     assert [o.cell() for o in report.outcomes] == ["SiblingsAntichain"]
     assert not report.survived
+
+
+def test_rebase_moves_hunks_to_where_their_lines_now_stand(tmp_path: Path) -> None:
+    spec = _spec_copy(tmp_path)
+    path = spec / "mutants" / "02_put_answered_with_w_minus_1_acks.patch"
+    before = path.read_text()
+    # An edit above the hunk: ten lines more at the top of the spec.
+    tla = spec / "Dynamo.tla"
+    lines = tla.read_text().splitlines(keepends=True)
+    tla.write_text(lines[0] + "\\* padding\n" * 10 + "".join(lines[1:]))
+    result = CliRunner().invoke(main, ["spec", "mutants", "--spec-dir", str(spec)])
+    assert result.exit_code == 1
+    assert "no longer applies" in result.output
+    args = ["spec", "mutants", "--rebase", "put_answered_with_w_minus_1_acks"]
+    result = CliRunner().invoke(main, [*args, "--spec-dir", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "rebased 02_put_answered_with_w_minus_1_acks" in result.output
+    after = path.read_text()
+    old_start = int(before.split("@@ -")[1].split(",")[0])
+    assert f"@@ -{old_start + 10}," in after
+    assert after.replace(str(old_start + 10), str(old_start)) == before
+    mutant = select_mutants(load_mutants_lenient(spec), ["put_answered_with_w_minus_1_acks"])[0]
+    planted = plant(mutant, spec, _fresh(tmp_path / "planted"))
+    assert "Cardinality(op.acks) >= W - 1" in (planted / "Dynamo.tla").read_text()
+
+
+def test_rebase_refuses_a_hunk_whose_lines_are_gone(tmp_path: Path) -> None:
+    spec = _spec_copy(tmp_path)
+    tla = spec / "Dynamo.tla"
+    tla.write_text(tla.read_text().replace("PutQuorum(c, op) ==", "PutQuorum(c, o) =="))
+    args = ["spec", "mutants", "--rebase", "put_answered_with_w_minus_1_acks"]
+    result = CliRunner().invoke(main, [*args, "--spec-dir", str(spec)])
+    assert result.exit_code == 1
+    assert "mutant 02_put_answered_with_w_minus_1_acks cannot be rebased" in result.output
+    assert "its lines are not found" in result.output
+
+
+def load_mutants_lenient(spec: Path) -> list[Mutant]:
+    return [
+        parse_patch(p.stem, p.read_text(), p) for p in sorted((spec / "mutants").glob("*.patch"))
+    ]
+
+
+def _fresh(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def test_a_simulation_that_ran_its_time_passes_and_one_that_found_a_violation_fails() -> None:
+    ran = "Running Random Simulation with seed 1\nProgress: 6375 states checked.\nFinished in 09s\n"
+    result = parse_output(ran)
+    assert result.verdict is Verdict.PASS
+    assert result.generated == 6375
+    found = (
+        "Running Random Simulation with seed 1\n"
+        "Error: Invariant CausalWritesSurvive is violated.\n"
+        "State 1: <Initial predicate>\n/\\ clock = 0\n\n"
+        "Progress: 10 states checked.\nFinished in 01s\n"
+    )
+    result = parse_output(found)
+    assert result.verdict is Verdict.INVARIANT
+    assert result.violated == "CausalWritesSurvive"
+    # Cut off before TLC finished: not a pass.
+    assert parse_output("Progress: 10 states checked.\n").verdict is Verdict.ERROR
+
+
+def test_the_simulation_models_are_read_from_the_manifest() -> None:
+    models = {m.name: m for m in load_models(SPEC)}
+    ci = models["simulate"]
+    assert ci.suite == "ci"
+    assert ci.simulate is not None
+    assert ci.simulate.seconds <= 120
+    assert ci.simulate.depth >= 100
+    nightly = models["simulate_long"]
+    assert nightly.suite == "nightly"
+    assert nightly.simulate is not None
+    assert nightly.simulate.seconds > ci.simulate.seconds
+    assert nightly.cfg(SPEC) == ci.cfg(SPEC)

@@ -132,6 +132,7 @@ LOGGED_ACTIONS: Final = {
     "AdminLeave": "removes {1} from the ring",
     "TransferPartition": "sends partition {2} to {1}",
     "ReceiveTransfer": "receives partition {2} from {1}",
+    "RefuseTransfer": "refuses partition {2} from {1}: not a replica on its ring",
     "DropPartition": "drops partition {1}, handed over",
     "ClockAhead": "sees writes of {1} timestamped {2}s ahead of its clock",
 }

@@ -1,5 +1,6 @@
 """`dynamo-ref spec ...`: model checking and trace validation with TLC."""
 
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -128,7 +129,11 @@ def check(
     for model in chosen:
         console.print(f"TLC {model.name} (expected {model.expected}) ...", highlight=False)
         result = run_tlc(
-            directory / model.module, model.cfg(directory), workers=workers, timeout=timeout
+            directory / model.module,
+            model.cfg(directory),
+            workers=workers,
+            timeout=timeout,
+            simulate=model.simulate,
         )
         ok = model.matches(result)
         if not ok:
@@ -350,6 +355,30 @@ def validate_run_command(
     ctx.exit(0 if verdict.accepted else 1)
 
 
+def _rebase_mutants(directory: Path, names: tuple[str, ...]) -> None:
+    from dynamo_ref.tla import mutants as mut
+
+    paths = sorted((directory / mut.MUTANTS_DIR).glob("*.patch"))
+    try:
+        parsed = [mut.parse_patch(p.stem, p.read_text(), p) for p in paths]
+        chosen = mut.select_mutants(parsed, names)
+        rebased = [(m, mut.rebase(m, directory)) for m in chosen]
+    except mut.MutantError as error:
+        raise click.ClickException(str(error)) from None
+    for m, text in rebased:
+        if text != m.path.read_text():
+            m.path.write_text(text)
+            click.echo(f"rebased {m.name}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="dynamo-mutant-") as scratch:
+            for m, _ in rebased:
+                mut.plant(
+                    mut.parse_patch(m.name, m.path.read_text(), m.path), directory, Path(scratch)
+                )
+    except mut.MutantError as error:
+        raise click.ClickException(str(error)) from None
+
+
 @spec.command("mutants")
 @click.argument("names", metavar="[MUTANT]...", nargs=-1)
 @click.option(
@@ -379,9 +408,16 @@ def validate_run_command(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the kill matrix to this file as a Markdown table.",
 )
+@click.option(
+    "--rebase",
+    is_flag=True,
+    help="After an edit of the spec, move each patch's hunks to where their lines now are "
+    "(each must be found exactly once), rewrite the patches and run nothing.",
+)
 @click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
 def mutants(
     *,
+    rebase: bool,
     names: tuple[str, ...],
     model_names: tuple[str, ...],
     full: bool,
@@ -402,11 +438,17 @@ def mutants(
     if jobs * workers > 2:
         raise click.BadParameter("jobs x workers must be at most 2", param_hint="--jobs")
     directory, models = _load(spec_dir)
+    if rebase:
+        _rebase_mutants(directory, names)
+        return
     try:
         chosen = mut.select_mutants(mut.load_mutants(directory), names)
     except mut.MutantError as error:
         raise click.ClickException(str(error)) from None
     run_models = _select(models, model_names, ci=not model_names, nightly=False)
+    if not model_names:
+        # A random simulation's verdict depends on its time and seed: kills are the searches'.
+        run_models = [m for m in run_models if m.simulate is None]
     try:
         find_java()
         find_jar()

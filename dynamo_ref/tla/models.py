@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-from dynamo_ref.tla.tlc import TlcResult, Verdict
+from dynamo_ref.tla.tlc import Simulation, TlcResult, Verdict
 
 Suite = Literal["ci", "nightly"]
 MANIFEST = Path("models") / "models.toml"
@@ -23,6 +23,10 @@ class Model:
     suite: Suite
     violates: str | None
     module: str = "MCDynamo.tla"
+    # A random simulation of this many seconds instead of the full search.
+    simulate: Simulation | None = None
+    # The cfg file's name, when models share one (default: the model's name).
+    config: str | None = None
 
     @property
     def expect_pass(self) -> bool:
@@ -33,7 +37,7 @@ class Model:
         return "pass" if self.violates is None else f"fail: {self.violates}"
 
     def cfg(self, spec_dir: Path) -> Path:
-        return spec_dir / "models" / f"{self.name}.cfg"
+        return spec_dir / "models" / f"{self.config or self.name}.cfg"
 
     def matches(self, result: TlcResult) -> bool:
         if self.violates is None:
@@ -73,7 +77,18 @@ def _model(entry: object, where: Path) -> Model:
         raise ManifestError(f"{where}: model {name}: expect must be 'pass' or 'fail'")
     if not isinstance(module, str):
         raise ManifestError(f"{where}: model {name}: module must be a file name")
-    return Model(name, suite, cast(str | None, prop), module)
+    config = table.get("cfg")
+    if config is not None and not (isinstance(config, str) and config):
+        raise ManifestError(f"{where}: model {name}: cfg must be a model file's name")
+    simulate: Simulation | None = None
+    if "simulate" in table:
+        seconds, depth, seed = table["simulate"], table.get("depth", 100), table.get("seed", 1)
+        if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0):
+            raise ManifestError(f"{where}: model {name}: simulate must be seconds > 0")
+        if not (isinstance(depth, int) and depth > 0 and isinstance(seed, int)):
+            raise ManifestError(f"{where}: model {name}: depth must be > 0, seed an integer")
+        simulate = Simulation(float(seconds), depth, seed)
+    return Model(name, suite, cast(str | None, prop), module, simulate, config)
 
 
 def load_models(spec_dir: Path) -> list[Model]:

@@ -159,6 +159,48 @@ def apply_file(mutant: str, patch: FilePatch, text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _find_unique(mutant: str, path: str, n: int, lines: Sequence[str], old: Sequence[str]) -> int:
+    """The one 0-based line where `old` starts in `lines`, or MutantError."""
+    size = len(old)
+    found = [i for i in range(len(lines) - size + 1) if tuple(lines[i : i + size]) == tuple(old)]
+    if len(found) != 1:
+        what = "not found" if not found else f"found {len(found)} times"
+        raise MutantError(
+            f"mutant {mutant} cannot be rebased: {path} hunk {n}: its lines are {what}"
+        )
+    return found[0]
+
+
+def rebase(mutant: Mutant, spec_dir: Path) -> str:
+    """The mutant's patch with each hunk's line numbers moved to where its lines now stand in
+    the spec (after an edit above them); MutantError if a hunk's lines are gone or ambiguous."""
+    text = mutant.path.read_text()
+    starts: list[tuple[int, int]] = []
+    for patch in mutant.files:
+        source = spec_dir / patch.path
+        if not source.is_file():
+            raise MutantError(f"mutant {mutant.name} cannot be rebased: {patch.path} not found")
+        lines = source.read_text().splitlines()
+        shift = 0
+        for n, hunk in enumerate(patch.hunks, 1):
+            at = _find_unique(mutant.name, patch.path, n, lines, hunk.old) + 1
+            starts.append((at, at + shift))
+            shift += len(hunk.new) - len(hunk.old)
+    out: list[str] = []
+    headers = iter(starts)
+    for line in text.splitlines():
+        match = _HUNK.match(line)
+        if match is not None:
+            old_at, new_at = next(headers)
+            old_len, new_len = match.group(2), match.group(4)
+            old = f"{old_at},{old_len}" if old_len is not None else str(old_at)
+            new = f"{new_at},{new_len}" if new_len is not None else str(new_at)
+            out.append(f"@@ -{old} +{new} @@" + line[match.end() :])
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def plant(mutant: Mutant, spec_dir: Path, dest: Path) -> Path:
     """Copy the spec's modules into `dest` with the mutant applied; returns `dest`."""
     for tla in spec_dir.glob("*.tla"):

@@ -69,7 +69,16 @@ CFG: Final = "DynamoProcessTrace.cfg"
 LOCAL_ONLY: Final = frozenset({"ClockAhead"})
 # Steps of a changing ring, which the spec does not have.
 RING_CHANGES: Final = frozenset(
-    {"Joined", "Left", "AdminJoin", "AdminLeave", "ReceiveTransfer", "DropPartition", "JoinRequest"}
+    {
+        "Joined",
+        "Left",
+        "AdminJoin",
+        "AdminLeave",
+        "ReceiveTransfer",
+        "RefuseTransfer",
+        "DropPartition",
+        "JoinRequest",
+    }
 )
 
 
@@ -392,12 +401,17 @@ def prepare_run(
         "",
         f"TNodes == {mapper.nodes_set(nodes)}",
         f"TKeys == {tla_set(tla_string(k) for k in keys)}",
-        f"TValues == {tla_set(tla_string(v) for v in mapper.values | {TOMBSTONE})}",
+        f"TValues == {tla_set(tla_string(v) for v in mapper.values - {TOMBSTONE})}",
         f"TN == {constants.n}",
         f"TR == {constants.r}",
         f"TW == {constants.w}",
         f"TSloppy == {tla_bool(constants.sloppy)}",
-        f"TLWW == {tla_bool(constants.lww)}",
+        f"TMode == {tla_string('LWW' if constants.lww else 'VClock')}",
+        "TPR == 0",
+        "TPW == 0",
+        "TDeletes == FALSE",
+        f"TTomb == {tla_string(TOMBSTONE)}",
+        "TMaxForwards == 0",
         f"TNoNode == {tla_string(NO_NODE)}",
         "TPref == "
         + tla_fn((tla_string(k), tla_seq(tla_string(x) for x in pref[k])) for k in keys),

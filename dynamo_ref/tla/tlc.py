@@ -3,6 +3,7 @@
 import dataclasses
 import enum
 import importlib.util
+import math
 import re
 import shutil
 import subprocess
@@ -90,6 +91,8 @@ _ACTION_PROPERTY = re.compile(r"^Error: Action property (\w+) is violated", re.M
 _TEMPORAL = re.compile(r"^Error: Temporal properties were violated", re.M)
 _DEADLOCK = re.compile(r"^Error: Deadlock reached", re.M)
 _SUCCESS = re.compile(r"^Model checking completed\. No error has been found", re.M)
+# A simulation that ran its time without a violation says no more than this.
+_SIMULATED = re.compile(rf"^Progress: {_NUMBER} states checked", re.M)
 _STATE = re.compile(r"^State (\d+):", re.M)
 _TRACE_END = re.compile(rf"^(?:{_NUMBER} states generated|Finished checking temporal|Finished in)")
 
@@ -162,6 +165,8 @@ def parse_output(text: str, properties: Sequence[str] = ()) -> TlcResult:
         verdict, trace = Verdict.DEADLOCK, _trace(text)
     elif _SUCCESS.search(text):
         verdict = Verdict.PASS
+    elif (checked := _SIMULATED.findall(text)) and finished:
+        verdict, generated = Verdict.PASS, _int(checked[-1])
     else:
         verdict, message = Verdict.ERROR, _error_message(text)
         # An evaluation error in an action comes with the behaviour that led to it.
@@ -185,6 +190,16 @@ def cfg_properties(cfg_text: str) -> list[str]:
     return names
 
 
+@dataclasses.dataclass(frozen=True)
+class Simulation:
+    """TLC's random simulation instead of the full search: behaviours of up to `depth` steps
+    from `seed`, for `seconds`, each state checked as in a search."""
+
+    seconds: float
+    depth: int = 100
+    seed: int = 1
+
+
 def run_tlc(
     module: Path,
     cfg: Path,
@@ -192,8 +207,9 @@ def run_tlc(
     workers: int = 2,
     timeout: float | None = None,
     check_deadlock: bool = False,
+    simulate: Simulation | None = None,
 ) -> TlcResult:
-    """Model-check `module` (with the modules beside it) against `cfg`.
+    """Model-check `module` (with the modules beside it) against `cfg`, or simulate it.
 
     TLC 2.15 looks for the cfg next to the spec and writes its state files
     beside them, so both are copied into a scratch directory that is removed
@@ -210,8 +226,17 @@ def run_tlc(
         # TLC extracts its standard modules (Naturals, Bags, ...) into java.io.tmpdir: a shared
         # /tmp lets one run parse a file another is still writing.
         command = [java, "-XX:+UseParallelGC", f"-Djava.io.tmpdir={work}", "-cp", str(jar)]
+        if simulate is not None:
+            # TLC stops a simulation by itself after this many seconds, with its statistics.
+            command.append(f"-Dtlc2.TLC.stopAfter={max(1, round(simulate.seconds))}")
+            # A hung JVM still ends: the deadline is the simulation's time and a margin.
+            timeout = min(timeout or math.inf, simulate.seconds + 120)
+            if timeout == math.inf:
+                timeout = None
         command.append("tlc2.TLC")
         command += ["-workers", str(workers), "-config", cfg.name, "-metadir", "states"]
+        if simulate is not None:
+            command += ["-simulate", "-depth", str(simulate.depth), "-seed", str(simulate.seed)]
         if not check_deadlock:
             command.append("-deadlock")
         command.append(module.name)

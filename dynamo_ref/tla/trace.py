@@ -450,7 +450,16 @@ class Mapper:
             self.versions[key] = self._forge()
         ts = self.versions[key]
         return self.ver(
-            tla_record({"val": self.value(v.val), "vc": self.clock(v.vc), "ts": str(ts)})
+            tla_record(
+                {
+                    "val": self.value(v.val),
+                    "vc": self.clock(v.vc),
+                    "ts": str(ts),
+                    # Dot-free: the trace format carries vector clocks and LWW only.
+                    "wr": tla_string(NO_NODE),
+                    "dot": "0",
+                }
+            )
         )
 
     def version_set(self, vs: Iterable[Version]) -> str:
@@ -778,12 +787,17 @@ def prepare(
         "",
         f"TNodes == {mapper.nodes_set(nodes)}",
         f"TKeys == {tla_set(tla_string(k) for k in mapper.keys)}",
-        f"TValues == {tla_set(tla_string(v) for v in mapper.values)}",
+        f"TValues == {tla_set(tla_string(v) for v in mapper.values - {TOMBSTONE})}",
         f"TN == {constants.n}",
         f"TR == {constants.r}",
         f"TW == {constants.w}",
         f"TSloppy == {tla_bool(constants.sloppy)}",
-        f"TLWW == {tla_bool(constants.lww)}",
+        f"TMode == {tla_string('LWW' if constants.lww else 'VClock')}",
+        "TPR == 0",
+        "TPW == 0",
+        "TDeletes == FALSE",
+        f"TTomb == {tla_string(TOMBSTONE)}",
+        "TMaxForwards == 0",
         f"TNoNode == {tla_string(NO_NODE)}",
         "TPref == "
         + tla_fn(

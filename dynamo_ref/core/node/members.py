@@ -592,7 +592,14 @@ class Members:
 
     def transfer_received(self, src: NodeId, m: Transfer, now: float) -> None:
         store = self._store()
-        self._out.action("ReceiveTransfer", self._out.node_id, src, str(m.partition))
+        me = self._out.node_id
+        if me not in self.ring.preference_list_for_partition(m.partition, self._config.n):
+            # Not a replica on this node's ring yet (it has not learnt the change): an ack would
+            # let the sender drop the partition while this node may hand it back and drop it
+            # too (spec/Dynamo.tla, mutant 28). No ack: the sender keeps it and sends it again.
+            self._out.action("RefuseTransfer", me, src, str(m.partition))
+            return
+        self._out.action("ReceiveTransfer", me, src, str(m.partition))
         for key, wire in m.items:
             versions = self._out.decode(src, wire)
             if versions is None:

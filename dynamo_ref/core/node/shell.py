@@ -49,8 +49,9 @@ Node-only steps, each an ``Action`` of its own name that refines to stuttering o
 variables unless noted: ``ForwardRequest``, ``ForwardReply``, ``ForwardTimeout``,
 ``GetTimeout`` (drops a get, as a crash would), ``SetClockSkew`` (coordinator); ``Gossip``,
 ``GossipMerge``, ``JoinRequest``, ``Joined``, ``AdminJoin``, ``AdminLeave``, ``Left``,
-``TransferPartition``, ``ReceiveTransfer`` (merges like ReplicaStore), ``DropPartition``
-(removes versions: the spec has no such step) (members); ``MerkleExchange`` (anti-entropy);
+``TransferPartition``, ``ReceiveTransfer`` (merges like ReplicaStore), ``RefuseTransfer``,
+``DropPartition`` (members: the spec's actions of a ring change, not yet in trace
+validation); ``MerkleExchange`` (anti-entropy);
 ``ReapTombstone`` (removes versions), ``ClockAhead`` (a writer's timestamps run ahead)
 (replica); ``RejectMessage`` (a peer message that does not decode); ``HandlerFailed`` (a
 handler raised: its requests are rolled back). Failure-detector pings and ``replica_get``

@@ -6,8 +6,20 @@ from dataclasses import replace
 
 from test_node_cluster import CONFIG, Cluster, cluster, err, ok
 
+from dynamo_ref.core.effects import PeerReceived
 from dynamo_ref.core.membership import Status
-from dynamo_ref.core.messages import AdminOk, Gossip, Join, Leave, Ping, StatusReply, StatusRequest
+from dynamo_ref.core.messages import (
+    AdminOk,
+    Gossip,
+    Join,
+    Leave,
+    Ping,
+    StatusReply,
+    StatusRequest,
+    Transfer,
+    TransferAck,
+    siblings_to_wire,
+)
 
 FIVE = ("a", "b", "c", "d", "e")
 
@@ -135,3 +147,28 @@ def test_join_and_leave_refuse_what_cannot_be_done() -> None:
     c = cluster()
     err(c.call("a", Join("b")), "invalid_request")
     err(c.call("a", Leave("zz")), "not_found")
+
+
+def test_a_node_refuses_a_transfer_of_a_partition_it_does_not_replicate_on_its_ring() -> None:
+    # A node that has not learnt a ring change must not ack a partition it does not hold on
+    # its own ring: the sender would drop it, and this node could hand it back and drop it on
+    # the sender's ack (spec/Dynamo.tla RefuseTransfer, mutant 28_transfer_taken_off_ring).
+    c = cluster(names=FIVE)
+    key = b"moved"
+    ok(c.put(c.replicas(key)[0], key, b"v"))
+    c.settle()
+    ring = c.nodes["a"].ring
+    partition = ring.partition_of(key)
+    outsider = next(n for n in FIVE if n not in ring.preference_list(key, c.config.n))
+    holder = c.replicas(key)[0]
+    items = [(key, siblings_to_wire(c.nodes[holder].engine.get(key)))]
+    c.sent = []
+    c.event(outsider, PeerReceived(holder, Transfer(7, partition, items, True)))
+    assert not c.nodes[outsider].engine.get(key)
+    assert not any(isinstance(m, TransferAck) for _, _, m in c.sent)
+    assert c.action_names(outsider)[-1] == "RefuseTransfer"
+    # A replica of the partition takes the same chunk and acks it.
+    other = c.replicas(key)[1]
+    c.event(other, PeerReceived(holder, Transfer(8, partition, items, True)))
+    assert c.action_names(other)[-1] == "ReceiveTransfer"
+    assert any(isinstance(m, TransferAck) and m.tid == 8 for _, _, m in c.sent)

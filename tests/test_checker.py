@@ -129,3 +129,33 @@ def test_what_the_plan_does_not_cover_keeps_icontracts_wrapper() -> None:
     assert with_default_in_condition(2) == 2
     with pytest.raises(icontract.ViolationError):
         with_default_in_condition(3)
+
+
+def test_a_contract_added_after_a_call_is_checked_from_then_on() -> None:
+    def ident(x: int) -> int:
+        return x
+
+    checked = icontract.ensure(lambda result: result > 0)(ident)
+    assert checked(1) == 1
+    # ``error``: icontract builds its message from decorator syntax, which this is not.
+    again = icontract.require(lambda x: x < 5, error=ValueError("under five"))(checked)
+    assert again is checked
+    with pytest.raises(ValueError, match="under five"):
+        again(7)
+
+
+@icontract.require(lambda lo, hi: lo <= hi, "an empty interval")
+@icontract.ensure(lambda lo, result: result >= lo)
+def floor_at(x: int, *, lo: int, hi: int = 10) -> int:
+    return max(x, lo) if x != 42 else lo - 1
+
+
+def test_keyword_only_parameters_reach_the_conditions() -> None:
+    assert floor_at(1, lo=3) == 3
+    assert floor_at(5, lo=3, hi=3) == 5
+    with pytest.raises(icontract.ViolationError, match="an empty interval"):
+        floor_at(1, lo=3, hi=2)
+    with pytest.raises(icontract.ViolationError, match="result >= lo"):
+        floor_at(42, lo=0)
+    with pytest.raises(TypeError):
+        floor_at(1, 2)  # type: ignore[misc]

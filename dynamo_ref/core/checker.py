@@ -18,6 +18,7 @@ conditions with defaults or ``_ARGS``/``_KWARGS``, ``__setattr__``) keeps icontr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -27,10 +28,23 @@ import icontract._checkers as _ic
 
 _EMPTY = inspect.Parameter.empty
 _PLAIN = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_KW_ONLY = inspect.Parameter.KEYWORD_ONLY
+_RESERVED = frozenset({"_ARGS", "_KWARGS", "result", "OLD"})
 _IN_PROGRESS = _ic._IN_PROGRESS
 
 _icontract_checker = _ic.decorate_with_checker
 _icontract_invariants = _ic._decorate_with_invariants
+_icontract_adds = {
+    name: getattr(_ic, name)
+    for name in (
+        "add_precondition_to_checker",
+        "add_snapshot_to_checker",
+        "add_postcondition_to_checker",
+    )
+}
+_LISTS = ("__preconditions__", "__postcondition_snapshots__", "__postconditions__")
+# Bumped by every contract added anywhere: a plan made before is made again at its next call.
+_GENERATION = [0]
 
 Values = Sequence[Any]
 Call = Callable[[Values], Any]
@@ -69,7 +83,7 @@ class _Plan:
     def __init__(
         self, names: Sequence[str], pres: list[list[Any]], snaps: list[Any], posts: list[Any]
     ) -> None:
-        self.sizes = _sizes(pres, snaps, posts)
+        self.generation = _GENERATION[0]
         index = {name: i for i, name in enumerate(names)}
         self.pre = [
             (c, _caller(c.condition, _indices(c.condition, c.condition_args, index)))
@@ -85,18 +99,11 @@ class _Plan:
         ]
 
 
-def _sizes(pres: list[list[Any]], snaps: list[Any], posts: list[Any]) -> tuple[int, ...]:
-    return (len(pres), len(pres[0]) if pres else 0, len(snaps), len(posts))
-
-
 def _plain_signature(sig: inspect.Signature) -> bool:
     names = set(sig.parameters)
-    return all(p.kind is _PLAIN for p in sig.parameters.values()) and not names & {
-        "_ARGS",
-        "_KWARGS",
-        "result",
-        "OLD",
-    }
+    kinds = [p.kind for p in sig.parameters.values()]
+    # Keyword-only parameters after the positional ones: a call's values keep that order.
+    return kinds == sorted(kinds) and set(kinds) <= {_PLAIN, _KW_ONLY} and not names & _RESERVED
 
 
 def _violation(
@@ -113,6 +120,7 @@ def _violation(
 
 def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
     """icontract's checker for ``func``, with a planned fast path for plain sync functions."""
+    _GENERATION[0] += 1
     slow: Callable[..., Any] = _icontract_checker(func)
     sig = inspect.signature(func)
     if inspect.iscoroutinefunction(func) or not _plain_signature(sig):
@@ -120,14 +128,17 @@ def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
     names = tuple(sig.parameters)
     defaults = tuple(p.default for p in sig.parameters.values())
     count = len(names)
+    positional = sum(p.kind is _PLAIN for p in sig.parameters.values())
+    exact = count if positional == count else -1  # the arity of a call that binds by position
     pres: list[list[Any]] = slow.__preconditions__  # type: ignore[attr-defined]
     snaps: list[Any] = slow.__postcondition_snapshots__  # type: ignore[attr-defined]
     posts: list[Any] = slow.__postconditions__  # type: ignore[attr-defined]
     id_func = id(func)
-    plans: list[_Plan | None] = []
+    plans: list[_Plan | None] = [None]
+    unplanned = -1  # the generation at which planning was found impossible
 
     def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Values | None:
-        if len(args) > count:
+        if len(args) > positional:
             return None
         values = list(args)
         used = 0
@@ -142,20 +153,24 @@ def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
         return values if used == len(kwargs) else None
 
     def plan() -> _Plan | None:
-        # Built at the first call, when decoration is over; rebuilt if contracts were added.
-        if plans and (plans[0] is None or plans[0].sizes == _sizes(pres, snaps, posts)):
-            return plans[0]
-        made: _Plan | None
-        try:
+        # Built at the first call after any decoration, so it sees every contract.
+        nonlocal unplanned
+        if unplanned == _GENERATION[0]:
+            return None
+        made: _Plan | None = None
+        pres, snaps, posts = (getattr(wrapper, name) for name in _LISTS)
+        with contextlib.suppress(KeyError):  # a condition the plan cannot call positionally
             made = _Plan(names, pres, snaps, posts) if len(pres) <= 1 else None
-        except KeyError:
-            made = None
-        plans[:] = [made]
+        if made is None:
+            unplanned = _GENERATION[0]
+        plans[0] = made
         return made
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = args if not kwargs and len(args) == count else resolve(args, kwargs)
-        checks = plan()
+        values = args if not kwargs and len(args) == exact else resolve(args, kwargs)
+        checks = plans[0]
+        if checks is None or checks.generation != _GENERATION[0]:
+            checks = plan()
         if values is None or checks is None:
             return slow(*args, **kwargs)
         in_progress = _IN_PROGRESS.get()
@@ -172,7 +187,9 @@ def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
             if not checks.post:
                 return func(*args, **kwargs)
             old = (
-                _ic.Old({name: capture(values) for name, capture in checks.snap}) if snaps else None
+                _ic.Old({name: capture(values) for name, capture in checks.snap})
+                if checks.snap
+                else None
             )
             result = func(*args, **kwargs)
             after = (*values, result, old)
@@ -240,8 +257,18 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
     return wrapper
 
 
+def _counting(add: Callable[..., None]) -> Callable[..., None]:
+    def counted(*args: Any, **kwargs: Any) -> None:
+        _GENERATION[0] += 1
+        add(*args, **kwargs)
+
+    return counted
+
+
 def install() -> None:
     """Make icontract build the checkers above from now on (decorations already made keep
     icontract's own)."""
+    for name, add in _icontract_adds.items():
+        setattr(_ic, name, _counting(add))
     _ic.decorate_with_checker = decorate_with_checker  # type: ignore[assignment]
     _ic._decorate_with_invariants = _decorate_with_invariants

@@ -1,0 +1,113 @@
+"""Summarise py-spy's raw stacks: where the time goes, by part and by function.
+
+    py-spy record --rate 200 --format raw --output sim.txt -- \\
+        python benchmarks/sim_bench.py --worker throughput --quick
+    python benchmarks/cluster_bench.py --no-etcd --profile prof/   # py-spy on node n1
+    python benchmarks/profile_stacks.py sim.txt [--top 25]
+
+Each sample is charged to one part, decided from its stack:
+
+- contracts: evaluating a condition, snapshot or invariant, or the checker's own wrapper code
+  (icontract's, or dynamo_ref/core/checker.py's); the checked function's body is not;
+- then by the innermost frame of ours or of the standard library: sqlite (storage/sqlite.py,
+  durable.py, sqlite3), encoding (core/messages.py: msgspec encode/decode, wire conversions),
+  framing (net/framing.py), runtime (the rest of dynamo_ref/net), event loop (asyncio, uvloop,
+  selectors), core (the rest of dynamo_ref/core and storage), simulator (dynamo_ref/sim),
+  other.
+
+Then the top functions by self samples (innermost frame) and by inclusive samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import Counter
+from pathlib import Path
+
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+CONDITION_FRAMES = {"<lambda>", "check", "<dictcomp>", "_violation"}
+
+PARTS = (
+    ("sqlite", ("dynamo_ref/storage/sqlite.py", "dynamo_ref/storage/durable.py", "sqlite3/")),
+    ("encoding", ("dynamo_ref/core/messages.py", "msgspec")),
+    ("framing", ("dynamo_ref/net/framing.py",)),
+    ("runtime", ("dynamo_ref/net/",)),
+    ("event loop", ("asyncio/", "uvloop", "selectors.py")),
+    ("core", ("dynamo_ref/core/", "dynamo_ref/storage/")),
+    ("simulator", ("dynamo_ref/sim/",)),
+)
+
+
+def frames(stack: str) -> list[tuple[str, str]]:
+    """(function, file) pairs, outermost first."""
+    out = []
+    for text in stack.split(";"):
+        m = FRAME.match(text.strip())
+        out.append((m["func"], m["file"]) if m else (text, ""))
+    return out
+
+
+def in_contracts(stack: list[tuple[str, str]]) -> bool:
+    for func, file in stack:
+        if file.endswith("dynamo_ref/core/checker.py") and func in CONDITION_FRAMES:
+            return True
+        if "icontract/" in file and func != "wrapper":
+            return True
+    func, file = stack[-1]
+    return file.endswith("dynamo_ref/core/checker.py") or "icontract/" in file
+
+
+def part(stack: list[tuple[str, str]]) -> str:
+    if in_contracts(stack):
+        return "contracts"
+    for _, file in reversed(stack):
+        for name, markers in PARTS:
+            if any(m in file for m in markers):
+                return name
+    return "other"
+
+
+def short(func: str, file: str) -> str:
+    for root in ("site-packages/", "python3.11/", "wt-speed/", "/work/"):
+        if root in file:
+            file = file.split(root, 1)[1]
+            break
+    return f"{func} ({file})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("raw", type=Path, help="py-spy --format raw output")
+    ap.add_argument("--top", type=int, default=20)
+    args = ap.parse_args()
+
+    parts: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in args.raw.read_text().splitlines():
+        stack_text, _, count_text = line.rpartition(" ")
+        if not stack_text:
+            continue
+        count = int(count_text)
+        stack = frames(stack_text)
+        total += count
+        parts[part(stack)] += count
+        own[short(*stack[-1])] += count
+        for name in {short(*f) for f in stack}:
+            inclusive[name] += count
+    print(f"{total:,} samples")
+    print(f"\n{'part':<12} {'share':>7}")
+    for name, n in parts.most_common():
+        print(f"{name:<12} {n / total:>7.1%}")
+    print(f"\n{'self':>7}  function (innermost frame)")
+    for name, n in own.most_common(args.top):
+        print(f"{n / total:>7.1%}  {name}")
+    print(f"\n{'total':>7}  function (anywhere on the stack)")
+    for name, n in inclusive.most_common(args.top):
+        print(f"{n / total:>7.1%}  {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,8 +15,9 @@ Last, the RSS of a node holding RSS_KEYS keys of 100 bytes (every node holds eve
         [--rss-keys K] [--loop asyncio|uvloop] [--client-loop asyncio|uvloop] [--dir DIR]
         [--profile DIR]
 
-``--profile DIR`` samples node n1 with py-spy over each measured phase of each dynamo-ref run
-and writes the raw stacks to DIR (summarise them with benchmarks/profile_stacks.py).
+``--profile DIR`` samples node n1 with py-spy (``--gil``: Python holding the GIL, so the SQLite
+thread's work outside the GIL is not in it) over each measured phase of each dynamo-ref run and
+writes the raw stacks to DIR (summarise them with benchmarks/profile_stacks.py).
 
 Prints ops/s, p50 and p99 per system and phase, and the ratios dynamo-ref/etcd.
 """
@@ -71,6 +72,7 @@ async def sample(profile: Profile, phase: str, seconds: float) -> None:
         "--rate",
         "100",
         "--nonblocking",
+        "--gil",  # on the GIL only: a node's idle loop (in uvloop's C) is not sampled as busy
         "--format",
         "raw",
         "--output",
@@ -387,7 +389,10 @@ def show(system: str, results: list[PhaseResult], load: float) -> None:
             f"p99 {r.pct(0.99):7.2f} ms   errors {r.errors}"
         )
         cpu = "  ".join(f"{name} {share:.0%}" for name, share in r.cpu.items())
-        print(f"         CPU (of one core): {cpu}")
+        used = sum(share for name, share in r.cpu.items() if name != "generator")
+        # Per CPU second of the system's own processes: steadier than ops/s on a shared machine.
+        per_cpu = f"  = {r.rate / used:,.0f} ops per CPU second" if used > 0 else ""
+        print(f"         CPU (of one core): {cpu}{per_cpu}")
 
 
 def ratios(label: str, ours: list[PhaseResult], theirs: list[PhaseResult]) -> None:

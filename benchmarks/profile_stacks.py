@@ -7,8 +7,9 @@
 
 Each sample is charged to one part, decided from its stack:
 
-- contracts: evaluating a condition, snapshot or invariant, or the checker's own wrapper code
-  (icontract's, or dynamo_ref/core/checker.py's); the checked function's body is not;
+- contracts: evaluating a condition, snapshot or invariant (a lambda the checker calls), or
+  the checker's own wrapper code (icontract's, or dynamo_ref/core/checker.py's); the checked
+  function's body is not;
 - then by the innermost frame of ours or of the standard library: sqlite (storage/sqlite.py,
   durable.py, sqlite3), encoding (core/messages.py: msgspec encode/decode, wire conversions),
   framing (net/framing.py), runtime (the rest of dynamo_ref/net), event loop (asyncio, uvloop,
@@ -49,9 +50,13 @@ def frames(stack: str) -> list[tuple[str, str]]:
 
 
 def in_contracts(stack: list[tuple[str, str]]) -> bool:
-    for func, file in stack:
-        if file.endswith("dynamo_ref/core/checker.py") and func in CONDITION_FRAMES:
-            return True
+    for i, (func, file) in enumerate(stack):
+        if file.endswith("dynamo_ref/core/checker.py"):
+            if func in CONDITION_FRAMES:
+                return True
+            # An invariant's condition (a lambda) is called by the wrapper itself.
+            if i + 1 < len(stack) and stack[i + 1][0] == "<lambda>":
+                return True
         if "icontract/" in file and func != "wrapper":
             return True
     func, file = stack[-1]

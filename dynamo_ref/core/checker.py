@@ -213,6 +213,41 @@ def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# Per list of invariants (a class's): each condition as a function of the instance alone.
+_INVARIANT_CONDITIONS: dict[int, tuple[list[Any], int, tuple[Callable[[Any], Any], ...]]] = {}
+
+
+def _invariant_conditions(invariants: list[Any]) -> tuple[Callable[[Any], Any], ...]:
+    known = _INVARIANT_CONDITIONS.get(id(invariants))
+    if known is not None and known[0] is invariants and known[1] == len(invariants):
+        return known[2]
+    conditions = tuple(_of_instance(c) for c in invariants)
+    _INVARIANT_CONDITIONS[id(invariants)] = (invariants, len(invariants), conditions)
+    return conditions
+
+
+def _of_instance(contract: Any) -> Callable[[Any], Any]:
+    # icontract passes ``self`` by keyword when the condition takes it, else nothing.
+    condition: Callable[..., Any] = contract.condition
+    params = list(inspect.signature(condition).parameters.values())
+    if [(p.name, p.kind, p.default) for p in params] == [("self", _PLAIN, _EMPTY)]:
+        return condition
+    if "self" in contract.condition_arg_set:
+        return lambda instance: condition(self=instance)
+    return lambda instance: condition()
+
+
+def _invariant_broken(instance: Any, condition: Callable[[Any], Any]) -> BaseException:
+    invariants = instance.__class__.__invariants_on_call__
+    for contract, made in zip(invariants, _invariant_conditions(invariants), strict=True):
+        if made is condition:
+            error: BaseException = _ic._create_violation_error(
+                contract=contract, resolved_kwargs={"self": instance}
+            )
+            return error
+    raise AssertionError("a condition of no invariant")  # unreachable: made from the list
+
+
 def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool) -> Any:
     """icontract's invariant wrapper, with a fast path for a plain sync method."""
     if (
@@ -224,23 +259,11 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
     ):
         return _icontract_invariants(func=func, cls=cls, is_init=is_init)
 
-    def check(instance: Any, invariants: list[Any]) -> None:
-        for contract in invariants:
-            condition = contract.condition
-            if "self" in contract.condition_arg_set:
-                holds = condition(self=instance)
-            else:
-                holds = condition()
-            if not holds:
-                raise _ic._create_violation_error(
-                    contract=contract, resolved_kwargs={"self": instance}
-                )
-
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not args or _ic._assert_invariant.__module__ != _ICONTRACT:
             return slow(*args, **kwargs)
         instance = args[0]
-        invariants = instance.__class__.__invariants_on_call__
+        conditions = _invariant_conditions(instance.__class__.__invariants_on_call__)
         in_progress = _IN_PROGRESS.get()
         if in_progress is None:
             in_progress = set()
@@ -250,9 +273,13 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
             return func(*args, **kwargs)
         in_progress.add(id_instance)
         try:
-            check(instance, invariants)
+            for condition in conditions:
+                if not condition(instance):
+                    raise _invariant_broken(instance, condition)
             result = func(*args, **kwargs)
-            check(instance, invariants)
+            for condition in conditions:
+                if not condition(instance):
+                    raise _invariant_broken(instance, condition)
             return result
         finally:
             in_progress.discard(id_instance)

@@ -3,24 +3,27 @@
 icontract's wrapper, on every call, builds a dict of the call's arguments, filters it once per
 condition, and asks ``inspect`` whether each condition is a coroutine function. That machinery,
 not the conditions, was most of what contracts cost (benchmarks/README.md). ``install`` makes
-icontract build, for a plain sync function, a wrapper that plans the argument lookup once per
-function and then calls each condition with positional arguments; and, for a method of a class
-with invariants, a wrapper without icontract's per-call lookups.
+icontract build, for a plain sync function, a wrapper written for that function: its signature,
+each condition called with the arguments it names, no per-call lookups. It is written again
+each time a contract is added to the function. A method of a class with invariants gets a
+wrapper that calls each invariant with the instance, from a tuple made once per class.
 
 What icontract stores is unchanged: a checker still carries ``__preconditions__``,
 ``__postcondition_snapshots__``, ``__postconditions__`` (the very lists icontract fills) and
 ``__wrapped__``, and a class its ``__invariants__``, so CrossHair and ``proofs/run.py`` read the
-same contracts. Every condition runs where icontract runs it, with icontract's guard against
-recursive checks, and a violation raises the error icontract itself builds. Anything else
-(async functions, ``*args``/``**kwargs`` or keyword-only parameters, "require else" groups,
-conditions with defaults or ``_ARGS``/``_KWARGS``, ``__setattr__``) keeps icontract's wrapper.
+same contracts. Every condition runs where icontract runs it, in icontract's order, with
+icontract's guard against recursive checks, and a violation raises the error icontract itself
+builds. Anything else (async functions, ``*args``/``**kwargs``, "require else" groups and DBC
+inheritance, a condition whose arguments the call cannot bind, ``_ARGS``/``_KWARGS``,
+``__setattr__``) keeps icontract's wrapper, as does everything while a tool has switched
+icontract's checks off.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,170 +50,171 @@ _icontract_adds = {
     )
 }
 _LISTS = ("__preconditions__", "__postcondition_snapshots__", "__postconditions__")
-# Bumped by every contract added anywhere: a plan made before is made again at its next call.
-_GENERATION = [0]
-
-Values = Sequence[Any]
-Call = Callable[[Values], Any]
-
-
-def _caller(fn: Callable[..., Any], at: tuple[int, ...]) -> Call:
-    """``fn`` called with the values at the indices ``at``, positionally."""
-    if not at:
-        return lambda v: fn()
-    if len(at) == 1:
-        (i,) = at
-        return lambda v: fn(v[i])
-    if len(at) == 2:
-        i, j = at
-        return lambda v: fn(v[i], v[j])
-    if len(at) == 3:
-        i, j, k = at
-        return lambda v: fn(v[i], v[j], v[k])
-    return lambda v: fn(*[v[i] for i in at])
-
-
-def _indices(
-    fn: Callable[..., Any], names: Sequence[str], index: dict[str, int]
-) -> tuple[int, ...]:
-    """Where each parameter of a condition is among the call's values; KeyError if it is not
-    there or cannot be passed positionally (icontract's own path handles those)."""
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is not _PLAIN or p.default is not _EMPTY for p in params):
-        raise KeyError(fn)
-    return tuple(index[name] for name in names)
-
-
-class _Plan:
-    """The conditions of one checker, each with where its arguments are."""
-
-    def __init__(
-        self, names: Sequence[str], pres: list[list[Any]], snaps: list[Any], posts: list[Any]
-    ) -> None:
-        self.generation = _GENERATION[0]
-        index = {name: i for i, name in enumerate(names)}
-        self.pre = [
-            (c, _caller(c.condition, _indices(c.condition, c.condition_args, index)))
-            for g in pres
-            for c in g
-        ]
-        self.snap = [
-            (s.name, _caller(s.capture, _indices(s.capture, s.args, index))) for s in snaps
-        ]
-        index = {**index, "result": len(names), "OLD": len(names) + 1}
-        self.post = [
-            (c, _caller(c.condition, _indices(c.condition, c.condition_args, index))) for c in posts
-        ]
+_REGENERATE = "__dynamo_ref_regenerate__"
 
 
 def _plain_signature(sig: inspect.Signature) -> bool:
     names = set(sig.parameters)
     kinds = [p.kind for p in sig.parameters.values()]
-    # Keyword-only parameters after the positional ones: a call's values keep that order.
-    return kinds == sorted(kinds) and set(kinds) <= {_PLAIN, _KW_ONLY} and not names & _RESERVED
+    # Keyword-only parameters after the positional ones, none named like icontract's own.
+    return (
+        kinds == sorted(kinds)
+        and set(kinds) <= {_PLAIN, _KW_ONLY}
+        and not names & _RESERVED
+        and not any(n.startswith("_dc_") for n in names)  # the wrapper's own variables
+    )
 
 
-def _violation(
-    contract: Any, names: Sequence[str], values: Values, args: Any, kwargs: Any
-) -> BaseException:
-    resolved = {"_ARGS": args, "_KWARGS": kwargs, **dict(zip(names, values, strict=False))}
-    if len(values) > len(names):
-        resolved["result"] = values[len(names)]
-        if values[len(names) + 1] is not None:
-            resolved["OLD"] = values[len(names) + 1]
+def _call(fn: Callable[..., Any], available: Sequence[str]) -> str | None:
+    """The argument list of a call of ``fn`` (a condition or capture) from the wrapper's
+    variables, as icontract binds them: by name, leaving out parameters with defaults that
+    the call lacks. None if a parameter can be bound by none of them."""
+    params = inspect.signature(fn).parameters.values()
+    if all(p.kind is _PLAIN and p.default is _EMPTY for p in params):
+        if all(p.name in available for p in params):
+            return ", ".join(_local(p.name) for p in params)  # positionally: the cheaper call
+        return None
+    out = []
+    for p in params:
+        if p.kind not in (_PLAIN, _KW_ONLY):
+            return None
+        if p.name in available:
+            out.append(f"{p.name}={_local(p.name)}")
+        elif p.default is _EMPTY:
+            return None
+    return ", ".join(out)
+
+
+def _local(name: str) -> str:
+    # ``result`` and ``OLD`` live in the wrapper's own variables, named apart from parameters.
+    return {"result": "_dc_result", "OLD": "_dc_old"}.get(name, name)
+
+
+def _violation(contract: Any, values: dict[str, Any]) -> BaseException:
+    """icontract's error for ``contract``, from the wrapper's variables at the violation."""
+    resolved = {
+        _RESOLVED.get(k, k): v for k, v in values.items() if k[:4] != "_dc_" or k in _RESOLVED
+    }
     error: BaseException = _ic._create_violation_error(contract=contract, resolved_kwargs=resolved)
     return error
 
 
+_RESOLVED = {"_dc_result": "result", "_dc_old": "OLD"}
+
+
+def _source(
+    name: str, positional: Sequence[str], keyword: Sequence[str], checker: Any
+) -> tuple[str, dict[str, Any]] | None:
+    """The wrapper's source for the contracts ``checker`` holds now, and the names it uses;
+    None if icontract's own wrapper must serve (see the module docstring)."""
+    pres: list[list[Any]] = checker.__preconditions__
+    snaps: list[Any] = checker.__postcondition_snapshots__
+    posts: list[Any] = checker.__postconditions__
+    if len(pres) > 1:
+        return None  # "require else" groups
+    params = [*positional, *(["*", *keyword] if keyword else [])]
+    forward = ", ".join([*positional, *(f"{k}={k}" for k in keyword)])
+    names: dict[str, Any] = {}
+    body = []
+    report = "locals()"  # the wrapper's variables: _violation makes icontract's report of them
+    for i, contract in enumerate(pres[0] if pres else []):
+        args = _call(contract.condition, [*positional, *keyword])
+        if args is None:
+            return None
+        names[f"_dc_pre{i}"], names[f"_dc_prec{i}"] = contract.condition, contract
+        body += [f"if not _dc_pre{i}({args}):", f"    raise _dc_violation(_dc_prec{i}, {report})"]
+    call = f"_dc_func({forward})"
+    if posts:
+        available = [*positional, *keyword]
+        if snaps:
+            captures = []
+            for i, snap in enumerate(snaps):
+                args = _call(snap.capture, available)
+                if args is None:
+                    return None
+                names[f"_dc_snap{i}"] = snap.capture
+                captures.append(f"{snap.name!r}: _dc_snap{i}({args})")
+            body.append(f"_dc_old = _dc_Old({{{', '.join(captures)}}})")
+        body.append(f"_dc_result = {call}")
+        for i, contract in enumerate(posts):
+            args = _call(contract.condition, [*available, "result", *(["OLD"] if snaps else [])])
+            if args is None:
+                return None
+            names[f"_dc_post{i}"], names[f"_dc_postc{i}"] = contract.condition, contract
+            body += [
+                f"if not _dc_post{i}({args}):",
+                f"    raise _dc_violation(_dc_postc{i}, {report})",
+            ]
+        body.append("return _dc_result")
+    else:
+        body.append(f"return {call}")
+    lines = [
+        f"def {name}({', '.join(params)}):",
+        "    if _dc_ic._assert_preconditions.__module__ != _dc_ICONTRACT:",
+        f"        return _dc_slow({forward})",
+        "    _dc_ip = _dc_IN_PROGRESS.get()",
+        "    if _dc_ip is None:",
+        "        _dc_ip = set()",
+        "        _dc_IN_PROGRESS.set(_dc_ip)",
+        "    if _dc_ID in _dc_ip:",
+        f"        return {call}",
+        "    _dc_ip.add(_dc_ID)",
+        "    try:",
+        *(f"        {line}" for line in body),
+        "    finally:",
+        "        _dc_ip.discard(_dc_ID)",
+    ]
+    return "\n".join(lines) + "\n", names
+
+
 def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
-    """icontract's checker for ``func``, with a planned fast path for plain sync functions."""
-    _GENERATION[0] += 1
+    """icontract's checker for ``func``; for a plain sync function, a wrapper written for its
+    signature and its contracts, made again each time a contract is added to it."""
     slow: Callable[..., Any] = _icontract_checker(func)
     sig = inspect.signature(func)
-    if inspect.iscoroutinefunction(func) or not _plain_signature(sig):
+    caller = sys._getframe(1).f_globals.get("__name__")
+    if (
+        inspect.iscoroutinefunction(func)
+        or not _plain_signature(sig)
+        or caller == "icontract._metaclass"  # DBC inheritance replaces a checker's lists
+    ):
         return slow
-    names = tuple(sig.parameters)
-    defaults = tuple(p.default for p in sig.parameters.values())
-    count = len(names)
-    positional = sum(p.kind is _PLAIN for p in sig.parameters.values())
-    exact = count if positional == count else -1  # the arity of a call that binds by position
-    pres: list[list[Any]] = slow.__preconditions__  # type: ignore[attr-defined]
-    snaps: list[Any] = slow.__postcondition_snapshots__  # type: ignore[attr-defined]
-    posts: list[Any] = slow.__postconditions__  # type: ignore[attr-defined]
-    id_func = id(func)
-    plans: list[_Plan | None] = [None]
-    unplanned = -1  # the generation at which planning was found impossible
+    positional = [n for n, p in sig.parameters.items() if p.kind is _PLAIN]
+    keyword = [n for n, p in sig.parameters.items() if p.kind is _KW_ONLY]
+    name = func.__name__ if func.__name__.isidentifier() else "wrapper"
+    space: dict[str, Any] = {
+        "_dc_func": func,
+        "_dc_slow": slow,
+        "_dc_ic": _ic,
+        "_dc_ICONTRACT": _ICONTRACT,
+        "_dc_IN_PROGRESS": _IN_PROGRESS,
+        "_dc_ID": id(func),
+        "_dc_Old": _ic.Old,
+        "_dc_violation": _violation,
+    }
+    signature = ", ".join([*positional, *(["*", *keyword] if keyword else [])])
+    forward = ", ".join([*positional, *(f"{k}={k}" for k in keyword)])
+    fallback = f"def {name}({signature}):\n    return _dc_slow({forward})\n"
+    where = f"<contract checker of {func.__module__}.{func.__qualname__}>"
 
-    def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Values | None:
-        if len(args) > positional:
-            return None
-        values = list(args)
-        used = 0
-        for name, default in zip(names[len(args) :], defaults[len(args) :], strict=True):
-            if name in kwargs:
-                values.append(kwargs[name])
-                used += 1
-            elif default is not _EMPTY:
-                values.append(default)
-            else:
-                return None
-        return values if used == len(kwargs) else None
+    def make() -> Any:
+        made = _source(name, positional, keyword, slow)
+        source, names = (fallback, {}) if made is None else made
+        space.update(names)
+        exec(compile(source, where, "exec"), space)
+        return space.pop(name)
 
-    def plan() -> _Plan | None:
-        # Built at the first call after any decoration, so it sees every contract.
-        nonlocal unplanned
-        if unplanned == _GENERATION[0]:
-            return None
-        made: _Plan | None = None
-        pres, snaps, posts = (getattr(wrapper, name) for name in _LISTS)
-        with contextlib.suppress(KeyError):  # a condition the plan cannot call positionally
-            made = _Plan(names, pres, snaps, posts) if len(pres) <= 1 else None
-        if made is None:
-            unplanned = _GENERATION[0]
-        plans[0] = made
-        return made
+    def regenerate() -> None:
+        wrapper.__code__ = make().__code__
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if _ic._assert_preconditions.__module__ != _ICONTRACT:
-            return slow(*args, **kwargs)
-        values = args if not kwargs and len(args) == exact else resolve(args, kwargs)
-        checks = plans[0]
-        if checks is None or checks.generation != _GENERATION[0]:
-            checks = plan()
-        if values is None or checks is None:
-            return slow(*args, **kwargs)
-        in_progress = _IN_PROGRESS.get()
-        if in_progress is None:
-            in_progress = set()
-            _IN_PROGRESS.set(in_progress)
-        if id_func in in_progress:
-            return func(*args, **kwargs)
-        in_progress.add(id_func)
-        try:
-            for contract, check in checks.pre:
-                if not check(values):
-                    raise _violation(contract, names, values, args, kwargs)
-            if not checks.post:
-                return func(*args, **kwargs)
-            old = (
-                _ic.Old({name: capture(values) for name, capture in checks.snap})
-                if checks.snap
-                else None
-            )
-            result = func(*args, **kwargs)
-            after = (*values, result, old)
-            for contract, check in checks.post:
-                if not check(after):
-                    raise _violation(contract, names, after, args, kwargs)
-            return result
-        finally:
-            in_progress.discard(id_func)
-
+    wrapper = make()
+    wrapper.__defaults__ = func.__defaults__
+    wrapper.__kwdefaults__ = func.__kwdefaults__
     functools.update_wrapper(wrapper, func)
-    wrapper.__preconditions__ = pres  # type: ignore[attr-defined]
-    wrapper.__postcondition_snapshots__ = snaps  # type: ignore[attr-defined]
-    wrapper.__postconditions__ = posts  # type: ignore[attr-defined]
-    return wrapper
+    for attr in _LISTS:
+        setattr(wrapper, attr, getattr(slow, attr))
+    setattr(wrapper, _REGENERATE, regenerate)
+    return wrapper  # type: ignore[no-any-return]
 
 
 # Per list of invariants (a class's): each condition as a function of the instance alone.
@@ -290,18 +294,21 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
     return wrapper
 
 
-def _counting(add: Callable[..., None]) -> Callable[..., None]:
-    def counted(*args: Any, **kwargs: Any) -> None:
-        _GENERATION[0] += 1
+def _regenerating(add: Callable[..., None]) -> Callable[..., None]:
+    def added(*args: Any, **kwargs: Any) -> None:
         add(*args, **kwargs)
+        checker = args[0] if args else kwargs.get("checker")
+        regenerate = getattr(checker, _REGENERATE, None)
+        if regenerate is not None:
+            regenerate()
 
-    return counted
+    return added
 
 
 def install() -> None:
     """Make icontract build the checkers above from now on (decorations already made keep
     icontract's own)."""
     for name, add in _icontract_adds.items():
-        setattr(_ic, name, _counting(add))
+        setattr(_ic, name, _regenerating(add))
     _ic.decorate_with_checker = decorate_with_checker  # type: ignore[assignment]
     _ic._decorate_with_invariants = _decorate_with_invariants

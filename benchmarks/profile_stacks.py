@@ -8,8 +8,8 @@
 Each sample is charged to one part, decided from its stack:
 
 - contracts: evaluating a condition, snapshot or invariant (a lambda the checker calls), or
-  the checker's own wrapper code (icontract's, or dynamo_ref/core/checker.py's); the checked
-  function's body is not;
+  the checker's own wrapper code (icontract's, dynamo_ref/core/checker.py's, or a checker it
+  wrote); the checked function's body is not;
 - then by the innermost frame of ours or of the standard library: sqlite (storage/sqlite.py,
   durable.py, sqlite3), encoding (core/messages.py: msgspec encode/decode, wire conversions),
   framing (net/framing.py), runtime (the rest of dynamo_ref/net), event loop (asyncio, uvloop,
@@ -28,6 +28,7 @@ from pathlib import Path
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 CONDITION_FRAMES = {"<lambda>", "check", "<dictcomp>", "_violation"}
+GENERATED = "<contract checker of "  # the file name of a checker dynamo_ref/core/checker.py wrote
 
 PARTS = (
     ("sqlite", ("dynamo_ref/storage/sqlite.py", "dynamo_ref/storage/durable.py", "sqlite3/")),
@@ -51,6 +52,12 @@ def frames(stack: str) -> list[tuple[str, str]]:
 
 def in_contracts(stack: list[tuple[str, str]]) -> bool:
     for i, (func, file) in enumerate(stack):
+        if file.startswith(GENERATED):
+            # A written checker calls its conditions, and the function under its own name.
+            callee = stack[i + 1][0] if i + 1 < len(stack) else ""
+            if callee != func and not callee.endswith("." + func):
+                return True
+            continue
         if file.endswith("dynamo_ref/core/checker.py"):
             if func in CONDITION_FRAMES:
                 return True

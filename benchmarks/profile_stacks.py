@@ -16,7 +16,8 @@ Each sample is charged to one part, decided from its stack:
   selectors), core (the rest of dynamo_ref/core and storage), simulator (dynamo_ref/sim),
   other.
 
-Then the top functions by self samples (innermost frame) and by inclusive samples.
+Then the contracts' share by what they check, and the top functions by self samples
+(innermost frame) and by inclusive samples.
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ def in_contracts(stack: list[tuple[str, str]]) -> bool:
     return file.endswith("dynamo_ref/core/checker.py") or "icontract/" in file
 
 
+def checked(stack: list[tuple[str, str]]) -> str:
+    """Which contracts a contracts sample was checking: the function, or a class's invariants."""
+    for i, (func, file) in enumerate(stack):
+        callee = stack[i + 1][0] if i + 1 < len(stack) else ""
+        if file.startswith(GENERATED) and callee != func and not callee.endswith("." + func):
+            return file[len(GENERATED) :].rstrip(">").removeprefix("dynamo_ref.")
+        if file.endswith("dynamo_ref/core/checker.py") and callee.endswith("<lambda>"):
+            where = stack[i + 1][1].rsplit("dynamo_ref/", 1)[-1]
+            return f"invariants ({where})"
+    return "(checker code; with icontract's checkers, all of it)"
+
+
 def part(stack: list[tuple[str, str]]) -> str:
     if in_contracts(stack):
         return "contracts"
@@ -95,6 +108,7 @@ def main() -> None:
     args = ap.parse_args()
 
     parts: Counter[str] = Counter()
+    contracts: Counter[str] = Counter()
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
@@ -105,7 +119,10 @@ def main() -> None:
         count = int(count_text)
         stack = frames(stack_text)
         total += count
-        parts[part(stack)] += count
+        where = part(stack)
+        parts[where] += count
+        if where == "contracts":
+            contracts[checked(stack)] += count
         own[short(*stack[-1])] += count
         for name in {short(*f) for f in stack}:
             inclusive[name] += count
@@ -113,6 +130,10 @@ def main() -> None:
     print(f"\n{'part':<12} {'share':>7}")
     for name, n in parts.most_common():
         print(f"{name:<12} {n / total:>7.1%}")
+    if parts["contracts"]:
+        print(f"\n{'share':>7}  contracts of (a checker the runtime wrote; or invariants)")
+        for name, n in contracts.most_common(args.top // 2):
+            print(f"{n / total:>7.1%}  {name}")
     print(f"\n{'self':>7}  function (innermost frame)")
     for name, n in own.most_common(args.top):
         print(f"{n / total:>7.1%}  {name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import icontract
 import icontract._represent
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from dynamo_ref.core.contracts import ENABLED
 from dynamo_ref.core.node_versions import dvv_covers, only_covered_dropped, reconcile_dvv
+from dynamo_ref.core.ring import Ring, TokenRing
 from dynamo_ref.core.vclock import Order, VClock
 from dynamo_ref.core.versions import (
     Version,
@@ -135,3 +137,21 @@ def test_reconcile_dvv_refuses_a_stranger_and_a_dropped_sibling() -> None:
         reconcile_dvv, versions=[x, y], result=(x,)
     )
     assert "is_subset(result, versions)" in refused(reconcile_dvv, versions=[x], result=(y,))
+
+
+@needs_contracts
+@pytest.mark.parametrize(
+    "make", [lambda: Ring.create(["a", "b", "c"], 4), lambda: TokenRing.create(["a", "b", "c"], 2)]
+)
+def test_preference_lists_refuse_a_stranger_a_repeat_and_a_short_list(
+    make: Callable[[], Ring | TokenRing],
+) -> None:
+    # Checked against the ring's member set now, not a scan of its node tuple.
+    for corrupt in (("a", "b", "x"), ("a", "a", "b"), ("a", "b")):
+        ring = make()
+        ring.preference_list(b"k", 3)  # builds the table
+        ring._tables[3] = tuple(corrupt for _ in ring._tables[3])
+        with pytest.raises(icontract.ViolationError, match="is_preference_list"):
+            ring.preference_list(b"k", 3)
+        with pytest.raises(icontract.ViolationError, match="is_preference_list"):
+            ring.preference_list_for_partition(0, 3)

@@ -91,7 +91,7 @@ def dvv_covers(u: Version, v: Version) -> bool:
 @icontract.ensure(lambda versions, result: bool(result) == bool(versions), enabled=ENABLED)
 @icontract.ensure(lambda versions, result: is_subset(result, versions), enabled=ENABLED)
 @icontract.ensure(
-    lambda versions, result: only_covered_dropped(versions, result),
+    lambda versions, result: only_covered_dropped(versions, result),  # noqa: PLW0108
     "only versions in another version's history are dropped",
     enabled=ENABLED,
 )

@@ -185,7 +185,7 @@ def new_version(context: VClock, node: NodeId, value: bytes | None, now: float) 
     enabled=ENABLED,
 )
 @icontract.ensure(
-    lambda existing, new, result: covered_gone(existing, new, result),
+    lambda existing, new, result: covered_gone(existing, new, result),  # noqa: PLW0108
     "the versions the new write covers are gone",
     enabled=ENABLED,
 )

@@ -13,6 +13,11 @@ Last, the RSS of a node holding RSS_KEYS keys of 100 bytes (every node holds eve
 
     python benchmarks/cluster_bench.py [--quick] [--seconds S] [--contracts] [--trace] [--no-etcd]
         [--rss-keys K] [--loop asyncio|uvloop] [--client-loop asyncio|uvloop] [--dir DIR]
+        [--profile DIR]
+
+``--profile DIR`` samples node n1 with py-spy (``--gil``: Python holding the GIL, so the SQLite
+thread's work outside the GIL is not in it) over each measured phase of each dynamo-ref run and
+writes the raw stacks to DIR (summarise them with benchmarks/profile_stacks.py).
 
 Prints ops/s, p50 and p99 per system and phase, and the ratios dynamo-ref/etcd.
 """
@@ -23,6 +28,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -42,6 +48,44 @@ CONCURRENCY = 64
 KEYS = 10_000
 VALUE_SIZE = 100
 PHASES = (("put", 1.0), ("get", 0.0), ("50/50", 0.5))  # name, share of puts
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sample process ``pid`` with py-spy into ``out/<label>-<phase>.txt``."""
+
+    pid: int
+    out: Path
+    label: str
+
+
+async def sample(profile: Profile, phase: str, seconds: float) -> None:
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    name = phase.replace("/", "-")
+    proc = await asyncio.create_subprocess_exec(
+        pyspy,
+        "record",
+        "--pid",
+        str(profile.pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        "100",
+        "--nonblocking",
+        "--gil",  # on the GIL only: a node's idle loop (in uvloop's C) is not sampled as busy
+        "--format",
+        "raw",
+        "--output",
+        str(profile.out / f"{profile.label}-{name}.txt"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.wait_for(proc.wait(), seconds + 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 @dataclass
@@ -183,6 +227,7 @@ async def run_phase(
     warmup: float,
     seed: int,
     procs: dict[str, int] | None = None,
+    profile: Profile | None = None,
 ) -> PhaseResult:
     rng = random.Random(seed)
     value = bytes(rng.randrange(97, 123) for _ in range(VALUE_SIZE))
@@ -215,22 +260,40 @@ async def run_phase(
 
     async def meter() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        sampler = None
+        if profile is not None:
+            sampler = asyncio.create_task(sample(profile, name, seconds))
         first = cpu_sample(procs or {})
         await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
         last = cpu_sample(procs or {})
         result.cpu = {k: (last[k] - first[k]) / seconds for k in first}
+        if sampler is not None:
+            await sampler
 
     await asyncio.gather(meter(), *(worker() for _ in range(CONCURRENCY)))
     return result
 
 
 async def drive(
-    store: Store, seconds: float, warmup: float, procs: dict[str, int] | None = None
+    store: Store,
+    seconds: float,
+    warmup: float,
+    procs: dict[str, int] | None = None,
+    profile: Profile | None = None,
 ) -> list[PhaseResult]:
     results = []
     for i, (name, share) in enumerate(PHASES):
         results.append(
-            await run_phase(store, name, share, seconds=seconds, warmup=warmup, seed=i, procs=procs)
+            await run_phase(
+                store,
+                name,
+                share,
+                seconds=seconds,
+                warmup=warmup,
+                seed=i,
+                procs=procs,
+                profile=profile,
+            )
         )
     return results
 
@@ -258,6 +321,8 @@ def bench_dynamo(
     loop: str,
     rss_keys: int,
     trace: bool = False,
+    profile_dir: Path | None = None,
+    label: str = "dynamo",
 ) -> tuple[list[PhaseResult], float, dict[str, float]]:
     trace_dir = base / "traces" if trace else None
     if trace_dir is not None:
@@ -268,12 +333,15 @@ def bench_dynamo(
         lc.wait_healthy()
 
         procs = {n.node_id: n.pid for n in lc.nodes if n.pid is not None}
+        profile = None
+        if profile_dir is not None and "n1" in procs:
+            profile = Profile(procs["n1"], profile_dir, label)
 
         async def main() -> tuple[list[PhaseResult], float]:
             store = await DynamoStore.connect(lc.addresses)
             try:
                 load = await load_keys(store, KEYS)
-                return await drive(store, seconds, warmup, procs), load
+                return await drive(store, seconds, warmup, procs, profile), load
             finally:
                 await store.close()
 
@@ -321,7 +389,10 @@ def show(system: str, results: list[PhaseResult], load: float) -> None:
             f"p99 {r.pct(0.99):7.2f} ms   errors {r.errors}"
         )
         cpu = "  ".join(f"{name} {share:.0%}" for name, share in r.cpu.items())
-        print(f"         CPU (of one core): {cpu}")
+        used = sum(share for name, share in r.cpu.items() if name != "generator")
+        # Per CPU second of the system's own processes: steadier than ops/s on a shared machine.
+        per_cpu = f"  = {r.rate / used:,.0f} ops per CPU second" if used > 0 else ""
+        print(f"         CPU (of one core): {cpu}{per_cpu}")
 
 
 def ratios(label: str, ours: list[PhaseResult], theirs: list[PhaseResult]) -> None:
@@ -348,7 +419,10 @@ def main() -> None:
         "--client-loop", choices=["asyncio", "uvloop"], default="uvloop", help="generator's loop"
     )
     ap.add_argument("--dir", type=Path, help="where clusters keep data (default: a temp dir)")
+    ap.add_argument("--profile", type=Path, help="py-spy raw stacks of node n1 per phase, here")
     args = ap.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     if args.client_loop == "uvloop":
         try:
             import uvloop
@@ -373,6 +447,8 @@ def main() -> None:
             contracts=False,
             loop=args.loop,
             rss_keys=rss_keys,
+            profile_dir=args.profile,
+            label="off",
         )
         show("dynamo-ref (N=3 R=2 W=2, SQLite full, contracts off)", ours, load)
         if rss_keys:
@@ -390,6 +466,8 @@ def main() -> None:
                 contracts=True,
                 loop=args.loop,
                 rss_keys=0,
+                profile_dir=args.profile,
+                label="on",
             )
             show("dynamo-ref (contracts on)", checked, cload)
         if args.trace:

@@ -129,3 +129,53 @@ def test_a_link_outlives_a_connect_that_fails_oddly(
     delivered, attempts = _delivered_after(failure, monkeypatch)
     assert attempts >= 2
     assert delivered >= 1
+
+
+def test_the_frames_of_one_tick_go_out_in_one_write_and_all_arrive() -> None:
+    async def main() -> tuple[int, int]:
+        config = NodeConfig(n=1, r=1, w=1)
+        server = NodeServer(ServerOptions(node_id="b", config=config))
+        await server.start()
+        received: list[object] = []
+        handle = server.handle
+
+        def counting(event: Event) -> None:
+            if isinstance(event, PeerReceived) and event.src == "a":
+                received.append(event)
+            handle(event)
+
+        server.handle = counting  # type: ignore[method-assign]
+        link = PeerLink(
+            "b", lambda peer: [server.address], lambda peer: None, node_id="a", secret=None
+        )
+        try:
+            link.send(encode(Ping()))
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if received:
+                    break
+            stream = link._stream
+            assert stream is not None
+            writes = 0
+            write = stream.writer.write
+
+            def counted(data: bytes) -> None:
+                nonlocal writes
+                writes += 1
+                write(data)
+
+            stream.writer.write = counted  # type: ignore[method-assign]
+            for _ in range(20):  # one tick: no await between them
+                link.send(encode(Ping()))
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if len(received) >= 21:
+                    break
+            return writes, len(received) - 1
+        finally:
+            await link.close()
+            await server.stop()
+
+    writes, arrived = asyncio.run(main())
+    assert writes == 1
+    assert arrived == 20

@@ -13,3 +13,9 @@ ENABLED: bool = os.environ.get("DYNAMO_REF_CONTRACTS", "1").strip().lower() not 
     "off",
     "no",
 }
+
+if ENABLED:
+    # icontract's checks at a fraction of its per-call cost; see checker.py.
+    from dynamo_ref.core.checker import install
+
+    install()

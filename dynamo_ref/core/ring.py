@@ -125,7 +125,7 @@ def repeat_windows(owners: Sequence[NodeId], n: int) -> int:
 
 
 def is_preference_list(nodes: Collection[NodeId], n: int, result: Sequence[NodeId]) -> bool:
-    """``min(n, len(nodes))`` distinct members of ``nodes``."""
+    """``min(n, len(nodes))`` distinct members of ``nodes`` (a set: ``n`` lookups, not scans)."""
     return (
         len(result) == min(n, len(nodes))
         and len(set(result)) == len(result)
@@ -648,6 +648,8 @@ class Ring:
     zones: tuple[tuple[NodeId, str], ...] = ()
     target_n: int = DEFAULT_TARGET_N
     _shift: int = field(init=False, repr=False, compare=False)
+    # ``nodes`` as a set (they are distinct): membership in constant time, for the contracts.
+    _members: frozenset[NodeId] = field(init=False, repr=False, compare=False)
     _zone_of: dict[NodeId, str] = field(init=False, repr=False, compare=False)
     _zone_count: int = field(init=False, repr=False, compare=False)
     _idle: Owners = field(init=False, repr=False, compare=False)
@@ -672,6 +674,7 @@ class Ring:
         setattr_(self, "owners", tuple(self.owners))
         setattr_(self, "nodes", nodes)
         setattr_(self, "zones", zones)
+        setattr_(self, "_members", frozenset(nodes))
         setattr_(self, "_shift", RING_BITS - (q.bit_length() - 1))
         setattr_(self, "_zone_of", zone_of)
         setattr_(self, "_zone_count", len(set(zone_of.values())))
@@ -732,7 +735,7 @@ class Ring:
         return p * width, (p + 1) * width
 
     @icontract.ensure(
-        lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
+        lambda self, n, result: is_preference_list(self._members, n, result), enabled=ENABLED
     )
     def preference_list(self, key: bytes, n: int) -> tuple[NodeId, ...]:
         """The first ``n`` distinct nodes clockwise from ``key`` (distinct zones first).
@@ -751,7 +754,7 @@ class Ring:
         return table[int.from_bytes(digest, "big") >> self._shift]
 
     @icontract.ensure(
-        lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
+        lambda self, n, result: is_preference_list(self._members, n, result), enabled=ENABLED
     )
     def preference_list_for_partition(self, p: int, n: int) -> tuple[NodeId, ...]:
         """The preference list shared by every key of partition ``p``.
@@ -921,6 +924,7 @@ class TokenRing:
     zones: tuple[tuple[NodeId, str], ...] = ()
     _positions: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _owners: Owners = field(init=False, repr=False, compare=False)
+    _members: frozenset[NodeId] = field(init=False, repr=False, compare=False)  # as Ring's
     _zone_of: dict[NodeId, str] = field(init=False, repr=False, compare=False)
     _zone_count: int = field(init=False, repr=False, compare=False)
     _tables: dict[int, Table] = field(init=False, repr=False, compare=False)
@@ -936,6 +940,7 @@ class TokenRing:
         setattr_ = object.__setattr__
         setattr_(self, "nodes", nodes)
         setattr_(self, "zones", zones)
+        setattr_(self, "_members", frozenset(nodes))
         setattr_(self, "_positions", tuple(pos for pos, _ in tokens))
         setattr_(self, "_owners", tuple(v for _, v in tokens))
         setattr_(self, "_zone_of", zone_of)
@@ -981,7 +986,7 @@ class TokenRing:
         return self._owners[bisect.bisect_left(self._positions, position) % len(self._owners)]
 
     @icontract.ensure(
-        lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
+        lambda self, n, result: is_preference_list(self._members, n, result), enabled=ENABLED
     )
     def preference_list(self, key: bytes, n: int) -> tuple[NodeId, ...]:
         """The first ``n`` distinct nodes clockwise from ``key`` (distinct zones first).
@@ -995,7 +1000,7 @@ class TokenRing:
         return table[bisect.bisect_left(self._positions, hash_key(key)) % len(table)]
 
     @icontract.ensure(
-        lambda self, n, result: is_preference_list(self.nodes, n, result), enabled=ENABLED
+        lambda self, n, result: is_preference_list(self._members, n, result), enabled=ENABLED
     )
     def preference_list_for_partition(self, p: int, n: int) -> tuple[NodeId, ...]:
         """The preference list of the range ending at token ``p``.

@@ -2,8 +2,11 @@
 
 A link queues frames for its peer (bounded: the oldest is dropped when full, since the
 protocol copes with loss and a stale message is the least useful) and writes them with the
-transport's flow control. While the peer cannot be reached, frames are dropped at once and
-the node is told (``on_unreachable``) so that it routes around the peer instead of waiting.
+transport's flow control. While connected, the frames queued in one loop tick go out in one
+write at the end of the tick, without waking the link's task (a wake-up per message cost more
+than the message); the task takes over when the transport pushes back. While the peer cannot
+be reached, frames are dropped at once and the node is told (``on_unreachable``) so that it
+routes around the peer instead of waiting.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class PeerLink:
         self._task: asyncio.Task[None] | None = None
         self._down = False  # between a failed attempt and the next one
         self._closed = False
+        self._stream: FramedStream | None = None  # while connected
+        self._flush_soon = False
         self.dropped = 0
         self.connects = 0
 
@@ -65,11 +70,39 @@ class PeerLink:
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
         self._queue.append(payload)
-        self._wake.set()
+        if self._stream is None:
+            self._wake.set()
+        elif not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
         if self._task is None or self._task.done():
             # A link whose task ended on a failure nothing foresaw starts again: a dead task
             # would queue this peer's frames forever while the peer hears nothing.
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _flush(self) -> None:
+        """The tick's frames in one write, unless the transport pushes back (the task drains
+        it) or the connection is going (the task finds out)."""
+        self._flush_soon = False
+        stream = self._stream
+        if stream is None or not self._queue:
+            return
+        transport = stream.writer.transport
+        if transport.is_closing() or (
+            transport.get_write_buffer_size() >= transport.get_write_buffer_limits()[1]
+        ):
+            self._wake.set()
+            return
+        try:
+            stream.writer.write(self._frames())
+        except (OSError, RuntimeError):
+            self._wake.set()
+
+    def _frames(self) -> bytes:
+        queue = self._queue
+        frames = b"".join([encode_frame(p) for p in queue])
+        queue.clear()
+        return frames
 
     async def close(self) -> None:
         self._closed = True
@@ -97,12 +130,14 @@ class PeerLink:
                 continue
             backoff = BACKOFF_MIN
             self.connects += 1
+            self._stream = stream
             try:
                 await self._pump(stream)
             except (OSError, FrameError, RuntimeError) as e:
                 # uvloop raises RuntimeError for a write to a transport that has closed.
                 log.debug("link to %s lost: %s", self.peer, e)
             finally:
+                self._stream = None
                 stream.close()
             if not self._closed:
                 self._fail()
@@ -140,8 +175,8 @@ class PeerLink:
         closed = asyncio.ensure_future(stream.reader.read(1))
         try:
             while True:
-                while self._queue:
-                    stream.writer.write(encode_frame(self._queue.popleft()))
+                if self._queue:
+                    stream.writer.write(self._frames())
                 await stream.writer.drain()
                 if closed.done():
                     raise ConnectionResetError("peer closed the connection")

@@ -748,6 +748,7 @@ class _Connection(asyncio.Protocol):
         self._eof = False
         self.waited = False  # it was held back, and has frames from then still to take
         self.resuming = False  # resumed for room, not yet read
+        self._out: list[bytes] = []  # frames to write at the end of this tick
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
 
@@ -1053,8 +1054,16 @@ class _Connection(asyncio.Protocol):
     # ---- output ------------------------------------------------------------------------------
 
     def send(self, payload: bytes) -> None:
+        # The tick's replies on this connection go out in one write, at the end of the tick.
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(encode_frame(payload))
+            if not self._out:
+                self._loop.call_soon(self._flush_out)
+            self._out.append(encode_frame(payload))
+
+    def _flush_out(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
 
     def refuse(self, code: str, message: str) -> None:
         """Answer with an error and close: the connection cannot go on."""
@@ -1065,6 +1074,7 @@ class _Connection(asyncio.Protocol):
         self.state = "closed"
         self._release()
         if self.transport is not None:
+            self._flush_out()
             self.transport.close()  # after what is buffered is written
 
 

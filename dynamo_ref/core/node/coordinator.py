@@ -15,7 +15,7 @@ is forgotten, as a crash would), ``SetClockSkew``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -561,13 +561,13 @@ class Coordinator:
         self._gets[op.id] = op
         self._out.action("ClientGet", me, text(key))
         local = self._replica.get(key)
-        op.collector.respond(me, local)
+        status = op.collector.respond(me, local)
         op.believed[me] = local
         for t in targets:
             if t.node != me:
                 self._out.send(t.node, Read(op.id, key, t.hint_for))
         self._out.set_timer(TimerKind.GET, op.id, now + cfg.request_timeout)
-        self._after_response(op, now)
+        self._after_response(op, status, now)
 
     def _primary_target(self, node: NodeId) -> Target:
         # Targets are immutable: one per node serves every request.
@@ -589,12 +589,12 @@ class Coordinator:
         if not c.waiting_on(src):
             return
         held = reconcile_mode(self._mode, versions)
-        c.respond(src, held)
+        status = c.respond(src, held)
         op.believed[src] = held
-        self._after_response(op, now)
+        self._after_response(op, status, now)
 
-    def _after_response(self, op: GetOp, now: float) -> None:
-        status = op.collector.status
+    def _after_response(self, op: GetOp, status: RequestStatus, now: float) -> None:
+        """``status``: the collector's, as the response or refusal just recorded left it."""
         if not op.answered:
             if status is RequestStatus.FAILED:
                 # Too many replicas refused or are unreachable: the get ends as a timed-out
@@ -606,34 +606,43 @@ class Coordinator:
             if status is not RequestStatus.SUCCEEDED:
                 return
             op.answered = True
-            latest = self._latest(op)
+            responses = op.collector.responses  # a copy: read once for both uses
+            latest = self._latest(op, responses)
             context = encode_context(read_context(self._mode, latest))
             live = [v for v in latest if v.value is not None]
             values = [v.value for v in live if v.value is not None]
             clocks = [SiblingClock(clock_to_wire(v.clock), v.writer, v.dot) for v in live]
             self._out.reply(op.origin, GetOk(values, context, op.origin.rid, clocks))
-            self.ReadRepair(op, now, answering=True, latest=latest)
+            self.ReadRepair(op, now, answering=True, latest=latest, responses=responses)
         else:
             self.ReadRepair(op, now, answering=False)
         if not op.collector.outstanding():
             self._finish_get(op)
 
-    def _latest(self, op: GetOp) -> Siblings:
-        responses = op.collector.responses.values()
-        return reconcile_mode(self._mode, [v for vs in responses for v in vs])
+    def _latest(self, op: GetOp, responses: Mapping[NodeId, Siblings] | None = None) -> Siblings:
+        if responses is None:
+            responses = op.collector.responses
+        return reconcile_mode(self._mode, [v for vs in responses.values() for v in vs])
 
     def ReadRepair(
-        self, op: GetOp, now: float, answering: bool, latest: Siblings | None = None
+        self,
+        op: GetOp,
+        now: float,
+        answering: bool,
+        latest: Siblings | None = None,
+        responses: Mapping[NodeId, Siblings] | None = None,
     ) -> None:
         """Send the reconciled versions to every responder known to hold something else.
 
         Taken when the get is answered (the spec's step, which then forgets the get) and again
         for each late response that shows something stale. ``latest``: the responses
-        reconciled, when the caller has just done it.
+        reconciled, and ``responses`` the collector's, when the caller has just had them.
         """
+        if responses is None:
+            responses = op.collector.responses
         if latest is None:
-            latest = self._latest(op)
-        stale = [n for n in op.collector.responses if op.believed.get(n) != latest]
+            latest = self._latest(op, responses)
+        stale = [n for n in responses if op.believed.get(n) != latest]
         me = self._out.node_id
         if answering or stale:
             self._out.action("ReadRepair", me, str(op.id))
@@ -689,8 +698,7 @@ class Coordinator:
         for gop in list(self._gets.values()):
             c = gop.collector
             if c.waiting_on(peer):
-                c.nack(peer, "unreachable")
-                self._after_response(gop, now)
+                self._after_response(gop, c.nack(peer, "unreachable"), now)
         for fop in list(self._forwards.values()):
             if fop.target == peer:
                 self._out.cancel_timer(TimerKind.FORWARD, fop.id)

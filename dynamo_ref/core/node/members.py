@@ -15,9 +15,13 @@ the partition's Merkle root, and the partition is sent again. Only when every tr
 partition is acked is it dropped (``DropPartition``). A leaving node whose data has all moved
 marks itself as left (``Left``).
 
-None of this is a spec action: it refines to stuttering on the spec's variables, except
-``ReceiveTransfer`` (which merges like ``ReplicaStore``) and ``DropPartition`` (which removes
-versions, as the spec has no step to do).
+Spec actions here (the spec has one ring change, the node any number): ``ChangeView``
+(``_set_view`` adopting a view whose claims describe a new ring; no action line of its own),
+``TransferPartition``, ``ReceiveTransfer``, ``RefuseTransfer``, ``TransferAck`` (no action
+line) and ``DropPartition``. A transfer of a partition this node does not replicate on its own
+ring is refused without an ack: it has not learnt the change yet, and were it to ack, it could
+hand the partition back and both nodes would drop it on each other's ack. Gossip, the failure
+detector, joining and admin join and leave are node-only steps that change no spec variable.
 """
 
 from __future__ import annotations
@@ -593,7 +597,12 @@ class Members:
     def transfer_received(self, src: NodeId, m: Transfer, now: float) -> None:
         store = self._store()
         me = self._out.node_id
-        if me not in self.ring.preference_list_for_partition(m.partition, self._config.n):
+        try:
+            replicas = self.ring.preference_list_for_partition(m.partition, self._config.n)
+        except ValueError as e:
+            self._out.action("RejectMessage", me, src, f"a transfer: {e}")
+            return
+        if me not in replicas:
             # Not a replica on this node's ring yet (it has not learnt the change): an ack would
             # let the sender drop the partition while this node may hand it back and drop it
             # too (spec/Dynamo.tla, mutant 28). No ack: the sender keeps it and sends it again.

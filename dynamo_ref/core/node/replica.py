@@ -5,9 +5,14 @@ kept for an owner that was down), the tombstones waiting to be reaped, and every
 them: each change is made in memory and stated as a durable effect in the same step.
 
 Spec actions here: ``ReplicaStore`` (a Store arrives), ``ReplicaRead`` (a Read arrives),
-``HandoffHint`` (hinted versions go back to their owner, dropped when it acks). Node-only steps:
-``ReapTombstone`` (every replica holds the same tombstones: drop the key), and ``replica_get``
-(the fault harness reads this node's own versions; no action).
+``HandoffHint`` (hinted versions go back to their owner, dropped when it acks),
+``ReapTombstone`` (``reap_timer``: the other replicas are told, the key dropped here) and
+``ReplicaReap`` (``reap_received``). Both drops are logged as ``ReapTombstone``, and only when
+the key still holds exactly the tombstones: a sibling written since keeps it. The spec's
+``ReapQuiet`` guard is what ``reap_delay`` stands for: the delay must outlast every older message
+and request of the key, or a late read repair writes a reaped version back. Node-only:
+``ClockAhead`` (a writer's timestamps run ahead) and ``replica_get`` (the fault harness reads
+this node's own versions; no action).
 """
 
 from __future__ import annotations

@@ -29,33 +29,43 @@ Interface (the simulator and the TCP runtime drive exactly this):
 
 Spec actions (spec/Dynamo.tla) and the handlers that emit them as ``Action(name, args)``:
 
-    ClientPut       Coordinator.ClientPut       a put or delete at a replica of the key
-    ReplicaStore    Replica.ReplicaStore        a Store arrives (put, repair, hint, handoff)
-    StoreAck        Coordinator.StoreAck        a StoreAck arrives (put ack; then
-                    + Replica.hint_acked        the hint handed off is dropped)
-    PutTimeout      Coordinator.PutTimeout      a put's timer fires before W (and PW) acks
-    SloppyFallback  Coordinator.SloppyFallback  a silent or unreachable replica gets a fallback
-    ClientGet       Coordinator.ClientGet       a get at a replica of the key
-    ReplicaRead     Replica.ReplicaRead         a Read arrives
-    ReadResponse    Coordinator.ReadResponse    a ReadResp arrives
-    ReadRepair      Coordinator.ReadRepair      stale responders get the reconciled versions
-    HandoffHint     Replica.HandoffHint         hinted versions go back to their owner
-    AntiEntropy     AntiEntropy.AntiEntropy     one key of a Merkle exchange merged, in two
-                                                halves: at the peer, then at the initiator
-    Recover         Node.Recover                ``start`` on a non-empty durable state
-    Receive         Node.Receive                dispatch of a peer message by type
+    ClientPut          Coordinator.ClientPut       a put or delete at a replica of the key
+    ClientForward,     Coordinator._forward        a request at a node that is not a replica
+      ClientForwardGet                             goes to one (line ``ForwardRequest``)
+    ForwardedPut,      Coordinator.forwarded_request, then ClientPut or ClientGet (their lines)
+      ForwardedGet
+    ReplicaStore       Replica.ReplicaStore        a Store arrives (put, repair, hint, handoff)
+    StoreAck           Coordinator.StoreAck        a StoreAck arrives (put ack; then
+                       + Replica.hint_acked        the hint handed off is dropped)
+    PutTimeout         Coordinator.PutTimeout      a put's timer fires before W (and PW) acks
+    SloppyFallback     Coordinator.SloppyFallback  a silent or unreachable replica gets a fallback
+    ClientGet          Coordinator.ClientGet       a get at a replica of the key
+    ReplicaRead        Replica.ReplicaRead         a Read arrives
+    ReadResponse       Coordinator.ReadResponse    a ReadResp arrives
+    ReadRepair         Coordinator.ReadRepair      stale responders get the reconciled versions
+    HandoffHint        Replica.HandoffHint         hinted versions go back to their owner
+    AntiEntropy        AntiEntropy.AntiEntropy     one key of a Merkle exchange merged, in two
+                                                   halves: at the peer, then at the initiator
+    ReapTombstone      Replica.reap_timer          a reap timer fires (line only on a drop)
+    ReplicaReap        Replica.reap_received       a Reap arrives (line ``ReapTombstone``)
+    ChangeView         Members._set_view           a view with a new ring (no line of its own)
+    TransferPartition  Members._send_chunk         a partition no longer replicated is sent
+    ReceiveTransfer    Members.transfer_received   merged and acked: replicated on this ring
+    RefuseTransfer     Members.transfer_received   not replicated on this ring: no ack
+    TransferAck        Members.transfer_ack        (no line)
+    DropPartition      Members._maybe_drop         every transfer of the partition acked
+    Recover            Node.Recover                ``start`` on a non-empty durable state
+    Receive            Node.Receive                dispatch of a peer message by type
 
-Node-only steps, each an ``Action`` of its own name that refines to stuttering on the spec's
-variables unless noted: ``ForwardRequest``, ``ForwardReply``, ``ForwardTimeout``,
-``GetTimeout`` (drops a get, as a crash would), ``SetClockSkew`` (coordinator); ``Gossip``,
-``GossipMerge``, ``JoinRequest``, ``Joined``, ``AdminJoin``, ``AdminLeave``, ``Left``,
-``TransferPartition``, ``ReceiveTransfer`` (merges like ReplicaStore), ``RefuseTransfer``,
-``DropPartition`` (members: the spec's actions of a ring change, not yet in trace
-validation); ``MerkleExchange`` (anti-entropy);
-``ReapTombstone`` (removes versions), ``ClockAhead`` (a writer's timestamps run ahead)
-(replica); ``RejectMessage`` (a peer message that does not decode); ``HandlerFailed`` (a
-handler raised: its requests are rolled back). Failure-detector pings and ``replica_get``
-take no action.
+Node-only steps, each an ``Action`` of its own name that changes no spec variable unless
+noted: ``ForwardReply``, ``ForwardTimeout`` (the answer's way back, which the spec leaves out),
+``GetTimeout`` (drops a get, as a crash would; a trace extension), ``SetClockSkew``
+(coordinator); ``Gossip``, ``GossipMerge``, ``JoinRequest``, ``Joined``, ``AdminJoin``,
+``AdminLeave``, ``Left``, ``Suspect``, ``Trust`` (members); ``MerkleExchange`` (anti-entropy);
+``ClockAhead`` (a writer's timestamps run ahead; replica); ``RejectMessage`` (a peer message
+that does not decode); ``HandlerFailed`` (a handler raised: its requests are rolled back).
+Failure-detector pings and ``replica_get`` take no action. Trace validation does not map the
+forwarding, reap and ring-change actions yet (``docs/architecture.md``).
 """
 
 from __future__ import annotations

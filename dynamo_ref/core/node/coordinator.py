@@ -7,9 +7,10 @@ write quorum (``quorum.WriteCollector``, contract-checked), sloppy fallbacks, th
 
 Spec actions here: ``ClientPut`` (a put or delete at a replica of the key), ``StoreAck`` (its
 first half: an ack counted; the replica drops a handed-off hint in the second), ``PutTimeout``,
-``SloppyFallback``, ``ClientGet``, ``ReadResponse``, ``ReadRepair``. Node-only steps:
-``ForwardRequest``, ``ForwardReply``, ``ForwardTimeout`` and ``GetTimeout`` (a get that fails or
-is forgotten, as a crash would), ``SetClockSkew``.
+``SloppyFallback``, ``ClientGet``, ``ReadResponse``, ``ReadRepair``, and ``ForwardRequest`` (the
+spec's ``ClientForward``; the replica's ``ClientPut``/``ClientGet`` are its ``ForwardedPut``/
+``ForwardedGet``). Node-only steps: ``ForwardReply``, ``ForwardTimeout`` and ``GetTimeout`` (a
+get that fails or is forgotten, as a crash would), ``SetClockSkew``.
 """
 
 from __future__ import annotations

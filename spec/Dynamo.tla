@@ -1045,6 +1045,17 @@ UniqueClocks ==
     \A k \in Keys : \A u, v \in Present(k) :
         (IF DVV THEN u.wr = v.wr /\ u.dot = v.dot ELSE u.vc = v.vc) => u = v
 
+\* A node drops a key it no longer replicates only once every new replica it
+\* hands the key to holds all it held (the version or one superseding it):
+\* also what reached it while the transfer was under way.
+TransfersComplete ==
+    [][\A n \in Nodes, k \in Keys :
+          (/\ store[n][k] # {}
+           /\ store'[n][k] = {}
+           /\ buried'[k] = buried[k])
+          => \A t \in XferTargets(n, k), v \in store[n][k] :
+                \E u \in store'[t][k] : u = v \/ Supersedes(u, v)]_vars
+
 \* A replica's clock for a key, the join of its versions' clocks and dots,
 \* never goes back, but for a reap, which drops the key.
 ClockMonotone ==

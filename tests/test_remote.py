@@ -385,6 +385,8 @@ def doomed_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]
         h.stop()
 
 
+# About a minute each on hosts over SSH: in `make test-slow`, to keep `make test` under 20 min.
+@pytest.mark.slow
 def test_a_host_that_dies_mid_run_is_a_fault_and_the_verdict_unknown(
     doomed_hosts: SshHosts, tmp_path: Path
 ) -> None:
@@ -483,6 +485,7 @@ def _chains(h: SshHosts) -> list[str]:
     return asyncio.run(go())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["starting", "running"])
 def test_ctrl_c_leaves_nothing_running_on_the_hosts(
     hosts: SshHosts, tmp_path: Path, when: str
@@ -552,6 +555,7 @@ def _etcd_pids(h: SshHosts) -> list[int]:
     return [p for p in h.pids() if _is_program(p, "--initial-cluster-token")]
 
 
+@pytest.mark.slow
 def test_etcd_on_hosts_under_faults_is_linearizable(hosts: SshHosts, tmp_path: Path) -> None:
     """etcd members on the hosts over SSH (the hosts' own etcd), cut apart with iptables
     there, killed and paused by PID: the register history is linearizable; control: the same

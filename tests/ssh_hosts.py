@@ -182,9 +182,13 @@ class SshHosts:
         for proc in self._sshd:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # TERM first: a login shell killed outright in root's `pyenv rehash` (the machine's
+        # .bashrc) leaves its lock behind, and every later SSH login then waits 60 s on it.
+        _signal_all(self.pids(), signal.SIGTERM)
+        deadline = time.monotonic() + 3.0
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_all(self.pids(), signal.SIGKILL)
         for ns in reversed(self._made):
             with contextlib.suppress(subprocess.CalledProcessError):
                 _run("ip", "netns", "del", ns)
@@ -193,3 +197,9 @@ class SshHosts:
             with contextlib.suppress(subprocess.CalledProcessError):
                 _run("ip", "link", "del", self._root_veth)
             self._root_veth = None
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

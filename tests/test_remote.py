@@ -312,6 +312,7 @@ def test_control_a_campaign_over_ssh_catches_lww(hosts: SshHosts, tmp_path: Path
 EXAMPLES = Path(__file__).parent.parent / "harness" / "examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("program", "verdict"),
     [("lin_kv_leader.py", "valid"), ("lin_kv_stale_reads.py", "invalid")],

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test test-slow demo setup sysdeps lint typecheck unit proofs spec spec-mutants spec-nightly bench clean
 
-test: setup lint typecheck unit proofs spec spec-mutants
+test: setup lint typecheck unit proofs spec
 
 setup: sysdeps $(STAMP)
 
@@ -42,7 +42,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest -n auto -q
 
-test-slow: setup
+test-slow: setup spec-mutants
 	$(BIN)/pytest -n auto -q -m slow
 
 proofs: setup
@@ -52,7 +52,9 @@ proofs: setup
 spec: setup
 	$(BIN)/dynamo-ref spec check --ci
 
-# Every planted bug of spec/mutants/ must be killed by a CI model (about 2 min on 2 cores).
+# Every planted bug of spec/mutants/ must be killed by a CI model: 28 mutants in about 90 s on
+# 2 cores. Its own target, run by `make test-slow`, to keep `make test` under 20 minutes; the
+# unit tests check in `make test` that every patch still applies and that TLC kills one.
 spec-mutants: setup
 	$(BIN)/dynamo-ref spec mutants
 

@@ -274,8 +274,10 @@ def test_a_simulation_that_ran_its_time_passes_and_one_that_found_a_violation_fa
     result = parse_output(found)
     assert result.verdict is Verdict.INVARIANT
     assert result.violated == "CausalWritesSurvive"
-    # Cut off before TLC finished: not a pass.
+    # Cut off before TLC finished, or stopped by an error it did not name: not a pass.
     assert parse_output("Progress: 10 states checked.\n").verdict is Verdict.ERROR
+    broken = "Error: TLC threw an unexpected exception.\n" + ran
+    assert parse_output(broken).verdict is Verdict.ERROR
 
 
 def test_the_simulation_models_are_read_from_the_manifest() -> None:

@@ -93,6 +93,7 @@ _DEADLOCK = re.compile(r"^Error: Deadlock reached", re.M)
 _SUCCESS = re.compile(r"^Model checking completed\. No error has been found", re.M)
 # A simulation that ran its time without a violation says no more than this.
 _SIMULATED = re.compile(rf"^Progress: {_NUMBER} states checked", re.M)
+_ERROR_LINE = re.compile(r"^Error:", re.M)
 _STATE = re.compile(r"^State (\d+):", re.M)
 _TRACE_END = re.compile(rf"^(?:{_NUMBER} states generated|Finished checking temporal|Finished in)")
 
@@ -165,7 +166,7 @@ def parse_output(text: str, properties: Sequence[str] = ()) -> TlcResult:
         verdict, trace = Verdict.DEADLOCK, _trace(text)
     elif _SUCCESS.search(text):
         verdict = Verdict.PASS
-    elif (checked := _SIMULATED.findall(text)) and finished:
+    elif (checked := _SIMULATED.findall(text)) and finished and not _ERROR_LINE.search(text):
         verdict, generated = Verdict.PASS, _int(checked[-1])
     else:
         verdict, message = Verdict.ERROR, _error_message(text)

@@ -11,13 +11,13 @@ from dynamo_ref.cli import main
 from dynamo_ref.tla import cli as spec_cli
 from dynamo_ref.tla.models import Model, default_spec_dir, load_models
 from dynamo_ref.tla.mutants import (
-    Mutant,
     MutantError,
     Outcome,
     apply_file,
     load_mutants,
     parse_patch,
     plant,
+    read_mutants,
     run_mutant,
     select_mutants,
     short_name,
@@ -233,7 +233,7 @@ def test_rebase_moves_hunks_to_where_their_lines_now_stand(tmp_path: Path) -> No
     old_start = int(before.split("@@ -")[1].split(",")[0])
     assert f"@@ -{old_start + 10}," in after
     assert after.replace(str(old_start + 10), str(old_start)) == before
-    mutant = select_mutants(load_mutants_lenient(spec), ["put_answered_with_w_minus_1_acks"])[0]
+    mutant = select_mutants(read_mutants(spec), ["put_answered_with_w_minus_1_acks"])[0]
     planted = plant(mutant, spec, _fresh(tmp_path / "planted"))
     assert "Cardinality(op.acks) >= W - 1" in (planted / "Dynamo.tla").read_text()
 
@@ -247,12 +247,6 @@ def test_rebase_refuses_a_hunk_whose_lines_are_gone(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "mutant 02_put_answered_with_w_minus_1_acks cannot be rebased" in result.output
     assert "its lines are not found" in result.output
-
-
-def load_mutants_lenient(spec: Path) -> list[Mutant]:
-    return [
-        parse_patch(p.stem, p.read_text(), p) for p in sorted((spec / "mutants").glob("*.patch"))
-    ]
 
 
 def _fresh(path: Path) -> Path:

@@ -1,6 +1,5 @@
 """`dynamo-ref spec ...`: model checking and trace validation with TLC."""
 
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -358,23 +357,9 @@ def validate_run_command(
 def _rebase_mutants(directory: Path, names: tuple[str, ...]) -> None:
     from dynamo_ref.tla import mutants as mut
 
-    paths = sorted((directory / mut.MUTANTS_DIR).glob("*.patch"))
     try:
-        parsed = [mut.parse_patch(p.stem, p.read_text(), p) for p in paths]
-        chosen = mut.select_mutants(parsed, names)
-        rebased = [(m, mut.rebase(m, directory)) for m in chosen]
-    except mut.MutantError as error:
-        raise click.ClickException(str(error)) from None
-    for m, text in rebased:
-        if text != m.path.read_text():
-            m.path.write_text(text)
-            click.echo(f"rebased {m.name}")
-    try:
-        with tempfile.TemporaryDirectory(prefix="dynamo-mutant-") as scratch:
-            for m, _ in rebased:
-                mut.plant(
-                    mut.parse_patch(m.name, m.path.read_text(), m.path), directory, Path(scratch)
-                )
+        for name in mut.rebase_all(directory, names):
+            click.echo(f"rebased {name}")
     except mut.MutantError as error:
         raise click.ClickException(str(error)) from None
 

@@ -215,17 +215,41 @@ def plant(mutant: Mutant, spec_dir: Path, dest: Path) -> Path:
     return dest
 
 
-def load_mutants(spec_dir: Path) -> list[Mutant]:
-    """Every spec/mutants/*.patch, in name order, each checked to apply."""
+def read_mutants(spec_dir: Path) -> list[Mutant]:
+    """Every spec/mutants/*.patch, in name order, parsed but not yet checked to apply."""
     directory = spec_dir / MUTANTS_DIR
     paths = sorted(directory.glob("*.patch"))
     if not paths:
         raise MutantError(f"no mutants in {directory}")
-    mutants = [parse_patch(p.stem, p.read_text(), p) for p in paths]
+    return [parse_patch(p.stem, p.read_text(), p) for p in paths]
+
+
+def check_apply(mutants: Iterable[Mutant], spec_dir: Path) -> None:
+    """MutantError, naming it, for the first mutant that no longer applies."""
     with tempfile.TemporaryDirectory(prefix="dynamo-mutant-") as scratch:
         for mutant in mutants:
             plant(mutant, spec_dir, Path(scratch))
+
+
+def load_mutants(spec_dir: Path) -> list[Mutant]:
+    """Every spec/mutants/*.patch, in name order, each checked to apply."""
+    mutants = read_mutants(spec_dir)
+    check_apply(mutants, spec_dir)
     return mutants
+
+
+def rebase_all(spec_dir: Path, names: Iterable[str]) -> list[str]:
+    """Rebase the named mutants (all by default) onto the spec as it is, rewriting the patches
+    that moved; returns their names. MutantError if one cannot be rebased or then applied."""
+    chosen = select_mutants(read_mutants(spec_dir), names)
+    rebased = [(m, rebase(m, spec_dir)) for m in chosen]
+    moved = []
+    for m, text in rebased:
+        if text != m.path.read_text():
+            m.path.write_text(text)
+            moved.append(m.name)
+    check_apply((parse_patch(m.name, text, m.path) for m, text in rebased), spec_dir)
+    return moved
 
 
 def short_name(mutant: Mutant) -> str:

@@ -3,7 +3,6 @@
 import dataclasses
 import enum
 import importlib.util
-import math
 import re
 import shutil
 import subprocess
@@ -231,9 +230,8 @@ def run_tlc(
             # TLC stops a simulation by itself after this many seconds, with its statistics.
             command.append(f"-Dtlc2.TLC.stopAfter={max(1, round(simulate.seconds))}")
             # A hung JVM still ends: the deadline is the simulation's time and a margin.
-            timeout = min(timeout or math.inf, simulate.seconds + 120)
-            if timeout == math.inf:
-                timeout = None
+            deadline = simulate.seconds + 120
+            timeout = deadline if timeout is None else min(timeout, deadline)
         command.append("tlc2.TLC")
         command += ["-workers", str(workers), "-config", cfg.name, "-metadir", "states"]
         if simulate is not None:

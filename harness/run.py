@@ -190,11 +190,6 @@ class RunConfig:
             out.append("the external target needs the node program's command (--program or --bin)")
         if self.validate_trace and self.target != "dynamo":
             out.append("--validate-trace needs the dynamo target, whose nodes log their steps")
-        elif self.validate_trace and self.mode == "dvv":
-            out.append(
-                "--validate-trace: the spec has vector clocks and LWW, not dotted version "
-                "vectors: use --mode vclock or lww"
-            )
         if self.target == "dynamo":
             n = min(self.n, self.nodes)
             if not (1 <= self.r <= n and 1 <= self.w <= n):

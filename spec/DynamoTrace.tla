@@ -40,7 +40,7 @@ traceVars == <<l, late, past>>
 \* The trace records what a client was told of a read: its values and their
 \* merged clock.
 AnsweredView(A) ==
-    {[key |-> a.key, vals |-> {v.val : v \in a.vers}, vc |-> JoinAll(a.vers),
+    {[key |-> a.key, vals |-> {v.val : v \in a.vers}, vc |-> Context(a.vers),
       after |-> a.after, epoch |-> a.epoch] : a \in A}
 
 IsState(s) ==
@@ -156,7 +156,7 @@ AntiEntropyHalf(i, j, k, n) ==
 \* the promises judge by, tells them apart.  A context that no read answered
 \* (a pruned clock, or one made up by the client) leaves the choice open.
 WroteAfter(k, ctx) ==
-    LET fits == {rd \in Reads(k) : JoinAll(rd.vers) = ctx}
+    LET fits == {rd \in Reads(k) : Context(rd.vers) = ctx}
     IN fits # {} =>
           \E rd \in fits :
              saw'[clock'] = UNION {saw[u.ts] \cup {u.ts} : u \in rd.vers}

@@ -50,12 +50,16 @@ OpId = int | str
 
 
 class Version(msgspec.Struct, frozen=True):
-    """``[val, vc, ts]``: ``val`` null for a delete, ``vc`` without zero entries allowed, ``ts``
-    whatever the implementation stamps (it only tells versions apart)."""
+    """``[val, vc, ts, wr, dot]``: ``val`` null for a delete, ``vc`` without zero entries
+    allowed, ``ts`` whatever the implementation stamps (it only tells versions apart). With
+    dotted version vectors ``(wr, dot)`` is the write's own event and ``vc`` its context;
+    otherwise ``wr`` is absent and ``dot`` 0."""
 
     val: str | None
     vc: dict[str, int]
     ts: float | int | str | None = None
+    wr: str | None = None
+    dot: int = 0
 
 
 class Hint(msgspec.Struct):
@@ -154,6 +158,7 @@ _RENAME_CONSTANTS: Final = {
     "sloppy": "Sloppy",
     "lww": "LWW",
     "pref": "Pref",
+    "dvv": "DVV",
 }
 
 
@@ -166,6 +171,8 @@ class TraceConstants(msgspec.Struct, frozen=True, rename=_RENAME_CONSTANTS):
     sloppy: bool
     lww: bool
     pref: dict[str, list[str]]
+    # Dotted version vectors (per-process traces of a node in --mode dvv).
+    dvv: bool = False
 
     def header(self) -> str:
         """The trace's first line, naming these constants."""
@@ -339,12 +346,12 @@ class Interned:
 
 # ---- mapping a trace onto the spec -------------------------------------------------------------
 
-VersionKey = tuple[str | None, tuple[tuple[str, int], ...], str]
+VersionKey = tuple[str | None, tuple[tuple[str, int], ...], str, str | None, int]
 
 
 def _version_key(v: Version) -> VersionKey:
     clock = tuple(sorted((n, c) for n, c in v.vc.items() if c))
-    return (v.val, clock, repr(v.ts))
+    return (v.val, clock, repr(v.ts), v.wr, v.dot)
 
 
 def _message_owner(m: Message) -> tuple[str, str]:
@@ -455,9 +462,8 @@ class Mapper:
                     "val": self.value(v.val),
                     "vc": self.clock(v.vc),
                     "ts": str(ts),
-                    # Dot-free: the trace format carries vector clocks and LWW only.
-                    "wr": tla_string(NO_NODE),
-                    "dot": "0",
+                    "wr": tla_string(v.wr if v.dot and v.wr else NO_NODE),
+                    "dot": str(v.dot),
                 }
             )
         )
@@ -846,10 +852,12 @@ def promises(constants: TraceConstants) -> tuple[str, ...]:
     """The promises a run's mode keeps, checked at every line by default. LWW keeps no write
     against a concurrent one; plain vector clocks keep AckedWritesSurvive but not
     CausalWritesSurvive (a blind put through a coordinator supersedes the writes before it),
-    which is checked only when asked for."""
+    which is checked only when asked for; dotted version vectors keep both."""
     out = ["SiblingsAntichain"]
     if not constants.lww:
         out.append("AckedWritesSurvive")
+    if constants.dvv:
+        out.append("CausalWritesSurvive")
     if not constants.sloppy and constants.r + constants.w > constants.n:
         out.append("StrictQuorumRead")
     return tuple(out)

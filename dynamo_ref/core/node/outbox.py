@@ -156,6 +156,12 @@ def spec_version(v: Version) -> dict[str, object]:
 
 
 def trace_version(v: Version) -> dict[str, object]:
-    """``spec_version`` with the value as trace text (per-process traces are JSON)."""
+    """A version in the spec's shape for a per-process trace (JSON, so the value as text).
+
+    A DVV version is the spec's ``[val, vc, ts, wr, dot]``: its clock is the context it was
+    written in and ``(wr, dot)`` its own event. Any other has no dot, as in the spec."""
     value = None if v.value is None else text(v.value)
+    if v.dot:
+        vc = {node: counter for node, counter, _ in v.clock.entries() if counter}
+        return {"val": value, "vc": vc, "ts": v.timestamp, "wr": v.writer, "dot": v.dot}
     return {"val": value, "vc": spec_clock(v), "ts": v.timestamp}

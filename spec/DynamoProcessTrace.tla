@@ -60,4 +60,63 @@ ProcessIncomplete == l < Len(TraceLog)
 ACCEPTED == "dynamo-run-accepted"
 ProcessAccepted == l = Len(TraceLog) => PrintT(ACCEPTED)
 
+----------------------------------------------------------------------------
+\* Diagnosis of a rejected run, with TDiagnoseAt the line that failed: the
+\* lines before it are matched as above, that line's action is taken without
+\* the node's account of its variables, and ProcessDiagnoseReport prints
+\* which of them the spec's step leaves otherwise.  Printing no mismatch
+\* means the action is not enabled; then the guards that fail are printed.
+
+\* The node's variables the spec's step (just taken) leaves otherwise than
+\* the line s says.
+LocalDiffering(s) ==
+    LET n == s.node
+    IN {v \in {"store", "hints", "putOps", "putsDone", "getOps", "getsDone"} :
+          CASE v = "store" -> \E k \in DOMAIN s.store : store[n][k] # s.store[k]
+            [] v = "hints" ->
+                 \E p \in DOMAIN s.hints :
+                    {h \in hints[n] : h.owner = p[1] /\ h.key = p[2]} # s.hints[p]
+            [] v = "putOps" -> ~(s.putOps \subseteq putOps[n])
+            [] v = "putsDone" -> \E id \in s.putsDone : \E op \in putOps[n] : op.id = id
+            [] v = "getOps" ->
+                 \E g \in s.getOps :
+                    ~\E h \in getOps[n] :
+                       /\ h.id = g.id /\ h.key = g.key /\ h.resps = g.resps
+                       /\ h.stand = g.stand /\ h.done = g.done
+            [] v = "getsDone" -> \E id \in s.getsDone : \E g \in getOps[n] : g.id = id}
+
+\* What differs, as <<the spec's, the node's>>.
+LocalDetail(v, s) ==
+    LET n == s.node
+    IN CASE v = "store" ->
+              {<<k, Apart(store[n][k], s.store[k])>> :
+                  k \in {k \in DOMAIN s.store : store[n][k] # s.store[k]}}
+         [] v = "hints" ->
+              {<<p, Apart({h \in hints[n] : h.owner = p[1] /\ h.key = p[2]}, s.hints[p])>> :
+                  p \in DOMAIN s.hints}
+         [] v = "putOps" ->
+              <<{op \in putOps[n] : \E o \in s.putOps : o.id = op.id}, s.putOps \ putOps[n]>>
+         [] v = "putsDone" -> <<{op \in putOps[n] : op.id \in s.putsDone}, s.putsDone>>
+         [] v = "getOps" ->
+              <<{g \in getOps[n] : \E o \in s.getOps : o.id = g.id}, s.getOps>>
+         [] v = "getsDone" -> <<{g \in getOps[n] : g.id \in s.getsDone}, s.getsDone>>
+
+ProcessDiagnoseNext ==
+    /\ l < TDiagnoseAt
+    /\ LET e == TraceLog[l + 1]
+       IN /\ Step(e)
+          /\ (l + 1 < TDiagnoseAt /\ e.has) => IsLocalNext(e.state)
+    /\ l' = l + 1
+    /\ RecordPast
+
+ProcessDiagnoseReport ==
+    \/ l < TDiagnoseAt - 1
+    \/ /\ l = TDiagnoseAt - 1
+       /\ PrintT(<<"guards", l, FailingGuards(TraceLog[l + 1])>>)
+    \/ /\ PrintT(<<"mismatch", l, IF TraceLog[l].has
+                                  THEN LocalDiffering(TraceLog[l].state) ELSE {}>>)
+       /\ TraceLog[l].has =>
+             \A v \in LocalDiffering(TraceLog[l].state) :
+                PrintT(<<"detail", v, LocalDetail(v, TraceLog[l].state)>>)
+
 =============================================================================

@@ -256,18 +256,18 @@ def test_control_a_correct_handoff_run_is_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("plant", "action"),
+    ("plant", "action", "variable"),
     [
         # the fallback's hints are gone after its HandoffHint step, before any ack
-        ("hint_dropped_on_send", "HandoffHint"),
+        ("hint_dropped_on_send", "HandoffHint", "hints"),
         # the coordinator's put is gone (answered) after its own ack, with W=2
-        ("put_answered_short", "ClientPut"),
+        ("put_answered_short", "ClientPut", "putsDone"),
         # the fallback's store holds the hinted version after its ReplicaStore step
-        ("fallback_keeps_hint_as_own", "ReplicaStore"),
+        ("fallback_keeps_hint_as_own", "ReplicaStore", "store"),
     ],
 )
 def test_a_bug_planted_in_the_node_is_rejected_where_it_shows(
-    tmp_path: Path, plant: str, action: str
+    tmp_path: Path, plant: str, action: str, variable: str
 ) -> None:
     verdict = validate_run([_planted_run(tmp_path, plant)], spec_dir=SPEC, timeout=300)
     assert not verdict.accepted, f"{plant} was accepted"
@@ -275,6 +275,8 @@ def test_a_bug_planted_in_the_node_is_rejected_where_it_shows(
     # The node's step at that trace line is the one that shows the bug (a ClientPut step may
     # end in a SloppyFallback, whose line then carries the step's state).
     assert action in _actions_at(verdict.failed_at), verdict.describe()
+    # ... and the diagnosis names the node's variable the spec's step leaves otherwise.
+    assert variable in verdict.differing, verdict.describe()
 
 
 def _actions_at(where: str) -> list[str]:

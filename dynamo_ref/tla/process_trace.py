@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -54,6 +55,7 @@ from dynamo_ref.tla.trace import (
     TraceFormatError,
     Version,
     _version_key,
+    explanation,
     promises,
     tla_bool,
     tla_fn,
@@ -65,6 +67,7 @@ from dynamo_ref.tla.trace import (
 
 SPEC_FILES: Final = ("Dynamo.tla", "DynamoTrace.tla", "DynamoProcessTrace.tla")
 CFG: Final = "DynamoProcessTrace.cfg"
+DIAGNOSE_CFG: Final = "DynamoProcessDiagnose.cfg"
 
 # Node-only steps beyond the global format's: they leave every spec variable alone.
 LOCAL_ONLY: Final = frozenset({"ClockAhead"})
@@ -118,6 +121,10 @@ class RunVerdict:
     actions: Counter[str]
     broken: str | None = None  # the promise the run breaks, if it is one that failed
     promised: tuple[str, ...] = ()
+    # Of a rejected step, the node's variables the spec's step leaves otherwise than its line
+    # says, and each difference as <<the spec's, the node's>>.
+    differing: tuple[str, ...] = ()
+    details: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.accepted:
@@ -126,9 +133,10 @@ class RunVerdict:
         if self.failed is None:
             return f"error: {self.reason}"
         where = f" ({self.failed_at})" if self.failed_at else ""
+        detail = "".join(f"\n  {d}" for d in self.details)
         return (
             f"rejected at action {self.failed} of {self.lines}, {self.failed_action}{where}: "
-            f"{self.reason}"
+            f"{self.reason}{detail}"
         )
 
 
@@ -286,10 +294,43 @@ class PreparedRun:
     constants: TraceConstants
 
 
+def _preference_lists(
+    config: Mapping[str, Any], nodes: Sequence[str], keys: Sequence[str], n: int
+) -> dict[str, list[str]]:
+    """Each key's extended preference list: the nodes' own (``config["pref"]``, for an
+    implementation that places keys its own way), else dynamo-ref's ring of ``partitions``.
+
+    :raises TraceFormatError: a key the given lists leave out, or a list that is not every
+        node once.
+    """
+    given = config.get("pref")
+    if given is None:
+        ring = Ring.create(list(nodes), int(config.get("partitions", 64)), target_n=n)
+        return {k: list(ring.extended_preference_list(k.encode(), n)) for k in keys}
+    if not isinstance(given, dict):
+        raise TraceFormatError("the nodes' config.pref is not a map of keys to node lists")
+    out: dict[str, list[str]] = {}
+    for k in keys:
+        order = given.get(k)
+        if order is None:
+            raise TraceFormatError(f"the run uses key {k!r}, which the nodes' config.pref lacks")
+        if not isinstance(order, list) or sorted(map(str, order)) != sorted(nodes):
+            raise TraceFormatError(
+                f"config.pref[{k!r}] must name every node ({', '.join(nodes)}) once"
+            )
+        out[k] = [str(x) for x in order]
+    return out
+
+
 def prepare_run(
-    merged: MergeResult, config: Mapping[str, Any], nodes: Sequence[str]
+    merged: MergeResult,
+    config: Mapping[str, Any],
+    nodes: Sequence[str],
+    *,
+    diagnose_at: int = 0,
 ) -> PreparedRun:
-    """Map a merged run onto the spec and render its ``TraceData`` module.
+    """Map a merged run onto the spec and render its ``TraceData`` module (``diagnose_at``:
+    the line a diagnosis run explains, 0 for none).
 
     :raises TraceFormatError: the run does what the spec does not cover.
     """
@@ -298,7 +339,6 @@ def prepare_run(
         if s.line is not None:
             _check_covered(config, s)
     n = int(config.get("n", 3))
-    ring = Ring.create(list(nodes), int(config.get("partitions", 64)), target_n=n)
     keys = sorted(
         {
             str(a[2])
@@ -309,7 +349,7 @@ def prepare_run(
         }
         | {k for s in steps if s.line is not None for k in s.line.state.get("store", {})}
     )
-    pref = {k: list(ring.extended_preference_list(k.encode(), n)) for k in keys}
+    pref = _preference_lists(config, nodes, keys, n)
     constants = TraceConstants(
         n=n,
         r=int(config.get("r", 2)),
@@ -419,7 +459,7 @@ def prepare_run(
         + tla_fn((tla_string(k), tla_seq(tla_string(x) for x in pref[k])) for k in keys),
         *(f"T{name} == {value}" for name, value in bounds.items()),
         "TExtensions == TRUE",
-        "TDiagnoseAt == 0",
+        f"TDiagnoseAt == {diagnose_at}",
         "",
         *mapper.ver.definitions(),
         *states.definitions(),
@@ -441,10 +481,13 @@ def validate_run(
     timeout: float | None = None,
     promised: Sequence[str] | None = None,
     also: Sequence[str] = (),
+    explain: bool = True,
 ) -> RunVerdict:
     """Merge the per-process traces at ``paths`` and check with TLC that the run is a
     behaviour of spec/Dynamo.tla, and that it keeps the spec's promises (``promised``, by
     default those the run's mode keeps: ``run_promises``; and ``also``) after every step.
+    A rejected step is explained by a second TLC run (``explain``): the guard of its action
+    that fails, or the node's variables the spec's step leaves otherwise.
 
     :raises TraceFormatError: no traces, a run the spec does not cover, or an unknown promise.
     :raises dynamo_ref.tla.merge.TraceInputError: traces that do not merge.
@@ -503,10 +546,46 @@ def validate_run(
     failed = min((result.depth or 0) + 1, len(prepared.lines))
     line = prepared.lines[failed - 1]
     at = None if line.step is None else f"{line.step.path}:{line.step.lineno}"
+    reason = "no behaviour of the spec takes this step and ends where the node says it did"
+    details: list[str] = []
+    if explain:
+        reason, details = _explain_run(
+            merged, config, nodes, failed, spec_dir=spec_dir, keep=keep, timeout=timeout
+        )
     return verdict(
         False,
         failed=failed,
         failed_action=f"{line.action} of {line.node}",
         failed_at=at,
-        reason="no behaviour of the spec takes this step and ends where the node says it did",
+        reason=reason,
+        differing=tuple(_DIFFERING.findall(reason.partition(" otherwise")[0])),
+        details=tuple(details),
     )
+
+
+_DIFFERING: Final = re.compile(r"\b(store|hints|putOps|putsDone|getOps|getsDone)\b")
+
+
+def _explain_run(
+    merged: MergeResult,
+    config: Mapping[str, Any],
+    nodes: Sequence[str],
+    failed: int,
+    *,
+    spec_dir: Path,
+    keep: Path | None,
+    timeout: float | None,
+) -> tuple[str, list[str]]:
+    """Why line ``failed`` of a run cannot be taken (DynamoProcessDiagnose.cfg)."""
+    prepared = prepare_run(merged, config, nodes, diagnose_at=failed)
+    with tempfile.TemporaryDirectory(prefix="dynamo-run-diagnose-") as scratch:
+        work = (keep / "diagnose") if keep else Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        for name in (*SPEC_FILES, DIAGNOSE_CFG):
+            shutil.copy(spec_dir / name, work / name)
+        (work / "TraceData.tla").write_text(prepared.module)
+        result = run_tlc(
+            work / "DynamoProcessTrace.tla", work / DIAGNOSE_CFG, workers=1, timeout=timeout
+        )
+    reason, details = explanation(result, failed)
+    return reason.replace("otherwise than recorded", "otherwise than the node logged"), details

@@ -1086,6 +1086,14 @@ def _explain(
     result = run_tlc(
         work / "DynamoTrace.tla", work / "DynamoTraceDiagnose.cfg", workers=1, timeout=timeout
     )
+    return explanation(result, failed)
+
+
+def explanation(result: TlcResult, failed: int) -> tuple[str, list[str]]:
+    """Why line ``failed`` cannot be taken, from TLC's diagnosis run (DynamoTrace's
+    DiagnoseReport or DynamoProcessTrace's ProcessDiagnoseReport): a guard of its action
+    fails, or the step ends with the variables named otherwise than recorded, with each
+    difference as ``<<only in the spec, only in the trace>>``."""
     names, details = _diagnosis(result.output)
     if names is None:
         if result.verdict is Verdict.ERROR:

@@ -562,6 +562,8 @@ class DynamoTarget:
             return Result("spec", "unknown", verdict.describe(), details, elapsed=elapsed)
         details |= {"failed_step": verdict.failed, "action": verdict.failed_action}
         details["trace_line"] = verdict.failed_at
+        if verdict.differing:
+            details["differing"] = list(verdict.differing)
         finding = Finding("trace-diverged", "", verdict.describe(), details=details)
         return Result("spec", "invalid", verdict.describe(), details, (finding,), elapsed=elapsed)
 

@@ -297,9 +297,12 @@ def _configs(
     workload_given: bool,
     per_node: int | None,
     rate: float | None,
+    validate: bool | None = None,
 ) -> list[CampaignConfig]:
-    """Every run's config, with the defaults that depend on other settings filled in."""
+    """Every run's config, with the defaults that depend on other settings filled in (trace
+    validation, unless ``validate`` says, where ``harness.run.validation_fits``)."""
     from harness.campaign import expand_matrix
+    from harness.run import RunConfig, validation_fits
 
     try:
         base = config_cls(out=out, **single)
@@ -318,7 +321,10 @@ def _configs(
         if rate is not None and isinstance(clients, int) and clients > 0:
             # The runner's rate is per client; a bad one is left as given for its message.
             changes["rate"] = rate / clients if rate > 0 else rate
-        done.append(dataclasses.replace(cfg, **changes) if changes else cfg)
+        run = dataclasses.replace(cfg, **changes) if changes else cfg
+        if validate is None and isinstance(run, RunConfig) and validation_fits(run):
+            run = dataclasses.replace(run, validate_trace=True)
+        done.append(run)
     return done
 
 
@@ -478,10 +484,11 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         "(invalid: a failure; unknown or crashed: an error).",
     )
     @click.option(
-        "--validate-trace",
-        is_flag=True,
+        "--validate-trace/--no-validate-trace",
+        default=None,
         help="The nodes log their steps and TLC checks the run against spec/Dynamo.tla (the "
-        "spec checker; --mode vclock or lww, the modes the spec has).",
+        "spec checker). Default: on for dynamo-target runs on this machine at a --rate that "
+        "makes at most 2,000 operations, off otherwise.",
     )
     def campaign(
         *,
@@ -511,7 +518,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
         remote_etcd: str | None,
         sudo: bool,
         junit: Path | None,
-        validate_trace: bool,
+        validate_trace: bool | None,
     ) -> None:
         """Run a fault campaign; exit 0 valid, 1 invalid, 2 unknown or bad options."""
         if len(nemesis) > 1 and not matrix:
@@ -537,8 +544,8 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             axes["seed"] = list(range(first, first + test_count))
         if program:
             single["program"] = tuple(shlex.split(program))
-        if validate_trace:
-            single["validate_trace"] = True
+        if validate_trace is not None:
+            single["validate_trace"] = validate_trace
         remote: dict[str, object] = {
             "ssh_user": ssh_user,
             "ssh_keys": tuple(ssh_keys) or None,
@@ -566,6 +573,7 @@ def make_campaign_command(loader: Loader = _default_loader) -> click.Command:
             workload_given=workload is not None,
             per_node=per_node,
             rate=rate,
+            validate=validate_trace,
         )
         _validate(configs, {"mode": mode, "quorum": quorum, "net": net})
         code = _run(configs, out, run_once, junit)

@@ -75,6 +75,26 @@ TARGETS = ("dynamo", "etcd", "external")
 NETS = ("proxy", "netns")
 
 
+# The most client operations a run may ask for (its rate times its time) for the campaign
+# command to validate its traces without being asked: about a minute of TLC on this
+# project's two-core machine (benchmarks/trace_validation_bench.py: 1,600 operations on 5
+# nodes under partitions, kills and pauses, 17,700 actions, 50 s).
+AUTO_VALIDATE_OPS = 2000
+
+
+def validation_fits(cfg: RunConfig) -> bool:
+    """Whether a run is short enough that validating its traces against the spec is worth
+    doing by default: the dynamo target on this machine, at a bounded rate (a closed loop
+    makes as many operations as the machine allows), and Java there to run TLC."""
+    import shutil
+
+    if cfg.target != "dynamo" or cfg.hosts or cfg.rate is None:
+        return False
+    if cfg.rate * cfg.clients * cfg.duration > AUTO_VALIDATE_OPS:
+        return False
+    return shutil.which("java") is not None
+
+
 @dataclass
 class RunConfig:
     nodes: int = 5
@@ -106,6 +126,7 @@ class RunConfig:
     settle: float = 2.0  # at least, after the heal (anti-entropy rounds)
     check_time_limit: float = 60.0  # the linearizability search's budget
     # The nodes log their steps and TLC checks the run against the spec (the spec checker).
+    # The campaign command turns it on by itself for short runs (`validation_fits`).
     validate_trace: bool = False
     validate_time_limit: float = 600.0
     # The nodes (dynamo-ref, etcd members or external programs) on these hosts over SSH, one

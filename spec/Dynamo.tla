@@ -932,18 +932,25 @@ TypeOK ==
           IF DVV THEN v.wr \in Nodes /\ v.dot > 0
           ELSE v.wr = NoNode /\ v.dot = 0
 
+\* Each promise below holds key by key (its ...At(k)): trace validation checks
+\* only the keys a step changed (DynamoTrace.tla's dirty).
+
 \* No replica keeps a version that another of its versions makes obsolete.
-SiblingsAntichain ==
-    \A n \in Nodes, k \in Keys :
-        \A u, v \in store[n][k] : ~Supersedes(u, v)
+SiblingsAntichainAt(k) ==
+    \A n \in Nodes : \A u, v \in store[n][k] : ~Supersedes(u, v)
+
+SiblingsAntichain == \A k \in Keys : SiblingsAntichainAt(k)
 
 \* An acknowledged write is never lost: it, or a version that causally
 \* follows it, is stored somewhere, or was a tombstone since reaped.
 \* Causality is judged by the clocks (After), which LWW mode carries along
 \* without using them.
-AckedWritesSurvive ==
-    \A a \in acked :
-        \E u \in Present(a.key) \cup buried[a.key] : u = a.ver \/ After(u, a.ver)
+AckedWritesSurviveAt(k) ==
+    LET held == Present(k) \cup buried[k]
+    IN \A a \in acked :
+          a.key = k => \E u \in held : u = a.ver \/ After(u, a.ver)
+
+AckedWritesSurvive == \A k \in Keys : AckedWritesSurviveAt(k)
 
 \* AckedWritesSurvive as the clients see it: an acknowledged write is stored
 \* somewhere, or a version whose writer had seen it is.  Vector clocks can
@@ -951,10 +958,12 @@ AckedWritesSurvive ==
 \* same context through one coordinator, whose counter the second takes past
 \* the first's.  The clocks then call the first overwritten, the clients see
 \* it lost (the fault harness's lost-writes checker reports such writes).
-CausalWritesSurvive ==
-    \A a \in acked :
-        \E u \in Present(a.key) \cup buried[a.key] :
-            u = a.ver \/ a.ver.ts \in saw[u.ts]
+CausalWritesSurviveAt(k) ==
+    LET held == Present(k) \cup buried[k]
+    IN \A a \in acked :
+          a.key = k => \E u \in held : u = a.ver \/ a.ver.ts \in saw[u.ts]
+
+CausalWritesSurvive == \A k \in Keys : CausalWritesSurviveAt(k)
 
 \* The converse promise: a version supersedes only versions its writer had
 \* seen, so a write is never overwritten by one that did not know of it.

@@ -40,6 +40,7 @@ ProcessInit ==
     /\ l = 1
     /\ late = [n \in Nodes |-> {}]
     /\ past = [n \in Nodes |-> [k \in Keys |-> {store[n][k]}]]
+    /\ dirty = Keys
     /\ TraceLog[1].action = "Init"
 
 ProcessNext ==
@@ -48,7 +49,7 @@ ProcessNext ==
        IN /\ Step(e)
           /\ e.has => IsLocalNext(e.state)
     /\ l' = l + 1
-    /\ RecordPast
+    /\ Remember
 
 \* Violated exactly when the whole run has been matched.
 ProcessIncomplete == l < Len(TraceLog)
@@ -59,6 +60,17 @@ ProcessIncomplete == l < Len(TraceLog)
 \* search ends by itself (nothing follows the last line) and prints one line.
 ACCEPTED == "dynamo-run-accepted"
 ProcessAccepted == l = Len(TraceLog) => PrintT(ACCEPTED)
+
+\* What TLC tells states apart by (the cfg's VIEW): every variable but saw and
+\* past.  Both only grow (saw by every put a writer had seen, past by every
+\* sibling set a node held), and fingerprinting them in every state made long
+\* runs quadratic.  States alike in all else are one state to TLC, the first
+\* found standing for the others.  That cannot accept a run that is no
+\* behaviour of Dynamo (every state TLC explores is one), but it may judge
+\* CausalWritesSurvive, which reads saw, on one of several explanations of a
+\* put's context, and miss a set an AntiEntropy half merges that only the
+\* other state's past holds: a rejection a full search would not make.
+ProcessView == <<l, late, nodeVars, envVars, acked, answered, stored, extraVars>>
 
 ----------------------------------------------------------------------------
 \* Diagnosis of a rejected run, with TDiagnoseAt the line that failed: the
@@ -107,7 +119,7 @@ ProcessDiagnoseNext ==
        IN /\ Step(e)
           /\ (l + 1 < TDiagnoseAt /\ e.has) => IsLocalNext(e.state)
     /\ l' = l + 1
-    /\ RecordPast
+    /\ Remember
 
 ProcessDiagnoseReport ==
     \/ l < TDiagnoseAt - 1

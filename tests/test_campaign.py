@@ -491,3 +491,27 @@ def test_cli_junit_has_a_case_per_run_and_per_checker(tmp_path: Path) -> None:
     assert suite.get("tests") == str(len(cases))
     assert suite.get("failures") == "2"  # the lww run, and its lost_writes checker
     assert suite.get("errors") == "2"
+
+
+def test_short_runs_at_a_rate_validate_their_traces_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")  # Java is there
+    short = ("--nodes", "3", "--time", "10", "--rate", "100")  # 1,000 operations
+    _, seen = _capturing_cli(tmp_path, *short)
+    assert [c.validate_trace for c in seen] == [True]
+    # More operations than AUTO_VALIDATE_OPS, a closed loop, another target, or asked not to.
+    _, seen = _capturing_cli(tmp_path, "--nodes", "3", "--time", "30", "--rate", "100")
+    assert [c.validate_trace for c in seen] == [False]
+    _, seen = _capturing_cli(tmp_path, "--nodes", "3", "--time", "10")
+    assert [c.validate_trace for c in seen] == [False]
+    _, seen = _capturing_cli(tmp_path, *short, "--target", "external", "--program", "x")
+    assert [c.validate_trace for c in seen] == [False]
+    _, seen = _capturing_cli(tmp_path, *short, "--no-validate-trace")
+    assert [c.validate_trace for c in seen] == [False]
+    _, seen = _capturing_cli(tmp_path, "--nodes", "3", "--time", "30", "--validate-trace")
+    assert [c.validate_trace for c in seen] == [True]
+    # Without Java there is no TLC to run: not by default.
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    _, seen = _capturing_cli(tmp_path, *short)
+    assert [c.validate_trace for c in seen] == [False]

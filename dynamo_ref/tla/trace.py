@@ -378,6 +378,10 @@ def _versions(s: State) -> Iterator[Version]:
     yield from (a.ver for a in s.acked)
 
 
+# Values longer than this are renamed in the spec's module (Mapper.value).
+_LONG_VALUE: Final = 24
+
+
 class Mapper:
     """Binds ids and versions along a trace and renders its states in TLA+."""
 
@@ -385,6 +389,7 @@ class Mapper:
         self.nodes = nodes
         self.keys = sorted(constants.pref)
         self.values: set[str] = set()
+        self._long_values: dict[str, str] = {}
         self.versions: dict[VersionKey, int] = {}
         self.ops: dict[tuple[str, str, str], int] = {}  # (kind, owner, local id) -> spec id
         self.after: dict[int, int] = {}  # spec get id -> acks before it began
@@ -444,7 +449,16 @@ class Mapper:
     # Rendering.
 
     def value(self, v: str | None) -> str:
+        """A value as the spec sees it: only told apart from others, so a long one (a set-add
+        workload writes the whole set) is named by its start and a number, once: a name
+        longer than any value left as it is, so none can be mistaken for another."""
         s = TOMBSTONE if v is None else v
+        if len(s) > _LONG_VALUE:
+            name = self._long_values.get(s)
+            if name is None:
+                name = f"{s[:_LONG_VALUE]}...#{len(self._long_values) + 1}"
+                self._long_values[s] = name
+            s = name
         self.values.add(s)
         return tla_string(s)
 

@@ -198,7 +198,9 @@ def test_no_reply_leaves_before_its_write_is_durable() -> None:
 def test_overload_is_refused_at_once() -> None:
     async def main() -> None:
         # n2 acks only when its store lets it: n1's puts wait for W=2 and pile up past 3.
-        config = FAST.__class__(n=2, r=1, w=2, sloppy=False, max_pending=3, request_timeout=5.0)
+        config = FAST.__class__(
+            n=2, r=1, w=2, sloppy=False, max_pending=3, request_timeout=5.0, reap_delay=30.0
+        )
         cluster = LocalCluster(2, config)
         gated = cluster.stores["n2"] = _GatedStore()
         gated.gate.set()

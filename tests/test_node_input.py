@@ -113,6 +113,13 @@ def test_config_takes_mode_names_and_refuses_inconsistent_settings() -> None:
         NodeConfig(n=3, r=4)
     with pytest.raises(ValueError, match="request_timeout"):
         NodeConfig(request_timeout=0.0)
+    # Tombstones reaped while a request that read what they deleted is still in progress.
+    with pytest.raises(ValueError, match=r"reap_delay .* must outlast"):
+        NodeConfig(request_timeout=3.0, reap_delay=5.0)  # forward deadline 6 s
+    with pytest.raises(ValueError, match=r"reap_delay .* must outlast"):
+        NodeConfig(forward_timeout=5.0, reap_delay=5.0)
+    assert NodeConfig(request_timeout=3.0, reap_delay=5.0, reap_tombstones=False).reap_delay == 5
+    assert NodeConfig(request_timeout=2.0, reap_delay=5.0).forward_deadline == 4.0
     with pytest.raises(ValueError, match="small"):
         NodeConfig(prune=PruneSettings(small=0))
     with pytest.raises(ValueError, match="'nonsense'"):

@@ -93,6 +93,14 @@ class NodeConfig:
         bad = [name for name, t in times.items() if not (math.isfinite(t) and t > 0)]
         if bad:
             raise ValueError(f"these times must be positive and finite: {', '.join(bad)}")
+        if self.reap_tombstones and self.reap_delay <= self.forward_deadline:
+            # The spec's ReapQuiet: an older request still in progress (a forwarded one lives
+            # for the forward deadline) would write a reaped version back by read repair.
+            raise ValueError(
+                f"reap_delay ({self.reap_delay:g} s) must outlast request_timeout and the "
+                f"forward deadline ({self.forward_deadline:g} s): a request still in progress "
+                "when its key's tombstones are reaped would write what they deleted back"
+            )
         if not math.isfinite(self.clock_skew):
             raise ValueError("clock_skew must be finite")
         if self.prune.small < 1 or self.prune.big < self.prune.small:

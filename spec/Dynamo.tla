@@ -976,11 +976,13 @@ OverwritesSeen ==
 \* A delete is not undone: whatever an acknowledged tombstone superseded
 \* stays superseded by a present version, also once the tombstone is reaped
 \* (then nothing it superseded may be left anywhere).
-DeletesNotUndone ==
+DeletesNotUndoneAt(k) ==
     \A d \in acked :
-        IsTomb(d.ver) =>
-            \A u \in Present(d.key) :
-                Supersedes(d.ver, u) => \E w \in Present(d.key) : Supersedes(w, u)
+        (d.key = k /\ IsTomb(d.ver)) =>
+            \A u \in Present(k) :
+                Supersedes(d.ver, u) => \E w \in Present(k) : Supersedes(w, u)
+
+DeletesNotUndone == \A k \in Keys : DeletesNotUndoneAt(k)
 
 \* A read that began after a write was acked, with no crash or partition
 \* between that ack and the answer, returns the write or a descendant.

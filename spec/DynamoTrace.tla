@@ -108,21 +108,50 @@ Unsettled(c, S) ==
 
 \* A response to a get the spec has forgotten: recorded, and the responders
 \* it shows stale are marked for repair.
+LateUpdated(i, m) ==
+    {IF /\ g.id = m.mop
+        /\ g.key = m.mkey
+        /\ m.msrc \in ReadTargets(i, g) \ DOMAIN g.resps
+     THEN LET resps == g.resps @@ (m.msrc :> m.mvers)
+              new == Latest(resps)
+          IN [g EXCEPT !.resps = resps,
+                       !.repair = (IF new # Latest(g.resps)
+                                   THEN DOMAIN g.resps ELSE {})
+                                  \cup (IF m.mvers # new
+                                        THEN {m.msrc} ELSE {})]
+     ELSE g : g \in late[i]}
+
 LateResponse(i, m) ==
     IF \E op \in getOps[i] : op.id = m.mop
     THEN UNCHANGED late
-    ELSE late' = [late EXCEPT ![i] = Unsettled(i,
-            {IF /\ g.id = m.mop
-                /\ g.key = m.mkey
-                /\ m.msrc \in ReadTargets(i, g) \ DOMAIN g.resps
-             THEN LET resps == g.resps @@ (m.msrc :> m.mvers)
-                      new == Latest(resps)
-                  IN [g EXCEPT !.resps = resps,
-                               !.repair = (IF new # Latest(g.resps)
-                                           THEN DOMAIN g.resps ELSE {})
-                                          \cup (IF m.mvers # new
-                                                THEN {m.msrc} ELSE {})]
-             ELSE g : g \in @})]
+    ELSE late' = [late EXCEPT ![i] = Unsettled(i, LateUpdated(i, m))]
+
+\* A response to a get the spec has forgotten (its quorum came first): the
+\* message is taken, late records it, and when every replica has now
+\* answered, itself, with the same tombstones and nothing is left to repair,
+\* the coordinator schedules their reap, as ReadRepair does when all answer
+\* in time (coordinator.py _maybe_reap_after_read).
+LateReadResponse(i, m) ==
+    /\ Delivers(i, m, "readResp")
+    /\ ~\E op \in getOps[i] : op.id = m.mop
+    /\ Discard(m)
+    /\ LateResponse(i, m)
+    /\ reaps' =
+          IF \E g \in LateUpdated(i, m) :
+                LET latest == Latest(g.resps)
+                IN /\ Deletes
+                   /\ g.id = m.mop
+                   /\ m.msrc \in DOMAIN g.resps
+                   /\ latest # {}
+                   /\ \A u \in latest : IsTomb(u)
+                   /\ DOMAIN g.stand = {}
+                   /\ ReplicasOf(i, g.key) \subseteq DOMAIN g.resps
+                   /\ g.repair = {}
+          THEN LET g == CHOOSE g \in LateUpdated(i, m) : g.id = m.mop
+               IN [reaps EXCEPT ![i] = @ \cup {[key |-> g.key, vers |-> Latest(g.resps)]}]
+          ELSE reaps
+    /\ UNCHANGED <<nodeVars, up, cut, clock, gets, faults, historyVars, fwds, buried, moved,
+                   view>>
 
 \* The repair a late response calls for.
 LateReadRepair(c, id) ==
@@ -211,11 +240,19 @@ Step(e) ==
        /\ UNCHANGED late
     \/ /\ a = "ReadResponse"
        /\ \E m \in Takes(x[1], x[2], x[3], x[4], "readResp") :
-             ReadResponse(x[1], m) /\ LateResponse(x[1], m)
+             IF \E op \in getOps[x[1]] : op.id = m.mop
+             THEN ReadResponse(x[1], m) /\ UNCHANGED late
+             ELSE LateReadResponse(x[1], m)
     \/ /\ a = "ReadRepair"
        /\ IF \E op \in getOps[x[1]] : op.id = x[2]
           THEN ReadRepair(x[1], x[2]) /\ ForgetGet(x[1], x[2])
           ELSE TExtensions /\ LateReadRepair(x[1], x[2])
+    \/ /\ a = "ReapTombstone"
+       /\ ReapTombstone(x[1], x[2])
+       /\ UNCHANGED late
+    \/ /\ a = "ReplicaReap"
+       /\ \E m \in Takes(x[1], x[2], x[3], 0, "reap") : ReplicaReap(x[1], m)
+       /\ UNCHANGED late
     \/ /\ a = "HandoffHint"
        /\ HandoffHint(x[1], x[2], x[3])
        /\ UNCHANGED late
@@ -303,6 +340,7 @@ TraceIncomplete == l < Len(TraceLog)
 TraceSiblingsAntichain == \A k \in dirty : SiblingsAntichainAt(k)
 TraceAckedWritesSurvive == \A k \in dirty : AckedWritesSurviveAt(k)
 TraceCausalWritesSurvive == \A k \in dirty : CausalWritesSurviveAt(k)
+TraceDeletesNotUndone == \A k \in dirty : DeletesNotUndoneAt(k)
 TraceStrictQuorumRead == StrictQuorumRead
 
 ----------------------------------------------------------------------------
@@ -397,6 +435,13 @@ Guards(e) ==
                <<"get id at c answered, or late with a repair due",
                  \/ \E op \in getOps[x[1]] : op.id = x[2] /\ op.done
                  \/ \E g \in late[x[1]] : g.id = x[2] /\ g.repair # {}>>}
+         [] a = "ReapTombstone" ->
+              {<<"up[c]", up[x[1]]>>,
+               <<"a reap of k due at c", \E r \in reaps[x[1]] : r.key = x[2]>>,
+               <<"ReapQuiet", \E r \in reaps[x[1]] : r.key = x[2] /\ ReapQuiet(x[2], r.vers)>>}
+         [] a = "ReplicaReap" ->
+              {<<"message in flight", Takes(x[1], x[2], x[3], 0, "reap") # {}>>,
+               <<"up[i]", up[x[1]]>>, <<"Linked(src, i)", Linked(x[2], x[1])>>}
          [] a = "HandoffHint" ->
               {<<"up[f]", up[x[1]]>>,
                <<"f holds hints for h and k",

@@ -338,3 +338,17 @@ def test_a_bad_fault_line_is_refused_with_its_place(
     log = _faults(tmp_path, [{"fault": "start", "node": "a", "t": 0.1}, line])
     with pytest.raises(TraceInputError, match=f"{log}:2: .*{message}"):
         merge_files([tmp_path])
+
+
+def test_a_run_the_validator_does_not_map_is_refused_where_it_shows(tmp_path: Path) -> None:
+    from dynamo_ref.tla.models import default_spec_dir
+    from dynamo_ref.tla.process_trace import validate_run
+    from dynamo_ref.tla.trace import TraceFormatError
+
+    path = _trace(tmp_path, "n1", [(1.0, None, [])])
+    lines = path.read_text().splitlines()
+    step = json.loads(lines[1])
+    step["actions"] = [["AdminJoin", "n1", "n4"]]  # a ring change
+    path.write_text(lines[0] + "\n" + json.dumps(step) + "\n")
+    with pytest.raises(TraceFormatError, match=rf"{path}:2: AdminJoin: the ring changes"):
+        validate_run([path], spec_dir=default_spec_dir(), timeout=60)

@@ -144,11 +144,12 @@ class RunVerdict:
 ACCEPTED: Final = '"dynamo-run-accepted"'
 
 
-def run_promises(constants: TraceConstants) -> tuple[str, ...]:
-    """The promises checked by default after every step of a real run: those its mode keeps,
-    without StrictQuorumRead, since cut links are not steps here and a read across a cut
-    would look like one with no fault before it."""
-    return tuple(p for p in promises(constants) if p != "StrictQuorumRead")
+def run_promises(constants: TraceConstants, deletes: bool = False) -> tuple[str, ...]:
+    """The promises checked by default after every step of a real run: those its mode keeps
+    (and DeletesNotUndone where the run deletes), without StrictQuorumRead, since cut links
+    are not steps here and a read across a cut would look like one with no fault before it."""
+    kept = tuple(p for p in promises(constants) if p != "StrictQuorumRead")
+    return (*kept, "DeletesNotUndone") if deletes else kept
 
 
 def run_constants(paths: Iterable[Path]) -> tuple[dict[str, Any], list[str]]:
@@ -196,12 +197,13 @@ def _check_covered(config: Mapping[str, Any], step: Step) -> None:
                 f"{step.path}:{step.lineno}: {action[0]}: the ring changes, which trace "
                 "validation does not map yet (Dynamo.tla's models check ring changes)"
             )
-    for v in _versions_in(line.state):
-        if v.get("val") is None:
-            raise TraceFormatError(
-                f"{step.path}:{step.lineno}: a delete: trace validation does not map "
-                "tombstones and reaps yet (Dynamo.tla's models check them)"
-            )
+    if not config.get("reap_tombstones", True) and any(
+        v.get("val") is None for v in _versions_in(line.state)
+    ):
+        raise TraceFormatError(
+            f"{step.path}:{step.lineno}: a delete on nodes that never reap tombstones "
+            "(reap_tombstones off), which Dynamo.tla does not have: its deletes are reaped"
+        )
 
 
 class _Binder:
@@ -292,6 +294,7 @@ class PreparedRun:
     lines: list[RunLine]
     actions: Counter[str]
     constants: TraceConstants
+    deletes: bool = False
 
 
 def _preference_lists(
@@ -426,6 +429,7 @@ def prepare_run(
                     f"{step.path}:{step.lineno}: {name} is neither an action of Dynamo.tla nor "
                     "a node-only step that trace validation knows"
                 )
+    deletes = TOMBSTONE in mapper.values
     bounds = {
         "MaxClock": binder.puts,
         "MaxGets": binder.gets,
@@ -451,7 +455,7 @@ def prepare_run(
         f"TMode == {tla_string(_MODES[str(config.get('mode', 'dvv'))])}",
         f"TPR == {int(config.get('pr', 0))}",
         f"TPW == {int(config.get('pw', 0))}",
-        "TDeletes == FALSE",
+        f"TDeletes == {tla_bool(deletes)}",
         f"TTomb == {tla_string(TOMBSTONE)}",
         "TMaxForwards == 0",
         f"TNoNode == {tla_string(NO_NODE)}",
@@ -469,7 +473,7 @@ def prepare_run(
         ">>",
         "=" * 76,
     ]
-    return PreparedRun("\n".join(header) + "\n", out, actions, constants)
+    return PreparedRun("\n".join(header) + "\n", out, actions, constants, deletes)
 
 
 def validate_run(
@@ -495,7 +499,9 @@ def validate_run(
     config, nodes = run_constants(paths)
     merged = merge_files(paths)
     prepared = prepare_run(merged, config, nodes)
-    base = run_promises(prepared.constants) if promised is None else tuple(promised)
+    base = (
+        run_promises(prepared.constants, prepared.deletes) if promised is None else tuple(promised)
+    )
     checked = tuple(dict.fromkeys((*base, *also)))
     unknown = [p for p in checked if p not in PROMISES]
     if unknown:

@@ -245,6 +245,8 @@ SPEC_ACTIONS: Final = {
     "ReadResponse": "nnko",
     "ReadRepair": "ng",
     "HandoffHint": "nnk",
+    "ReapTombstone": "nk",
+    "ReplicaReap": "nnk",
     "AntiEntropy": "nnk",
     "Crash": "n",
     "Recover": "n",
@@ -858,6 +860,9 @@ PROMISES: Final = {
     "StrictQuorumRead": (
         "a read that began after a write was acknowledged, with no fault between, did not "
         "return it (R + W > N with a strict quorum promises it does)"
+    ),
+    "DeletesNotUndone": (
+        "a version an acknowledged delete superseded is present again, superseded by nothing"
     ),
 }
 

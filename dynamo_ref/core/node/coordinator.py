@@ -476,7 +476,10 @@ class Coordinator:
             self.PutTimeout(op, now)
 
     def PutTimeout(self, op: PutOp, now: float) -> None:
-        """The put's timer fired: a put without its quorum fails with a clear error."""
+        """The put's timer fired: a put without its quorum fails with a clear error; an
+        answered delete still waiting for every replica's ack gives up its reap."""
+        if op.answered and self._in_spec(op):
+            self._out.action("PutTimeout", self._out.node_id, str(op.id))
         if not op.answered:
             c = op.collector
             c.timeout()
@@ -735,10 +738,15 @@ class Coordinator:
             self._puts = _Noted(self._puts)
             self._gets = _Noted(self._gets)
 
+    def _in_spec(self, op: PutOp) -> bool:
+        """Whether the spec still has the put: until it is answered, and an answered delete
+        until every replica acked it (its reap waits for that)."""
+        return not op.answered or (op.version.is_tombstone and self._config.reap_tombstones)
+
     def spec_state(self, *, noted: bool = False) -> dict[str, object]:
         """``putOps`` and ``getOps`` in the spec's shapes. Puts and gets already answered are
         left out: in the spec, ``UpdatePut`` and ``ReadRepair`` remove them in the step that
-        answers.
+        answers (but for a delete waiting for every replica's ack, ``_in_spec``).
 
         ``noted`` (for a per-process trace): only the requests touched since the last such
         call (``note_requests``), and under ``putsDone``/``getsDone`` the ids of those among
@@ -755,7 +763,7 @@ class Coordinator:
         shape, name = (trace_version, text) if noted else (spec_version, _same)
         put_ops = []
         for op in puts:
-            if op.answered:
+            if not self._in_spec(op):
                 continue
             stand_ins = op.collector.stand_ins
             put_ops.append(
@@ -781,9 +789,9 @@ class Coordinator:
         ]
         return {"putOps": put_ops, "getOps": get_ops, **done}
 
-    @staticmethod
-    def _take(table: _Noted[Any], name: str, done: dict[str, list[int]]) -> list[Any]:
+    def _take(self, table: _Noted[Any], name: str, done: dict[str, list[int]]) -> list[Any]:
         ids, table.noted = sorted(table.noted), set()
         ops = [op for i in ids if (op := dict.get(table, i)) is not None]
-        done[name] = [i for i in ids if (op := dict.get(table, i)) is None or op.answered]
+        kept = self._in_spec if name == "putsDone" else lambda op: not op.answered
+        done[name] = [i for i in ids if (op := dict.get(table, i)) is None or not kept(op)]
         return ops

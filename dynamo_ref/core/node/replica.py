@@ -7,8 +7,8 @@ them: each change is made in memory and stated as a durable effect in the same s
 Spec actions here: ``ReplicaStore`` (a Store arrives), ``ReplicaRead`` (a Read arrives),
 ``HandoffHint`` (hinted versions go back to their owner, dropped when it acks),
 ``ReapTombstone`` (``reap_timer``: the other replicas are told, the key dropped here) and
-``ReplicaReap`` (``reap_received``). Both drops are logged as ``ReapTombstone``, and only when
-the key still holds exactly the tombstones: a sibling written since keeps it. The spec's
+``ReplicaReap`` (``reap_received``), each logged when it is taken; the key goes only if it
+still holds exactly the tombstones: a sibling written since keeps it. The spec's
 ``ReapQuiet`` guard is what ``reap_delay`` stands for: the delay must outlast every older message
 and request of the key, or a late read repair writes a reaped version back. Node-only:
 ``ClockAhead`` (a writer's timestamps run ahead) and ``replica_get`` (the fault harness reads
@@ -302,6 +302,7 @@ class Replica:
         key, tombstones = entry
         wire = siblings_to_wire(tombstones)
         me = self._out.node_id
+        self._out.action("ReapTombstone", me, text(key))
         for p in self._routing.replicas(key):
             if p != me:
                 self._out.send(p, Reap(key, wire))
@@ -310,13 +311,13 @@ class Replica:
     def reap_received(self, src: NodeId, m: Reap, now: float) -> None:
         versions = self._out.decode(src, m.versions)
         if versions is not None:
+            self._out.action("ReplicaReap", self._out.node_id, src, text(m.key))
             self._reap(m.key, canonical(versions))
 
     def _reap(self, key: bytes, tombstones: Siblings) -> None:
         """Drop ``key`` only if these tombstones are still all this node holds of it."""
         held = self._engine.get(key)
         if held and held == tombstones and all(v.is_tombstone for v in held):
-            self._out.action("ReapTombstone", self._out.node_id, text(key))
             self.write(key, ())
 
     # ---- queries --------------------------------------------------------------------------

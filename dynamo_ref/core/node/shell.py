@@ -46,8 +46,8 @@ Spec actions (spec/Dynamo.tla) and the handlers that emit them as ``Action(name,
     HandoffHint        Replica.HandoffHint         hinted versions go back to their owner
     AntiEntropy        AntiEntropy.AntiEntropy     one key of a Merkle exchange merged, in two
                                                    halves: at the peer, then at the initiator
-    ReapTombstone      Replica.reap_timer          a reap timer fires (line only on a drop)
-    ReplicaReap        Replica.reap_received       a Reap arrives (line ``ReapTombstone``)
+    ReapTombstone      Replica.reap_timer          a reap timer fires: replicas told, key dropped
+    ReplicaReap        Replica.reap_received       a Reap arrives: the key dropped if unchanged
     ChangeView         Members._set_view           a view with a new ring (no line of its own)
     TransferPartition  Members._send_chunk         a partition no longer replicated is sent
     ReceiveTransfer    Members.transfer_received   merged and acked: replicated on this ring

@@ -58,7 +58,7 @@ def measure(duration: float, rate: float, nodes: int, out: Path, limit: float) -
         parse = verdict.result.seconds - _tlc_search_seconds(output)
     return {
         "time": duration,
-        "ops": ops,
+        "history_ops": ops,  # the workload's and the final reads
         "actions": len(prepared.lines),
         "module_mb": round(len(prepared.module) / 1e6, 1),
         "merge_s": round(t1 - t0, 1),

@@ -383,7 +383,8 @@ def _campaign(tmp_path: Path, plant: str | None, mode: str = "vclock") -> RunRes
     return asyncio.run(run_once(cfg, target=target))
 
 
-@pytest.mark.parametrize("mode", ["dvv", "vclock", "lww"])
+# vclock's campaign in make test-slow: a vclock run with a kill is accepted above.
+@pytest.mark.parametrize("mode", ["dvv", pytest.param("vclock", marks=pytest.mark.slow), "lww"])
 def test_a_campaign_checks_its_run_against_the_spec(tmp_path: Path, mode: str) -> None:
     result = _campaign(tmp_path, None, mode)
     spec = result.checks["spec"]

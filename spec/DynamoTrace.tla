@@ -130,7 +130,7 @@ LateResponse(i, m) ==
 \* message is taken, late records it, and when every replica has now
 \* answered, itself, with the same tombstones and nothing is left to repair,
 \* the coordinator schedules their reap, as ReadRepair does when all answer
-\* in time (coordinator.py _maybe_reap_after_read).
+\* in time (coordinator.py _maybe_reap_after_read): an extension.
 LateReadResponse(i, m) ==
     /\ Delivers(i, m, "readResp")
     /\ ~\E op \in getOps[i] : op.id = m.mop
@@ -139,7 +139,8 @@ LateReadResponse(i, m) ==
     /\ reaps' =
           IF \E g \in LateUpdated(i, m) :
                 LET latest == Latest(g.resps)
-                IN /\ Deletes
+                IN /\ TExtensions
+                   /\ Deletes
                    /\ g.id = m.mop
                    /\ m.msrc \in DOMAIN g.resps
                    /\ latest # {}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import shutil
 import tempfile
 from collections import Counter
@@ -45,6 +44,7 @@ from dynamo_ref.tla.trace import (
     SPEC_ACTIONS,
     STUTTER_ACTIONS,
     TOMBSTONE,
+    Explanation,
     GetOp,
     Hint,
     Interned,
@@ -552,10 +552,11 @@ def validate_run(
     failed = min((result.depth or 0) + 1, len(prepared.lines))
     line = prepared.lines[failed - 1]
     at = None if line.step is None else f"{line.step.path}:{line.step.lineno}"
-    reason = "no behaviour of the spec takes this step and ends where the node says it did"
-    details: list[str] = []
+    why = Explanation(
+        "no behaviour of the spec takes this step and ends where the node says it did", [], []
+    )
     if explain:
-        reason, details = _explain_run(
+        why = _explain_run(
             merged, config, nodes, failed, spec_dir=spec_dir, keep=keep, timeout=timeout
         )
     return verdict(
@@ -563,13 +564,10 @@ def validate_run(
         failed=failed,
         failed_action=f"{line.action} of {line.node}",
         failed_at=at,
-        reason=reason,
-        differing=tuple(_DIFFERING.findall(reason.partition(" otherwise")[0])),
-        details=tuple(details),
+        reason=why.reason,
+        differing=tuple(why.variables),
+        details=tuple(why.details),
     )
-
-
-_DIFFERING: Final = re.compile(r"\b(store|hints|putOps|putsDone|getOps|getsDone)\b")
 
 
 def _explain_run(
@@ -581,7 +579,7 @@ def _explain_run(
     spec_dir: Path,
     keep: Path | None,
     timeout: float | None,
-) -> tuple[str, list[str]]:
+) -> Explanation:
     """Why line ``failed`` of a run cannot be taken (DynamoProcessDiagnose.cfg)."""
     prepared = prepare_run(merged, config, nodes, diagnose_at=failed)
     with tempfile.TemporaryDirectory(prefix="dynamo-run-diagnose-") as scratch:
@@ -593,5 +591,4 @@ def _explain_run(
         result = run_tlc(
             work / "DynamoProcessTrace.tla", work / DIAGNOSE_CFG, workers=1, timeout=timeout
         )
-    reason, details = explanation(result, failed)
-    return reason.replace("otherwise than recorded", "otherwise than the node logged"), details
+    return explanation(result, failed, recorded="the node logged")

@@ -35,7 +35,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -1105,29 +1105,46 @@ def _explain(
     result = run_tlc(
         work / "DynamoTrace.tla", work / "DynamoTraceDiagnose.cfg", workers=1, timeout=timeout
     )
-    return explanation(result, failed)
+    reason, details, _ = explanation(result, failed)
+    return reason, details
 
 
-def explanation(result: TlcResult, failed: int) -> tuple[str, list[str]]:
+class Explanation(NamedTuple):
+    """Why a line cannot be taken: ``reason`` as a sentence, the ``variables`` the spec's step
+    leaves otherwise than recorded (none when the action is not enabled), and TLC's account
+    of each in ``details``."""
+
+    reason: str
+    details: list[str]
+    variables: list[str]
+
+
+def explanation(result: TlcResult, failed: int, recorded: str = "recorded") -> Explanation:
     """Why line ``failed`` cannot be taken, from TLC's diagnosis run (DynamoTrace's
     DiagnoseReport or DynamoProcessTrace's ProcessDiagnoseReport): a guard of its action
-    fails, or the step ends with the variables named otherwise than recorded, with each
+    fails, or the step ends with the variables named otherwise than ``recorded``, with each
     difference as ``<<only in the spec, only in the trace>>``."""
     names, details = _diagnosis(result.output)
     if names is None:
         if result.verdict is Verdict.ERROR:
-            return f"no behaviour of the spec takes this step ({result.describe()})", []
-        if failed == 1:
-            return "the Init line is not the spec's initial state", []
-        guards = _GUARDS.search(result.output)
-        failing = (
-            [" ".join(g.split()) for g in re.findall(r'"((?:[^"\\]|\\.)*)"', guards.group(2))]
-            if guards
-            else []
-        )
-        if failing:
-            return f"the action is not enabled: {', '.join(failing)} fails", []
-        return "the action is not enabled in any state that matches the trace so far", []
+            reason = f"no behaviour of the spec takes this step ({result.describe()})"
+        elif failed == 1:
+            reason = "the Init line is not the spec's initial state"
+        else:
+            guards = _GUARDS.search(result.output)
+            failing = (
+                [" ".join(g.split()) for g in re.findall(r'"((?:[^"\\]|\\.)*)"', guards.group(2))]
+                if guards
+                else []
+            )
+            reason = (
+                f"the action is not enabled: {', '.join(failing)} fails"
+                if failing
+                else "the action is not enabled in any state that matches the trace so far"
+            )
+        return Explanation(reason, [], [])
     if not names:
-        return "the action is enabled, but the rest of its node step cannot follow", []
-    return f"the spec's step leaves {', '.join(names)} otherwise than recorded", details
+        reason = "the action is enabled, but the rest of its node step cannot follow"
+        return Explanation(reason, [], [])
+    reason = f"the spec's step leaves {', '.join(names)} otherwise than {recorded}"
+    return Explanation(reason, details, names)

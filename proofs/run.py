@@ -95,9 +95,9 @@ TARGETS: tuple[Target, ...] = (
         "dominates; merge is the least upper bound; prune only removes entries",
     ),
     # Searched alone and deeper: at their modules' 1 s these let planted bugs through (a merge
-    # taking the smaller counter, a reconcile keeping a dominated version, a write collector
-    # one ack short, a gossip merge keeping an older entry, a reused write counter); each is a
-    # mutant in proofs/mutants/ that these targets refute.
+    # taking the smaller counter, a reconcile keeping a dominated version, a quorum decided
+    # one answer short, a gossip merge keeping an older entry, a reused write counter); each is
+    # a mutant in proofs/mutants/ that these targets refute.
     Target(
         "dynamo_ref.core.vclock.VClock.merge",
         condition_s=8.0,
@@ -111,6 +111,13 @@ TARGETS: tuple[Target, ...] = (
         path_s=None,
         wall_s=240.0,
         checks="reconcile keeps an antichain, covers every input, keeps only inputs",
+    ),
+    Target(
+        "dynamo_ref.core.quorum._Tally.record_ok",
+        condition_s=4.0,
+        path_s=None,
+        wall_s=60.0,
+        checks="an answer decides success only with the quorum and the primaries it needs",
     ),
     Target(
         "dynamo_ref.core.quorum.WriteCollector.ack",

@@ -86,14 +86,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=80.0, help="client ops/s in all")
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--time-limit", type=float, default=900.0, help="TLC's budget")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each run's directory under this one (to profile TLC on it)"
+    )
     args = parser.parse_args()
     rows = []
     for duration in args.time or [10.0, 30.0]:
-        scratch = Path(tempfile.mkdtemp(prefix="trace-bench-"))
+        scratch = Path(tempfile.mkdtemp(prefix="trace-bench-", dir=args.keep))
         try:
             rows.append(measure(duration, args.rate, args.nodes, scratch, args.time_limit))
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if args.keep is None:
+                shutil.rmtree(scratch, ignore_errors=True)
         print(rows[-1], flush=True)
     head = list(rows[0])
     print("| " + " | ".join(head) + " |")

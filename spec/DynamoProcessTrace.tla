@@ -61,16 +61,21 @@ ProcessIncomplete == l < Len(TraceLog)
 ACCEPTED == "dynamo-run-accepted"
 ProcessAccepted == l = Len(TraceLog) => PrintT(ACCEPTED)
 
-\* What TLC tells states apart by (the cfg's VIEW): every variable but saw and
-\* past.  Both only grow (saw by every put a writer had seen, past by every
-\* sibling set a node held), and fingerprinting them in every state made long
-\* runs quadratic.  States alike in all else are one state to TLC, the first
-\* found standing for the others.  That cannot accept a run that is no
-\* behaviour of Dynamo (every state TLC explores is one), but it may judge
-\* CausalWritesSurvive, which reads saw, on one of several explanations of a
-\* put's context, and miss a set an AntiEntropy half merges that only the
-\* other state's past holds: a rejection a full search would not make.
-ProcessView == <<l, late, nodeVars, envVars, acked, answered, stored, extraVars>>
+\* What TLC tells states apart by (the cfg's VIEW): the line, and the
+\* variables that say what may happen next.  Left out are saw and past,
+\* which only grow (saw by every put a writer had seen, past by every
+\* sibling set a node held), and acked, answered and stored, the history of
+\* what clients were told, which grows with every request.  Fingerprinting
+\* them in every state made long runs quadratic.  The last three are the
+\* same in every state at a line: each is set by a step whose line names
+\* the put or get and whose node logs what it wrote or answered.  States
+\* alike in all else are one state to TLC, the first found standing for the
+\* others.  That cannot accept a run that is no behaviour of Dynamo (every
+\* state TLC explores is one), but it may judge CausalWritesSurvive, which
+\* reads saw, on one of several explanations of a put's context, and miss a
+\* set an AntiEntropy half merges that only the other state's past holds:
+\* a rejection a full search would not make.
+ProcessView == <<l, late, nodeVars, envVars, extraVars>>
 
 ----------------------------------------------------------------------------
 \* Diagnosis of a rejected run, with TDiagnoseAt the line that failed: the

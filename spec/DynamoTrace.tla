@@ -301,9 +301,13 @@ Changed ==
     \cup (IF Cardinality(acked') = Cardinality(acked) THEN {}
           ELSE {a.key : a \in acked' \ acked})
 
-\* What every step of a trace records beside the spec's variables.
+\* What every step of a trace records beside the spec's variables.  Only the
+\* sets a step changed are rebuilt: rebuilding all of past at every step
+\* copied every set any node ever held, and made long runs quadratic.
 Remember ==
-    /\ past' = [n \in Nodes |-> [k \in Keys |-> past[n][k] \cup {store'[n][k]}]]
+    /\ past' = [n \in Nodes |-> [k \in Keys |->
+                  IF store'[n][k] = store[n][k] THEN past[n][k]
+                  ELSE past[n][k] \cup {store'[n][k]}]]
     /\ dirty' = Changed
 
 TraceInit ==

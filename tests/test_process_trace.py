@@ -352,3 +352,34 @@ def test_a_run_the_validator_does_not_map_is_refused_where_it_shows(tmp_path: Pa
     path.write_text(lines[0] + "\n" + json.dumps(step) + "\n")
     with pytest.raises(TraceFormatError, match=rf"{path}:2: AdminJoin: the ring changes"):
         validate_run([path], spec_dir=default_spec_dir(), timeout=60)
+
+
+def test_node_only_steps_become_lines_only_when_they_change_the_node(traces: Path) -> None:
+    """Gossip and Merkle exchanges that leave the node's variables as they were give TLC
+    nothing to check: they are left out of the generated trace (a long run had a third of
+    its lines such), while one that changes the node stays, as a Stutter the spec checks."""
+    from dynamo_ref.tla.process_trace import prepare_run, run_constants
+    from dynamo_ref.tla.trace import STUTTER_ACTIONS
+
+    config, names = run_constants([traces])
+    merged = merge_files([traces])
+    prepared = prepare_run(merged, config, names)
+    node_only = [
+        s
+        for s in merged.steps
+        if s.line is not None
+        and s.line.actions
+        and all(a[0] in STUTTER_ACTIONS for a in s.line.actions)
+    ]
+    assert len(node_only) > 10  # the run gossiped and compared Merkle trees
+    kept = {id(line.step) for line in prepared.lines}
+
+    def touched(step: object) -> bool:
+        line = step.line  # type: ignore[attr-defined]
+        fields = ("store", "hints", "putOps", "getOps", "putsDone", "getsDone")
+        return any(line.state.get(v) for v in fields) or bool(line.hintKeys)
+
+    for step in node_only:
+        assert (id(step) in kept) == touched(step)
+    stutters = [line.step for line in prepared.lines if line.action == "Stutter"]
+    assert all(step is not None and touched(step) for step in stutters)

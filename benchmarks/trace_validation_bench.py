@@ -33,7 +33,7 @@ def measure(duration: float, rate: float, nodes: int, out: Path, limit: float) -
         duration=duration,
         nemesis=("partition", "kill", "pause"),
         clients=8,
-        rate=rate / 8,
+        rate=rate / 8 if rate > 0 else None,
         keys=40,
         seed=1,
         out=out,
@@ -83,7 +83,12 @@ def _tlc_search_seconds(output: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time", type=float, action="append", help="seconds (repeatable)")
-    parser.add_argument("--rate", type=float, default=80.0, help="client ops/s in all")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=80.0,
+        help="client ops/s in all; 0: closed loop, as fast as the cluster answers",
+    )
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--time-limit", type=float, default=900.0, help="TLC's budget")
     parser.add_argument(

@@ -987,13 +987,15 @@ DeletesNotUndone == \A k \in Keys : DeletesNotUndoneAt(k)
 \* A read that began after a write was acked, with no crash or partition
 \* between that ack and the answer, returns the write or a descendant.
 \* Holds for R + W > N with a strict quorum.
-StrictQuorumRead ==
-    \A rd \in answered, a \in acked :
+StrictQuorumReadOf(rd) ==
+    \A a \in acked :
         (/\ a.key = rd.key
          /\ a.seq <= rd.after
          /\ a.epoch = rd.epoch
          /\ Settled(a.epoch))
         => \E u \in rd.vers : u = a.ver \/ After(u, a.ver)
+
+StrictQuorumRead == \A rd \in answered : StrictQuorumReadOf(rd)
 
 \* With PR + PW > N a read meets every answered put on a replica, whatever
 \* happened between: it returns the write or a descendant, under a sloppy

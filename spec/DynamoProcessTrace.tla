@@ -41,6 +41,7 @@ ProcessInit ==
     /\ late = [n \in Nodes |-> {}]
     /\ past = [n \in Nodes |-> [k \in Keys |-> {store[n][k]}]]
     /\ dirty = Keys
+    /\ fresh = {}
     /\ TraceLog[1].action = "Init"
 
 ProcessNext ==

@@ -36,7 +36,12 @@ VARIABLE past
 \* the last step changed, the only keys whose promises it can break.
 VARIABLE dirty
 
-traceVars == <<l, late, past, dirty>>
+\* fresh: the reads the last step answered, the only ones whose promise
+\* (StrictQuorumRead) it can break: a write acknowledged later is later than
+\* every read already answered.
+VARIABLE fresh
+
+traceVars == <<l, late, past, dirty, fresh>>
 
 ----------------------------------------------------------------------------
 \* What a state of the trace says of the spec's variables.
@@ -287,6 +292,13 @@ Step(e) ==
        /\ DuplicateMessage
        /\ msgs' = msgs (+) SetToBag({x[1]})
        /\ UNCHANGED late
+    \* A real run's cut began (the harness logs when): Partition as far as the
+    \* promises see it, the epoch moves on; the links are not modelled, the
+    \* messages a cut lost stay in flight.  Real runs only: a simulator trace
+    \* records its Partition steps.
+    \/ /\ a = "CutBegins"
+       /\ faults' = [faults EXCEPT !.partition = @ + 1]
+       /\ UNCHANGED <<nodeVars, up, msgs, cut, clock, gets, historyVars, extraVars, late>>
     \* A node-only step (gossip, Merkle exchange, forwarding, ...).
     \/ /\ a = "Stutter"
        /\ UNCHANGED <<vars, late>>
@@ -309,6 +321,8 @@ Remember ==
                   IF store'[n][k] = store[n][k] THEN past[n][k]
                   ELSE past[n][k] \cup {store'[n][k]}]]
     /\ dirty' = Changed
+    /\ fresh' = IF Cardinality(answered') = Cardinality(answered) THEN {}
+                ELSE answered' \ answered
 
 TraceInit ==
     /\ Init
@@ -316,6 +330,7 @@ TraceInit ==
     /\ late = [n \in Nodes |-> {}]
     /\ past = [n \in Nodes |-> [k \in Keys |-> {store[n][k]}]]
     /\ dirty = Keys
+    /\ fresh = {}
     /\ TraceLog[1].action = "Init"
     /\ IsState(TraceLog[1].state)
 
@@ -346,7 +361,7 @@ TraceSiblingsAntichain == \A k \in dirty : SiblingsAntichainAt(k)
 TraceAckedWritesSurvive == \A k \in dirty : AckedWritesSurviveAt(k)
 TraceCausalWritesSurvive == \A k \in dirty : CausalWritesSurviveAt(k)
 TraceDeletesNotUndone == \A k \in dirty : DeletesNotUndoneAt(k)
-TraceStrictQuorumRead == StrictQuorumRead
+TraceStrictQuorumRead == \A rd \in fresh : StrictQuorumReadOf(rd)
 
 ----------------------------------------------------------------------------
 \* Diagnosis of a rejected trace, with TDiagnoseAt the line that failed: the

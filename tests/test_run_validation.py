@@ -405,6 +405,60 @@ def test_control_a_campaign_on_a_bugged_node_has_the_spec_checker_reject_it(
     assert result.verdict == "invalid"
 
 
+def test_a_strict_campaign_keeps_strict_quorum_reads_with_its_cuts_as_lines(
+    tmp_path: Path,
+) -> None:
+    cfg = RunConfig(
+        nodes=4,
+        duration=4.0,
+        nemesis=("partition", "kill"),
+        mode="dvv",
+        quorum="strict",
+        clients=4,
+        keys=3,
+        rate=10.0,
+        seed=3,
+        out=tmp_path / "run",
+        quiesce=5.0,
+        validate_trace=True,
+    )
+    result = asyncio.run(run_once(cfg))
+    spec = result.checks["spec"]
+    assert spec.verdict == "valid", spec.explanation
+    assert "StrictQuorumRead" in spec.explanation
+    verdict = validate_run([cfg.out / "cluster"], spec_dir=SPEC, timeout=300)
+    assert verdict.accepted, verdict.describe()
+    assert "StrictQuorumRead" in verdict.promised
+    assert verdict.actions["CutBegins"] > 0  # the nemesis cut links: each cut moved the epoch
+
+
+def test_control_a_read_that_misses_an_acknowledged_write_breaks_strict_quorum_read(
+    tmp_path: Path,
+) -> None:
+    async def stale_read(t: DynamoTarget) -> None:
+        # W = R = 1: the put is acked by its coordinator alone, whose store messages the
+        # links hold back, and a read through another replica answers from its own copy.
+        t.network.delay(("n1", "n2"), 1.0)
+        t.network.delay(("n1", "n3"), 1.0)
+        c1, c2 = await t.client("n1"), await t.client("n2")
+        await c1.put("a", 1, None)
+        values, _ = await c2.get("a")
+        assert values == []
+        await asyncio.sleep(2.0)
+
+    run_dir = traced(tmp_path, stale_read, mode="dvv", quorum="strict", r=1, w=1)
+    # R + W <= N promises no such read: by default the run is accepted...
+    kept = validate_run([run_dir], spec_dir=SPEC, timeout=300)
+    assert kept.accepted, kept.describe()
+    assert "StrictQuorumRead" not in kept.promised
+    # ...and asked for it, the promise breaks at the step that answered the stale read.
+    broken = validate_run([run_dir], spec_dir=SPEC, timeout=300, also=["StrictQuorumRead"])
+    assert not broken.accepted
+    assert broken.broken == "StrictQuorumRead", broken.describe()
+    assert broken.failed_action is not None
+    assert broken.failed_action.startswith("ClientGet of n2"), broken.describe()
+
+
 def test_the_campaign_refuses_to_validate_what_the_spec_lacks() -> None:
     assert not any("validate" in p for p in RunConfig(validate_trace=True).problems())
     etcd = RunConfig(validate_trace=True, target="etcd", workload="register", net="netns")

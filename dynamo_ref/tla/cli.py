@@ -312,7 +312,8 @@ def merge_traces(ctx: click.Context, traces: tuple[Path, ...], out: Path | None)
     multiple=True,
     type=click.Choice(list(PROMISES)),
     help="Also check this property of the spec after every step (repeatable). By default the "
-    "ones the run's mode keeps are: SiblingsAntichain, AckedWritesSurvive (not with LWW).",
+    "ones the run's mode keeps: SiblingsAntichain, AckedWritesSurvive (not with LWW), "
+    "CausalWritesSurvive (with DVV) and DeletesNotUndone (when the run deletes).",
 )
 @click.pass_context
 def validate_run_command(
@@ -328,8 +329,8 @@ def validate_run_command(
     is a behaviour of spec/Dynamo.tla.
 
     Exits 0 when it is, 1 when an action is not (the action, its node and the trace line are
-    printed), 2 when the traces cannot be read, do not merge, or do what the spec does not
-    cover (dotted version vectors, deletes, ring changes).
+    printed), 2 when the traces cannot be read, do not merge, or do what the validator does
+    not cover (ring changes: joins, leaves, transfers).
     """
     from dynamo_ref.tla.merge import TraceInputError
     from dynamo_ref.tla.process_trace import validate_run

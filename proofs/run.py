@@ -55,6 +55,9 @@ DEFAULT_CONDITION_S = 5.0
 DEFAULT_WALL_S = 120.0
 # CI has two cores and nothing else runs during the proofs step.
 DEFAULT_JOBS = min(2, os.cpu_count() or 1)
+# PYTHONHASHSEED of the CrossHair children (--hash-seed sets it for them): the order in which
+# sets and dicts of strings are walked, and so which paths a budget reaches first.
+HASH_SEED_VAR = "DYNAMO_REF_PROOF_HASH_SEED"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -458,8 +461,8 @@ def child_env() -> dict[str, str]:
     # Contracts are decided at import time; switched off they are invisible to CrossHair.
     env["DYNAMO_REF_CONTRACTS"] = "1"
     env.pop("PYTHONOPTIMIZE", None)
-    # Same hash order every run, so a budget explores the same paths.
-    env["PYTHONHASHSEED"] = "0"
+    # Same hash order every run, so a budget explores the same paths (--hash-seed: another).
+    env["PYTHONHASHSEED"] = env.pop(HASH_SEED_VAR, "0")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
@@ -650,6 +653,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also fail when a condition never got an input past its preconditions",
     )
+    parser.add_argument(
+        "--hash-seed",
+        type=int,
+        default=0,
+        help="PYTHONHASHSEED of the CrossHair runs: another order of search (default 0)",
+    )
     parser.add_argument("--list", action="store_true", help="print the targets and their bounds")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="print every condition and function checked"
@@ -658,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkables", metavar="NAME", help=argparse.SUPPRESS)
     parser.add_argument("--conditions", metavar="NAME", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    os.environ[HASH_SEED_VAR] = str(args.hash_seed)
 
     if args.checkables or args.conditions:
         sys.path.insert(0, str(ROOT))  # as CrossHair does: names resolve from the repository root

@@ -299,6 +299,9 @@ def _faults(tmp_path: Path) -> set[str]:
     return {op["f"] for op in ops if op["process"] == "nemesis"}
 
 
+# In make test-slow (52 s here): the SSH path is covered by the dvv campaign and the cluster
+# test above, and the LWW loss this control shows by tests/test_run.py on local nodes.
+@pytest.mark.slow
 def test_control_a_campaign_over_ssh_catches_lww(hosts: SshHosts, tmp_path: Path) -> None:
     result, run = _campaign(hosts, tmp_path, "lww")
     assert result.exit_code == 1, result.output

@@ -9,11 +9,13 @@ log was edited, must be rejected, at the step that shows it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -356,7 +358,7 @@ def _actions_at(where: str) -> list[str]:
 # ---- campaigns: --validate-trace ------------------------------------------------------------
 
 
-def _campaign(tmp_path: Path, plant: str | None, mode: str = "vclock") -> RunResult:
+def _campaign_config(tmp_path: Path, mode: str, **changes: Any) -> RunConfig:
     cfg = RunConfig(
         nodes=4,
         duration=2.0,
@@ -370,6 +372,11 @@ def _campaign(tmp_path: Path, plant: str | None, mode: str = "vclock") -> RunRes
         quiesce=5.0,
         validate_trace=True,
     )
+    return dataclasses.replace(cfg, **changes)
+
+
+def _campaign(tmp_path: Path, plant: str | None, mode: str = "vclock") -> RunResult:
+    cfg = _campaign_config(tmp_path, mode)
     target = None
     if plant is not None:
         target = DynamoTarget(
@@ -408,19 +415,8 @@ def test_control_a_campaign_on_a_bugged_node_has_the_spec_checker_reject_it(
 def test_a_strict_campaign_keeps_strict_quorum_reads_with_its_cuts_as_lines(
     tmp_path: Path,
 ) -> None:
-    cfg = RunConfig(
-        nodes=4,
-        duration=4.0,
-        nemesis=("partition", "kill"),
-        mode="dvv",
-        quorum="strict",
-        clients=4,
-        keys=3,
-        rate=10.0,
-        seed=3,
-        out=tmp_path / "run",
-        quiesce=5.0,
-        validate_trace=True,
+    cfg = _campaign_config(
+        tmp_path, "dvv", duration=4.0, nemesis=("partition", "kill"), quorum="strict"
     )
     result = asyncio.run(run_once(cfg))
     spec = result.checks["spec"]

@@ -256,7 +256,7 @@ def cluster_up(
         raise click.ClickException(str(e)) from None
     with lc:
         try:
-            lc.wait_healthy()
+            lc.wait_healthy(stop=lambda: "stopping" if stopping else None)
         except ClusterError as e:
             click.echo(f"warning: {e}", err=True)
         table = Table(title=f"dynamo-ref cluster in {lc.base_dir}")

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -220,9 +220,20 @@ class LocalCluster:
             self._wait_ready(i)
         self.save_state()
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        """``wait_healthy`` over the running nodes."""
-        wait_healthy([n.address for n in self.nodes if n.running], timeout)
+    def wait_healthy(
+        self, timeout: float = 30.0, *, stop: Callable[[], str | None] | None = None
+    ) -> None:
+        """``wait_healthy`` over the running nodes; a node that exits meanwhile (a crash at
+        start, or `cluster down` run already) ends the wait at once, as ``stop`` does."""
+        live = [n for n in self.nodes if n.running]
+
+        def exited() -> str | None:
+            gone = [n.node_id for n in live if not n.running]
+            if gone:
+                return f"{', '.join(gone)} exited"
+            return stop() if stop is not None else None
+
+        wait_healthy([n.address for n in live], timeout, stop=exited)
 
     def add_node(self, *, start: bool = True) -> int:
         """A new node outside the initial ring, seeded with the others: it serves once it
@@ -400,17 +411,26 @@ class LocalCluster:
         _write_state(self.base_dir, state)
 
 
-def wait_healthy(addresses: Sequence[str], timeout: float = 30.0) -> None:
+def wait_healthy(
+    addresses: Sequence[str],
+    timeout: float = 30.0,
+    *,
+    stop: Callable[[], str | None] | None = None,
+) -> None:
     """Wait until every node at ``addresses`` answers ``status`` and suspects none of the
     others: nodes started one after another first suspect the ones not yet listening.
 
-    :raises ClusterError: not within ``timeout``; says who still suspects whom.
+    :raises ClusterError: not within ``timeout``, or ``stop`` gave a reason to give up; says
+        who still suspects whom.
     """
     deadline = time.monotonic() + timeout
     while True:
         problems = _health_problems(addresses, min(timeout, 5.0))
         if not problems:
             return
+        reason = stop() if stop is not None else None
+        if reason is not None:
+            raise ClusterError(f"the cluster is not healthy: {reason}; {'; '.join(problems)}")
         if time.monotonic() > deadline:
             raise ClusterError(
                 f"the cluster is not healthy after {timeout:g}s: {'; '.join(problems)}"

@@ -765,7 +765,7 @@ def test_cluster_up_traces_every_node_for_the_merger(tmp_path: Path) -> None:
         with Client([s.address for s in read_state(d)]) as c:
             c.put(b"traced", b"v", w=3)
         assert cli("cluster", "down", "--dir", str(d)).exit_code == 0
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=10) == 0  # not held in its own health wait by nodes gone
     finally:
         with contextlib.suppress(ClusterError):
             stop_recorded(d, timeout=5)

@@ -265,6 +265,14 @@ def test_every_mutant_patch_applies_and_names_a_listed_target(tmp_path: Path) ->
         ), f"{m.name} changes nothing"
 
 
+def test_a_real_mutant_is_killed_by_crosshair(capsys: pytest.CaptureFixture[str]) -> None:
+    # The whole catalogue runs in make test-slow (proofs-mutants); this one takes 2 s.
+    assert mutants.main(["--only", "quorum-one-short"]) == 0
+    out = capsys.readouterr().out
+    assert "1/1 mutants killed" in out
+    assert "refuted: false when calling record_ok" in out
+
+
 def test_control_a_patch_that_no_longer_applies_fails_naming_the_mutant(tmp_path: Path) -> None:
     stale = tmp_path / "stale-merge.patch"
     stale.write_text(

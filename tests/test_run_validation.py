@@ -330,8 +330,9 @@ def test_control_a_correct_handoff_run_is_accepted(tmp_path: Path) -> None:
     [
         # the fallback's hints are gone after its HandoffHint step, before any ack
         ("hint_dropped_on_send", "HandoffHint", "hints"),
-        # the coordinator's put is gone (answered) after its own ack, with W=2
-        ("put_answered_short", "ClientPut", "putsDone"),
+        # the coordinator's put is gone (answered) after its own ack, with W=2; in make
+        # test-slow: the campaign on this bugged node below is rejected at the same ClientPut
+        pytest.param("put_answered_short", "ClientPut", "putsDone", marks=pytest.mark.slow),
         # the fallback's store holds the hinted version after its ReplicaStore step
         ("fallback_keeps_hint_as_own", "ReplicaStore", "store"),
     ],
@@ -390,8 +391,16 @@ def _campaign(tmp_path: Path, plant: str | None, mode: str = "vclock") -> RunRes
     return asyncio.run(run_once(cfg, target=target))
 
 
-# vclock's campaign in make test-slow: a vclock run with a kill is accepted above.
-@pytest.mark.parametrize("mode", ["dvv", pytest.param("vclock", marks=pytest.mark.slow), "lww"])
+# vclock's and lww's campaigns in make test-slow: a vclock run with a kill is accepted above,
+# and the campaign path is the dvv one's; LWW traces are checked on simulator runs in make test.
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "dvv",
+        pytest.param("vclock", marks=pytest.mark.slow),
+        pytest.param("lww", marks=pytest.mark.slow),
+    ],
+)
 def test_a_campaign_checks_its_run_against_the_spec(tmp_path: Path, mode: str) -> None:
     result = _campaign(tmp_path, None, mode)
     spec = result.checks["spec"]
@@ -422,10 +431,9 @@ def test_a_strict_campaign_keeps_strict_quorum_reads_with_its_cuts_as_lines(
     spec = result.checks["spec"]
     assert spec.verdict == "valid", spec.explanation
     assert "StrictQuorumRead" in spec.explanation
-    verdict = validate_run([cfg.out / "cluster"], spec_dir=SPEC, timeout=300)
-    assert verdict.accepted, verdict.describe()
-    assert "StrictQuorumRead" in verdict.promised
-    assert verdict.actions["CutBegins"] > 0  # the nemesis cut links: each cut moved the epoch
+    by_action = spec.details["by_action"]
+    assert isinstance(by_action, dict)
+    assert by_action["CutBegins"] > 0  # the nemesis cut links: each cut moved the epoch
 
 
 def test_control_a_read_that_misses_an_acknowledged_write_breaks_strict_quorum_read(

@@ -85,6 +85,10 @@ def build_wheelhouse(cache: Path | None = None) -> Path:
     return out
 
 
+# In a host's venv: the name of the wheelhouse installed there.
+INSTALLED_MARK = ".dynamo-ref-build"
+
+
 @dataclass(frozen=True)
 class RemoteNode:
     node_id: str
@@ -171,17 +175,24 @@ class RemoteCluster:
         await pool.run(n.host, f"mkdir -p {q(n.dir)}/data {q(home)}/wheels")
         if wheels is None:
             return
+        venv = q(self._venv(n))
+        # The wheelhouse's name is the digest of what it was built from: a venv marked with it
+        # holds that build already, and a second `cluster up` or campaign skips pip (seconds
+        # per host).
+        marker = f"{venv}/{INSTALLED_MARK}"
+        held = await pool.run(n.host, f"cat {marker} 2>/dev/null || true", check=False)
+        if held.strip() == wheels.name:
+            return
         files = sorted(p for p in wheels.iterdir() if p.suffix == ".whl")
         await pool.put(n.host, files, f"{home}/wheels")
-        venv = q(self._venv(n))
         find = f"--no-index --find-links {q(home)}/wheels"
         await pool.run(
             n.host,
-            f"test -x {venv}/bin/python || {q(self.python)} -m venv {venv}; "
+            f"rm -f {marker}; test -x {venv}/bin/python || {q(self.python)} -m venv {venv}; "
             f"{venv}/bin/python -m pip install --quiet {find} "
             + " ".join(q(r) for r in NODE_REQUIREMENTS)
             + f" && {venv}/bin/python -m pip install --quiet --force-reinstall --no-deps {find} "
-            f"dynamo-ref=={__version__}",
+            f"dynamo-ref=={__version__} && echo {q(wheels.name)} > {marker}",
             timeout=600,
         )
 

@@ -1,6 +1,7 @@
 """`dynamo-ref spec ...`: model checking and trace validation with TLC."""
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -94,6 +95,14 @@ def list_models(spec_dir: Path | None) -> None:
     show_default=True,
     help="TLC's worker threads for each model.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Models checked at once. TLC gains about 1.5x from a second worker on two cores, two "
+    "models at once with one worker each about 2x: `--jobs 2 --workers 1` there.",
+)
 @click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed per model.")
 @click.option("--spec-dir", type=SPEC_DIR, help="The spec directory (default: spec/).")
 def check(
@@ -103,6 +112,7 @@ def check(
     nightly: bool,
     out: Path | None,
     workers: int,
+    jobs: int,
     timeout: float | None,
     spec_dir: Path | None,
 ) -> None:
@@ -125,15 +135,22 @@ def check(
     table = Table("model", "expected", "verdict", "generated", "distinct", "depth", "seconds")
     surprises: list[str] = []
     written: list[Path] = []
-    for model in chosen:
+
+    def one(model: Model) -> TlcResult:
         console.print(f"TLC {model.name} (expected {model.expected}) ...", highlight=False)
-        result = run_tlc(
+        return run_tlc(
             directory / model.module,
             model.cfg(directory),
             workers=workers,
             timeout=timeout,
             simulate=model.simulate,
         )
+
+    # Each TLC is a process of its own: threads only wait for them. Results keep the
+    # manifest's order whatever order the models end in.
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, chosen))
+    for model, result in zip(chosen, results, strict=True):
         ok = model.matches(result)
         if not ok:
             surprises.append(model.name)

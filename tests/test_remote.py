@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 from ssh_hosts import SshHosts, missing
 
+from dynamo_ref.remote.deploy import INSTALLED_MARK
 from dynamo_ref.remote.ssh import HostPool, RemoteError, SshOptions
 from harness.cli import main
 from harness.run import RunConfig, RunResult, make_target, run_once
@@ -248,8 +249,10 @@ def _campaign(hosts: SshHosts, tmp_path: Path, mode: str) -> tuple[Result, dict[
         "--hosts",
         ",".join(hosts.addresses),
         *ssh_args(hosts),
+        # One home for the three hosts (they share this file system, as an NFS home would):
+        # one venv, which one node's deploy installs under the lock and the others find made.
         "--remote-dir",
-        str(tmp_path / "remote-{host}"),
+        str(tmp_path / "remote"),
         "--remote-python",
         PYTHON,
         "--mode",
@@ -291,6 +294,9 @@ def test_a_campaign_over_ssh_dvv_loses_nothing(hosts: SshHosts, tmp_path: Path) 
     assert node_pids(hosts) == [], "nothing is left running on the hosts"
     logs = list((tmp_path / "runs").glob("*/*/cluster/n1/node.log"))
     assert logs, "the nodes' logs came back"
+    venvs = [p.parent.parent for p in tmp_path.glob("remote/**/bin/python")]
+    assert len(venvs) == 1, venvs
+    assert (venvs[0] / INSTALLED_MARK).exists()
 
 
 def _faults(tmp_path: Path) -> set[str]:
@@ -387,6 +393,44 @@ def doomed_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]
         yield h
     finally:
         h.stop()
+
+
+def test_a_dead_host_under_an_external_program_does_not_hold_its_kill_or_teardown(
+    doomed_hosts: SshHosts,
+) -> None:
+    """The host of n3's program dies (link down, its processes killed): its SSH channel never
+    closes, yet killing n3 and tearing the target down end within their timeouts (the host is
+    probed and dropped), and the programs on the live hosts are stopped. Without the probe, the
+    kill waited on the dead channel for good (the guard below)."""
+    h = doomed_hosts
+    program = "lin_kv_leader.py"
+    cfg = RunConfig(
+        nodes=3,
+        target="external",
+        workload="register",
+        program=(PYTHON, str(EXAMPLES / program)),
+        hosts=tuple(h.addresses),
+        ssh_user="root",
+        ssh_keys=(str(h.key),),
+        known_hosts=str(h.known_hosts),
+    )
+
+    async def go() -> float:
+        target = make_target(cfg)
+        await target.setup()
+        try:
+            assert len([p for p in h.pids() if _is_program(p, program)]) == 3
+            await asyncio.to_thread(h.kill_host, h.addresses[2])
+            started = time.monotonic()
+            await asyncio.wait_for(target.kill("n3"), 60)
+        finally:
+            await asyncio.wait_for(target.teardown(), 60)
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(go())
+    # a `kill` that times out (10 s), a probe (3 s), and the live hosts' stops
+    assert elapsed < 40
+    assert not [p for p in h.pids() if _is_program(p, program)], "programs left running"
 
 
 # About a minute each on hosts over SSH: in `make test-slow`, to keep `make test` under 20 min.
@@ -557,6 +601,71 @@ def test_ctrl_c_leaves_nothing_running_on_the_hosts(
 
 def _etcd_pids(h: SshHosts) -> list[int]:
     return [p for p in h.pids() if _is_program(p, "--initial-cluster-token")]
+
+
+# etcd's (12 s) in make test-slow with the other Ctrl-C tests; the external one takes 3 s.
+@pytest.mark.parametrize("target", [pytest.param("etcd", marks=pytest.mark.slow), "external"])
+def test_ctrl_c_leaves_no_etcd_member_or_program_on_the_hosts(
+    hosts: SshHosts, tmp_path: Path, target: str
+) -> None:
+    """As above for the other targets on hosts: `campaign --target etcd` (members started over
+    SSH, iptables chains) and `--target external` (programs whose pipes are SSH channels), sent
+    SIGINT while their load runs, exit within their timeouts and leave no member, program or
+    chain on any host. Control: just before the SIGINT the same checks see all three."""
+    program = "lin_kv_leader.py"
+    extra = (
+        ["--remote-dir", str(tmp_path / "remote-{host}"), "--nemesis", "partition,pause"]
+        if target == "etcd"
+        else ["--program", f"{PYTHON} {EXAMPLES / program}", "--nemesis", "partition"]
+    )
+    argv = [
+        str(Path(sys.executable).parent / "dynamo-ref"),
+        "campaign",
+        "--target",
+        target,
+        "--hosts",
+        ",".join(hosts.addresses),
+        *ssh_args(hosts),
+        *extra,
+        "--time",
+        "60",
+        "--keys",
+        "3",
+        "--clients",
+        "3",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
+
+    def running() -> list[int]:
+        if target == "etcd":
+            return _etcd_pids(hosts)
+        return [p for p in hosts.pids() if _is_program(p, program)]
+
+    log = tmp_path / "campaign.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while ": running" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert len(running()) == 3
+        if target == "etcd":
+            assert _chains(hosts) == hosts.addresses
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code != 0, log.read_text()
+    assert took < 40, log.read_text()
+    assert running() == [], log.read_text()
+    assert _chains(hosts) == []
 
 
 @pytest.mark.slow

@@ -172,7 +172,8 @@ class RemoteCluster:
                 f"{self.python} there is not Python 3.11 or later ({version.strip() or 'none'})",
             )
         home = self.host_dir(n.host)
-        await pool.run(n.host, f"mkdir -p {q(n.dir)}/data {q(home)}/wheels")
+        wheel_dir = f"{home}/wheels-{n.node_id}"  # the node's own: nodes may share a home
+        await pool.run(n.host, f"mkdir -p {q(n.dir)}/data {q(wheel_dir)}")
         if wheels is None:
             return
         venv = q(self._venv(n))
@@ -184,17 +185,21 @@ class RemoteCluster:
         if held.strip() == wheels.name:
             return
         files = sorted(p for p in wheels.iterdir() if p.suffix == ".whl")
-        await pool.put(n.host, files, f"{home}/wheels")
-        find = f"--no-index --find-links {q(home)}/wheels"
-        await pool.run(
-            n.host,
+        await pool.put(n.host, files, wheel_dir)
+        find = f"--no-index --find-links {q(wheel_dir)}"
+        build = q(wheels.name)
+        script = (
+            f'test "$(cat {marker} 2>/dev/null)" = {build} && exit 0; '
             f"rm -f {marker}; test -x {venv}/bin/python || {q(self.python)} -m venv {venv}; "
             f"{venv}/bin/python -m pip install --quiet {find} "
             + " ".join(q(r) for r in NODE_REQUIREMENTS)
             + f" && {venv}/bin/python -m pip install --quiet --force-reinstall --no-deps {find} "
-            f"dynamo-ref=={__version__} && echo {q(wheels.name)} > {marker}",
-            timeout=600,
+            f"dynamo-ref=={__version__} && echo {build} > {marker}"
         )
+        # Nodes whose hosts share a file system (an NFS home) share the venv: one installs
+        # under the lock, the others then find it marked.
+        lock = q(f"{self._venv(n)}.lock")
+        await pool.run(n.host, f"flock {lock} sh -c {q(script)}", timeout=600)
 
     async def install_secret(self, secret: bytes) -> None:
         await _each(

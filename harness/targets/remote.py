@@ -24,7 +24,7 @@ import shlex
 import signal
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncssh
 
@@ -229,6 +229,12 @@ class RemoteDynamoTarget(DynamoTarget):
             return c
 
 
+# Seconds a signal's `kill` may take on a host, and between probes of a host while waiting
+# for its program to exit.
+SIGNAL_TIMEOUT: Final = 10.0
+WAIT_PROBE_EVERY: Final = 5.0
+
+
 class SshProc:
     """A node program running on a host, its pipes carried by the SSH channel; signals go by
     its PID (the shell that starts it prints its own PID, then becomes the program)."""
@@ -274,15 +280,30 @@ class SshProc:
         return self._process.stderr
 
     async def wait(self) -> int:
-        await self._process.wait(check=False)
+        """The program's exit status; -1 when its host was lost (a dead host never closes the
+        channel, so the host is probed while the wait lasts, and a lost one ends it)."""
+        waiter = asyncio.ensure_future(self._process.wait(check=False))
+        try:
+            while not waiter.done():
+                await asyncio.wait({waiter}, timeout=WAIT_PROBE_EVERY)
+                if not waiter.done() and not await self._pool.probe(self._host):
+                    break
+        finally:
+            if not waiter.done():
+                waiter.cancel()
         code = self._process.returncode
         return -1 if code is None else code
 
     async def send(self, sig: signal.Signals) -> None:
         if self._process.returncode is None:
             name = sig.name.removeprefix("SIG")
-            with contextlib.suppress(RemoteError):
-                await self._pool.run(self._host, f"kill -{name} {self.pid}", check=False)
+            try:
+                await self._pool.run(
+                    self._host, f"kill -{name} {self.pid}", check=False, timeout=SIGNAL_TIMEOUT
+                )
+            except RemoteError:
+                # Silent host: probed, and dropped if lost, which ends the channel's waits.
+                await self._pool.probe(self._host)
 
 
 # Where Debian's libfaketime (package faketime) and a build from source put the library.

@@ -130,6 +130,9 @@ class RemoteCluster:
             for i, host in enumerate(self.hosts)
         ]
         self.pids: dict[str, int | None] = {n.node_id: None for n in self.nodes}
+        # Start commands sent and not yet answered: a caller cancelled (Ctrl-C) while one was
+        # on its way does not stop the host from running it.
+        self._launching: dict[str, asyncio.Future[str]] = {}
 
     # ---- where things are --------------------------------------------------------------
 
@@ -226,9 +229,15 @@ class RemoteCluster:
         """Start the node (again, on its data) and wait until it serves; its PID."""
         n = self.node(node_id)
         argv = self.spec(n).argv([f"{self._venv(n)}/bin/dynamo-ref"])
-        text = await self.pool.run(
-            n.host, start_script(n.dir, argv, f"{n.dir}/node.log", f"{n.dir}/node.pid")
+        launch = asyncio.ensure_future(
+            self.pool.run(
+                n.host, start_script(n.dir, argv, f"{n.dir}/node.log", f"{n.dir}/node.pid")
+            )
         )
+        self._launching[node_id] = launch
+        # Shielded: cancelled here, the launch still ends, and `signal` waits for it.
+        text = await asyncio.shield(launch)
+        self._launching.pop(node_id, None)
         pid = int(text.strip())
         self.pids[node_id] = pid
         self.save()
@@ -284,6 +293,7 @@ class RemoteCluster:
         """Send ``sig`` (TERM, KILL, STOP, CONT) to the node's PID; for TERM and KILL wait
         until it is gone (KILL after ``wait`` for a TERM). False: it was not running."""
         n = self.node(node_id)
+        await self._settle_launch(node_id)
         script = signal_script(
             self.pids.get(node_id), sig, f"{n.dir}/node.pid", f"{n.dir}/data", wait=wait
         )
@@ -308,6 +318,23 @@ class RemoteCluster:
             self.node(node_id).host, f"kill -0 {pid} && echo yes", check=False
         )
         return out.strip() == "yes"
+
+    async def _settle_launch(self, node_id: str) -> None:
+        """A start cut short while its command was on its way: wait for the host's answer
+        (else a signal sent now could find no PID, and the node start after it), and take
+        the PID it gives."""
+        launch = self._launching.pop(node_id, None)
+        if launch is None:
+            return
+        try:
+            text = await asyncio.wait_for(asyncio.shield(launch), self.pool.options.command_timeout)
+            self.pids[node_id] = int(text.strip())
+        except (RemoteError, TimeoutError, ValueError):
+            return
+        except asyncio.CancelledError:
+            if launch.cancelled():
+                return  # the launch itself was cancelled (its pool closed): nothing to take
+            raise
 
     async def down(self) -> list[str]:
         """Stop every node (SIGTERM, then SIGKILL); the ids of those that were running."""

@@ -535,11 +535,14 @@ def test_a_node_restarted_on_a_new_port_rejoins_under_its_id(net_cluster: LocalC
             # W=3 under a strict quorum: n3 must ack at its new address
             with Client(net_cluster.addresses[:1], timeout=3) as c:
                 c.put(b"after", b"2", w=3)
+            # ...and n3, coordinating, must reach the others (its own links are new too)
+            with Client([net_cluster.addresses[2]], timeout=3) as c:
+                c.get(b"after", r=3)
         except ClientError:
             return False
         return True
 
-    eventually(everyone_routes_to_new_port, what="n1 and n2 reach n3 at its new port")
+    eventually(everyone_routes_to_new_port, what="n1, n2 and n3 reach each other at n3's new port")
     (entry,) = cli_json("status", "--node", new)
     assert entry["node"] == "n3"
     with Client([new]) as c:

@@ -389,6 +389,8 @@ def doomed_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]
         h.stop()
 
 
+# In make test-slow with the other host-death test (14 s, mostly waiting on the dead host).
+@pytest.mark.slow
 def test_a_dead_host_under_an_external_program_does_not_hold_its_kill_or_teardown(
     doomed_hosts: SshHosts,
 ) -> None:

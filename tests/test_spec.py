@@ -1,7 +1,10 @@
 """The TLC runner: output parsing, setup errors, model list, and one real run."""
 
+import contextlib
 import importlib.util
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +162,38 @@ def test_check_fails_when_a_negative_model_passes(
     result = CliRunner().invoke(main, ["spec", "check", "lww_lost_write", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "unexpected outcome: lww_lost_write" in result.output
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_check_runs_jobs_models_at_once_and_reports_each_as_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jobs: int
+) -> None:
+    # Each fake TLC waits for a second one to be running: only --jobs 2 gets past it. The
+    # negative model ends first, yet each verdict goes to its own model.
+    both = threading.Barrier(2, timeout=2.0)
+    seen_workers: list[int] = []
+
+    def fake(module: Path, cfg: Path, *, workers: int, **_: object) -> TlcResult:
+        seen_workers.append(workers)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both.wait()
+        if cfg.stem == "lww_lost_write":
+            return _result(Verdict.INVARIANT, "AckedWritesSurvive")
+        time.sleep(0.2)
+        return _result(Verdict.PASS, None)
+
+    monkeypatch.setattr(spec_cli, "find_java", lambda: "java")
+    monkeypatch.setattr(spec_cli, "find_jar", lambda: tmp_path / "tla2tools.jar")
+    monkeypatch.setattr(spec_cli, "run_tlc", fake)
+    argv = ["spec", "check", "strict_crash", "lww_lost_write", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, [*argv, "--jobs", str(jobs), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "all 2 models reached their expected outcome" in result.output
+    assert seen_workers == [1, 1]
+    assert both.broken == (jobs == 1)  # control: one at a time never has two running
+    rows = [line for line in result.output.splitlines() if "strict_crash" in line]
+    assert "pass" in rows[-1]
+    assert result.output.index("│ strict_crash") < result.output.index("│ lww_lost_write")
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs Java to run TLC")

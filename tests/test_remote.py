@@ -540,29 +540,8 @@ def test_ctrl_c_leaves_nothing_running_on_the_hosts(
     chain is left on any host. Control: just before the SIGINT the same checks see the
     nodes."""
     remote = str(tmp_path / "remote-{host}")
-    argv = [
-        str(Path(sys.executable).parent / "dynamo-ref"),
-        "campaign",
-        "--hosts",
-        ",".join(hosts.addresses),
-        *ssh_args(hosts),
-        "--remote-dir",
-        remote,
-        "--remote-python",
-        PYTHON,
-        "--time",
-        "60",
-        "--nemesis",
-        "partition,pause",
-        "--keys",
-        "3",
-        "--clients",
-        "3",
-        "--out",
-        str(tmp_path / "runs"),
-    ]
-    log = tmp_path / "campaign.log"
-    with _campaign_process(argv, log) as proc:
+    args = ["--remote-dir", remote, "--remote-python", PYTHON, "--nemesis", "partition,pause"]
+    with _campaign_process(hosts, tmp_path, args) as (proc, log):
         deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, log.read_text()
@@ -585,13 +564,25 @@ def test_ctrl_c_leaves_nothing_running_on_the_hosts(
 
 
 @contextlib.contextmanager
-def _campaign_process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The campaign as a process of its own, output to ``log``; killed by PID if a check
-    fails before it exits."""
+def _campaign_process(
+    hosts: SshHosts, tmp_path: Path, args: list[str]
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`dynamo-ref campaign --hosts ... ARGS` for 60 s as a process of its own, with its log;
+    killed by PID if a check fails before it exits."""
+    argv = [
+        str(Path(sys.executable).parent / "dynamo-ref"),
+        "campaign",
+        "--hosts",
+        ",".join(hosts.addresses),
+        *ssh_args(hosts),
+        *args,
+        *("--time", "60", "--keys", "3", "--clients", "3", "--out", str(tmp_path / "runs")),
+    ]
+    log = tmp_path / "campaign.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield proc
+        yield proc, log
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -626,32 +617,13 @@ def test_ctrl_c_leaves_no_etcd_member_or_program_on_the_hosts(
         if target == "etcd"
         else ["--program", f"{PYTHON} {EXAMPLES / program}", "--nemesis", "partition"]
     )
-    argv = [
-        str(Path(sys.executable).parent / "dynamo-ref"),
-        "campaign",
-        "--target",
-        target,
-        "--hosts",
-        ",".join(hosts.addresses),
-        *ssh_args(hosts),
-        *extra,
-        "--time",
-        "60",
-        "--keys",
-        "3",
-        "--clients",
-        "3",
-        "--out",
-        str(tmp_path / "runs"),
-    ]
 
     def running() -> list[int]:
         if target == "etcd":
             return _etcd_pids(hosts)
         return [p for p in hosts.pids() if _is_program(p, program)]
 
-    log = tmp_path / "campaign.log"
-    with _campaign_process(argv, log) as proc:
+    with _campaign_process(hosts, tmp_path, ["--target", target, *extra]) as (proc, log):
         deadline = time.monotonic() + 120
         while ": running" not in log.read_text():
             assert proc.poll() is None, log.read_text()

@@ -7,7 +7,9 @@ is false on the bad result it exists to catch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from random import Random
 from typing import Any
 
 import icontract
@@ -16,8 +18,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynamo_ref.core.contracts import ENABLED
-from dynamo_ref.core.node_versions import dvv_covers, only_covered_dropped, reconcile_dvv
+from dynamo_ref.core.contracts import ENABLED, QUERY, query
+from dynamo_ref.core.node.replica import Replica
+from dynamo_ref.core.node_versions import (
+    VersionMode,
+    dvv_covers,
+    is_reconciled,
+    only_covered_dropped,
+    reconcile_dvv,
+    reconcile_mode,
+)
+from dynamo_ref.core.quorum import QuorumConfig, ReadCollector, Target, WriteCollector
 from dynamo_ref.core.ring import Ring, TokenRing
 from dynamo_ref.core.vclock import Order, VClock
 from dynamo_ref.core.versions import (
@@ -28,6 +39,7 @@ from dynamo_ref.core.versions import (
     is_subset,
     put,
     reconcile,
+    sort_key,
 )
 
 NODES = ("a", "b", "c")
@@ -105,6 +117,20 @@ def test_only_covered_dropped_agrees_with_membership(
     assert only_covered_dropped(vs, tuple(kept)) == before
 
 
+@given(st.sampled_from(VersionMode), lists, st.randoms(use_true_random=False))
+def test_is_reconciled_agrees_with_reconciling_again(
+    mode: VersionMode, vs: list[Version], rng: Random
+) -> None:
+    # The inputs as drawn (rarely reconciled), in canonical order (the order right, often a
+    # version in another's history), their reconciliation (always reconciled), and that
+    # shuffled (the right versions, often in the wrong order).
+    done = reconcile_mode(mode, vs)
+    shuffled = list(done)
+    rng.shuffle(shuffled)
+    for siblings in (tuple(vs), tuple(sorted(set(vs), key=sort_key)), done, tuple(shuffled)):
+        assert is_reconciled(mode, siblings) == (reconcile_mode(mode, siblings) == siblings)
+
+
 # ---- the contracts as attached still refuse their bad results -------------------------------
 
 needs_contracts = pytest.mark.skipif(not ENABLED, reason="contracts are off")
@@ -155,3 +181,154 @@ def test_preference_lists_refuse_a_stranger_a_repeat_and_a_short_list(
             ring.preference_list(b"k", 3)
         with pytest.raises(icontract.ViolationError, match="is_preference_list"):
             ring.preference_list_for_partition(0, 3)
+
+
+@needs_contracts
+@pytest.mark.parametrize("mode", list(VersionMode))
+def test_the_store_refuses_a_dominated_pair_a_disorder_and_under_lww_a_second_version(
+    mode: VersionMode,
+) -> None:
+    (condition,) = (c.condition for c in Replica.write.__preconditions__[0])  # type: ignore[attr-defined]
+
+    class At:
+        _mode = mode
+
+    def accepts(*siblings: Version) -> bool:
+        return bool(condition(self=At(), siblings=siblings))
+
+    old, new, other = v(b"1", 1, a=1), v(b"2", 2, a=2), v(b"3", 1, "b", b=1)
+    assert accepts()
+    assert accepts(old)
+    assert not accepts(old, new)  # ``new``'s history holds ``old``
+    pair = tuple(sorted((new, other), key=sort_key))
+    assert accepts(*pair) == (mode is not VersionMode.LWW)
+    assert not accepts(*reversed(pair))
+
+
+# ---- queries: methods the invariants are not checked around -------------------------------
+
+
+def _state(obj: object) -> object:
+    """Everything an object holds, as plain values to compare."""
+    if isinstance(obj, dict):
+        return {k: _state(x) for k, x in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return type(obj)(_state(x) for x in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return (type(obj).__name__, _state(vars(obj)))
+    return obj
+
+
+def _queries(cls: type) -> list[str]:
+    out = []
+    for name, attr in vars(cls).items():
+        fn = attr.fget if isinstance(attr, property) else attr
+        if callable(fn) and getattr(fn, QUERY, False):
+            out.append(name)
+    return out
+
+
+def _changed_by_a_query(obj: object, args: dict[str, list[object]]) -> list[str]:
+    """The queries of ``obj``'s class that changed ``obj``, called with every argument of
+    ``args`` their parameters name."""
+    changed = []
+    for name in _queries(type(obj)):
+        attr = inspect.getattr_static(obj, name)
+        before = _state(obj)
+        if isinstance(attr, property):
+            getattr(obj, name)
+        else:
+            params = list(inspect.signature(attr).parameters)[1:]
+            calls: list[list[object]] = [[]]
+            for p in params:
+                calls = [[*c, a] for c in calls for a in args[p]]
+            for call in calls:
+                getattr(obj, name)(*call)
+        if _state(obj) != before:
+            changed.append(name)
+    return changed
+
+
+_collector_steps = st.lists(
+    st.tuples(st.sampled_from(["ok", "no", "timeout", "fallback"]), st.sampled_from("abcd")),
+    max_size=6,
+)
+
+
+@given(st.booleans(), st.booleans(), _collector_steps)
+def test_no_query_of_a_collector_changes_it(
+    read: bool, sloppy: bool, steps: list[tuple[str, str]]
+) -> None:
+    config = QuorumConfig(n=3, r=2, w=2, sloppy=sloppy)
+    targets = [Target("a"), Target("b"), Target("c")]
+    c: WriteCollector | ReadCollector[bytes] = (
+        ReadCollector(config, targets) if read else WriteCollector(config, targets)
+    )
+    for op, node in steps:
+        if op == "ok" and c.is_target(node):
+            c.respond(node, node.encode()) if isinstance(c, ReadCollector) else c.ack(node)
+        elif op == "no" and c.is_target(node):
+            c.nack(node, "refused")
+        elif op == "timeout":
+            c.timeout()
+        elif (
+            op == "fallback"
+            and sloppy
+            and isinstance(c, WriteCollector)
+            and not c.is_target("d")
+            and "b" not in c.stand_ins.values()
+        ):
+            c.add_fallback(Target("d", hint_for="b"))
+        assert _changed_by_a_query(c, {"node": list("abcde"), "merged": [b"a", b"x"]}) == []
+    assert len(_queries(type(c))) >= 12  # every getter and read-only method is one
+
+
+def test_a_query_that_changes_its_instance_is_found() -> None:
+    # The negative control of the test above: the same search, on a query that lies.
+    class Counter:
+        def __init__(self) -> None:
+            self.n = 0
+
+        @property
+        @query
+        def value(self) -> int:
+            return self.n
+
+        @query
+        def peek(self, by: int) -> int:
+            self.n += by  # a planted write in a query
+            return self.n
+
+    assert _changed_by_a_query(Counter(), {"by": [0, 1]}) == ["peek"]
+
+
+@needs_contracts
+def test_invariants_are_checked_around_changes_and_not_around_queries() -> None:
+    checked: list[int] = []
+
+    def holds(self: Any) -> bool:
+        checked.append(self.n)
+        return bool(self.n >= 0)
+
+    @icontract.invariant(holds)
+    class Count:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def add(self, by: int) -> None:
+            self.n += by
+
+        @property
+        @query
+        def value(self) -> int:
+            return self.n
+
+    c = Count()
+    assert checked == [0]  # after __init__
+    c.add(2)
+    assert checked == [0, 0, 2]  # before and after the change
+    assert c.value == 2
+    assert checked == [0, 0, 2]  # a query: not again
+    c.n = -1  # state broken behind the class's back
+    with pytest.raises(icontract.ViolationError):
+        c.add(1)  # the next change finds it before it runs

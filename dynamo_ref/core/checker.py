@@ -29,6 +29,8 @@ from typing import Any
 
 import icontract._checkers as _ic
 
+from dynamo_ref.core.contracts import QUERY
+
 _EMPTY = inspect.Parameter.empty
 _PLAIN = inspect.Parameter.POSITIONAL_OR_KEYWORD
 _KW_ONLY = inspect.Parameter.KEYWORD_ONLY
@@ -253,7 +255,17 @@ def _invariant_broken(instance: Any, condition: Callable[[Any], Any]) -> BaseExc
 
 
 def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool) -> Any:
-    """icontract's invariant wrapper, with a fast path for a plain sync method."""
+    """icontract's invariant wrapper, with a fast path for a plain sync method; none for a
+    method marked ``query`` (core/contracts.py): it changes nothing the invariants read."""
+    if not is_init and getattr(func, QUERY, False):
+        # A bare pass-through: marked, so that icontract does not wrap it for the class's next
+        # invariant, and with ``__wrapped__``, which CrossHair follows to the method.
+        def query(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        functools.update_wrapper(query, func)
+        query.__is_invariant_check__ = True  # type: ignore[attr-defined]
+        return query
     if (
         is_init
         or func.__name__ == "__setattr__"

@@ -6,6 +6,8 @@ time, so the setting cannot change inside a running process.
 """
 
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 ENABLED: bool = os.environ.get("DYNAMO_REF_CONTRACTS", "1").strip().lower() not in {
     "0",
@@ -13,6 +15,22 @@ ENABLED: bool = os.environ.get("DYNAMO_REF_CONTRACTS", "1").strip().lower() not 
     "off",
     "no",
 }
+
+QUERY = "__dynamo_ref_query__"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def query(func: _F) -> _F:
+    """Mark a method (or a property's getter) that reads its instance and changes nothing.
+
+    A class's invariants are checked before and after every call that can change an instance,
+    so around a query they would be checked again on the state the last such call left:
+    ``core/checker.py`` does not wrap a query in invariant checks. Whether each query really
+    changes nothing is tested (tests/test_cheap_contracts.py), not assumed.
+    """
+    setattr(func, QUERY, True)
+    return func
+
 
 if ENABLED:
     # icontract's checks at a fraction of its per-call cost; see checker.py.

@@ -39,6 +39,7 @@ from dynamo_ref.core.vclock import (
 from dynamo_ref.core.versions import (
     Siblings,
     Version,
+    is_antichain,
     is_canonical,
     is_subset,
     merge_context,
@@ -156,6 +157,24 @@ def reconcile_mode(mode: VersionMode, versions: Sequence[Version]) -> Siblings:
     if mode is VersionMode.DVV:
         return reconcile_dvv(versions)
     return reconcile(versions)
+
+
+def is_reconciled(mode: VersionMode, siblings: Siblings) -> bool:
+    """``reconcile_mode(mode, siblings) == siblings``, without reconciling again: canonical
+    order, and under DVV no version in another's history, under vector clocks no two clocks
+    ordered or equal; LWW keeps one version. Contracts ask this of what a replica stores."""
+    if len(siblings) <= 1:
+        return True
+    if mode is VersionMode.LWW or not is_canonical(siblings):
+        return False
+    if mode is VersionMode.DVV:
+        # Canonical order is strict, so distinct positions hold distinct versions.
+        return not any(
+            i != j and dvv_covers(u, v)
+            for i, u in enumerate(siblings)
+            for j, v in enumerate(siblings)
+        )
+    return is_antichain(siblings)
 
 
 def read_context(mode: VersionMode, siblings: Iterable[Version]) -> VClock:

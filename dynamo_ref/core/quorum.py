@@ -20,7 +20,7 @@ from typing import Generic, TypeAlias, TypeVar
 
 import icontract
 
-from dynamo_ref.core.contracts import ENABLED
+from dynamo_ref.core.contracts import ENABLED, query
 
 NodeId: TypeAlias = str
 
@@ -400,44 +400,54 @@ class WriteCollector:
         self._tally = _Tally(targets, config.w, config.pw, ("W", "PW", "ack"))
 
     @property
+    @query
     def config(self) -> QuorumConfig:
         return self._config
 
     @property
+    @query
     def targets(self) -> tuple[Target, ...]:
         return self._tally.targets
 
     @property
+    @query
     def stand_ins(self) -> dict[NodeId, NodeId]:
         """Fallback -> the primary it stands in for."""
         return {t.node: t.hint_for for t in self._tally.targets if t.hint_for is not None}
 
     @property
+    @query
     def status(self) -> RequestStatus:
         return self._tally.status
 
     @property
+    @query
     def reason(self) -> str | None:
         """Why the write failed; None unless FAILED."""
         return self._tally.reason
 
     @property
+    @query
     def acked(self) -> frozenset[NodeId]:
         return frozenset(self._tally.ok)
 
     @property
+    @query
     def ack_count(self) -> int:
         return len(self._tally.ok)
 
     @property
+    @query
     def primary_ack_count(self) -> int:
         return self._tally.primary_ok
 
     @property
+    @query
     def refused(self) -> Mapping[NodeId, str]:
         return dict(self._tally.refused)
 
     @property
+    @query
     def pending(self) -> frozenset[NodeId]:
         """Targets that have not answered yet."""
         return self._pending()
@@ -445,14 +455,17 @@ class WriteCollector:
     def _pending(self) -> frozenset[NodeId]:
         return frozenset(t.node for t in self._tally.targets if not self._tally.answered(t.node))
 
+    @query
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
 
+    @query
     def waiting_on(self, node: NodeId) -> bool:
         """``node`` is a target that has not answered (``node in pending``, without the set)."""
         tally = self._tally
         return node in tally.by_node and node not in tally.ok and node not in tally.refused
 
+    @query
     def outstanding(self) -> int:
         """How many targets have not answered (``len(pending)``)."""
         tally = self._tally
@@ -560,40 +573,49 @@ class ReadCollector(Generic[T]):
         self._responses: dict[NodeId, T] = {}
 
     @property
+    @query
     def config(self) -> QuorumConfig:
         return self._config
 
     @property
+    @query
     def targets(self) -> tuple[Target, ...]:
         return self._tally.targets
 
     @property
+    @query
     def status(self) -> RequestStatus:
         return self._tally.status
 
     @property
+    @query
     def reason(self) -> str | None:
         """Why the read failed; None unless FAILED."""
         return self._tally.reason
 
     @property
+    @query
     def responses(self) -> Mapping[NodeId, T]:
         """Every response so far, late ones included, in arrival order."""
         return dict(self._responses)
 
     @property
+    @query
     def response_count(self) -> int:
         return len(self._responses)
 
     @property
+    @query
     def primary_response_count(self) -> int:
         return self._tally.primary_ok
 
     @property
+    @query
     def refused(self) -> Mapping[NodeId, str]:
         return dict(self._tally.refused)
 
     @property
+    @query
     def pending(self) -> frozenset[NodeId]:
         """Targets that have not answered yet."""
         return self._pending()
@@ -601,14 +623,17 @@ class ReadCollector(Generic[T]):
     def _pending(self) -> frozenset[NodeId]:
         return frozenset(t.node for t in self._tally.targets if not self._tally.answered(t.node))
 
+    @query
     def is_target(self, node: NodeId) -> bool:
         return node in self._tally.by_node
 
+    @query
     def waiting_on(self, node: NodeId) -> bool:
         """``node`` is a target that has not answered (``node in pending``, without the set)."""
         tally = self._tally
         return node in tally.by_node and node not in tally.ok and node not in tally.refused
 
+    @query
     def outstanding(self) -> int:
         """How many targets have not answered (``len(pending)``)."""
         tally = self._tally
@@ -660,6 +685,7 @@ class ReadCollector(Generic[T]):
         """The caller's timer fired: a read not yet decided fails. Returns the final status."""
         return self._tally.timeout()
 
+    @query
     @icontract.ensure(lambda self, result: result <= set(self.responses), enabled=ENABLED)
     @icontract.ensure(
         lambda self, merged, result: all(

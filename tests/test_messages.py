@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import msgspec
@@ -86,6 +87,43 @@ def test_versions_round_trip_through_the_wire(vs: list[Version]) -> None:
     assert m.siblings_from_wire(m.siblings_to_wire(vs)) == tuple(vs)
     ws = m.siblings_to_wire(vs)
     assert m.decode(m.encode(m.Store(1, b"k", ws))) == m.Store(1, b"k", ws)
+
+
+@given(st.lists(versions, max_size=4))
+def test_decoded_versions_are_the_versions_the_constructor_makes(vs: list[Version]) -> None:
+    # The decoder builds versions without __init__ (checked_version): same fields, equality,
+    # hash and immutability as the dataclass's own.
+    for got, want in zip(m.siblings_from_wire(m.siblings_to_wire(vs)), vs, strict=True):
+        made = Version(got.value, got.clock, got.timestamp, got.writer, got.dot)
+        assert (got, hash(got), repr(got)) == (made, hash(made), repr(made))
+        assert (got, hash(got)) == (
+            want,
+            hash(want),
+        )  # the wire makes -0.0 0.0: equal, hashed alike
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.dot = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("clock", [[("a", 1, 1.0)], [("a", 1, 1.0), ("b", 1, 1.0)]])
+@pytest.mark.parametrize(
+    ("ts", "writer", "dot", "why"),
+    [
+        (math.nan, "a", 0, "timestamp must be finite"),
+        (math.inf, "a", 0, "timestamp must be finite"),
+        (1.0, "", 0, "writer must be a node id"),
+        (1.0, "a", -1, "dot must not be negative"),
+    ],
+)
+def test_a_decoded_version_is_checked_as_the_constructor_requires(
+    clock: list[m.ClockEntry], ts: float, writer: str, dot: int, why: str
+) -> None:
+    # Both paths (a one-entry clock, the common case, and the rest) check what __post_init__
+    # requires, contracts on or off: checked_version leaves those checks to them.
+    ws = [m.WireVersion(b"v", clock, ts, writer, dot)]
+    with pytest.raises(ValueError, match=why):
+        m.siblings_from_wire(ws)
+    with pytest.raises(ValueError, match=why):
+        m.decode_siblings(msgspec.msgpack.encode(ws))
 
 
 @given(st.lists(versions, max_size=4))

@@ -30,7 +30,7 @@ from typing import Annotated, Final, NamedTuple, TypeAlias, TypeVar
 import msgspec
 
 from dynamo_ref.core.vclock import NodeId, VClock
-from dynamo_ref.core.versions import Siblings, Version
+from dynamo_ref.core.versions import Siblings, Version, checked_version
 
 T = TypeVar("T")
 
@@ -162,7 +162,7 @@ def version_from_wire(w: WireVersion) -> Version:
         raise ValueError("version writer must be a node id")
     if dot < 0:
         raise ValueError("version dot must not be negative")
-    return Version(w.value, clock_from_wire(w.clock), ts, writer, dot)
+    return checked_version(w.value, clock_from_wire(w.clock), ts, writer, dot)
 
 
 def siblings_to_wire(siblings: Iterable[Version]) -> list[WireVersion]:
@@ -185,7 +185,7 @@ def siblings_from_wire(ws: Iterable[WireVersion]) -> tuple[Version, ...]:
             node, counter, stamp = clock[0]
             if counter >= 1 and isfinite(stamp):
                 vc = VClock._raw((node,), (counter,), (float(stamp),))
-                out.append(Version(w.value, vc, ts, writer, dot))
+                out.append(checked_version(w.value, vc, ts, writer, dot))
                 continue
         out.append(version_from_wire(w))
     return tuple(out)

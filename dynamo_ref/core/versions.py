@@ -60,6 +60,30 @@ class Version:
         return self.value is None
 
 
+# The slots' own setters: a frozen dataclass's __setattr__ refuses.
+_new_version: Final = object.__new__
+_VERSION_SLOTS: Final = tuple(
+    getattr(Version, name).__set__ for name in ("value", "clock", "timestamp", "writer", "dot")
+)
+
+
+def checked_version(
+    value: bytes | None, clock: VClock, timestamp: float, writer: NodeId, dot: int
+) -> Version:
+    """A ``Version`` of fields its caller has checked as ``__post_init__`` requires (a finite
+    timestamp, a dot >= 0): a decoder, which checks them on every input, contracts on or off.
+    Built without ``__init__``, which would check them again (half of a decoded version's
+    cost with contracts on)."""
+    v = _new_version(Version)
+    set_value, set_clock, set_timestamp, set_writer, set_dot = _VERSION_SLOTS
+    set_value(v, value)
+    set_clock(v, clock)
+    set_timestamp(v, timestamp)
+    set_writer(v, writer)
+    set_dot(v, dot)
+    return v
+
+
 Siblings: TypeAlias = tuple[Version, ...]
 
 

@@ -4,10 +4,11 @@ and the in-memory engine."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dynamo_ref.core.node_versions import (
@@ -22,7 +23,15 @@ from dynamo_ref.core.node_versions import (
 )
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.core.vclock import VClock
-from dynamo_ref.core.versions import Version, digest, encode, is_canonical, sort_key
+from dynamo_ref.core.versions import (
+    Version,
+    digest,
+    encode,
+    is_canonical,
+    reconcile,
+    reconcile_lww,
+    sort_key,
+)
 from dynamo_ref.storage import MemoryEngine
 
 PRUNE = PruneSettings()
@@ -137,6 +146,38 @@ def test_reconcile_dvv_is_canonical_idempotent_and_order_free(
     uncovered = {v for v in vs if not any(dvv_covers(u, v) and u != v for u in vs)}
     if uncovered:
         assert set(once) == uncovered
+
+
+# Two versions each in the other's history (no run makes them, generated histories can):
+# the full reconcile keeps one, and so must the shortcut.
+_CYCLE = [
+    Version(b"p", VClock({"b": (1, 0.0)}), 0.0, "a", 1),
+    Version(b"q", VClock({"a": (1, 0.0)}), 0.0, "b", 1),
+]
+
+
+@given(st.sampled_from(VersionMode), st.lists(dotted, max_size=4), st.randoms())
+@example(VersionMode.DVV, _CYCLE, random.Random(0))
+def test_reconcile_mode_takes_its_shortcuts_to_the_full_reconcilers_answer(
+    mode: VersionMode, vs: list[Version], rng: random.Random
+) -> None:
+    # One version, copies of one, and a write over the one it replaces skip the full reconcile.
+    full = {
+        VersionMode.VCLOCK: reconcile,
+        VersionMode.LWW: reconcile_lww,
+        VersionMode.DVV: reconcile_dvv,
+    }[mode]
+    pairs = [vs[:1], vs[:1] * 2, vs[:2], vs[1::-1]]
+    if vs:  # a write over the first, with the context of a read of it
+        first = vs[0]
+        context = read_context(mode, (first,))
+        node = rng.choice(["a", "b"])
+        over = write_version(
+            mode, node, context, (first,), value=b"new", timestamp=2.0, prune=PRUNE
+        )
+        pairs += [[first, over], [over, first]]
+    for case in [*pairs, vs]:
+        assert reconcile_mode(mode, case) == full(case), case
 
 
 def test_dvv_context_folds_only_gapless_dots() -> None:

@@ -145,13 +145,25 @@ def reconcile_mode(mode: VersionMode, versions: Sequence[Version]) -> Siblings:
         first = versions[0]
         if all(v is first or v == first for v in versions):
             return (first,)
-        # A write over the version it replaces: the newer one is all ``reconcile`` keeps.
-        if mode is VersionMode.VCLOCK and count == 2:
+        # A write over the version it replaces: the newer one is all ``reconcile`` (or
+        # ``reconcile_dvv``) keeps.
+        if count == 2 and mode is not VersionMode.LWW:
             second = versions[1]
-            if first.clock.dominates(second.clock):
-                return (first,)
-            if second.clock.dominates(first.clock):
-                return (second,)
+            if mode is VersionMode.VCLOCK:
+                if first.clock.dominates(second.clock):
+                    return (first,)
+                if second.clock.dominates(first.clock):
+                    return (second,)
+            else:
+                # dvv_covers both ways, for two versions known to differ.
+                (n1, e1), (n2, e2) = event(first), event(second)
+                distinct = (n1, e1) != (n2, e2)
+                covers_second = distinct and first.clock.counter(n2) >= e2
+                covers_first = distinct and second.clock.counter(n1) >= e1
+                if covers_second and not covers_first:
+                    return (first,)
+                if covers_first and not covers_second:
+                    return (second,)
     if mode is VersionMode.LWW:
         return reconcile_lww(versions)
     if mode is VersionMode.DVV:

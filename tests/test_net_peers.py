@@ -12,6 +12,7 @@ rest of the run, and lost acknowledged writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import pytest
@@ -179,3 +180,55 @@ def test_the_frames_of_one_tick_go_out_in_one_write_and_all_arrive() -> None:
     writes, arrived = asyncio.run(main())
     assert writes == 1
     assert arrived == 20
+
+
+def _close_while_connecting(monkeypatch: pytest.MonkeyPatch, swallow: bool) -> bool:
+    """Whether ``close()`` ends, called while the link connects to a live peer, when the
+    connect (``swallow``) returns its connection instead of raising the cancel."""
+    real = dynamo_ref.net.connect.connect
+    entered = asyncio.Event()
+
+    async def connect(*args: object, **kwargs: object) -> object:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if not swallow:
+                raise
+            # What Python 3.11's wait_for does when the connection completes at the cancel.
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(peers, "connect", connect)
+
+    async def main() -> bool:
+        server = NodeServer(ServerOptions(node_id="b", config=NodeConfig(n=1, r=1, w=1)))
+        await server.start()  # the peer stays up, as the next node of a cluster's stop does
+        link = PeerLink(
+            "b", lambda peer: [server.address], lambda peer: None, node_id="a", secret=None
+        )
+        closing: asyncio.Task[None] | None = None
+        try:
+            link.send(encode(Ping()))
+            await asyncio.wait_for(entered.wait(), 5)
+            closing = asyncio.ensure_future(link.close())
+            done, _ = await asyncio.wait({closing}, timeout=5)
+            return bool(done)
+        finally:
+            await server.stop()  # ends a link still pumping: its peer closes the connection
+            if closing is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(closing, 5)
+
+    return asyncio.run(main())
+
+
+def test_close_ends_a_link_whose_connect_swallowed_the_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _close_while_connecting(monkeypatch, swallow=True)
+
+
+def test_control_close_ends_a_link_whose_connect_raised_the_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _close_while_connecting(monkeypatch, swallow=False)

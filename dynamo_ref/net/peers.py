@@ -26,6 +26,7 @@ log = logging.getLogger("dynamo_ref.net")
 QUEUE_LIMIT = 10_000
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
+CLOSE_RETRY = 0.1  # seconds between cancels of a link's task that has not ended
 
 
 class PeerLink:
@@ -106,10 +107,18 @@ class PeerLink:
 
     async def close(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is None:
+            return
+        # Cancelled until it ends: Python 3.11's ``asyncio.wait_for`` (under ``connect``)
+        # returns the connection instead of raising when a cancel meets its completion, and
+        # the link would then pump that connection until the peer closes it. Closing peers one
+        # by one (a cluster's stop) waited forever: this node's stop on that peer's, and back.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=CLOSE_RETRY)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN

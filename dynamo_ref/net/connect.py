@@ -87,7 +87,10 @@ async def connect(
     :raises OSError: no connection (``TimeoutError`` too).
     """
     host, port = split_address(address)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the connection instead of
+    # raising a cancel that meets its completion, and the caller runs on after being cancelled.
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
     stream = FramedStream(reader, writer, max_frame)
     try:
         async with asyncio.timeout(timeout):

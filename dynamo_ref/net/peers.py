@@ -110,10 +110,9 @@ class PeerLink:
         task = self._task
         if task is None:
             return
-        # Cancelled until it ends: Python 3.11's ``asyncio.wait_for`` (under ``connect``)
-        # returns the connection instead of raising when a cancel meets its completion, and
-        # the link would then pump that connection until the peer closes it. Closing peers one
-        # by one (a cluster's stop) waited forever: this node's stop on that peer's, and back.
+        # Cancelled until it ends: an await that swallows a cancel (Python 3.11's wait_for did,
+        # under ``connect``) would leave the link pumping a connection until the peer closes
+        # it, and peers closing one by one (a cluster's stop) would wait on each other forever.
         while not task.done():
             task.cancel()
             await asyncio.wait({task}, timeout=CLOSE_RETRY)

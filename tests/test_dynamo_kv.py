@@ -6,8 +6,12 @@ program's protocol breaches are its fault, shown with their lines, and never pas
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import io
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +278,71 @@ def test_a_lin_kv_reply_of_the_wrong_type_is_the_programs_fault(tmp_path: Path) 
     target = asyncio.run(main())
     assert [f.reason for f in target.program_faults] == ["expected a read_ok reply"]
     assert '"write_ok"' in target.program_faults[0].line
+
+
+def _load_dvv() -> Any:
+    spec = importlib.util.spec_from_file_location("dynamo_kv_dvv", EXAMPLES / "dynamo_kv_dvv.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Net:
+    """The DVV example's nodes in one process: each message is delivered by hand."""
+
+    def __init__(self, module: Any, ids: list[str]) -> None:
+        self.module = module
+        self.ids = ids
+        self.nodes: dict[str, Any] = {}
+        self.client_ids = 0
+        for node in ids:
+            self.start(node)
+
+    def start(self, node: str) -> None:
+        """A fresh process for `node`: an empty store and a new dot id, as after a kill."""
+        self.nodes[node] = self.module.Node()
+        self.call(node, {"type": "init", "node_id": node, "node_ids": self.ids})
+
+    def call(self, node: str, body: dict[str, Any], src: str = "c1") -> list[dict[str, Any]]:
+        if "msg_id" not in body:
+            self.client_ids += 1
+            body = {**body, "msg_id": self.client_ids}
+        out = io.StringIO()
+        saved, sys.stdout = sys.stdout, out
+        try:
+            self.nodes[node].handle({"src": src, "dest": node, "body": body})
+        finally:
+            sys.stdout = saved
+        return [json.loads(line) for line in out.getvalue().splitlines()]
+
+    def deliver(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.call(msg["dest"], msg["body"], src=msg["src"])
+
+
+def test_dvv_program_keeps_an_acknowledged_write_that_a_reader_missed() -> None:
+    """A replica holding a coordinator's later dot holds its earlier ones: a read's context
+    (the most recent dot seen of each writer) covers only what the reader was shown."""
+    net = _Net(_load_dvv(), ["n1", "n2", "n3"])
+
+    def put(value: int, replica: str) -> None:
+        sent = net.call("n1", {"type": "put", "key": "k", "value": value})
+        reps = [m for m in sent if m["body"]["type"] == "replicate" and m["dest"] == replica]
+        (ack,) = net.deliver(reps[0])
+        replies = net.deliver(ack)
+        assert [r["body"]["type"] for r in replies] == ["put_ok"]
+
+    put(1, "n3")  # acknowledged by n1 and n3; n2 never hears of it directly
+    put(2, "n2")  # concurrent with 1 (no context), acknowledged by n1 and n2
+    net.start("n1")  # n1 killed and restarted empty
+    reads = net.call("n1", {"type": "get", "key": "k"})
+    (from_n2,) = [m for m in reads if m["dest"] == "n2"]
+    (reply,) = net.deliver(from_n2)
+    (get_ok,) = [m["body"] for m in net.deliver(reply) if m["body"]["type"] == "get_ok"]
+    # The client writes over what it read, through n3 (which holds 1).
+    sent = net.call("n3", {"type": "put", "key": "k", "value": 3, "context": get_ok["context"]})
+    assert any(m["body"]["type"] == "replicate" for m in sent)
+    stored = {s["value"] for node in net.nodes.values() for s in node.store.get("k", [])}
+    # 1 may go only if the read that gave the context returned it.
+    assert 1 in stored or 1 in get_ok["values"], (get_ok, stored)

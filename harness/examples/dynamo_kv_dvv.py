@@ -3,8 +3,9 @@
 
 Standard library only; copy it as the start of your own node. Every node replicates every key
 (N is the cluster size); a write needs W = majority acknowledgements from any nodes that
-answer, a read R = majority replies. A replica that did not acknowledge a write is owed it as
-a hint, resent until it answers; a periodic anti-entropy round sends a random peer the whole
+answer, a read R = majority replies. A write sends the replicas the key's whole sibling set,
+as Riak sends the whole object. A replica that did not acknowledge a write is owed it as a
+hint, resent until it answers; a periodic anti-entropy round sends a random peer the whole
 store, so a node restarted empty catches up.
 
 Each sibling carries a dot (the coordinator's id and a counter, unique to this process, so a
@@ -136,9 +137,13 @@ class Node:
             "deleted": body["type"] == "delete",
         }
         self.absorb(key, [sibling])
-        op = self.start_op(msg, body["type"], [sibling])
+        # The whole set goes out, not the new sibling alone: a context claims every dot of a
+        # writer up to the one it names, so a replica holding this dot must hold the earlier
+        # ones (or what covers them), or a reader shown this dot alone would drop them.
+        siblings = self.store[key]
+        op = {**self.start_op(msg, body["type"], siblings), "new": sibling}
         for p in self.peers:
-            self.ops[self.send(p, {"type": "replicate", "key": key, "siblings": [sibling]})] = op
+            self.ops[self.send(p, {"type": "replicate", "key": key, "siblings": siblings})] = op
         self.progress(op)
 
     def start_op(self, msg: dict[str, Any], kind: str, siblings: list[Sibling]) -> dict[str, Any]:
@@ -174,9 +179,9 @@ class Node:
                 },
             )
         else:
-            vv = context_of(op["siblings"])
+            vv = context_of([op["new"]])
             body = {"type": f"{op['kind']}_ok", "context": json.dumps(vv, sort_keys=True)}
-            self.reply(msg, {**body, "clock": clock_of(op["siblings"][0])})
+            self.reply(msg, {**body, "clock": clock_of(op["new"])})
 
     def absorb(self, key: str, siblings: list[Sibling]) -> None:
         self.store[key] = merge(self.store.get(key, []), siblings)

@@ -105,9 +105,11 @@ class Node:
         stamp = [time.time(), self.id]  # the flaw: the context is ignored
         sibling = {"stamp": stamp, "value": body.get("value"), "deleted": body["type"] == "delete"}
         self.absorb(key, [sibling])
-        op = self.start_op(msg, body["type"], [sibling])
+        # The whole set goes out, as in dynamo_kv_dvv.py (which says why).
+        siblings = self.store[key]
+        op = {**self.start_op(msg, body["type"], siblings), "new": sibling}
         for p in self.peers:
-            self.ops[self.send(p, {"type": "replicate", "key": key, "siblings": [sibling]})] = op
+            self.ops[self.send(p, {"type": "replicate", "key": key, "siblings": siblings})] = op
         self.progress(op)
 
     def start_op(self, msg: dict[str, Any], kind: str, siblings: list[Sibling]) -> dict[str, Any]:
@@ -140,7 +142,7 @@ class Node:
                 },
             )
         else:
-            vv = context_of(op["siblings"])
+            vv = context_of([op["new"]])
             body = {"type": f"{op['kind']}_ok", "context": json.dumps(vv, sort_keys=True)}
             self.reply(msg, body)
 

@@ -123,9 +123,11 @@ class Node:
         clock[self.id] = max([clock.get(self.id, 0), *held]) + 1  # the flaw: max+1
         sibling = {"clock": clock, "value": body.get("value"), "deleted": body["type"] == "delete"}
         self.absorb(key, [sibling])
-        op = self.start_op(msg, body["type"], [sibling])
+        # The whole set goes out, as in dynamo_kv_dvv.py (which says why).
+        siblings = self.store[key]
+        op = {**self.start_op(msg, body["type"], siblings), "new": sibling}
         for p in self.peers:
-            self.ops[self.send(p, {"type": "replicate", "key": key, "siblings": [sibling]})] = op
+            self.ops[self.send(p, {"type": "replicate", "key": key, "siblings": siblings})] = op
         self.progress(op)
 
     def start_op(self, msg: dict[str, Any], kind: str, siblings: list[Sibling]) -> dict[str, Any]:
@@ -161,9 +163,9 @@ class Node:
                 },
             )
         else:
-            vv = context_of(op["siblings"])
+            vv = context_of([op["new"]])
             body = {"type": f"{op['kind']}_ok", "context": json.dumps(vv, sort_keys=True)}
-            self.reply(msg, {**body, "clock": clock_of(op["siblings"][0])})
+            self.reply(msg, {**body, "clock": clock_of(op["new"])})
 
     def absorb(self, key: str, siblings: list[Sibling]) -> None:
         self.store[key] = merge(self.store.get(key, []), siblings)

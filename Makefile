@@ -40,10 +40,10 @@ typecheck: setup
 	$(BIN)/mypy --strict
 
 unit: setup
-	$(BIN)/pytest -n auto -q
+	$(BIN)/pytest -n auto --dist worksteal -q
 
 test-slow: setup spec-mutants proofs-mutants
-	$(BIN)/pytest -n auto -q -m slow
+	$(BIN)/pytest -n auto --dist worksteal -q -m slow
 
 proofs: setup
 	$(BIN)/python proofs/run.py

@@ -13,13 +13,18 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from dynamo_ref.client import AsyncClient
+from dynamo_ref.core.effects import Effect
 from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
+from dynamo_ref.net.server import NodeServer, ServerOptions
+from dynamo_ref.storage.durable import MemoryStore
 from dynamo_ref.tla.merge import (
     MergeResult,
     TraceInputError,
@@ -383,3 +388,60 @@ def test_node_only_steps_become_lines_only_when_they_change_the_node(traces: Pat
         assert (id(step) in kept) == touched(step)
     stutters = [line.step for line in prepared.lines if line.action == "Stutter"]
     assert all(step is not None and touched(step) for step in stutters)
+
+
+class _GatedStore(MemoryStore):
+    """A store whose batches wait at a gate, as a slow fsync does: a kill can land there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()
+
+    def apply(self, effects: Sequence[Effect]) -> None:
+        if effects and not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait(10)
+        super().apply(effects)
+
+
+def _stored_keys(path: Path) -> list[set[str]]:
+    """The keys each step line of a trace stored, in file order (after the header)."""
+    lines = [json.loads(x) for x in path.read_text().splitlines()[1:]]
+    assert [x["i"] for x in lines] == list(range(1, len(lines) + 1))
+    return [set(x["state"].get("store", {})) for x in lines]
+
+
+def test_a_step_is_logged_only_once_what_it_stored_is_durable(tmp_path: Path) -> None:
+    """A process killed while its batch is being written has lost that batch's stores: its
+    trace must not claim them (the spec's crash keeps the store, and a run with a kill there
+    was rejected). The line comes when the batch is written, in its place."""
+    store = _GatedStore()
+    path = tmp_path / "solo.jsonl"
+    config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
+
+    async def main() -> tuple[list[set[str]], list[set[str]]]:
+        server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
+        await server.start()
+        client = await AsyncClient.connect([server.address], timeout=5.0)
+        try:
+            await client.put(b"before", b"1")
+            store.gate.clear()
+            put = asyncio.ensure_future(client.put(b"held", b"2"))
+            while not store.waiting.is_set():
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # what the loop would write meanwhile, it has
+            during = _stored_keys(path)
+            store.gate.set()
+            await put
+            return during, _stored_keys(path)
+        finally:
+            store.gate.set()
+            await client.close()
+            await server.stop()
+
+    during, after = asyncio.run(main())
+    assert {"before"} in during
+    assert not any("held" in keys for keys in during), during
+    assert any("held" in keys for keys in after), after

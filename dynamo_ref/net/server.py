@@ -145,6 +145,18 @@ SUMMARY_PERIOD: Final = 1.0
 
 _DURABLE: Final = (Persist, PersistHint, DropHint, PersistMeta)
 _OUTBOUND: Final = (Send, Reply)
+
+
+@dataclass(frozen=True, slots=True)
+class _TraceLine:
+    """A step's trace line, held in order with the effects until what it follows is durable."""
+
+    line: bytes
+
+
+_Held = Effect | _TraceLine
+# What goes out of the held list without a batch: messages and trace lines.
+_RELEASABLE: Final = (Send, Reply, _TraceLine)
 # A connection that has not finished its handshake by then is closed.
 HANDSHAKE_TIMEOUT: Final = 10.0
 # How the core names a seed it knows only by address (it learns the seed's id from gossip).
@@ -231,7 +243,8 @@ class NodeServer:
         self._conns: set[_Connection] = set()
         self._client_ids = itertools.count(1)
         self._timers: dict[TimerId, asyncio.TimerHandle] = {}
-        self._held: list[Effect] = []  # durable effects, and what must wait for them, in order
+        # Durable effects, and what must wait for them (messages, trace lines), in order.
+        self._held: list[_Held] = []
         self._log_steps = False  # set at start, once logging is configured
         self._sums: dict[tuple[str, str], int] = {}
         self._summary: asyncio.TimerHandle | None = None
@@ -321,11 +334,14 @@ class NodeServer:
         self._log_steps = log.isEnabledFor(logging.INFO)
         now = opts.monotonic()
         effects = self._node.start(now, wall=opts.wall())
+        line = None
         if opts.trace is not None:
             self._trace = ProcessTrace(opts.trace, opts.node_id)
             self._trace.header(self._node, opts.config, now, opts.wall(), self._address)
-            self._trace.step(None, effects, self._node, now)
+            line = self._trace.step(None, effects, self._node, now)
         self._apply(effects)
+        if line is not None:
+            self._trace_line(line)
         self._limit_connections()
         if opts.secret is None:
             log.warning(
@@ -378,7 +394,10 @@ class NodeServer:
         if self._held_durable:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.store.apply, self._durables(self._held))
-        self._held.clear()
+        held, self._held = self._held, []
+        for e in held:
+            if isinstance(e, _TraceLine):
+                self._release(e)
         await asyncio.to_thread(self.store.close)
         if self._trace is not None:
             self._trace.close()
@@ -395,9 +414,27 @@ class NodeServer:
             # A bug in the core must not take the node down: log it, answer, keep serving.
             log.exception("node %s failed on %r", self.options.node_id, event)
             effects = _answer_failed(event)
-        if self._trace is not None:
-            self._trace.step(event, effects, self._node, now)
+        line = None if self._trace is None else self._trace.step(event, effects, self._node, now)
         self._apply(effects)
+        if line is not None:
+            self._trace_line(line)
+
+    def _trace_line(self, line: bytes) -> None:
+        """A step's line goes behind the durable effects held (its own among them): a process
+        killed before they are written leaves no line of a step whose store it lost."""
+        if self._held_durable or self._writing is not None:
+            self._held.append(_TraceLine(line))
+        else:
+            assert self._trace is not None
+            self._trace.write(line)
+
+    def _release(self, e: _Held) -> None:
+        """Carry out what was held: send a message, or write a trace line."""
+        if isinstance(e, _TraceLine):
+            if self._trace is not None:
+                self._trace.write(e.line)
+        elif isinstance(e, _OUTBOUND):
+            self._out(e)
 
     def _fire(self, timer: TimerId) -> None:
         self._timers.pop(timer, None)
@@ -479,17 +516,17 @@ class NodeServer:
         held, self._held = self._held, []
         self._held_durable = False
         start = 0
-        while start < len(held) and isinstance(held[start], _OUTBOUND):
-            self._out(held[start])  # behind nothing unwritten: the last batch is done
+        while start < len(held) and isinstance(held[start], _RELEASABLE):
+            self._release(held[start])  # behind nothing unwritten: the last batch is done
             start += 1
         batch = held[start:]
         if not batch:
             return
         self._writing = asyncio.get_running_loop().create_task(self._write(batch))
 
-    async def _write(self, batch: list[Effect]) -> None:
+    async def _write(self, batch: list[_Held]) -> None:
         try:
-            await asyncio.to_thread(self.store.apply, self._durables(batch))
+            await asyncio.to_thread(self._commit, batch)
         except Exception as error:
             self._writing = None
             if not self._stopped:
@@ -506,14 +543,26 @@ class NodeServer:
         elif self._held:
             held, self._held = self._held, []
             for e in held:
-                if isinstance(e, _OUTBOUND):
-                    self._out(e)
+                self._release(e)
+
+    def _commit(self, batch: list[_Held]) -> None:
+        """In the store's thread: the batch, then at once its trace lines, so that a kill
+        between the two (which would leave a step's store without its line) is unlikely."""
+        self.store.apply(self._durables(batch))
+        if self._trace is not None:
+            try:
+                for e in batch:
+                    if isinstance(e, _TraceLine):
+                        self._trace.write(e.line)
+            except OSError:
+                # The batch is written: its acknowledgements go out, the trace is short.
+                log.exception("node %s could not write its trace", self.options.node_id)
 
     @staticmethod
-    def _durables(effects: Sequence[Effect]) -> list[Effect]:
+    def _durables(effects: Sequence[_Held]) -> list[Effect]:
         return [e for e in effects if isinstance(e, _DURABLE)]
 
-    def _storage_failed(self, batch: list[Effect], error: Exception) -> None:
+    def _storage_failed(self, batch: list[_Held], error: Exception) -> None:
         """A batch was not written: it and all held behind it fail (the module docstring)."""
         self.failed_batches += 1
         failed, self._held = [*batch, *self._held], []
@@ -523,7 +572,9 @@ class NodeServer:
         meta: dict[str, None] = {}
         out: list[Effect] = []
         for e in failed:
-            if isinstance(e, Persist):
+            if isinstance(e, _TraceLine):
+                self._release(e)  # the steps happened; the repair below is a step after them
+            elif isinstance(e, Persist):
                 keys[e.key] = None
             elif isinstance(e, PersistHint | DropHint):
                 hint_keys[(e.owner, e.key)] = None
@@ -552,16 +603,19 @@ class NodeServer:
         except Exception:
             log.exception("node %s cannot read its store back either", self.options.node_id)
         event = StorageFailed(tuple(keys), tuple(hint_keys), tuple(meta), str(error), store, hints)
+        line: bytes | None = None
         if self._node is not None:
             try:
                 now = self.options.monotonic()
                 effects = self._node.handle(event, now, wall=self.options.wall())
                 if self._trace is not None:
-                    self._trace.step(event, effects, self._node, now)
+                    line = self._trace.step(event, effects, self._node, now)
                 out.extend(effects)
             except Exception:
                 log.exception("node %s failed on %r", self.options.node_id, event)
         self._apply(out)
+        if line is not None:
+            self._trace_line(line)
 
     def _out(self, e: Effect) -> None:
         if isinstance(e, Send):

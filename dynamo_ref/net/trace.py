@@ -20,6 +20,11 @@ the (owner, key) pairs in ``hintKeys`` that it wrote (a pair with none left was 
 puts and gets the step touched that are not yet answered, and in ``putsDone``/``getsDone``
 the ids of those it touched that are answered or gone. Lines are written unbuffered,
 so a process killed with SIGKILL leaves every step it finished.
+
+A step's line is written once what the step stored is durable (the server writes it right
+after its group-commit batch, in the store's thread), and after the lines of the steps before
+it: a process killed before its batch was written leaves no line of a step whose store it lost
+(the spec's crash keeps a node's store).
 """
 
 from __future__ import annotations
@@ -100,8 +105,10 @@ class ProcessTrace:
             }
         )
 
-    def step(self, event: Event | None, effects: Sequence[Effect], node: Node, now: float) -> None:
-        """Log one step: ``event`` handled (None: the node's start), the ``effects`` it gave."""
+    def step(self, event: Event | None, effects: Sequence[Effect], node: Node, now: float) -> bytes:
+        """The line of one step: ``event`` handled (None: the node's start), the ``effects`` it
+        gave. Taken at the step (it holds the node's state then); ``write`` it once the step's
+        durable effects are durable."""
         self._step += 1
         recv = None
         if isinstance(event, PeerReceived):
@@ -120,7 +127,7 @@ class ProcessTrace:
             elif isinstance(e, PersistHint | DropHint):
                 hints[(e.owner, e.key)] = None
         state = node.trace_state(list(keys), list(hints))
-        self._write(
+        return self._encode(
             {
                 "node": self.node_id,
                 "i": self._step,
@@ -134,8 +141,15 @@ class ProcessTrace:
             }
         )
 
+    def _encode(self, line: dict[str, Any]) -> bytes:
+        return self._encoder.encode(line) + b"\n"
+
     def _write(self, line: dict[str, Any]) -> None:
-        os.write(self._fd, self._encoder.encode(line) + b"\n")
+        self.write(self._encode(line))
+
+    def write(self, line: bytes) -> None:
+        """Append a line from ``step`` (unbuffered: a SIGKILL leaves every line written)."""
+        os.write(self._fd, line)
 
     def close(self) -> None:
         if self._fd >= 0:

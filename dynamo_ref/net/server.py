@@ -10,7 +10,9 @@ It holds no protocol logic. Connections, frames and timers become events for
 Group commit: the durable effects of every event handled in one loop tick are applied as one
 batch in a worker thread (one batch at a time). A ``Send`` or ``Reply`` that comes after a
 durable effect not yet applied is held until it is, so an acknowledgement never leaves before
-what it acknowledges is durable; one with no durable effect ahead of it goes at once.
+what it acknowledges is durable; one with no durable effect ahead of it goes at once. A traced
+node's step lines wait the same way and are written in the worker thread right after their
+batch: a trace never claims a store that a kill could still lose.
 
 A durable batch that fails (disk full, I/O error) takes everything held behind it along:
 the keys and hints it held are read back from the store and the node is told

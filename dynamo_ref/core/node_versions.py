@@ -155,11 +155,8 @@ def reconcile_mode(mode: VersionMode, versions: Sequence[Version]) -> Siblings:
                 if second.clock.dominates(first.clock):
                     return (second,)
             else:
-                # dvv_covers both ways, for two versions known to differ.
-                (n1, e1), (n2, e2) = event(first), event(second)
-                distinct = (n1, e1) != (n2, e2)
-                covers_second = distinct and first.clock.counter(n2) >= e2
-                covers_first = distinct and second.clock.counter(n1) >= e1
+                covers_second = dvv_covers(first, second)
+                covers_first = dvv_covers(second, first)
                 if covers_second and not covers_first:
                     return (first,)
                 if covers_first and not covers_second:

@@ -445,3 +445,53 @@ def test_a_step_is_logged_only_once_what_it_stored_is_durable(tmp_path: Path) ->
     assert {"before"} in during
     assert not any("held" in keys for keys in during), during
     assert any("held" in keys for keys in after), after
+
+
+class _FailingAfterGate(_GatedStore):
+    """Once a batch has waited at the gate, every later batch fails, as on a disk that filled
+    meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = False
+
+    def apply(self, effects: Sequence[Effect]) -> None:
+        if effects and self.waited:
+            raise OSError("disk full")
+        gated = bool(effects) and not self.gate.is_set()
+        super().apply(effects)
+        self.waited = self.waited or gated
+
+
+def test_a_batch_that_fails_at_stop_leaves_no_line_for_its_steps(tmp_path: Path) -> None:
+    """The last batch, written by stop, follows the same rule: no line unless it is written."""
+    store = _FailingAfterGate()
+    path = tmp_path / "solo.jsonl"
+    config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
+
+    async def main() -> None:
+        server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
+        await server.start()
+        client = await AsyncClient.connect([server.address], timeout=5.0)
+        try:
+            await client.put(b"before", b"0")  # answered once the start's batch is written too
+            store.gate.clear()
+            first = asyncio.ensure_future(client.put(b"first", b"1"))
+            while not store.waiting.is_set():
+                await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(client.put(b"second", b"2"))
+            await asyncio.sleep(0.1)  # the second put's step is held behind the first batch
+            stopping = asyncio.ensure_future(server.stop())
+            await asyncio.sleep(0.05)
+            store.gate.set()
+            await stopping
+            for put in (first, second):
+                put.cancel()
+        finally:
+            store.gate.set()
+            await client.close()
+
+    asyncio.run(main())
+    stored = _stored_keys(path)
+    assert any("first" in keys for keys in stored), stored
+    assert not any("second" in keys for keys in stored), stored

@@ -394,12 +394,10 @@ class NodeServer:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._writing)
         if self._held_durable:
+            # Its trace lines with it, and only if it is written, as for every batch.
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.store.apply, self._durables(self._held))
-        held, self._held = self._held, []
-        for e in held:
-            if isinstance(e, _TraceLine):
-                self._release(e)
+                await asyncio.to_thread(self._commit, self._held)
+        self._held.clear()
         await asyncio.to_thread(self.store.close)
         if self._trace is not None:
             self._trace.close()

@@ -35,7 +35,7 @@ import msgspec
 
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.tla.merge import MergeResult, Step, merge_files, trace_files
-from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
+from dynamo_ref.tla.tlc import SHORT_TRACE_LINES, TlcResult, Verdict, run_tlc
 from dynamo_ref.tla.trace import (
     _LINE_OF_STATE,
     EXTENSION_ACTIONS,
@@ -533,7 +533,11 @@ def validate_run(
             cfg.replace("INVARIANT ProcessAccepted", invariants + "INVARIANT ProcessAccepted")
         )
         result = run_tlc(
-            work / "DynamoProcessTrace.tla", work / CFG, workers=workers, timeout=timeout
+            work / "DynamoProcessTrace.tla",
+            work / CFG,
+            workers=workers,
+            timeout=timeout,
+            short=len(prepared.lines) < SHORT_TRACE_LINES,
         )
     verdict = functools.partial(
         RunVerdict,
@@ -602,6 +606,10 @@ def _explain_run(
             shutil.copy(spec_dir / name, work / name)
         (work / "TraceData.tla").write_text(prepared.module)
         result = run_tlc(
-            work / "DynamoProcessTrace.tla", work / DIAGNOSE_CFG, workers=1, timeout=timeout
+            work / "DynamoProcessTrace.tla",
+            work / DIAGNOSE_CFG,
+            workers=1,
+            timeout=timeout,
+            short=failed < SHORT_TRACE_LINES,
         )
     return explanation(result, failed, recorded="the node logged")

@@ -42,7 +42,7 @@ import msgspec
 from dynamo_ref.core.node.outbox import text as key_text
 from dynamo_ref.core.node_versions import VersionMode
 from dynamo_ref.sim.cluster import Cluster
-from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
+from dynamo_ref.tla.tlc import SHORT_TRACE_LINES, TlcResult, Verdict, run_tlc
 
 # ---- the trace format ---------------------------------------------------------------------------
 
@@ -1023,7 +1023,11 @@ def validate(
         cfg = work / "DynamoTrace.cfg"
         cfg.write_text(_with_promises(cfg.read_text(), checked))
         result = run_tlc(
-            work / "DynamoTrace.tla", work / "DynamoTrace.cfg", workers=workers, timeout=timeout
+            work / "DynamoTrace.tla",
+            work / "DynamoTrace.cfg",
+            workers=workers,
+            timeout=timeout,
+            short=len(lines) < SHORT_TRACE_LINES,
         )
         seconds = result.seconds or 0.0
         verdict = functools.partial(
@@ -1103,7 +1107,11 @@ def _explain(
         shutil.copy(spec_dir / name, work / name)
     (work / "TraceData.tla").write_text(prepared.module)
     result = run_tlc(
-        work / "DynamoTrace.tla", work / "DynamoTraceDiagnose.cfg", workers=1, timeout=timeout
+        work / "DynamoTrace.tla",
+        work / "DynamoTraceDiagnose.cfg",
+        workers=1,
+        timeout=timeout,
+        short=failed < SHORT_TRACE_LINES,
     )
     reason, details, _ = explanation(result, failed)
     return reason, details

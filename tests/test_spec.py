@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from dynamo_ref.cli import main
 from dynamo_ref.tla import cli as spec_cli
 from dynamo_ref.tla import tlc
-from dynamo_ref.tla.models import ManifestError, Model, default_spec_dir, load_models
+from dynamo_ref.tla.models import Model, default_spec_dir, load_models
 from dynamo_ref.tla.tlc import (
     JAR_MISSING,
     JAVA_MISSING,
@@ -136,20 +136,6 @@ def test_model_list() -> None:
     assert models["sloppy_stale_read"].violates == "StrictQuorumRead"
     assert all(m.cfg(spec_dir).is_file() for m in models.values())
     assert any(m.suite == "nightly" for m in models.values())
-    # searches of seconds run TLC with C1 alone; the long ones keep C2
-    assert models["witness_hints"].short
-    assert not models["dvv_join"].short
-
-
-def test_a_model_whose_short_is_not_a_boolean_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "m.cfg").write_text("INIT Init\n")
-    manifest = tmp_path / "models" / "models.toml"
-    manifest.write_text('[[model]]\nname = "m"\nexpect = "pass"\nshort = true\n')
-    assert load_models(tmp_path)[0].short
-    manifest.write_text('[[model]]\nname = "m"\nexpect = "pass"\nshort = "yes"\n')
-    with pytest.raises(ManifestError, match="model m: short must be true or false"):
-        load_models(tmp_path)
 
 
 def _result(verdict: Verdict, violated: str | None) -> TlcResult:

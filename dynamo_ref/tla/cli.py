@@ -144,7 +144,6 @@ def check(
             workers=workers,
             timeout=timeout,
             simulate=model.simulate,
-            short=model.short,
         )
 
     # Each TLC is a process of its own: threads only wait for them. Results keep the

@@ -27,8 +27,6 @@ class Model:
     simulate: Simulation | None = None
     # The cfg file's name, when models share one (default: the model's name).
     config: str | None = None
-    # A search of seconds: TLC runs with C1 alone (``run_tlc``'s ``short``).
-    short: bool = False
 
     @property
     def expect_pass(self) -> bool:
@@ -90,10 +88,7 @@ def _model(entry: object, where: Path) -> Model:
         if not (isinstance(depth, int) and depth > 0 and isinstance(seed, int)):
             raise ManifestError(f"{where}: model {name}: depth must be > 0, seed an integer")
         simulate = Simulation(float(seconds), depth, seed)
-    short = table.get("short", False)
-    if not isinstance(short, bool):
-        raise ManifestError(f"{where}: model {name}: short must be true or false")
-    return Model(name, suite, cast(str | None, prop), module, simulate, config, short)
+    return Model(name, suite, cast(str | None, prop), module, simulate, config)
 
 
 def load_models(spec_dir: Path) -> list[Model]:

@@ -18,9 +18,34 @@ pytestmark = pytest.mark.skipif(not ENABLED, reason="contracts are off")
 
 
 def _fast(fn: object) -> bool:
-    """``fn`` is a wrapper the runtime wrote (one that calls the function, not icontract's)."""
+    """``fn`` is a wrapper the runtime wrote (one that calls the function, not icontract's),
+    or will write at its next call (it is written here, as that call would)."""
     code = getattr(fn, "__code__", None)
+    if code is checker._UNWRITTEN:
+        fn.__globals__["_dc_write"]()  # type: ignore[attr-defined]
+        code = fn.__code__  # type: ignore[attr-defined]
     return code is not None and "_dc_func" in code.co_names
+
+
+def test_a_checker_is_written_at_its_first_call_with_every_contract_it_holds() -> None:
+    @icontract.ensure(lambda result: result > 0)
+    @icontract.require(lambda x: x < 100)
+    @icontract.require(lambda x: x != 13, "unlucky")
+    def inc(x: int) -> int:
+        return x + 1
+
+    assert inc.__code__ is checker._UNWRITTEN  # decorated three times, written none
+    assert inc(1) == 2
+    written = inc.__code__
+    assert "_dc_func" in written.co_names
+    assert inc(2) == 3
+    assert inc.__code__ is written  # once
+    with pytest.raises(icontract.ViolationError, match="unlucky"):
+        inc(13)
+    with pytest.raises(icontract.ViolationError, match="x < 100"):
+        inc(100)
+    with pytest.raises(icontract.ViolationError, match="result > 0"):
+        inc(-5)
 
 
 def _invariant_wrapper(fn: object) -> bool:

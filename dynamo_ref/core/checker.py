@@ -4,9 +4,10 @@ icontract's wrapper, on every call, builds a dict of the call's arguments, filte
 condition, and asks ``inspect`` whether each condition is a coroutine function. That machinery,
 not the conditions, was most of what contracts cost (benchmarks/README.md). ``install`` makes
 icontract build, for a plain sync function, a wrapper written for that function: its signature,
-each condition called with the arguments it names, no per-call lookups. It is written again
-each time a contract is added to the function. A method of a class with invariants gets a
-wrapper that calls each invariant with the instance, from a tuple made once per class.
+each condition called with the arguments it names, no per-call lookups. It is written at the
+function's first call, and again at the next call after a contract is added to the function. A
+method of a class with invariants gets a wrapper that calls each invariant with the instance,
+from a tuple made once per class.
 
 What icontract stores is unchanged: a checker still carries ``__preconditions__``,
 ``__postcondition_snapshots__``, ``__postconditions__`` (the very lists icontract fills) and
@@ -24,12 +25,11 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import icontract._checkers as _ic
-
-from dynamo_ref.core.contracts import QUERY
 
 _EMPTY = inspect.Parameter.empty
 _PLAIN = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -51,8 +51,23 @@ _icontract_adds = {
         "add_postcondition_to_checker",
     )
 }
+# Marks a query (``contracts.query``). Defined here, not imported: contracts.py imports this
+# module, which may be imported first.
+QUERY = "__dynamo_ref_query__"
 _LISTS = ("__preconditions__", "__postcondition_snapshots__", "__postconditions__")
 _REGENERATE = "__dynamo_ref_regenerate__"
+# A checker is written at its first call, with the contracts it holds then: each contract
+# added would write it again, and most functions are never called in a given process (a
+# node's start compiled some 500 checkers, half of its import time). Until then it runs this.
+_UNWRITTEN = next(
+    c
+    for c in compile(
+        "def _dc_unwritten(*args, **kwargs):\n    return _dc_write()(*args, **kwargs)\n",
+        "<contract checker not yet written>",
+        "exec",
+    ).co_consts
+    if isinstance(c, types.CodeType)
+)
 
 
 def _plain_signature(sig: inspect.Signature) -> bool:
@@ -171,7 +186,7 @@ def _source(
 
 def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
     """icontract's checker for ``func``; for a plain sync function, a wrapper written for its
-    signature and its contracts, made again each time a contract is added to it."""
+    signature and its contracts, written at its first call after a contract is added."""
     slow: Callable[..., Any] = _icontract_checker(func)
     sig = inspect.signature(func)
     caller = sys._getframe(1).f_globals.get("__name__")
@@ -199,24 +214,26 @@ def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
     fallback = f"def {name}({signature}):\n    return _dc_slow({forward})\n"
     where = f"<contract checker of {func.__module__}.{func.__qualname__}>"
 
-    def make() -> Any:
+    def write() -> Any:
         made = _source(name, positional, keyword, slow)
         source, names = (fallback, {}) if made is None else made
         space.update(names)
         exec(compile(source, where, "exec"), space)
-        return space.pop(name)
+        wrapper.__code__ = space.pop(name).__code__
+        return wrapper
 
     def regenerate() -> None:
-        wrapper.__code__ = make().__code__
+        wrapper.__code__ = _UNWRITTEN
 
-    wrapper = make()
+    space["_dc_write"] = write
+    wrapper = types.FunctionType(_UNWRITTEN, space, name)
     wrapper.__defaults__ = func.__defaults__
     wrapper.__kwdefaults__ = func.__kwdefaults__
     functools.update_wrapper(wrapper, func)
     for attr in _LISTS:
         setattr(wrapper, attr, getattr(slow, attr))
     setattr(wrapper, _REGENERATE, regenerate)
-    return wrapper  # type: ignore[no-any-return]
+    return wrapper
 
 
 # Per list of invariants (a class's): each condition as a function of the instance alone.

@@ -9,6 +9,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dynamo_ref.core.checker import QUERY
+
 ENABLED: bool = os.environ.get("DYNAMO_REF_CONTRACTS", "1").strip().lower() not in {
     "0",
     "false",
@@ -16,7 +18,6 @@ ENABLED: bool = os.environ.get("DYNAMO_REF_CONTRACTS", "1").strip().lower() not 
     "no",
 }
 
-QUERY = "__dynamo_ref_query__"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 

@@ -129,6 +129,9 @@ class SshHosts:
                 f"PidFile {self.base / f'sshd{i}.pid'}\nPermitRootLogin prohibit-password\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
                 "StrictModes no\nSubsystem sftp internal-sftp\nMaxSessions 64\nMaxStartups 64\n"
+                # A lock a killed `pyenv rehash` left (this machine's root .bashrc runs it at
+                # every login) makes each later login wait 60 s: here, one try and go on.
+                "SetEnv PYENV_REHASH_TIMEOUT=0\n"
             )
             log = (self.base / f"sshd{i}.log").open("wb")
             self._sshd.append(

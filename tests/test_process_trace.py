@@ -447,6 +447,54 @@ def test_a_step_is_logged_only_once_what_it_stored_is_durable(tmp_path: Path) ->
     assert any("held" in keys for keys in after), after
 
 
+def test_a_batchs_lines_are_written_in_one_call(tmp_path: Path) -> None:
+    """Between a batch and its lines a kill leaves stores without their steps. Each write
+    call gives the GIL up and may wait to take it back, so the lines of a batch go at once."""
+    store = _GatedStore()
+    path = tmp_path / "solo.jsonl"
+    config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
+    calls: list[bytes] = []
+
+    async def main() -> None:
+        server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
+        await server.start()
+        trace = server._trace
+        assert trace is not None
+        write = trace.write
+
+        def counted(lines: bytes) -> None:
+            calls.append(lines)
+            write(lines)
+
+        trace.write = counted  # type: ignore[method-assign]
+        client = await AsyncClient.connect([server.address], timeout=5.0)
+        try:
+            await client.put(b"before", b"1")
+            store.gate.clear()
+            first = asyncio.ensure_future(client.put(b"gated", b"2"))
+            while not store.waiting.is_set():
+                await asyncio.sleep(0.01)
+            # these four wait behind the gated batch, and make the next one together
+            puts = [asyncio.ensure_future(client.put(b"k%d" % i, b"3")) for i in range(4)]
+            await asyncio.sleep(0.2)
+            store.gate.set()
+            await asyncio.gather(first, *puts)
+        finally:
+            store.gate.set()
+            await client.close()
+            await server.stop()
+
+    asyncio.run(main())
+    stored = [_stored_keys_of(c) for c in calls]
+    together = [keys for keys in stored if {"k0", "k1", "k2", "k3"} <= set().union(*keys)]
+    assert together, stored
+    assert len(together[0]) >= 4  # four steps' lines, one call
+
+
+def _stored_keys_of(lines: bytes) -> list[set[str]]:
+    return [set(json.loads(x)["state"].get("store", {})) for x in lines.splitlines()]
+
+
 class _FailingAfterGate(_GatedStore):
     """Once a batch has waited at the gate, every later batch fails, as on a disk that filled
     meanwhile."""

@@ -547,13 +547,15 @@ class NodeServer:
 
     def _commit(self, batch: list[_Held]) -> None:
         """In the store's thread: the batch, then at once its trace lines, so that a kill
-        between the two (which would leave a step's store without its line) is unlikely."""
+        between the two (which would leave a step's store without its line) is unlikely.
+        The lines go in one write: each call gives up the GIL, and taking it back may wait
+        for the loop's thread (a switch interval, 5 ms), which widened that window per line."""
         self.store.apply(self._durables(batch))
         if self._trace is not None:
             try:
-                for e in batch:
-                    if isinstance(e, _TraceLine):
-                        self._trace.write(e.line)
+                lines = b"".join(e.line for e in batch if isinstance(e, _TraceLine))
+                if lines:
+                    self._trace.write(lines)
             except OSError:
                 # The batch is written: its acknowledgements go out, the trace is short.
                 log.exception("node %s could not write its trace", self.options.node_id)

@@ -147,9 +147,11 @@ class ProcessTrace:
     def _write(self, line: dict[str, Any]) -> None:
         self.write(self._encode(line))
 
-    def write(self, line: bytes) -> None:
-        """Append a line from ``step`` (unbuffered: a SIGKILL leaves every line written)."""
-        os.write(self._fd, line)
+    def write(self, lines: bytes) -> None:
+        """Append lines from ``step`` (unbuffered: a SIGKILL leaves every line written)."""
+        view = memoryview(lines)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -413,6 +413,19 @@ def _stored_keys(path: Path) -> list[set[str]]:
     return [set(x["state"].get("store", {})) for x in lines]
 
 
+async def _put_held_at_the_gate(
+    client: AsyncClient, store: _GatedStore, key: bytes
+) -> asyncio.Future[object]:
+    """After a first put (so that the start's batch is not the one held): a put of ``key``,
+    whose batch then waits at the closed gate."""
+    await client.put(b"before", b"1")
+    store.gate.clear()
+    put: asyncio.Future[object] = asyncio.ensure_future(client.put(key, b"2"))
+    while not store.waiting.is_set():
+        await asyncio.sleep(0.01)
+    return put
+
+
 def test_a_step_is_logged_only_once_what_it_stored_is_durable(tmp_path: Path) -> None:
     """A process killed while its batch is being written has lost that batch's stores: its
     trace must not claim them (the spec's crash keeps the store, and a run with a kill there
@@ -426,11 +439,7 @@ def test_a_step_is_logged_only_once_what_it_stored_is_durable(tmp_path: Path) ->
         await server.start()
         client = await AsyncClient.connect([server.address], timeout=5.0)
         try:
-            await client.put(b"before", b"1")
-            store.gate.clear()
-            put = asyncio.ensure_future(client.put(b"held", b"2"))
-            while not store.waiting.is_set():
-                await asyncio.sleep(0.01)
+            put = await _put_held_at_the_gate(client, store, b"held")
             await asyncio.sleep(0.1)  # what the loop would write meanwhile, it has
             during = _stored_keys(path)
             store.gate.set()
@@ -469,11 +478,7 @@ def test_a_batchs_lines_are_written_in_one_call(tmp_path: Path) -> None:
         trace.write = counted  # type: ignore[method-assign]
         client = await AsyncClient.connect([server.address], timeout=5.0)
         try:
-            await client.put(b"before", b"1")
-            store.gate.clear()
-            first = asyncio.ensure_future(client.put(b"gated", b"2"))
-            while not store.waiting.is_set():
-                await asyncio.sleep(0.01)
+            first = await _put_held_at_the_gate(client, store, b"gated")
             # these four wait behind the gated batch, and make the next one together
             puts = [asyncio.ensure_future(client.put(b"k%d" % i, b"3")) for i in range(4)]
             await asyncio.sleep(0.2)

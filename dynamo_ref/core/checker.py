@@ -218,8 +218,10 @@ def decorate_with_checker(func: Callable[..., Any]) -> Callable[..., Any]:
         made = _source(name, positional, keyword, slow)
         source, names = (fallback, {}) if made is None else made
         space.update(names)
-        exec(compile(source, where, "exec"), space)
-        wrapper.__code__ = space.pop(name).__code__
+        # Into a scope of its own: two threads may write the same checker at once.
+        scope: dict[str, Any] = {}
+        exec(compile(source, where, "exec"), space, scope)
+        wrapper.__code__ = scope[name].__code__
         return wrapper
 
     def regenerate() -> None:

@@ -189,7 +189,10 @@ class RemoteCluster:
         if held.strip() == wheels.name:
             return
         files = sorted(p for p in wheels.iterdir() if p.suffix == ".whl")
-        (pip_wheel,) = (p.name for p in files if p.name.startswith("pip-"))
+        pip_wheels = [p.name for p in files if p.name.startswith("pip-")]
+        if len(pip_wheels) != 1:
+            raise RuntimeError(f"the wheelhouse {wheels} holds no single wheel of pip")
+        pip_wheel = pip_wheels[0]
         await pool.put(n.host, files, wheel_dir)
         # The venv gets no pip of its own: pip runs from its wheel, as ensurepip runs it, which
         # spares installing pip there (9 s of CPU a host here). Modules are compiled when first

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -410,7 +411,11 @@ def _stored_keys(path: Path) -> list[set[str]]:
     """The keys each step line of a trace stored, in file order (after the header)."""
     lines = [json.loads(x) for x in path.read_text().splitlines()[1:]]
     assert [x["i"] for x in lines] == list(range(1, len(lines) + 1))
-    return [set(x["state"].get("store", {})) for x in lines]
+    return [_keys_stored(x) for x in lines]
+
+
+def _keys_stored(line: dict[str, Any]) -> set[str]:
+    return set(line["state"].get("store", {}))
 
 
 async def _put_held_at_the_gate(
@@ -490,14 +495,10 @@ def test_a_batchs_lines_are_written_in_one_call(tmp_path: Path) -> None:
             await server.stop()
 
     asyncio.run(main())
-    stored = [_stored_keys_of(c) for c in calls]
+    stored = [[_keys_stored(json.loads(x)) for x in c.splitlines()] for c in calls]
     together = [keys for keys in stored if {"k0", "k1", "k2", "k3"} <= set().union(*keys)]
     assert together, stored
     assert len(together[0]) >= 4  # four steps' lines, one call
-
-
-def _stored_keys_of(lines: bytes) -> list[set[str]]:
-    return [set(json.loads(x)["state"].get("store", {})) for x in lines.splitlines()]
 
 
 class _FailingAfterGate(_GatedStore):

@@ -35,7 +35,7 @@ import msgspec
 
 from dynamo_ref.core.ring import Ring
 from dynamo_ref.tla.merge import MergeResult, Step, merge_files, trace_files
-from dynamo_ref.tla.tlc import SHORT_TRACE_LINES, TlcResult, Verdict, run_tlc
+from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
 from dynamo_ref.tla.trace import (
     _LINE_OF_STATE,
     EXTENSION_ACTIONS,
@@ -537,7 +537,7 @@ def validate_run(
             work / CFG,
             workers=workers,
             timeout=timeout,
-            short=len(prepared.lines) < SHORT_TRACE_LINES,
+            trace_lines=len(prepared.lines),
         )
     verdict = functools.partial(
         RunVerdict,
@@ -610,6 +610,6 @@ def _explain_run(
             work / DIAGNOSE_CFG,
             workers=1,
             timeout=timeout,
-            short=failed < SHORT_TRACE_LINES,
+            trace_lines=failed,
         )
     return explanation(result, failed, recorded="the node logged")

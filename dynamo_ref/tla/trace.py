@@ -42,7 +42,7 @@ import msgspec
 from dynamo_ref.core.node.outbox import text as key_text
 from dynamo_ref.core.node_versions import VersionMode
 from dynamo_ref.sim.cluster import Cluster
-from dynamo_ref.tla.tlc import SHORT_TRACE_LINES, TlcResult, Verdict, run_tlc
+from dynamo_ref.tla.tlc import TlcResult, Verdict, run_tlc
 
 # ---- the trace format ---------------------------------------------------------------------------
 
@@ -1027,7 +1027,7 @@ def validate(
             work / "DynamoTrace.cfg",
             workers=workers,
             timeout=timeout,
-            short=len(lines) < SHORT_TRACE_LINES,
+            trace_lines=len(lines),
         )
         seconds = result.seconds or 0.0
         verdict = functools.partial(
@@ -1111,7 +1111,7 @@ def _explain(
         work / "DynamoTraceDiagnose.cfg",
         workers=1,
         timeout=timeout,
-        short=failed < SHORT_TRACE_LINES,
+        trace_lines=failed,
     )
     reason, details, _ = explanation(result, failed)
     return reason, details

@@ -346,3 +346,39 @@ def test_dvv_program_keeps_an_acknowledged_write_that_a_reader_missed() -> None:
     stored = {s["value"] for node in net.nodes.values() for s in node.store.get("k", [])}
     # 1 may go only if the read that gave the context returned it.
     assert 1 in stored or 1 in get_ok["values"], (get_ok, stored)
+
+
+def _put(net: _Net, value: int, context: str | None = None, key: str = "k") -> dict[str, Any]:
+    """A put through n3, acknowledged by n1: its put_ok."""
+    body: dict[str, Any] = {"type": "put", "key": key, "value": value}
+    if context is not None:
+        body["context"] = context
+    sent = net.call("n3", body)
+    (to_n1,) = [m for m in sent if m["body"]["type"] == "replicate" and m["dest"] == "n1"]
+    (ack,) = net.deliver(to_n1)
+    (put_ok,) = [r["body"] for r in net.deliver(ack)]
+    assert put_ok["type"] == "put_ok"
+    return put_ok
+
+
+def test_dvv_program_keeps_a_write_that_a_put_context_did_not_show() -> None:
+    """A put's reply covers the put and what its client had read, not the writes of other
+    clients through the same coordinator in between (a register client writes next with it).
+    Found by a register campaign: a chain of acknowledged writes dropped that way."""
+    net = _Net(_load_dvv(), ["n1", "n2", "n3"])
+    _put(net, 1)  # one client's blind write through n3
+    mine = _put(net, 2)  # another's, concurrent with it, through n3 too
+    _put(net, 3, mine["context"])  # the second client writes over its own write
+    stored = {s["value"] for s in net.nodes["n3"].store["k"]}
+    assert {1, 3} <= stored, stored
+
+
+def test_dvv_program_a_put_context_covers_its_put() -> None:
+    """Writes of other keys through the coordinator leave no gap in a key's dots: a client
+    that writes over its own put replaces it, without a false sibling."""
+    net = _Net(_load_dvv(), ["n1", "n2", "n3"])
+    _put(net, 7, key="other")
+    first = _put(net, 1)
+    _put(net, 8, key="other")
+    _put(net, 2, first["context"])
+    assert [s["value"] for s in net.nodes["n3"].store["k"]] == [2]

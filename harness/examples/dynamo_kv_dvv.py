@@ -8,10 +8,11 @@ as Riak sends the whole object. A replica that did not acknowledge a write is ow
 hint, resent until it answers; a periodic anti-entropy round sends a random peer the whole
 store, so a node restarted empty catches up.
 
-Each sibling carries a dot (the coordinator's id and a counter, unique to this process, so a
-restarted node never reuses one) and the causal past its writer had read (a version vector).
-A write discards the siblings its context covers and nothing else: two clients writing with
-the same context through one coordinator get two dots, and both survive as siblings.
+Each sibling carries a dot (the coordinator's id, unique to this process so a restarted node
+never reuses one, and a count of the key's writes through it) and the causal past its writer
+had read (a version vector). A write discards the siblings its context covers and nothing else:
+two clients writing with the same context through one coordinator get two dots, and both
+survive as siblings. A context never claims a dot its client was not shown (`context_of`).
 
 Usage (the harness starts one per node): python dynamo_kv_dvv.py
 """
@@ -54,10 +55,17 @@ def merge(local: list[Sibling], incoming: list[Sibling]) -> list[Sibling]:
 
 
 def context_of(siblings: list[Sibling]) -> dict[str, int]:
+    """What a client shown `siblings` has seen: their pasts, and each dot that extends them
+    without a gap. A vector claims every dot of a writer up to its entry, so a dot beyond a
+    gap (a write of the key through that node the client was not shown) is left out: a write
+    with this context keeps that sibling rather than drop the write in the gap."""
     vv: dict[str, int] = {}
     for s in siblings:
-        for node, n in [*s["past"].items(), tuple(s["dot"])]:
+        for node, n in s["past"].items():
             vv[node] = max(vv.get(node, 0), n)
+    for node, n in sorted(tuple(s["dot"]) for s in siblings):
+        if n == vv.get(node, 0) + 1:
+            vv[node] = n
     return vv
 
 
@@ -66,7 +74,7 @@ class Node:
         self.id = ""
         self.peers: list[str] = []
         self.dot_id = ""
-        self.counter = 0
+        self.counters: dict[str, int] = {}  # key -> its writes coordinated here
         self.msg_ids = 0
         self.store: dict[str, list[Sibling]] = {}
         self.ops: dict[int, dict[str, Any]] = {}  # msg_id of a peer request -> its client op
@@ -129,9 +137,10 @@ class Node:
     def write(self, msg: dict[str, Any], body: dict[str, Any]) -> None:
         key = body["key"]
         past = json.loads(body["context"]) if body.get("context") else {}
-        self.counter += 1
+        # Counted per key, so a gap in one writer's dots of a key is a write someone missed.
+        self.counters[key] = self.counters.get(key, 0) + 1
         sibling = {
-            "dot": [self.dot_id, self.counter],
+            "dot": [self.dot_id, self.counters[key]],
             "past": past,
             "value": body.get("value"),
             "deleted": body["type"] == "delete",

@@ -356,7 +356,7 @@ def _put(net: _Net, value: int, context: str | None = None, key: str = "k") -> d
     sent = net.call("n3", body)
     (to_n1,) = [m for m in sent if m["body"]["type"] == "replicate" and m["dest"] == "n1"]
     (ack,) = net.deliver(to_n1)
-    (put_ok,) = [r["body"] for r in net.deliver(ack)]
+    (put_ok,) = [dict(r["body"]) for r in net.deliver(ack)]
     assert put_ok["type"] == "put_ok"
     return put_ok
 

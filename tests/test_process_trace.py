@@ -9,6 +9,7 @@ damage is planted in a copy of a real trace.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from dynamo_ref.client import AsyncClient
 from dynamo_ref.core.effects import Effect
 from dynamo_ref.core.node import NodeConfig
+from dynamo_ref.core.node.config import DurableState
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
 from dynamo_ref.net.server import NodeServer, ServerOptions
 from dynamo_ref.storage.durable import MemoryStore
@@ -549,3 +551,127 @@ def test_a_batch_that_fails_at_stop_leaves_no_line_for_its_steps(tmp_path: Path)
     stored = _stored_keys(path)
     assert any("first" in keys for keys in stored), stored
     assert not any("second" in keys for keys in stored), stored
+
+
+class _Killable(_GatedStore):
+    """A store that a kill stops: once ``dead``, nothing more is written."""
+
+    def __init__(self, state: DurableState | None = None) -> None:
+        super().__init__()
+        if state is not None:
+            self.state = state
+        self.dead = False
+
+    def apply(self, effects: Sequence[Effect]) -> None:
+        if self.dead:
+            raise OSError("killed")
+        super().apply(effects)
+
+
+@pytest.mark.parametrize("cut", ["none", "mid-line", "a-line-and-a-half"])
+def test_a_kill_between_a_batch_and_its_lines_leaves_them_to_the_next_start(
+    tmp_path: Path, cut: str
+) -> None:
+    """The one window left in the rule above: a batch is durable, and the process is killed
+    before its lines are written (or while). The store keeps the lines with the batch, and
+    the next start ends the file with them: the trace has every step whose store is durable
+    (a real run was rejected at a step whose store held a version no line had made)."""
+    store = _Killable()
+    path = tmp_path / "solo.jsonl"
+    config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
+    lost: list[bytes] = []
+
+    async def first_life() -> None:
+        server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
+        await server.start()
+        trace = server._trace
+        assert trace is not None
+        write = trace.write
+
+        def killed_at_the_cut(lines: bytes) -> None:
+            if b'"cut0"' in lines:
+                store.dead = True  # the batch is written; the kill comes before its lines
+            if store.dead:
+                lost.append(lines)
+            else:
+                write(lines)
+
+        trace.write = killed_at_the_cut  # type: ignore[method-assign]
+        client = await AsyncClient.connect([server.address], timeout=5.0)
+        try:
+            first = await _put_held_at_the_gate(client, store, b"gated")
+            puts = [asyncio.ensure_future(client.put(b"cut%d" % i, b"3")) for i in range(3)]
+            await asyncio.sleep(0.2)  # the three wait behind the gated batch: one batch
+            store.gate.set()
+            await asyncio.gather(first, *puts)
+        finally:
+            store.gate.set()
+            await client.close()
+            await server.stop()
+
+    asyncio.run(first_life())
+    missing = lost[0]
+    assert missing.count(b"\n") >= 3, missing
+    with path.open("ab") as f:  # what a write the kill cut short left
+        f.write(
+            {"none": b"", "mid-line": missing[:40]}.get(cut, missing[: missing.index(b"\n") + 40])
+        )
+    before = path.read_bytes()
+
+    async def second_life(trace: Path, state: DurableState) -> None:
+        server = NodeServer(
+            ServerOptions(node_id="solo", config=config, store=_Killable(state), trace=trace)
+        )
+        await server.start()
+        await server.stop()
+
+    # Control: a trace file the lost batch's process never wrote gets none of its lines.
+    other = tmp_path / "other.jsonl"
+    asyncio.run(second_life(other, copy.deepcopy(store.state)))
+    assert [s.line.i for s in read_process_trace(other) if s.line] == [1]
+    asyncio.run(second_life(path, store.state))
+    after = path.read_bytes()
+    assert after.startswith(before[: before.rfind(b"\n") + 1])
+    steps = read_process_trace(path)  # whole lines, numbered without a gap
+    stored = set().union(
+        *(set(s.line.state.get("store", {})) for s in steps if s.line and s.incarnation == 1)
+    )
+    assert {"cut0", "cut1", "cut2"} <= stored, stored
+    assert after.count(b'{"trace"') == 2
+
+
+def test_a_step_that_stores_nothing_is_logged_before_its_messages_go(tmp_path: Path) -> None:
+    """A kill between a step's reply and its line would leave an answer no line gave."""
+    store = MemoryStore()
+    path = tmp_path / "solo.jsonl"
+    config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
+    order: list[str] = []
+
+    async def main() -> None:
+        server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
+        await server.start()
+        trace = server._trace
+        assert trace is not None
+        write, out = trace.write, server._out
+
+        def logged(lines: bytes) -> None:
+            order.append("line")
+            write(lines)
+
+        def sent(e: Effect) -> None:
+            order.append(type(e).__name__)
+            out(e)
+
+        client = await AsyncClient.connect([server.address], timeout=5.0)
+        try:
+            await client.put(b"k", b"1")
+            await asyncio.sleep(0.1)  # its batch is written
+            trace.write = logged  # type: ignore[method-assign]
+            server._out = sent  # type: ignore[method-assign]
+            await client.get(b"k")
+        finally:
+            await client.close()
+            await server.stop()
+
+    asyncio.run(main())
+    assert order[:2] == ["line", "Reply"], order

@@ -12,7 +12,8 @@ batch in a worker thread (one batch at a time). A ``Send`` or ``Reply`` that com
 durable effect not yet applied is held until it is, so an acknowledgement never leaves before
 what it acknowledges is durable; one with no durable effect ahead of it goes at once. A traced
 node's step lines wait the same way and are written in the worker thread right after their
-batch: a trace never claims a store that a kill could still lose.
+batch: a trace never claims a store that a kill could still lose. The batch holds its lines
+too, so that a kill between the two leaves them for the next start to write.
 
 A durable batch that fails (disk full, I/O error) takes everything held behind it along:
 the keys and hints it held are read back from the store and the node is told
@@ -117,7 +118,7 @@ from dynamo_ref.net.handshake import (
     new_nonce,
 )
 from dynamo_ref.net.peers import PeerLink
-from dynamo_ref.net.trace import ProcessTrace
+from dynamo_ref.net.trace import TRACE_TAIL, ProcessTrace
 from dynamo_ref.storage.durable import DurableStore, MemoryStore
 from dynamo_ref.storage.memory import MemoryEngine
 
@@ -339,11 +340,11 @@ class NodeServer:
         line = None
         if opts.trace is not None:
             self._trace = ProcessTrace(opts.trace, opts.node_id)
+            if self._trace.recover(durable.meta.get(TRACE_TAIL, b"")):
+                log.info("node %s wrote the trace lines of its last batch", opts.node_id)
             self._trace.header(self._node, opts.config, now, opts.wall(), self._address)
             line = self._trace.step(None, effects, self._node, now)
-        self._apply(effects)
-        if line is not None:
-            self._trace_line(line)
+        self._carry_out(effects, line)
         self._limit_connections()
         if opts.secret is None:
             log.warning(
@@ -415,18 +416,25 @@ class NodeServer:
             log.exception("node %s failed on %r", self.options.node_id, event)
             effects = _answer_failed(event)
         line = None if self._trace is None else self._trace.step(event, effects, self._node, now)
-        self._apply(effects)
-        if line is not None:
-            self._trace_line(line)
+        self._carry_out(effects, line)
 
-    def _trace_line(self, line: bytes) -> None:
-        """A step's line goes behind the durable effects held (its own among them): a process
-        killed before they are written leaves no line of a step whose store it lost."""
-        if self._held_durable or self._writing is not None:
-            self._held.append(_TraceLine(line))
-        else:
+    def _carry_out(self, effects: Sequence[Effect], line: bytes | None) -> None:
+        """A step's effects, and its trace line. The line of a step that stores nothing, behind
+        nothing unwritten, is written before its messages go out: a kill between the two would
+        leave messages no line sent. Any other line goes behind the durable effects held (its
+        own among them), and is written with their batch (``_commit``)."""
+        if (
+            line is not None
+            and not self._held_durable
+            and self._writing is None
+            and not any(isinstance(e, _DURABLE) for e in effects)
+        ):
             assert self._trace is not None
             self._trace.write(line)
+            line = None
+        self._apply(effects)
+        if line is not None:
+            self._held.append(_TraceLine(line))
 
     def _release(self, e: _Held) -> None:
         """Carry out what was held: send a message, or write a trace line."""
@@ -546,16 +554,17 @@ class NodeServer:
                 self._release(e)
 
     def _commit(self, batch: list[_Held]) -> None:
-        """In the store's thread: the batch, then at once its trace lines, so that a kill
-        between the two (which would leave a step's store without its line) is unlikely.
-        The lines go in one write: each call gives up the GIL, and taking it back may wait
-        for the loop's thread (a switch interval, 5 ms), which widened that window per line."""
-        self.store.apply(self._durables(batch))
-        if self._trace is not None:
+        """In the store's thread: the batch, then its trace lines. The lines are in the batch
+        too (``TRACE_TAIL``): a kill between the batch and their write leaves them in the
+        store, and the next start writes them (``ProcessTrace.recover``)."""
+        durables = self._durables(batch)
+        lines = b"".join(e.line for e in batch if isinstance(e, _TraceLine))
+        if self._trace is not None and lines:
+            durables.append(PersistMeta(TRACE_TAIL, self._trace.tail(lines)))
+        self.store.apply(durables)
+        if self._trace is not None and lines:
             try:
-                lines = b"".join(e.line for e in batch if isinstance(e, _TraceLine))
-                if lines:
-                    self._trace.write(lines)
+                self._trace.write(lines)
             except OSError:
                 # The batch is written: its acknowledgements go out, the trace is short.
                 log.exception("node %s could not write its trace", self.options.node_id)
@@ -615,9 +624,7 @@ class NodeServer:
                 out.extend(effects)
             except Exception:
                 log.exception("node %s failed on %r", self.options.node_id, event)
-        self._apply(out)
-        if line is not None:
-            self._trace_line(line)
+        self._carry_out(out, line)
 
     def _out(self, e: Effect) -> None:
         if isinstance(e, Send):

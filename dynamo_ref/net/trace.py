@@ -24,7 +24,8 @@ so a process killed with SIGKILL leaves every step it finished.
 A step's line is written once what the step stored is durable (the server writes it right
 after its group-commit batch, in the store's thread), and after the lines of the steps before
 it: a process killed before its batch was written leaves no line of a step whose store it lost
-(the spec's crash keeps a node's store).
+(the spec's crash keeps a node's store). The batch keeps its lines too (``tail``), and a
+restart writes those a kill kept from the file (``recover``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from dynamo_ref.core.node import Node, NodeConfig
 from dynamo_ref.core.node.outbox import text
 
 FORMAT_VERSION: Final = 2
+# The store's metadata row that holds the trace lines of its last batch (``recover``).
+TRACE_TAIL: Final = "trace-tail"
 DIGEST_BYTES: Final = 10
 
 _EVENT_KIND: Final[dict[type, str]] = {
@@ -71,6 +74,10 @@ _EVENT_KIND: Final[dict[type, str]] = {
 def digest(payload: bytes) -> str:
     """A message's id in a trace: the digest of its encoded bytes."""
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).hexdigest()
+
+
+def _header_id(header: bytes) -> bytes:
+    return digest(header).encode()
 
 
 def _config(config: NodeConfig) -> dict[str, Any]:
@@ -89,10 +96,43 @@ class ProcessTrace:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._step = 0
         self._encoder = msgspec.json.Encoder()
+        self._header_id = b""
+
+    def recover(self, tail: bytes) -> int:
+        """Before a restarted node's header: end the file where its store ends.
+
+        ``tail`` is what the store kept of its last batch (``tail``). A kill between the batch
+        and its lines, or during their write, left the file short of them: an unfinished last
+        line is cut, and the lines missing are written, if the file's last incarnation is the
+        one that wrote that batch. Returns the number of bytes written.
+        """
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a write the kill cut: the rest of its line is lost
+            os.truncate(self.path, end)
+            data = data[:end]
+        header_id, _, lines = tail.partition(b"\n")
+        if not lines:
+            return 0
+        start = data.rfind(b'\n{"trace"', 0, end) + 1
+        header = data[start : data.index(b"\n", start) + 1] if data else b""
+        if _header_id(header) != header_id:
+            return 0  # another incarnation's batch (or another file's)
+        at = data.rfind(lines[: lines.index(b"\n") + 1], start)
+        written = data[at:] if at >= 0 else b""
+        if not lines.startswith(written):
+            return 0  # all of it is there, and steps after it
+        self.write(lines[len(written) :])
+        return len(lines) - len(written)
+
+    def tail(self, lines: bytes) -> bytes:
+        """What the store keeps with a batch of ``lines``, for ``recover``: the lines, and
+        which incarnation wrote them."""
+        return self._header_id + b"\n" + lines
 
     def header(self, node: Node, config: NodeConfig, now: float, wall: float, address: str) -> None:
         node.note_requests()
-        self._write(
+        line = self._encode(
             {
                 "trace": "dynamo-ref process",
                 "v": FORMAT_VERSION,
@@ -104,6 +144,8 @@ class ProcessTrace:
                 "config": _config(config),
             }
         )
+        self._header_id = _header_id(line)
+        self.write(line)
 
     def step(self, event: Event | None, effects: Sequence[Effect], node: Node, now: float) -> bytes:
         """The line of one step: ``event`` handled (None: the node's start), the ``effects`` it
@@ -144,9 +186,6 @@ class ProcessTrace:
     def _encode(self, line: dict[str, Any]) -> bytes:
         return self._encoder.encode(line) + b"\n"
 
-    def _write(self, line: dict[str, Any]) -> None:
-        self.write(self._encode(line))
-
     def write(self, lines: bytes) -> None:
         """Append lines from ``step`` (unbuffered: a SIGKILL leaves every line written)."""
         view = memoryview(lines)
@@ -159,4 +198,4 @@ class ProcessTrace:
             self._fd = -1
 
 
-__all__ = ["FORMAT_VERSION", "ProcessTrace", "digest"]
+__all__ = ["FORMAT_VERSION", "TRACE_TAIL", "ProcessTrace", "digest"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import math
 import struct
 from collections.abc import Iterable, Sequence
@@ -153,7 +154,8 @@ def spec_dominates(a: VClock, b: VClock) -> bool:
 
 def is_canonical(siblings: Sequence[Version]) -> bool:
     """Sorted by ``sort_key``, so equal sets are equal tuples."""
-    return all(sort_key(siblings[i]) < sort_key(siblings[i + 1]) for i in range(len(siblings) - 1))
+    # Each key once, not once per neighbour.
+    return all(a < b for a, b in itertools.pairwise(map(sort_key, siblings)))
 
 
 # The lambdas around plain calls stay: icontract binds condition arguments by name.

@@ -558,9 +558,11 @@ class NodeServer:
         too (``TRACE_TAIL``): a kill between the batch and their write leaves them in the
         store, and the next start writes them (``ProcessTrace.recover``)."""
         durables = self._durables(batch)
-        lines = b"".join(e.line for e in batch if isinstance(e, _TraceLine))
-        if self._trace is not None and lines:
-            durables.append(PersistMeta(TRACE_TAIL, self._trace.tail(lines)))
+        lines = b""
+        if self._trace is not None:
+            lines = b"".join(e.line for e in batch if isinstance(e, _TraceLine))
+            if lines:
+                durables.append(PersistMeta(TRACE_TAIL, self._trace.tail(lines)))
         self.store.apply(durables)
         if self._trace is not None and lines:
             try:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from dynamo_ref.tla.merge import (
 )
 
 pytestmark = pytest.mark.net
+
+Writer = Callable[[bytes], None]
 
 
 async def _workload(addresses: list[str], keys: range, tag: str) -> None:
@@ -463,32 +465,26 @@ def test_a_step_is_logged_only_once_what_it_stored_is_durable(tmp_path: Path) ->
     assert any("held" in keys for keys in after), after
 
 
-def test_a_batchs_lines_are_written_in_one_call(tmp_path: Path) -> None:
-    """Between a batch and its lines a kill leaves stores without their steps. Each write
-    call gives the GIL up and may wait to take it back, so the lines of a batch go at once."""
-    store = _GatedStore()
-    path = tmp_path / "solo.jsonl"
+def _batch_behind_the_gate(
+    store: _GatedStore, path: Path, keys: list[bytes], write: Callable[[bytes, Writer], None]
+) -> None:
+    """A traced solo node: a put held at the closed gate, ``keys`` put behind it (they make
+    the next batch together), then the gate opened. Every write to the trace goes through
+    ``write(lines, the trace's own write)``."""
     config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
-    calls: list[bytes] = []
 
     async def main() -> None:
         server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
         await server.start()
         trace = server._trace
         assert trace is not None
-        write = trace.write
-
-        def counted(lines: bytes) -> None:
-            calls.append(lines)
-            write(lines)
-
-        trace.write = counted  # type: ignore[method-assign]
+        own = trace.write
+        trace.write = lambda lines: write(lines, own)  # type: ignore[method-assign]
         client = await AsyncClient.connect([server.address], timeout=5.0)
         try:
             first = await _put_held_at_the_gate(client, store, b"gated")
-            # these four wait behind the gated batch, and make the next one together
-            puts = [asyncio.ensure_future(client.put(b"k%d" % i, b"3")) for i in range(4)]
-            await asyncio.sleep(0.2)
+            puts = [asyncio.ensure_future(client.put(key, b"3")) for key in keys]
+            await asyncio.sleep(0.2)  # they wait behind the gated batch
             store.gate.set()
             await asyncio.gather(first, *puts)
         finally:
@@ -497,6 +493,19 @@ def test_a_batchs_lines_are_written_in_one_call(tmp_path: Path) -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_a_batchs_lines_are_written_in_one_call(tmp_path: Path) -> None:
+    """Between a batch and its lines a kill leaves stores without their steps. Each write
+    call gives the GIL up and may wait to take it back, so the lines of a batch go at once."""
+    calls: list[bytes] = []
+
+    def counted(lines: bytes, write: Writer) -> None:
+        calls.append(lines)
+        write(lines)
+
+    four = [b"k%d" % i for i in range(4)]
+    _batch_behind_the_gate(_GatedStore(), tmp_path / "solo.jsonl", four, counted)
     stored = [[_keys_stored(json.loads(x)) for x in c.splitlines()] for c in calls]
     together = [keys for keys in stored if {"k0", "k1", "k2", "k3"} <= set().union(*keys)]
     assert together, stored
@@ -581,35 +590,15 @@ def test_a_kill_between_a_batch_and_its_lines_leaves_them_to_the_next_start(
     config = NodeConfig(n=1, r=1, w=1, gossip_interval=0.1)
     lost: list[bytes] = []
 
-    async def first_life() -> None:
-        server = NodeServer(ServerOptions(node_id="solo", config=config, store=store, trace=path))
-        await server.start()
-        trace = server._trace
-        assert trace is not None
-        write = trace.write
+    def killed_at_the_cut(lines: bytes, write: Writer) -> None:
+        if b'"cut0"' in lines:
+            store.dead = True  # the batch is written; the kill comes before its lines
+        if store.dead:
+            lost.append(lines)
+        else:
+            write(lines)
 
-        def killed_at_the_cut(lines: bytes) -> None:
-            if b'"cut0"' in lines:
-                store.dead = True  # the batch is written; the kill comes before its lines
-            if store.dead:
-                lost.append(lines)
-            else:
-                write(lines)
-
-        trace.write = killed_at_the_cut  # type: ignore[method-assign]
-        client = await AsyncClient.connect([server.address], timeout=5.0)
-        try:
-            first = await _put_held_at_the_gate(client, store, b"gated")
-            puts = [asyncio.ensure_future(client.put(b"cut%d" % i, b"3")) for i in range(3)]
-            await asyncio.sleep(0.2)  # the three wait behind the gated batch: one batch
-            store.gate.set()
-            await asyncio.gather(first, *puts)
-        finally:
-            store.gate.set()
-            await client.close()
-            await server.stop()
-
-    asyncio.run(first_life())
+    _batch_behind_the_gate(store, path, [b"cut%d" % i for i in range(3)], killed_at_the_cut)
     missing = lost[0]
     assert missing.count(b"\n") >= 3, missing
     with path.open("ab") as f:  # what a write the kill cut short left

@@ -161,12 +161,21 @@ def test_correct_leader_node_stays_linearizable_with_slow_replication_links() ->
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
 def test_stale_read_node_is_caught(seed: int, tmp_path: Path) -> None:
-    async def scenario(target: MaelstromTarget) -> list[Op]:
-        delay_leader_links(target)
-        return await register_workload(target, seed=seed)
+    def scenario(seed: int) -> Callable[[MaelstromTarget], Awaitable[list[Op]]]:
+        async def go(target: MaelstromTarget) -> list[Op]:
+            delay_leader_links(target)
+            return await register_workload(target, seed=seed)
 
-    history = run(scenario, BROKEN)
-    result = check_history(MODEL, history, timeline=tmp_path / "timeline.html")
+        return go
+
+    # Whether a run's reads land inside the replication delay is timing: once in a full suite
+    # on a loaded machine, a run showed no stale read. Up to three runs, each its own seed;
+    # the checker must reject one.
+    for attempt in range(3):
+        history = run(scenario(seed + 100 * attempt), BROKEN)
+        result = check_history(MODEL, history, timeline=tmp_path / "timeline.html")
+        if result.verdict == "invalid":
+            break
     assert result.verdict == "invalid"
     assert result.failure is not None
     assert result.failure.failed_op is not None

@@ -39,9 +39,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy --strict
 
-# Half again as many workers as cores: a quarter of the unit tests' time is spent waiting on
-# nodes, timers and TLC, and with one worker per core the cores were idle 22% of the phase
-# (496 s on 2 cores; 393 s with 3 workers, and 394 s with 4).
+# Half again as many workers as cores: many unit tests wait on nodes, timers and TLC, and with
+# one worker per core the cores were idle 22% of the phase (496 s on 2 cores; 393 s with 3
+# workers, and 394 s with 4).
 UNIT_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n + (n + 1) / 2 )))
 
 unit: setup

@@ -201,3 +201,22 @@ def test_when_a_tool_turns_icontracts_checks_off_they_are_off_here_too(
     assert clamp(1, 5, 2) == 5  # the precondition lo <= hi is not checked
     c = Counter()
     assert c.add(-5) == -5  # nor the invariant
+
+
+def test_a_checker_is_not_written_while_a_tool_has_icontracts_checks_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under CrossHair, a checker written inside one path and not in the next makes the two
+    # paths differ without a decision between them: CrossHair reports NotDeterministic.
+    @icontract.require(lambda x: x >= 0)
+    def root(x: int) -> int:
+        return x
+
+    with monkeypatch.context() as tool:
+        tool.setattr(icontract._checkers, "_assert_preconditions", lambda *a, **k: None)
+        assert root(-1) == -1  # icontract's wrapper served, and checked nothing
+        assert root.__code__ is checker._UNWRITTEN
+    assert root(1) == 1
+    assert root.__code__ is not checker._UNWRITTEN
+    with pytest.raises(icontract.ViolationError, match="x >= 0"):
+        root(-1)

@@ -59,10 +59,15 @@ _REGENERATE = "__dynamo_ref_regenerate__"
 # A checker is written at its first call, with the contracts it holds then: each contract
 # added would write it again, and most functions are never called in a given process (a
 # node's start compiled some 500 checkers, half of its import time). Until then it runs this.
+# It writes nothing while a tool has icontract's checks off: under CrossHair a write inside one
+# path and not in the next is a path that changed without a decision (NotDeterministic).
 _UNWRITTEN = next(
     c
     for c in compile(
-        "def _dc_unwritten(*args, **kwargs):\n    return _dc_write()(*args, **kwargs)\n",
+        "def _dc_unwritten(*args, **kwargs):\n"
+        "    if _dc_ic._assert_preconditions.__module__ != _dc_ICONTRACT:\n"
+        "        return _dc_slow(*args, **kwargs)\n"
+        "    return _dc_write()(*args, **kwargs)\n",
         "<contract checker not yet written>",
         "exec",
     ).co_consts

@@ -13,11 +13,15 @@ Last, the RSS of a node holding RSS_KEYS keys of 100 bytes (every node holds eve
 
     python benchmarks/cluster_bench.py [--quick] [--seconds S] [--contracts] [--trace] [--no-etcd]
         [--rss-keys K] [--loop asyncio|uvloop] [--client-loop asyncio|uvloop] [--dir DIR]
-        [--profile DIR]
+        [--profile DIR [--perf]]
 
 ``--profile DIR`` samples node n1 with py-spy (``--gil``: Python holding the GIL, so the SQLite
 thread's work outside the GIL is not in it) over each measured phase of each dynamo-ref run and
-writes the raw stacks to DIR (summarise them with benchmarks/profile_stacks.py).
+writes the raw stacks to DIR (summarise them with benchmarks/profile_stacks.py). py-spy sees
+Python frames only, and charges native time to the last of them: it put a third of a node's
+time in socket writes that perf finds in neither the kernel nor uvloop. ``--perf`` records
+with perf instead (on-CPU samples, native frames, every thread); benchmarks/perf_split.py
+splits them by thread and by library.
 
 Prints ops/s, p50 and p99 per system and phase, and the ratios dynamo-ref/etcd.
 """
@@ -52,17 +56,25 @@ PHASES = (("put", 1.0), ("get", 0.0), ("50/50", 0.5))  # name, share of puts
 
 @dataclass(frozen=True)
 class Profile:
-    """Sample process ``pid`` with py-spy into ``out/<label>-<phase>.txt``."""
+    """Sample process ``pid`` into ``out/<label>-<phase>.txt`` (py-spy) or ``.data`` (perf)."""
 
     pid: int
     out: Path
     label: str
+    perf: bool = False
 
 
-async def sample(profile: Profile, phase: str, seconds: float) -> None:
-    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+def _sampler(profile: Profile, phase: str, seconds: float) -> list[str]:
     name = phase.replace("/", "-")
-    proc = await asyncio.create_subprocess_exec(
+    if profile.perf:
+        # On-CPU samples of every thread, native frames: the interpreter, the kernel, SQLite.
+        data = profile.out / f"{profile.label}-{name}.data"
+        return [
+            "perf", "record", "-F", "499", "-p", str(profile.pid), "-o", str(data),
+            "--", "sleep", str(max(1, int(seconds))),
+        ]  # fmt: skip
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return [
         pyspy,
         "record",
         "--pid",
@@ -77,6 +89,12 @@ async def sample(profile: Profile, phase: str, seconds: float) -> None:
         "raw",
         "--output",
         str(profile.out / f"{profile.label}-{name}.txt"),
+    ]
+
+
+async def sample(profile: Profile, phase: str, seconds: float) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *_sampler(profile, phase, seconds),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -322,6 +340,7 @@ def bench_dynamo(
     rss_keys: int,
     trace: bool = False,
     profile_dir: Path | None = None,
+    perf: bool = False,
     label: str = "dynamo",
 ) -> tuple[list[PhaseResult], float, dict[str, float]]:
     trace_dir = base / "traces" if trace else None
@@ -335,7 +354,7 @@ def bench_dynamo(
         procs = {n.node_id: n.pid for n in lc.nodes if n.pid is not None}
         profile = None
         if profile_dir is not None and "n1" in procs:
-            profile = Profile(procs["n1"], profile_dir, label)
+            profile = Profile(procs["n1"], profile_dir, label, perf)
 
         async def main() -> tuple[list[PhaseResult], float]:
             store = await DynamoStore.connect(lc.addresses)
@@ -420,7 +439,12 @@ def main() -> None:
     )
     ap.add_argument("--dir", type=Path, help="where clusters keep data (default: a temp dir)")
     ap.add_argument("--profile", type=Path, help="py-spy raw stacks of node n1 per phase, here")
+    ap.add_argument(
+        "--perf", action="store_true", help="with --profile: perf record instead of py-spy"
+    )
     args = ap.parse_args()
+    if args.perf and (args.profile is None or shutil.which("perf") is None):
+        ap.error("--perf needs --profile DIR and perf (Debian's linux-perf) on the PATH")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     if args.client_loop == "uvloop":
@@ -448,6 +472,7 @@ def main() -> None:
             loop=args.loop,
             rss_keys=rss_keys,
             profile_dir=args.profile,
+            perf=args.perf,
             label="off",
         )
         show("dynamo-ref (N=3 R=2 W=2, SQLite full, contracts off)", ours, load)
@@ -467,6 +492,7 @@ def main() -> None:
                 loop=args.loop,
                 rss_keys=0,
                 profile_dir=args.profile,
+                perf=args.perf,
                 label="on",
             )
             show("dynamo-ref (contracts on)", checked, cload)

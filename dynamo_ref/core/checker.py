@@ -56,6 +56,8 @@ _icontract_adds = {
 QUERY = "__dynamo_ref_query__"
 _LISTS = ("__preconditions__", "__postcondition_snapshots__", "__postconditions__")
 _REGENERATE = "__dynamo_ref_regenerate__"
+# In a written checker's source: true while a tool has icontract's checks off (see above).
+_TOOL_OFF = "_dc_ic._assert_preconditions.__module__ != _dc_ICONTRACT"
 # A checker is written at its first call, with the contracts it holds then: each contract
 # added would write it again, and most functions are never called in a given process (a
 # node's start compiled some 500 checkers, half of its import time). Until then it runs this.
@@ -65,7 +67,7 @@ _UNWRITTEN = next(
     c
     for c in compile(
         "def _dc_unwritten(*args, **kwargs):\n"
-        "    if _dc_ic._assert_preconditions.__module__ != _dc_ICONTRACT:\n"
+        f"    if {_TOOL_OFF}:\n"
         "        return _dc_slow(*args, **kwargs)\n"
         "    return _dc_write()(*args, **kwargs)\n",
         "<contract checker not yet written>",
@@ -172,7 +174,7 @@ def _source(
         body.append(f"return {call}")
     lines = [
         f"def {name}({', '.join(params)}):",
-        "    if _dc_ic._assert_preconditions.__module__ != _dc_ICONTRACT:",
+        f"    if {_TOOL_OFF}:",
         f"        return _dc_slow({forward})",
         "    _dc_ip = _dc_IN_PROGRESS.get()",
         "    if _dc_ip is None:",

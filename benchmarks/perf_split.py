@@ -5,8 +5,9 @@
 
 perf samples a thread only while it runs on a CPU, with native frames, so the split is of CPU
 time: the interpreter running Python (the protocol, the runtime, the contracts), the kernel
-(socket I/O, wake-ups, fsync), SQLite, uvloop, msgspec. The thread whose id is the process id
-is the event loop's; the others are the store's (``asyncio.to_thread``).
+(socket I/O, wake-ups, fsync), SQLite, uvloop, msgspec. The thread of the lowest id (the
+process's own, started first) is the event loop's; the others are the store's
+(``asyncio.to_thread``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynamo_ref.core.contracts import ENABLED, QUERY, query
+from dynamo_ref.core.merkle import MerkleTree
 from dynamo_ref.core.node.replica import Replica
 from dynamo_ref.core.node_versions import (
     VersionMode,
@@ -41,6 +42,7 @@ from dynamo_ref.core.versions import (
     reconcile,
     sort_key,
 )
+from dynamo_ref.storage.memory import MemoryEngine
 
 NODES = ("a", "b", "c")
 clocks = st.dictionaries(st.sampled_from(NODES), st.tuples(st.integers(1, 3), st.just(1.0))).map(
@@ -203,6 +205,39 @@ def test_the_store_refuses_a_dominated_pair_a_disorder_and_under_lww_a_second_ve
     pair = tuple(sorted((new, other), key=sort_key))
     assert accepts(*pair) == (mode is not VersionMode.LWW)
     assert not accepts(*reversed(pair))
+
+
+@needs_contracts
+def test_the_memory_engine_refuses_a_read_index_its_trees_disagree_with() -> None:
+    # Reads go through a flat dict, digests through the trees: a put must leave both holding
+    # the one encoding, or anti-entropy would compare what no read returns.
+    engine = MemoryEngine(lambda key: key[0] % 4)
+    one, two = (v(b"1", a=1),), (v(b"2", a=2),)
+    engine.put(b"k", one)
+    engine.put(b"k", two)
+    engine.put(b"k", ())
+    assert engine.get(b"k") == ()
+    assert len(engine) == 0
+
+    class StaleDict(dict[bytes, bytes]):
+        def __setitem__(self, key: bytes, raw: bytes) -> None:  # keeps the first encoding
+            self.setdefault(key, raw)
+
+    engine._raw = StaleDict()
+    engine.put(b"k", one)
+    with pytest.raises(icontract.ViolationError, match="the key's tree holds the bytes reads see"):
+        engine.put(b"k", two)
+
+    class FirstOnly(MerkleTree):
+        def set(self, key: bytes, raw: bytes) -> None:  # keeps the first encoding
+            if self.get(key) is None:
+                super().set(key, raw)
+
+    engine = MemoryEngine(lambda key: 0)
+    engine._trees[0] = FirstOnly(fanout=8, depth=2)
+    engine.put(b"k", one)
+    with pytest.raises(icontract.ViolationError, match="the key's tree holds the bytes reads see"):
+        engine.put(b"k", two)
 
 
 # ---- queries: methods the invariants are not checked around -------------------------------

@@ -1,14 +1,18 @@
-"""The in-memory engine: compact bytes per key, and the Merkle trees are the index.
+"""The in-memory engine: compact bytes per key, in one dict and in the Merkle trees.
 
 Each key's sibling set is held as its canonical MessagePack bytes (``encode_siblings``) and
-decoded on access. Those bytes serve as the key's item in its partition's Merkle tree, so the
-trees are the store: no second dict, no separate digests. Equal sibling sets encode to equal
-bytes on every replica, so equal partitions have equal roots. When a peer asks for a leaf's
-items, the engine sends 16-byte BLAKE2b digests of the bytes instead of the bytes.
+decoded on access. Those bytes serve as the key's item in its partition's Merkle tree: no
+separate digests. Equal sibling sets encode to equal bytes on every replica, so equal
+partitions have equal roots. When a peer asks for a leaf's items, the engine sends 16-byte
+BLAKE2b digests of the bytes instead of the bytes.
 
-Measured with tracemalloc: 100,000 keys of 10 bytes with 100-byte values over 64 partitions
-take 28 MB, 2.6 times the raw 11 MB (keys, encoded siblings and trees together); a put costs
-about 40 microseconds with contracts off.
+A flat dict from key to the same bytes objects serves reads: finding a key through its tree
+hashes it twice (its partition, then its leaf), and every replica reads each get's key. The
+dict costs a slot per key, not a copy of the bytes.
+
+Measured object by object (``benchmarks/sim_bench.py``'s memory figure): 100,000 keys of 10
+bytes with 100-byte values over 64 partitions take 29 MB, 2.6 times the raw 11 MB (keys,
+encoded siblings, the read dict and the trees together); the read dict is 5 MB of it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class MemoryEngine:
         "_hints",
         "_last",
         "_partition_of",
-        "_size",
+        "_raw",
         "_trees",
     )
 
@@ -55,7 +59,8 @@ class MemoryEngine:
         self._depth = depth
         self._trees: dict[int, MerkleTree] = {}
         self._hints: dict[tuple[NodeId, bytes], bytes] = {}
-        self._size = 0
+        # Every key's bytes: the objects its tree holds, not copies.
+        self._raw: dict[bytes, bytes] = {}
         self._empty = MerkleTree(fanout=fanout, depth=depth)
         # The last key looked up and its partition: a write reads the key, then stores it.
         self._last: tuple[bytes | None, int] = (None, 0)
@@ -72,8 +77,7 @@ class MemoryEngine:
         return () if raw is None else decode_siblings(raw)
 
     def get_raw(self, key: bytes) -> bytes | None:
-        tree = self._trees.get(self._partition(key))
-        return None if tree is None else tree.get(key)
+        return self._raw.get(key)
 
     def _partition(self, key: bytes) -> int:
         last, p = self._last
@@ -84,23 +88,29 @@ class MemoryEngine:
 
     @icontract.require(lambda siblings: is_canonical(siblings), enabled=ENABLED)  # noqa: PLW0108
     @icontract.ensure(lambda self, key, siblings: self.get(key) == siblings, enabled=ENABLED)
+    @icontract.ensure(
+        lambda self, key: self.tree(self._partition(key)).get(key) == self._raw.get(key),
+        "the key's tree holds the bytes reads see (its digests are of what is read)",
+        enabled=ENABLED,
+    )
     def put(self, key: bytes, siblings: Siblings) -> None:
         p = self._partition(key)
         tree = self._trees.get(p)
         if not siblings:
             if tree is not None and tree.remove(key):
-                self._size -= 1
+                del self._raw[key]
                 if not len(tree):
                     del self._trees[p]
             return
         if tree is None:
             tree = self._trees[p] = MerkleTree(fanout=self._fanout, depth=self._depth)
-        before = len(tree)
-        tree.set(key, encode_siblings(siblings))
-        self._size += len(tree) - before
+        raw = encode_siblings(siblings)
+        if self._raw.get(key) != raw:
+            self._raw[key] = raw
+            tree.set(key, raw)
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._raw)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, bytes) and self.get_raw(key) is not None

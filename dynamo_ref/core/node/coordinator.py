@@ -538,8 +538,10 @@ class Coordinator:
         fallbacks: list[NodeId] | None = None  # when a replica is found down
         targets: list[Target] = []
         hint_for: dict[NodeId, NodeId] = {}
+        up = primary_up = 0  # targets not held down: each node is asked once
         for p in primaries:
-            if cfg.sloppy and routing.held_down(p, now):
+            down = routing.held_down(p, now)
+            if down and cfg.sloppy:
                 if fallbacks is None:
                     fallbacks = list(routing.fallbacks(key))
                 f = next((f for f in fallbacks if f != me and not routing.held_down(f, now)), None)
@@ -547,15 +549,17 @@ class Coordinator:
                     fallbacks.remove(f)
                     targets.append(Target(f, p))
                     hint_for[f] = p
+                    up += 1
                     continue
             targets.append(self._primary_target(p))
-        up = [t for t in targets if not routing.held_down(t.node, now)]
-        primary_up = sum(1 for t in up if t.is_primary)
-        if len(up) < r or primary_up < pr:
+            if not down:
+                up += 1
+                primary_up += 1
+        if up < r or primary_up < pr:
             self._out.error(
                 origin,
                 ErrorCode.UNAVAILABLE,
-                f"a read needs R={r} (PR={pr}) but only {len(up)} of its targets "
+                f"a read needs R={r} (PR={pr}) but only {up} of its targets "
                 f"({primary_up} replicas) are up" + ("" if cfg.sloppy else " (strict quorum)"),
             )
             return

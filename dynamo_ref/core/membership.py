@@ -286,7 +286,7 @@ def view_claims(view: Membership) -> list[Claim]:
 class _Arrivals:
     """Heartbeat history of one node: the last arrival and a window of intervals."""
 
-    __slots__ = ("intervals", "last", "total", "total_sq")
+    __slots__ = ("intervals", "last", "stats", "total", "total_sq")
 
     def __init__(self, now: float, first_interval: float, window: int) -> None:
         self.last = now
@@ -294,6 +294,8 @@ class _Arrivals:
         self.intervals: deque[float] = deque(maxlen=operator.index(window))
         self.total = 0.0
         self.total_sq = 0.0
+        # (mean, std) until the next interval: asked on every request, changed per heartbeat.
+        self.stats: tuple[float, float] | None = None
         # Seed with a guess so the first real interval is judged against something.
         spread = first_interval / 4
         self.add(first_interval - spread)
@@ -308,12 +310,16 @@ class _Arrivals:
         self.intervals.append(interval)
         self.total += interval
         self.total_sq += interval * interval
+        self.stats = None
 
     def mean_std(self) -> tuple[float, float]:
-        count = len(self.intervals)
-        mean = self.total / count
-        variance = max(self.total_sq / count - mean * mean, 0.0)
-        return mean, math.sqrt(variance)
+        stats = self.stats
+        if stats is None:
+            count = len(self.intervals)
+            mean = self.total / count
+            variance = max(self.total_sq / count - mean * mean, 0.0)
+            stats = self.stats = (mean, math.sqrt(variance))
+        return stats
 
 
 class PhiAccrualDetector:

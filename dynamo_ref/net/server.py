@@ -462,11 +462,21 @@ class NodeServer:
 
     def _apply(self, effects: Sequence[Effect]) -> None:
         for e in effects:
-            if isinstance(e, _OUTBOUND):
+            # Most frequent first: a get's step is mostly actions and sends.
+            if isinstance(e, Action):
+                if self._log_steps and (e.name in LOGGED_ACTIONS or e.name in SUMMED_ACTIONS):
+                    self._log_step(e)
+            elif isinstance(e, _OUTBOUND):
                 if self._held_durable or self._writing is not None:
                     self._held.append(e)
                 else:
                     self._out(e)
+            elif isinstance(e, SetTimer):
+                self._set_timer(e.timer, e.at)
+            elif isinstance(e, CancelTimer):
+                handle = self._timers.pop(e.timer, None)
+                if handle is not None:
+                    handle.cancel()
             elif isinstance(e, _DURABLE):
                 self._held.append(e)
                 self._held_durable = True
@@ -474,15 +484,6 @@ class NodeServer:
                     # After the rest of this tick's events: their effects join the batch.
                     self._flush_soon = True
                     asyncio.get_running_loop().call_soon(self._flush)
-            elif isinstance(e, Action):
-                if self._log_steps and (e.name in LOGGED_ACTIONS or e.name in SUMMED_ACTIONS):
-                    self._log_step(e)
-            elif isinstance(e, SetTimer):
-                self._set_timer(e.timer, e.at)
-            elif isinstance(e, CancelTimer):
-                handle = self._timers.pop(e.timer, None)
-                if handle is not None:
-                    handle.cancel()
 
     def _log_step(self, e: Action) -> None:
         me = self.options.node_id

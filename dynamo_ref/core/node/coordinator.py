@@ -115,6 +115,8 @@ class GetOp:
     answered: bool = False
     # What each responder holds as far as this node knows: its response, then the repair sent.
     believed: dict[NodeId, Siblings] = field(default_factory=dict)
+    # The responses reconciled, as the last repair found them.
+    latest: Siblings | None = None
 
 
 @dataclass(slots=True)
@@ -599,10 +601,13 @@ class Coordinator:
         held = reconcile_mode(self._mode, versions)
         status = c.respond(src, held)
         op.believed[src] = held
-        self._after_response(op, status, now)
+        self._after_response(op, status, now, held)
 
-    def _after_response(self, op: GetOp, status: RequestStatus, now: float) -> None:
-        """``status``: the collector's, as the response or refusal just recorded left it."""
+    def _after_response(
+        self, op: GetOp, status: RequestStatus, now: float, held: Siblings | None = None
+    ) -> None:
+        """``status``: the collector's, as the response or refusal just recorded left it;
+        ``held``: the response, if one was recorded."""
         if not op.answered:
             if status is RequestStatus.FAILED:
                 # Too many replicas refused or are unreachable: the get ends as a timed-out
@@ -622,6 +627,10 @@ class Coordinator:
             clocks = [SiblingClock(clock_to_wire(v.clock), v.writer, v.dot) for v in live]
             self._out.reply(op.origin, GetOk(values, context, op.origin.rid, clocks))
             self.ReadRepair(op, now, answering=True, latest=latest, responses=responses)
+        elif held is not None and held == op.latest:
+            # A late response equal to the reconciled ones leaves them as they are: the
+            # reconcile of a set with a subset of itself added is the same.
+            self.ReadRepair(op, now, answering=False, latest=held)
         else:
             self.ReadRepair(op, now, answering=False)
         if not op.collector.outstanding():
@@ -650,6 +659,7 @@ class Coordinator:
             responses = op.collector.responses
         if latest is None:
             latest = self._latest(op, responses)
+        op.latest = latest
         stale = [n for n in responses if op.believed.get(n) != latest]
         me = self._out.node_id
         if answering or stale:

@@ -10,7 +10,8 @@ means the version must be durable before the ack leaves.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+import msgspec
 
 from dynamo_ref.core.effects import (
     Action,
@@ -53,16 +54,14 @@ class TimerKind(enum.StrEnum):
     ANTI_ENTROPY = "ae"  # anti_entropy: a Merkle exchange round
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOrigin:
+class ClientOrigin(msgspec.Struct, frozen=True):
     """A request straight from a client connection."""
 
     client: ClientId
     rid: int
 
 
-@dataclass(frozen=True, slots=True)
-class PeerOrigin:
+class PeerOrigin(msgspec.Struct, frozen=True):
     """A request a peer forwarded: the answer goes back to it as ``ForwardReply(fid)``."""
 
     node: NodeId

@@ -415,8 +415,10 @@ class NodeServer:
             # A bug in the core must not take the node down: log it, answer, keep serving.
             log.exception("node %s failed on %r", self.options.node_id, event)
             effects = _answer_failed(event)
-        line = None if self._trace is None else self._trace.step(event, effects, self._node, now)
-        self._carry_out(effects, line)
+        if self._trace is None:
+            self._apply(effects)
+        else:
+            self._carry_out(effects, self._trace.step(event, effects, self._node, now))
 
     def _carry_out(self, effects: Sequence[Effect], line: bytes | None) -> None:
         """A step's effects, and its trace line. The line of a step that stores nothing, behind
@@ -903,7 +905,10 @@ class _Connection(asyncio.Protocol):
                 self.waited = False  # all it sent while held back has been taken
                 break
             try:
-                if self.state == "client":
+                state = self.state
+                if state == "peer":
+                    self.peer_frame(frame)
+                elif state == "client":
                     self.client_frame(frame)
                 else:
                     self.frame(frame)

@@ -318,7 +318,8 @@ class Node:
                 self._failed(event, e, first)
         if self._parts is None and self._members.joined:
             self._joined(now)
-        return out.take()
+        effects, out.effects = out.effects, []
+        return effects
 
     def _failed(self, event: Event, error: Exception, first: int) -> None:
         """A handler raised: what it changed stays (and its effects go out, so memory and disk

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from random import Random
+from types import SimpleNamespace
 from typing import Any
 
 import icontract
@@ -238,6 +239,61 @@ def test_the_memory_engine_refuses_a_read_index_its_trees_disagree_with() -> Non
     engine.put(b"k", one)
     with pytest.raises(icontract.ViolationError, match="the key's tree holds the bytes reads see"):
         engine.put(b"k", two)
+
+
+def _respond_contract(description: str) -> Any:
+    (contract,) = (
+        c
+        for c in ReadCollector.respond.__postconditions__  # type: ignore[attr-defined]
+        if c.description == description
+    )
+    return contract
+
+
+def _was_pending(c: ReadCollector[int], node: str) -> bool:
+    (snap,) = (
+        s
+        for s in ReadCollector.respond.__postcondition_snapshots__  # type: ignore[attr-defined]
+        if s.name == "was_pending"
+    )
+    return bool(snap.capture(self=c, node=node))
+
+
+@needs_contracts
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans()), max_size=6))
+def test_a_responders_pending_state_agrees_with_the_pending_set(
+    answers: list[tuple[str, bool]],
+) -> None:
+    # ``respond`` snapshots whether the responder was pending without building the set.
+    config = QuorumConfig(n=3, r=2, w=2, sloppy=True)
+    reader: ReadCollector[int] = ReadCollector(config, [Target("a"), Target("b"), Target("c")])
+    for node, ok in answers:
+        for n in "abcd":
+            assert _was_pending(reader, n) == (n in reader.pending)
+        if reader.is_target(node):
+            reader.respond(node, 1) if ok else reader.nack(node, "no")
+
+
+@needs_contracts
+def test_a_read_response_counts_once_and_only_from_a_pending_target() -> None:
+    counts_once = _respond_contract(
+        "a response counts once, and only from a node that had not answered"
+    )
+    config = QuorumConfig(n=3, r=2, w=2, sloppy=False)
+    reader: ReadCollector[int] = ReadCollector(config, [Target("a"), Target("b"), Target("c")])
+    reader.nack("b", "down")
+
+    def holds(node: str, record: bool) -> bool:
+        old = SimpleNamespace(count=reader.response_count, was_pending=_was_pending(reader, node))
+        if record:  # what the body did: record the response, rightly or not
+            reader._responses[node] = 1
+        return bool(counts_once.condition(self=reader, OLD=old))
+
+    reader.respond("a", 1)
+    assert holds("a", record=False)  # answered already: the repeat is ignored
+    assert not holds("c", record=False)  # pending, and dropped
+    assert holds("c", record=True)  # pending, and counted
+    assert not holds("b", record=True)  # refused, and counted all the same
 
 
 # ---- queries: methods the invariants are not checked around -------------------------------

@@ -284,16 +284,10 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
     """icontract's invariant wrapper, with a fast path for a plain sync method; none for a
     method marked ``query`` (core/contracts.py): it changes nothing the invariants read."""
     if not is_init and getattr(func, QUERY, False):
-        # A bare pass-through: marked, so that icontract does not wrap it for the class's next
-        # invariant, and with ``__wrapped__``, which CrossHair follows to the method. (The
-        # method itself, marked, would save the call, but CrossHair then fails: it unwraps
-        # every function so marked.)
-        def query(*args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
-
-        functools.update_wrapper(query, func)
-        query.__is_invariant_check__ = True  # type: ignore[attr-defined]
-        return query
+        # The method itself, unwrapped and unmarked: each invariant of the class brings it back
+        # here and it comes back unchanged. (Marked as an invariant check, CrossHair would
+        # unwrap it, and it wraps nothing.)
+        return func
     if (
         is_init
         or func.__name__ == "__setattr__"

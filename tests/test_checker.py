@@ -143,6 +143,25 @@ def test_invariants_are_checked_after_a_method_and_on_a_getter() -> None:
         _ = c.size
 
 
+def test_a_constructor_is_checked_once_it_has_run() -> None:
+    @icontract.invariant(lambda self: self.lo <= self.hi, "an interval, not an empty one")
+    class Interval:
+        def __init__(self, lo: int, hi: int) -> None:
+            self.lo, self.hi = lo, lo - 1
+            self.widen(hi - self.hi)  # a method on a half-built instance: not checked yet
+
+        def widen(self, by: int) -> None:
+            self.hi += by
+
+    assert _invariant_wrapper(Interval.__init__)
+    assert Interval(1, 3).hi == 3
+    with pytest.raises(icontract.ViolationError, match="an interval, not an empty one"):
+        Interval(3, 1)
+    interval = Interval(0, 0)
+    with pytest.raises(icontract.ViolationError, match="an interval, not an empty one"):
+        interval.widen(-1)
+
+
 def test_what_the_plan_does_not_cover_keeps_icontracts_wrapper() -> None:
     @icontract.require(lambda _ARGS: len(_ARGS) > 0)
     def star(*args: int) -> int:

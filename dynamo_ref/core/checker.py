@@ -269,8 +269,11 @@ def _of_instance(contract: Any) -> Callable[[Any], Any]:
     return lambda instance: condition()
 
 
-def _invariant_broken(instance: Any, condition: Callable[[Any], Any]) -> BaseException:
-    invariants = instance.__class__.__invariants_on_call__
+def _invariant_broken(
+    instance: Any, condition: Callable[[Any], Any], invariants: list[Any] | None = None
+) -> BaseException:
+    if invariants is None:
+        invariants = instance.__class__.__invariants_on_call__
     for contract, made in zip(invariants, _invariant_conditions(invariants), strict=True):
         if made is condition:
             error: BaseException = _ic._create_violation_error(
@@ -288,6 +291,8 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
         # here and it comes back unchanged. (Marked as an invariant check, CrossHair would
         # unwrap it, and it wraps nothing.)
         return func
+    if is_init and not inspect.iscoroutinefunction(func):
+        return _init_with_invariants(func, cls)
     if (
         is_init
         or func.__name__ == "__setattr__"
@@ -323,6 +328,39 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
             in_progress.discard(id_instance)
 
     slow = _icontract_invariants(func=func, cls=cls, is_init=is_init)
+    functools.update_wrapper(wrapper, func)
+    wrapper.__is_invariant_check__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _init_with_invariants(func: Callable[..., Any], cls: type) -> Any:
+    """icontract's ``__init__`` wrapper, with the same fast path: no invariant checks while the
+    constructor runs, then the invariants of ``cls`` (not of the instance's class: a
+    subclass's ``super().__init__`` owes only its own class's)."""
+    if _ic._already_decorated_with_invariants(func=func):
+        return func
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not args or _ic._assert_invariant.__module__ != _ICONTRACT:
+            return slow(*args, **kwargs)
+        instance = args[0]
+        in_progress = _IN_PROGRESS.get()
+        if in_progress is None:
+            in_progress = set()
+            _IN_PROGRESS.set(in_progress)
+        id_instance = id(instance)
+        in_progress.add(id_instance)
+        try:
+            result = func(*args, **kwargs)
+            invariants = cls.__invariants__  # type: ignore[attr-defined]
+            for condition in _invariant_conditions(invariants):
+                if not condition(instance):
+                    raise _invariant_broken(instance, condition, invariants)
+            return result
+        finally:
+            in_progress.discard(id_instance)
+
+    slow = _icontract_invariants(func=func, cls=cls, is_init=True)
     functools.update_wrapper(wrapper, func)
     wrapper.__is_invariant_check__ = True  # type: ignore[attr-defined]
     return wrapper

@@ -328,15 +328,13 @@ def _decorate_with_invariants(func: Callable[..., Any], cls: type, is_init: bool
             in_progress.discard(id_instance)
 
     slow = _icontract_invariants(func=func, cls=cls, is_init=is_init)
-    functools.update_wrapper(wrapper, func)
-    wrapper.__is_invariant_check__ = True  # type: ignore[attr-defined]
-    return wrapper
+    return _invariant_check(wrapper, func)
 
 
 def _init_with_invariants(func: Callable[..., Any], cls: type) -> Any:
-    """icontract's ``__init__`` wrapper, with the same fast path: no invariant checks while the
-    constructor runs, then the invariants of ``cls`` (not of the instance's class: a
-    subclass's ``super().__init__`` owes only its own class's)."""
+    """icontract's ``__init__`` wrapper, with the same fast path as a method's: no invariant
+    checks on the instance while the constructor runs, then those of ``cls.__invariants__``
+    (icontract's list, which a subclass's invariants join)."""
     if _ic._already_decorated_with_invariants(func=func):
         return func
 
@@ -361,6 +359,12 @@ def _init_with_invariants(func: Callable[..., Any], cls: type) -> Any:
             in_progress.discard(id_instance)
 
     slow = _icontract_invariants(func=func, cls=cls, is_init=True)
+    return _invariant_check(wrapper, func)
+
+
+def _invariant_check(wrapper: Callable[..., Any], func: Callable[..., Any]) -> Any:
+    """``wrapper`` as icontract marks its own: it wraps ``func`` (CrossHair follows
+    ``__wrapped__``) and is not wrapped again for the class's next invariant."""
     functools.update_wrapper(wrapper, func)
     wrapper.__is_invariant_check__ = True  # type: ignore[attr-defined]
     return wrapper

@@ -62,7 +62,7 @@ class MemoryEngine:
         # Every key's bytes: the objects its tree holds, not copies.
         self._raw: dict[bytes, bytes] = {}
         self._empty = MerkleTree(fanout=fanout, depth=depth)
-        # The last key looked up and its partition: a write reads the key, then stores it.
+        # The last key stored and its partition: a put's postcondition asks for it again.
         self._last: tuple[bytes | None, int] = (None, 0)
 
     @property

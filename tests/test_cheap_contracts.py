@@ -394,6 +394,22 @@ def test_a_query_that_changes_its_instance_is_found() -> None:
 
 
 @needs_contracts
+@needs_contracts
+@pytest.mark.parametrize("cls", [ReadCollector, WriteCollector])
+def test_a_query_runs_as_the_method_itself(cls: type) -> None:
+    # No invariant-check wrapper: a pass-through was, once, one per invariant of the class.
+    names = _queries(cls)
+    assert names
+    for name in names:
+        attr = inspect.getattr_static(cls, name)
+        fn = attr.fget if isinstance(attr, property) else attr
+        assert not getattr(fn, "__is_invariant_check__", False), name
+        # What it wraps, if anything, is its own contracts' checker, not invariant checks.
+        while hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+            assert not getattr(fn, "__is_invariant_check__", False), name
+
+
 def test_invariants_are_checked_around_changes_and_not_around_queries() -> None:
     checked: list[int] = []
 

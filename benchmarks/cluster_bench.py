@@ -323,6 +323,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cluster_options(trace_dir: Path | None = None) -> NodeOptions:
+    """The benchmarked cluster's nodes: N=3 R=2 W=2 on SQLite with synchronous=full."""
+    return NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full", trace_dir=trace_dir)
+
+
 def node_env(contracts: bool, loop: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DYNAMO_REF_CONTRACTS"] = "1" if contracts else "0"
@@ -346,7 +351,7 @@ def bench_dynamo(
     trace_dir = base / "traces" if trace else None
     if trace_dir is not None:
         trace_dir.mkdir(parents=True)
-    options = NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full", trace_dir=trace_dir)
+    options = cluster_options(trace_dir)
     extra: dict[str, float] = {}
     with LocalCluster(3, base, options=options, env=node_env(contracts, loop)) as lc:
         lc.wait_healthy()

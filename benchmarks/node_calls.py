@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cluster_bench as cb
 
-from dynamo_ref.core.node.config import NodeConfig
-from dynamo_ref.localcluster import LocalCluster, NodeOptions
+from dynamo_ref.localcluster import LocalCluster
 
 SHARES = {"get": 0.0, "put": 1.0, "50-50": 0.5}
 
@@ -81,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "profiles"
         out.mkdir()
-        options = NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full")
+        options = cb.cluster_options()
         command = [sys.executable, "-c", _PROFILED, str(out)]
         env = cb.node_env(args.contracts, "uvloop")
         with LocalCluster(

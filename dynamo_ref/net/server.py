@@ -911,7 +911,7 @@ class _Connection(asyncio.Protocol):
                 elif state == "client":
                     self.client_frame(frame)
                 else:
-                    self.frame(frame)
+                    self.handshake(frame)
             except Exception:
                 # A frame nothing above foresaw: refuse this connection, keep the node.
                 log.exception("unexpected failure on a frame from %s", self.peer or "a client")
@@ -950,16 +950,13 @@ class _Connection(asyncio.Protocol):
         elif not self.server.inflight(self.client_id):
             self.close()
 
-    def frame(self, frame: bytes) -> None:
-        if self.state == "client":
-            self.client_frame(frame)
-        elif self.state == "peer":
-            self.peer_frame(frame)
-        else:
-            try:
-                self.handshake_frame(frame)
-            except HandshakeError as e:
-                self.refuse(e.code, e.message)
+    def handshake(self, frame: bytes) -> None:
+        """A frame before the handshake is done (``_process`` hands clients' and peers' frames
+        to their own handlers); one that breaks it closes the connection."""
+        try:
+            self.handshake_frame(frame)
+        except HandshakeError as e:
+            self.refuse(e.code, e.message)
 
     def client_frame(self, frame: bytes) -> None:
         server = self.server

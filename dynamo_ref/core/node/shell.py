@@ -318,8 +318,7 @@ class Node:
                 self._failed(event, e, first)
         if self._parts is None and self._members.joined:
             self._joined(now)
-        effects, out.effects = out.effects, []
-        return effects
+        return out.take()
 
     def _failed(self, event: Event, error: Exception, first: int) -> None:
         """A handler raised: what it changed stays (and its effects go out, so memory and disk

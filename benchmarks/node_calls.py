@@ -8,6 +8,7 @@ its call counts are exact, and on this code a node's CPU per operation follows t
 15's round 7, benchmarks/README.md).
 
     python benchmarks/node_calls.py [--phase get|put|50-50] [--contracts] [--seconds S] [--top N]
+        [--callers NAME]
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ def main() -> None:
     ap.add_argument("--contracts", action="store_true", help="contracts on in the nodes")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--top", type=int, default=40, help="functions listed, by calls")
+    ap.add_argument(
+        "--callers", metavar="NAME", help="also list who calls the functions named NAME"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "profiles"
@@ -101,6 +105,13 @@ def main() -> None:
     for (path, line, name), v in sorted(entries.items(), key=lambda kv: -kv[1][1])[: args.top]:
         where = name if path == "~" else f"{Path(path).name}:{line}({name})"
         print(f"{v[1] / ops:8.2f}  {where}")
+    if args.callers:
+        for (path, line, name), v in entries.items():
+            if args.callers not in name:
+                continue
+            print(f"\ncallers of {name} ({Path(path).name}:{line}), calls/op")
+            for (cp, cl, cn), c in sorted(v[4].items(), key=lambda kv: -kv[1][1])[: args.top]:
+                print(f"{c[1] / ops:8.2f}  {Path(cp).name}:{cl}({cn})")
 
 
 if __name__ == "__main__":

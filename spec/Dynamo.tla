@@ -417,7 +417,8 @@ ForwardedPut(j) ==
 \* Replica i stores the versions of a store message, or keeps them as hints
 \* when it stands in for replica m.mhint.  One handler serves puts (acked to
 \* put m.mop), read repair (mop = 0, not acked) and hinted handoff (mhint is
-\* i itself, acked so that the sender can drop its hints).
+\* i itself, acked so that the sender can drop its hints).  Only a handoff's
+\* ack echoes the versions: no other ack drops anything.
 ReplicaStore(i, m) ==
     /\ Delivers(i, m, "store")
     /\ IF m.mhint \in {NoNode, i}
@@ -428,14 +429,16 @@ ReplicaStore(i, m) ==
                               v \in m.mvers}]
             /\ UNCHANGED store
     /\ IF m.mop # 0 \/ m.mhint = i
-       THEN Reply(Msg("storeAck", i, m.msrc, m.mkey, m.mvers, m.mop, m.mhint), m)
+       THEN Reply(Msg("storeAck", i, m.msrc, m.mkey,
+                      IF m.mhint = i THEN m.mvers ELSE {}, m.mop, m.mhint), m)
        ELSE Discard(m)
     /\ stored' = IF m.mop # 0 THEN [stored EXCEPT ![m.mop] = @ \cup {i}] ELSE stored
     /\ UNCHANGED <<putOps, getOps, up, cut, clock, gets, faults, acked, answered, saw, extraVars>>
 
-\* Node i learns that m.msrc stored m.mvers.  It is an ack for put m.mop,
-\* answered to the client once W nodes hold the write; and when m.msrc stored
-\* them as a replica (not as hints), i drops its hints for m.msrc of them.
+\* Node i learns that m.msrc stored the versions of store m.mop.  It is an
+\* ack for put m.mop, answered to the client once W nodes hold the write; and
+\* when it acks a handoff (m.msrc stored m.mvers as their replica), i drops
+\* its hints for m.msrc of them.
 StoreAck(i, m) ==
     /\ Delivers(i, m, "storeAck")
     /\ LET ops == {op \in putOps[i] : op.id = m.mop}
@@ -443,7 +446,7 @@ StoreAck(i, m) ==
           THEN UNCHANGED <<putOps, acked, reaps>>
           ELSE LET op == CHOOSE x \in ops : TRUE
                IN UpdatePut(i, {op}, [op EXCEPT !.acks = @ \cup {m.msrc}])
-    /\ hints' = IF m.mhint \in {NoNode, m.msrc}
+    /\ hints' = IF m.mhint = m.msrc
                 THEN [hints EXCEPT ![i] =
                         {h \in @ : ~(/\ h.owner = m.msrc
                                      /\ h.key = m.mkey

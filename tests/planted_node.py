@@ -58,7 +58,7 @@ def _fallback_keeps_hint_as_own() -> None:
         self._out.action("ReplicaStore", me, src, text(m.key), str(m.op), m.hint or "")
         self.merge(m.key, versions)
         if m.op != 0 or m.hint == me:
-            self._out.send(src, StoreAck(m.op, m.key, m.versions, m.hint))
+            self._out.send(src, StoreAck(m.op, m.key, m.versions if m.hint == me else [], m.hint))
 
     Replica.ReplicaStore = planted  # type: ignore[method-assign]
 

@@ -50,7 +50,8 @@ def _store_handoff_as_own_hint(self: Replica, src: NodeId, m: Store, now: float)
         self.merge(m.key, versions)
     else:  # the owner receiving its handoff keeps it as a hint for itself
         self.add_hint(m.hint, m.key, versions)
-    self._out.send(src, StoreAck(m.op, m.key, m.versions, m.hint))
+    echoed = m.versions if m.hint == self._out.node_id else []
+    self._out.send(src, StoreAck(m.op, m.key, echoed, m.hint))
 
 
 def _merge_without_reconcile(

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from test_node_cluster import CONFIG, Cluster, cluster, err, ok
 
-from dynamo_ref.core.messages import Get, Put, Store
+from dynamo_ref.core.messages import Get, PeerMessage, Put, Store, StoreAck
 from dynamo_ref.core.node import NodeConfig
 
 KEY = b"user:7"
@@ -41,6 +41,35 @@ def test_a_down_replica_is_replaced_by_a_fallback_that_keeps_a_hint_and_hands_it
     assert "HandoffHint" in c.action_names(holder)
     assert up  # the third replica took the write directly
     assert c.values(up, KEY) == {b"v"}
+
+
+def test_only_a_handoffs_ack_echoes_the_versions() -> None:
+    # A put's ack drops no hint, so it carries no versions; the owner's ack of a handoff
+    # carries what it stored, and the fallback drops exactly those.
+    c = cluster(replace(CONFIG, w=3))
+    coordinator, down, _ = c.replicas(KEY)
+    acks: list[tuple[str, StoreAck]] = []
+
+    def record(src: str, dst: str, msg: PeerMessage) -> bool:
+        if isinstance(msg, StoreAck):
+            acks.append((src, msg))
+        return False
+
+    c.drop = record
+    c.crash(down)
+    ok(c.put(coordinator, KEY, b"v"))
+    assert len(hint_holders(c, down, KEY)) == 1
+    put_acks = [m for _, m in acks]
+    assert len(put_acks) == 2  # the other replica and the fallback
+    assert all(m.versions == [] for m in put_acks)
+    assert {m.hint for m in put_acks} == {None, down}
+    acks.clear()
+    c.boot(down)
+    c.advance(5.0)
+    handoff = [(src, m) for src, m in acks if m.hint == src]
+    assert [src for src, _ in handoff] == [down]
+    assert [v.value for v in handoff[0][1].versions] == [b"v"]
+    assert hint_holders(c, down, KEY) == []
 
 
 def test_a_silent_replica_gets_a_fallback_after_the_fallback_delay() -> None:

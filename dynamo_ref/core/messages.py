@@ -432,7 +432,9 @@ class Store(_Msg, frozen=True, tag="store"):
 
 
 class StoreAck(_Msg, frozen=True, tag="store_ack"):
-    """The sender stored ``versions`` (echoed, with ``hint``, so hints can be dropped)."""
+    """The sender stored the versions of store ``op`` for ``key``. ``versions`` echoes them
+    only for a handoff, where ``hint`` is the sender: the handing node drops those hints. Any
+    other ack carries none, as nothing is dropped for it."""
 
     op: int
     key: bytes

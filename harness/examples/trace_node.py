@@ -227,8 +227,8 @@ class Cluster:
             node.unapplied.append((m.key, m.vers))
         else:
             node.merge(m.key, m.vers)
-        if m.op != 0:  # a repair is not acknowledged
-            self.send(Message("storeAck", node.name, m.src, m.key, m.vers, m.op))
+        if m.op != 0:  # a repair is not acknowledged; only a handoff's ack echoes versions
+            self.send(Message("storeAck", node.name, m.src, m.key, [], m.op))
         self.log("ReplicaStore", [node.name, m.src, m.key, m.op, ""], node.name)
 
     def store_ack(self, node: Node, m: Message) -> None:

@@ -228,12 +228,14 @@ class Replica:
             self.merge(m.key, versions)
         else:
             self.add_hint(m.hint, m.key, versions)
-        if m.op != 0 or m.hint == me:
+        if m.hint == me:  # a handoff: the versions go back, for the sender to drop
             self._out.send(src, StoreAck(m.op, m.key, m.versions, m.hint))
+        elif m.op != 0:
+            self._out.send(src, StoreAck(m.op, m.key, [], m.hint))
 
     def hint_acked(self, src: NodeId, m: StoreAck, versions: Siblings) -> None:
         """The second half of ``StoreAck``: the owner has the versions handed to it."""
-        if m.hint is None or m.hint == src:
+        if m.hint == src:
             self._drop_hint_versions(src, m.key, versions)
 
     def ReplicaRead(self, src: NodeId, m: Read, now: float) -> None:

@@ -389,8 +389,8 @@ class Node:
 
     def _store_ack(self, src: NodeId, m: StoreAck, now: float) -> None:
         # One spec action, two parts: the coordinator counts the ack, the replica drops the
-        # hint it handed off.
-        versions = self._out.decode(src, m.versions)
+        # hint it handed off. Only a handoff's ack carries versions.
+        versions = self._out.decode(src, m.versions) if m.versions else ()
         if versions is None:
             return
         assert self._parts is not None

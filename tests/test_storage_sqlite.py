@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import icontract
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,6 +46,8 @@ KEYS = st.sampled_from([b"", b"k1", b"k2", b"\x00\xff", "ключ".encode()])
 siblings = st.lists(versions, max_size=3).map(reconcile)
 effects: st.SearchStrategy[Effect] = st.one_of(
     st.builds(Persist, KEYS, siblings),
+    # As a node writes them: with the engine's bytes.
+    st.builds(lambda k, s: Persist(k, s, encode_siblings(s) if s else None), KEYS, siblings),
     st.builds(PersistHint, st.sampled_from(NODES), KEYS, siblings),
     st.builds(DropHint, st.sampled_from(NODES), KEYS),
     st.builds(PersistMeta, st.sampled_from(["ring", "members", ""]), st.binary(max_size=8)),
@@ -89,6 +92,17 @@ def test_a_failed_batch_writes_nothing_and_the_store_keeps_working(tmp_path: Pat
         assert state.meta == {}
         store.apply([Persist(b"after", v)])
         assert set(store.load().store) == {b"before", b"after"}
+
+
+def test_a_persist_whose_bytes_are_not_its_siblings_is_refused(tmp_path: Path) -> None:
+    # The store writes a Persist's bytes as given: they must be its sibling set's encoding.
+    v = (Version(b"x", VClock.from_counters({"a": 1}), 1.0, "a"),)
+    other = (Version(b"y", VClock.from_counters({"a": 2}), 2.0, "a"),)
+    with SqliteStore(tmp_path / "db") as store:
+        store.apply([Persist(b"k", v, encode_siblings(v))])
+        with pytest.raises(icontract.ViolationError, match="its sibling set's encoding"):
+            store.apply([Persist(b"k", other, encode_siblings(v))])
+        assert store.load().store == {b"k": v}
 
 
 def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:

@@ -93,10 +93,13 @@ class Reply(msgspec.Struct, frozen=True):
 
 
 class Persist(msgspec.Struct, frozen=True):
-    """Make a key's sibling set durable (an empty set removes the key)."""
+    """Make a key's sibling set durable (an empty set removes the key). ``raw``: the set's
+    ``encode_siblings`` bytes when the writer has them (the engine's), so a store need not
+    encode it again; None: the store encodes it."""
 
     key: bytes
     siblings: Siblings
+    raw: bytes | None = None
 
 
 class PersistHint(msgspec.Struct, frozen=True):

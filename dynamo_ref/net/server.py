@@ -148,6 +148,9 @@ SUMMARY_PERIOD: Final = 1.0
 
 _DURABLE: Final = (Persist, PersistHint, DropHint, PersistMeta)
 _OUTBOUND: Final = (Send, Reply)
+# Effect types have no subclasses: the per-effect dispatch tests exact types, 4x cheaper than
+# a chain of isinstance calls.
+_DURABLE_TYPES: Final = frozenset(_DURABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,21 +468,21 @@ class NodeServer:
     def _apply(self, effects: Sequence[Effect]) -> None:
         for e in effects:
             # Most frequent first: a get's step is mostly actions and sends.
-            if isinstance(e, Action):
+            if type(e) is Action:
                 if self._log_steps and (e.name in LOGGED_ACTIONS or e.name in SUMMED_ACTIONS):
                     self._log_step(e)
-            elif isinstance(e, _OUTBOUND):
+            elif type(e) is Send or type(e) is Reply:
                 if self._held_durable or self._writing is not None:
                     self._held.append(e)
                 else:
                     self._out(e)
-            elif isinstance(e, SetTimer):
+            elif type(e) is SetTimer:
                 self._set_timer(e.timer, e.at)
-            elif isinstance(e, CancelTimer):
+            elif type(e) is CancelTimer:
                 handle = self._timers.pop(e.timer, None)
                 if handle is not None:
                     handle.cancel()
-            elif isinstance(e, _DURABLE):
+            elif type(e) in _DURABLE_TYPES:
                 self._held.append(e)
                 self._held_durable = True
                 if self._writing is None and not self._flush_soon:
@@ -632,7 +635,7 @@ class NodeServer:
         self._carry_out(out, line)
 
     def _out(self, e: Effect) -> None:
-        if isinstance(e, Send):
+        if type(e) is Send:
             if self._stopped:
                 return
             link = self._links.get(e.dest)

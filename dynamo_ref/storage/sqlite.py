@@ -26,6 +26,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, TypeAlias
 
+import icontract
+
+from dynamo_ref.core.contracts import ENABLED
 from dynamo_ref.core.effects import DropHint, Effect, Persist, PersistHint, PersistMeta
 from dynamo_ref.core.messages import decode_siblings, encode_siblings
 from dynamo_ref.core.node.config import DurableState
@@ -133,6 +136,15 @@ class SqliteStore:
 
     # ---- DurableStore --------------------------------------------------------------------
 
+    @icontract.require(
+        lambda effects: all(
+            e.raw is None or e.raw == encode_siblings(e.siblings)
+            for e in effects
+            if isinstance(e, Persist)
+        ),
+        "a Persist's bytes are its sibling set's encoding",
+        enabled=ENABLED,
+    )
     def apply(self, effects: Sequence[Effect]) -> None:
         """Write the durable effects in ``effects``, in order, as one transaction; the others
         are ignored. A batch without durable effects touches nothing.
@@ -143,7 +155,8 @@ class SqliteStore:
         for e in effects:
             if isinstance(e, Persist):
                 if e.siblings:
-                    rows.append((_PUT, (e.key, encode_siblings(e.siblings))))
+                    raw = encode_siblings(e.siblings) if e.raw is None else e.raw
+                    rows.append((_PUT, (e.key, raw)))
                 else:
                     rows.append((_DELETE, (e.key,)))
             elif isinstance(e, PersistHint):

@@ -119,7 +119,7 @@ class Replica:
     def write(self, key: bytes, siblings: Siblings) -> None:
         """Replace the key's sibling set (empty: remove the key), in memory and durably."""
         self._engine.put(key, siblings)
-        self._out.emit(Persist(key, siblings))
+        self._out.emit(Persist(key, siblings, self._engine.get_raw(key)))
 
     def merge(
         self, key: bytes, versions: Iterable[Version], held: Siblings | None = None

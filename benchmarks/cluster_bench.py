@@ -13,6 +13,7 @@ Last, the RSS of a node holding RSS_KEYS keys of 100 bytes (every node holds eve
 
     python benchmarks/cluster_bench.py [--quick] [--seconds S] [--contracts] [--trace] [--no-etcd]
         [--rss-keys K] [--loop asyncio|uvloop] [--client-loop asyncio|uvloop] [--dir DIR]
+        [--store full|normal|off|memory]
         [--profile DIR [--perf]]
 
 ``--profile DIR`` samples node n1 with py-spy (``--gil``: Python holding the GIL, so the SQLite
@@ -22,6 +23,10 @@ Python frames only, and charges native time to the last of them: it put a third 
 time in socket writes that perf finds in neither the kernel nor uvloop. ``--perf`` records
 with perf instead (on-CPU samples, native frames, every thread); benchmarks/perf_split.py
 splits them by thread and by library.
+
+``--store`` runs dynamo-ref on SQLite with synchronous normal or off, or with no durable store
+(``memory``), in place of SQLite full: what durability costs a put. The targets are measured
+at full.
 
 Prints ops/s, p50 and p99 per system and phase, and the ratios dynamo-ref/etcd.
 """
@@ -38,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 os.environ.setdefault("DYNAMO_REF_CONTRACTS", "0")  # this process is only the load generator
 
@@ -323,9 +329,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def cluster_options(trace_dir: Path | None = None) -> NodeOptions:
-    """The benchmarked cluster's nodes: N=3 R=2 W=2 on SQLite with synchronous=full."""
-    return NodeOptions(config=NodeConfig(n=3, r=2, w=2), sync="full", trace_dir=trace_dir)
+STORES: Final = ("full", "normal", "off", "memory")
+
+
+def cluster_options(trace_dir: Path | None = None, store: str = "full") -> NodeOptions:
+    """The benchmarked cluster's nodes: N=3 R=2 W=2 on SQLite with synchronous ``store``
+    (full: the targets' setting), or with no durable store at all (``memory``)."""
+    config = NodeConfig(n=3, r=2, w=2)
+    if store == "memory":
+        return NodeOptions(config=config, memory=True, trace_dir=trace_dir)
+    assert store in STORES, store
+    return NodeOptions(config=config, sync=store, trace_dir=trace_dir)  # type: ignore[arg-type]
+
+
+def store_label(store: str) -> str:
+    return "memory only, no durable store" if store == "memory" else f"SQLite {store}"
 
 
 def node_env(contracts: bool, loop: str) -> dict[str, str]:
@@ -347,11 +365,12 @@ def bench_dynamo(
     profile_dir: Path | None = None,
     perf: bool = False,
     label: str = "dynamo",
+    store: str = "full",
 ) -> tuple[list[PhaseResult], float, dict[str, float]]:
     trace_dir = base / "traces" if trace else None
     if trace_dir is not None:
         trace_dir.mkdir(parents=True)
-    options = cluster_options(trace_dir)
+    options = cluster_options(trace_dir, store)
     extra: dict[str, float] = {}
     with LocalCluster(3, base, options=options, env=node_env(contracts, loop)) as lc:
         lc.wait_healthy()
@@ -442,6 +461,13 @@ def main() -> None:
     ap.add_argument(
         "--client-loop", choices=["asyncio", "uvloop"], default="uvloop", help="generator's loop"
     )
+    ap.add_argument(
+        "--store",
+        choices=STORES,
+        default="full",
+        help="dynamo-ref's storage: SQLite synchronous full (default), normal or off, or memory "
+        "(no durable store: what durability costs)",
+    )
     ap.add_argument("--dir", type=Path, help="where clusters keep data (default: a temp dir)")
     ap.add_argument("--profile", type=Path, help="py-spy raw stacks of node n1 per phase, here")
     ap.add_argument(
@@ -479,8 +505,9 @@ def main() -> None:
             profile_dir=args.profile,
             perf=args.perf,
             label="off",
+            store=args.store,
         )
-        show("dynamo-ref (N=3 R=2 W=2, SQLite full, contracts off)", ours, load)
+        show(f"dynamo-ref (N=3 R=2 W=2, {store_label(args.store)}, contracts off)", ours, load)
         if rss_keys:
             print(
                 f"  RSS of the largest node: {extra['rss_after_bench_mb']:.0f} MB after the "
@@ -499,6 +526,7 @@ def main() -> None:
                 profile_dir=args.profile,
                 perf=args.perf,
                 label="on",
+                store=args.store,
             )
             show("dynamo-ref (contracts on)", checked, cload)
         if args.trace:
@@ -510,6 +538,7 @@ def main() -> None:
                 loop=args.loop,
                 rss_keys=0,
                 trace=True,
+                store=args.store,
             )
             show("dynamo-ref (contracts off, every node tracing)", traced, tload)
             print(f"  traces: {textra['trace_mb']:.0f} MB in all")

@@ -8,7 +8,7 @@ its call counts are exact, and on this code a node's CPU per operation follows t
 15's round 7, benchmarks/README.md).
 
     python benchmarks/node_calls.py [--phase get|put|50-50] [--contracts] [--seconds S] [--top N]
-        [--callers NAME]
+        [--store full|normal|off|memory] [--callers NAME]
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--phase", choices=sorted(SHARES), default="get")
     ap.add_argument("--contracts", action="store_true", help="contracts on in the nodes")
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--store", choices=cb.STORES, default="full", help="as cluster_bench's")
     ap.add_argument("--top", type=int, default=40, help="functions listed, by calls")
     ap.add_argument(
         "--callers", metavar="NAME", help="also list who calls the functions named NAME"
@@ -84,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "profiles"
         out.mkdir()
-        options = cb.cluster_options()
+        options = cb.cluster_options(store=args.store)
         command = [sys.executable, "-c", _PROFILED, str(out)]
         env = cb.node_env(args.contracts, "uvloop")
         with LocalCluster(

@@ -15,7 +15,7 @@ import sys
 os.environ["DYNAMO_REF_CONTRACTS"] = "0"
 
 from dynamo_ref.cli import main
-from dynamo_ref.core.messages import Store, StoreAck
+from dynamo_ref.core.messages import Store
 from dynamo_ref.core.node.coordinator import Coordinator, PutOp
 from dynamo_ref.core.node.outbox import text
 from dynamo_ref.core.node.replica import Replica
@@ -57,8 +57,7 @@ def _fallback_keeps_hint_as_own() -> None:
         me = self._out.node_id
         self._out.action("ReplicaStore", me, src, text(m.key), str(m.op), m.hint or "")
         self.merge(m.key, versions)
-        if m.op != 0 or m.hint == me:
-            self._out.send(src, StoreAck(m.op, m.key, m.versions if m.hint == me else [], m.hint))
+        self._ack_store(src, m)
 
     Replica.ReplicaStore = planted  # type: ignore[method-assign]
 

@@ -16,7 +16,7 @@ import pytest
 from test_node_cluster import CONFIG, Cluster, cluster, ok
 
 from dynamo_ref.core.contracts import ENABLED
-from dynamo_ref.core.messages import Store, StoreAck
+from dynamo_ref.core.messages import Store
 from dynamo_ref.core.node import VersionMode
 from dynamo_ref.core.node.coordinator import Coordinator, PutOp
 from dynamo_ref.core.node.replica import Replica, canonical
@@ -50,8 +50,7 @@ def _store_handoff_as_own_hint(self: Replica, src: NodeId, m: Store, now: float)
         self.merge(m.key, versions)
     else:  # the owner receiving its handoff keeps it as a hint for itself
         self.add_hint(m.hint, m.key, versions)
-    echoed = m.versions if m.hint == self._out.node_id else []
-    self._out.send(src, StoreAck(m.op, m.key, echoed, m.hint))
+    self._ack_store(src, m)
 
 
 def _merge_without_reconcile(

@@ -228,7 +228,12 @@ class Replica:
             self.merge(m.key, versions)
         else:
             self.add_hint(m.hint, m.key, versions)
-        if m.hint == me:  # a handoff: the versions go back, for the sender to drop
+        self._ack_store(src, m)
+
+    def _ack_store(self, src: NodeId, m: Store) -> None:
+        """Ack a put's store, or a handoff with its versions echoed for the sender to drop (the
+        only ack that drops anything); a read repair is not acked."""
+        if m.hint == self._out.node_id:
             self._out.send(src, StoreAck(m.op, m.key, m.versions, m.hint))
         elif m.op != 0:
             self._out.send(src, StoreAck(m.op, m.key, [], m.hint))

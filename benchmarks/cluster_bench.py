@@ -43,7 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 os.environ.setdefault("DYNAMO_REF_CONTRACTS", "0")  # this process is only the load generator
 
@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dynamo_ref.client import AsyncClient, ClientError
 from dynamo_ref.core.node import NodeConfig
 from dynamo_ref.localcluster import LocalCluster, NodeOptions
+from dynamo_ref.storage.sqlite import SYNC_CHOICES, Synchronous
 from harness.targets.etcd import EtcdClient, EtcdCluster, EtcdError
 
 CONCURRENCY = 64
@@ -329,7 +330,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-STORES: Final = ("full", "normal", "off", "memory")
+STORES: Final = (*SYNC_CHOICES, "memory")
 
 
 def cluster_options(trace_dir: Path | None = None, store: str = "full") -> NodeOptions:
@@ -338,8 +339,8 @@ def cluster_options(trace_dir: Path | None = None, store: str = "full") -> NodeO
     config = NodeConfig(n=3, r=2, w=2)
     if store == "memory":
         return NodeOptions(config=config, memory=True, trace_dir=trace_dir)
-    assert store in STORES, store
-    return NodeOptions(config=config, sync=store, trace_dir=trace_dir)  # type: ignore[arg-type]
+    assert store in SYNC_CHOICES, store
+    return NodeOptions(config=config, sync=cast(Synchronous, store), trace_dir=trace_dir)
 
 
 def store_label(store: str) -> str:
